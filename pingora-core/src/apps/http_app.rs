@@ -1,0 +1,168 @@
+//! The simplest HTTP application: a function from a request to a whole response.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, Response};
+use pingora_error::{ErrorType, Result};
+use pingora_http::ResponseHeader;
+use tracing::{debug, error};
+
+use super::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use crate::modules::http::{HttpModuleCtx, HttpModules, ModuleBuilder};
+use crate::protocols::http::ServerSession;
+use crate::server::ShutdownWatch;
+
+/// An application that answers each request with a whole response.
+///
+/// ```no_run
+/// use async_trait::async_trait;
+/// use pingora_core::apps::http_app::{HttpServer, ServeHttp};
+/// use pingora_core::protocols::http::ServerSession;
+///
+/// struct Hello;
+///
+/// #[async_trait]
+/// impl ServeHttp for Hello {
+///     async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
+///         http::Response::new(b"hello\n".to_vec())
+///     }
+/// }
+///
+/// let app = HttpServer::new_app(Hello);
+/// ```
+#[async_trait]
+pub trait ServeHttp {
+    /// The response to the request in `session` (its head is read; its body may be read with
+    /// [`ServerSession::read_request_body`]). A `Content-Length` is added when missing.
+    async fn response(&self, http_session: &mut ServerSession) -> Response<Vec<u8>>;
+}
+
+/// Runs a [`ServeHttp`] application, with HTTP modules around it.
+pub struct HttpServer<SV> {
+    app: SV,
+    modules: HttpModules,
+    /// Options for serving connections.
+    pub server_options: Option<HttpServerOptions>,
+}
+
+impl<SV> std::fmt::Debug for HttpServer<SV> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("modules", &self.modules)
+            .field("server_options", &self.server_options)
+            .finish()
+    }
+}
+
+impl<SV> HttpServer<SV> {
+    /// Runs `app`.
+    pub fn new_app(app: SV) -> Self {
+        HttpServer {
+            app,
+            modules: HttpModules::new(),
+            server_options: None,
+        }
+    }
+
+    /// Adds an HTTP module.
+    pub fn add_module(&mut self, module: ModuleBuilder) {
+        self.modules.add_module(module)
+    }
+
+    /// The application.
+    pub fn app(&self) -> &SV {
+        &self.app
+    }
+}
+
+impl<SV> HttpServer<SV>
+where
+    SV: ServeHttp + Send + Sync,
+{
+    async fn serve(&self, http: &mut ServerSession, modules: &mut HttpModuleCtx) -> Result<()> {
+        modules.request_header_filter(http.req_header_mut()).await?;
+        let (parts, body) = self.app.response(http).await.into_parts();
+        let mut resp = ResponseHeader::from(parts);
+        let chunked = resp.headers.contains_key(header::TRANSFER_ENCODING);
+        if !chunked && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+            resp.set_content_length(body.len())?;
+        }
+        let mut body = Some(Bytes::from(body));
+        let empty = body.as_ref().is_none_or(Bytes::is_empty);
+        modules.response_header_filter(&mut resp, empty).await?;
+        http.write_response_header(Box::new(resp)).await?;
+        modules.response_body_filter(&mut body, true)?;
+        if let Some(extra) = modules.response_done_filter()? {
+            body = Some(match body {
+                Some(b) => [b, extra].concat().into(),
+                None => extra,
+            });
+        }
+        http.write_response_body(body.unwrap_or_default(), true).await
+    }
+}
+
+#[async_trait]
+impl<SV> HttpServerApp for HttpServer<SV>
+where
+    SV: ServeHttp + Send + Sync,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match http.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                respond_to_bad_request(&mut http, &e).await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            http.set_keepalive(None);
+        }
+        let mut modules = self.modules.build_ctx();
+        if let Err(e) = self.serve(&mut http, &mut modules).await {
+            error!("HTTP server failed to respond: {e}, {}", http.request_summary());
+            if http.response_written().is_none() {
+                let _ = http.respond_error(500).await;
+            }
+            http.shutdown().await;
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&http);
+        match http.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
+            Ok(None) => None,
+            Err(e) => {
+                debug!("HTTP session did not finish cleanly: {e}");
+                None
+            }
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.server_options.as_ref()
+    }
+}
+
+/// Answers a request whose head could not be read with the status the error carries (for
+/// malformed requests), then closes the connection.
+pub(crate) async fn respond_to_bad_request(http: &mut ServerSession, e: &pingora_error::Error) {
+    if let ErrorType::HTTPStatus(code) = e.etype() {
+        debug!("rejecting request: {e}");
+        http.set_keepalive(None);
+        let resp = ServerSession::generate_error(*code);
+        if let Some(h1) = http.as_http1_mut() {
+            let _ = h1.write_response_header(Box::new(resp)).await;
+            let _ = h1.finish_body().await;
+        }
+    } else {
+        debug!("failed to read request: {e}");
+    }
+    http.shutdown().await;
+}

@@ -1,0 +1,177 @@
+//! Applications: what a service does with each connection it accepts.
+//!
+//! * [`ServerApp`] gets raw connections (TCP, Unix or TLS streams), for any protocol.
+//! * [`HttpServerApp`] gets HTTP sessions; every `HttpServerApp` is a `ServerApp` that reads
+//!   requests off the connection and serves them one after another while the connection is
+//!   kept alive.
+//! * [`http_app::ServeHttp`] is the simplest HTTP application: a function from a request to a
+//!   response, run by [`http_app::HttpServer`].
+
+pub mod http_app;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::protocols::http::v1::Limits;
+use crate::protocols::http::ServerSession;
+use crate::protocols::Stream;
+use crate::server::ShutdownWatch;
+
+/// An application serving raw connections.
+#[async_trait]
+pub trait ServerApp {
+    /// Serves a new connection. Returning `Some(stream)` hands the connection back to be served
+    /// again by another call (for protocols with several exchanges per connection); `None`
+    /// means the connection is done.
+    ///
+    /// `shutdown` turns `true` when the server starts shutting down gracefully.
+    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch)
+        -> Option<Stream>;
+
+    /// Called once after the service stopped accepting connections.
+    async fn cleanup(&self) {}
+}
+
+/// How an HTTP server treats its connections. The defaults are all off.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct HttpServerOptions {
+    /// Accept HTTP/2 without TLS (h2c with prior knowledge), detected by its connection
+    /// preface; HTTP/1 is still served on the same port.
+    pub h2c: bool,
+    /// Let `CONNECT` requests through to the application; otherwise they are refused (405).
+    pub allow_connect_method_proxying: bool,
+    /// Most requests one connection may serve (like nginx's `keepalive_requests`); `None` for
+    /// no limit.
+    pub keepalive_request_limit: Option<u32>,
+    /// Limits on request heads and bodies (HTTP/1).
+    pub h1_limits: Limits,
+}
+
+/// Per-connection state carried from one HTTP/1 request to the next on the same connection.
+#[derive(Debug)]
+pub struct HttpPersistentSettings {
+    keepalive_timeout: Option<u64>,
+    keepalive_reuses_remaining: Option<u32>,
+    user_context: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl HttpPersistentSettings {
+    /// The settings of `session` to carry to the next request.
+    pub fn for_session(session: &ServerSession) -> Self {
+        HttpPersistentSettings {
+            keepalive_timeout: session.get_keepalive(),
+            keepalive_reuses_remaining: session.get_keepalive_reuses_remaining(),
+            user_context: None,
+        }
+    }
+
+    /// Attaches a value for the application to find on the next request.
+    pub fn set_user_context(&mut self, ctx: Box<dyn Any + Send + Sync>) {
+        self.user_context = Some(ctx);
+    }
+
+    /// Takes the value attached for the application.
+    pub fn take_user_context(&mut self) -> Option<Box<dyn Any + Send + Sync>> {
+        self.user_context.take()
+    }
+
+    /// Applies the settings to the session of the next request: the keepalive timeout, and one
+    /// reuse fewer remaining.
+    pub fn apply_to_session(&self, session: &mut ServerSession) {
+        session.set_keepalive(self.keepalive_timeout);
+        session.set_keepalive_reuses_remaining(
+            self.keepalive_reuses_remaining.map(|n| n.saturating_sub(1)),
+        );
+    }
+}
+
+/// A connection that can serve another request, with the settings to carry over.
+#[derive(Debug)]
+pub struct ReusedHttpStream {
+    stream: Stream,
+    persistent_settings: Option<HttpPersistentSettings>,
+}
+
+impl ReusedHttpStream {
+    /// A reusable `stream` with `persistent_settings`.
+    pub fn new(stream: Stream, persistent_settings: Option<HttpPersistentSettings>) -> Self {
+        ReusedHttpStream {
+            stream,
+            persistent_settings,
+        }
+    }
+
+    /// The connection and its settings.
+    pub fn consume(self) -> (Stream, Option<HttpPersistentSettings>) {
+        (self.stream, self.persistent_settings)
+    }
+}
+
+/// How long an idle HTTP/1 connection waits for its next request, in seconds.
+const DEFAULT_KEEPALIVE_SECS: u64 = 60;
+
+/// An application serving HTTP sessions.
+#[async_trait]
+pub trait HttpServerApp {
+    /// Serves one HTTP exchange: reads the request from `session` (it is not read yet),
+    /// answers it, and returns the connection if it can serve another request (see
+    /// [`ServerSession::finish`]).
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream>;
+
+    /// Options for serving connections; `None` for the defaults.
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        None
+    }
+
+    /// Called once after the service stopped accepting connections.
+    async fn http_cleanup(&self) {}
+}
+
+#[async_trait]
+impl<T> ServerApp for T
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let options = self.server_options();
+        let mut stream = stream;
+        let mut settings: Option<HttpPersistentSettings> = None;
+        loop {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(h1) = session.as_http1_mut() {
+                if let Some(options) = options {
+                    h1.set_limits(options.h1_limits);
+                    h1.set_allow_connect(options.allow_connect_method_proxying);
+                }
+            }
+            match settings.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive(Some(DEFAULT_KEEPALIVE_SECS));
+                    // A limit of N requests leaves N - 1 reuses after the first.
+                    session.set_keepalive_reuses_remaining(
+                        options
+                            .and_then(|o| o.keepalive_request_limit)
+                            .map(|n| n.saturating_sub(1)),
+                    );
+                }
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            let reused = self.process_new_http(session, shutdown).await?;
+            (stream, settings) = reused.consume();
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.http_cleanup().await
+    }
+}

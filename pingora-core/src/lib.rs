@@ -1,0 +1,27 @@
+//! The core of the Pingora framework: the server and its process lifecycle, services,
+//! listeners, protocols (L4, HTTP/1) and the application traits that services run.
+//!
+//! Most users reach this crate through the `pingora` facade crate and its prelude.
+//!
+//! # Cancel safety
+//! The futures of protocol sessions (reading a request, writing a response) leave the
+//! connection in an unknown state when dropped half-way: an HTTP/1 connection whose exchange was
+//! cancelled is closed, never reused.
+
+pub mod apps;
+pub mod listeners;
+pub mod modules;
+pub mod protocols;
+pub mod server;
+pub mod services;
+
+pub use pingora_error::{ErrorType::*, *};
+
+/// The items most programs need.
+pub mod prelude {
+    // pub use crate::server::configuration::Opt;
+    // pub use crate::server::Server;
+    // pub use crate::services::background::background_service;
+    pub use pingora_error::{ErrorType::*, *};
+}
+

@@ -1,0 +1,3 @@
+//! Modules: reusable request and response filters that applications plug in.
+
+pub mod http;

@@ -1,0 +1,362 @@
+//! The version-neutral server session that HTTP applications see.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue};
+use pingora_error::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use super::error_resp;
+use super::v1::server::HttpSession as SessionV1;
+use super::HttpTask;
+use crate::protocols::digest::Digest;
+use crate::protocols::l4::socket::SocketAddr;
+use crate::protocols::Stream;
+
+/// The server side of one HTTP exchange (a request and its response), whatever the HTTP
+/// version. Only HTTP/1 is wired up so far; the version is hidden so that others can be added
+/// without changing this type.
+#[derive(Debug)]
+pub struct Session {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    H1(Box<SessionV1>),
+}
+
+macro_rules! each {
+    ($self:expr, $s:ident => $body:expr) => {
+        match &$self.inner {
+            Inner::H1($s) => $body,
+        }
+    };
+    (mut $self:expr, $s:ident => $body:expr) => {
+        match &mut $self.inner {
+            Inner::H1($s) => $body,
+        }
+    };
+}
+
+impl Session {
+    /// An HTTP/1 session over `stream`, waiting for a request.
+    pub fn new_http1(stream: Stream) -> Self {
+        Session {
+            inner: Inner::H1(Box::new(SessionV1::new(stream))),
+        }
+    }
+
+    /// Wraps an HTTP/1 session.
+    pub fn from_http1(session: SessionV1) -> Self {
+        Session {
+            inner: Inner::H1(Box::new(session)),
+        }
+    }
+
+    /// The HTTP/1 session, if this is one.
+    pub fn as_http1(&self) -> Option<&SessionV1> {
+        match &self.inner {
+            Inner::H1(s) => Some(s),
+        }
+    }
+
+    /// The HTTP/1 session, to modify, if this is one.
+    pub fn as_http1_mut(&mut self) -> Option<&mut SessionV1> {
+        match &mut self.inner {
+            Inner::H1(s) => Some(s),
+        }
+    }
+
+    /// Whether this is an HTTP/2 stream.
+    pub fn is_http2(&self) -> bool {
+        false
+    }
+
+    /// Reads the request head. Returns `false` if the client closed the connection (or stayed
+    /// idle past the keepalive timeout) before sending a request.
+    ///
+    /// # Errors
+    /// See [`SessionV1::read_request`]: [`ErrorType::HTTPStatus`] carries the status to answer.
+    pub async fn read_request(&mut self) -> Result<bool> {
+        each!(mut self, s => Ok(s.read_request().await?.is_some()))
+    }
+
+    /// The request head.
+    ///
+    /// # Panics
+    /// Before [`Session::read_request`] returned `true`.
+    pub fn req_header(&self) -> &RequestHeader {
+        each!(self, s => s.req_header())
+    }
+
+    /// The request head, to modify.
+    ///
+    /// # Panics
+    /// Before [`Session::read_request`] returned `true`.
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        each!(mut self, s => s.req_header_mut())
+    }
+
+    /// The first value of the request header `name`.
+    pub fn get_header<K: header::AsHeaderName>(&self, name: K) -> Option<&HeaderValue> {
+        each!(self, s => s.get_header(name))
+    }
+
+    /// The first value of the request header `name` as bytes (empty if absent).
+    pub fn get_header_bytes<K: header::AsHeaderName>(&self, name: K) -> &[u8] {
+        each!(self, s => s.get_header_bytes(name))
+    }
+
+    /// Reads the next piece of the request body; `None` at its end.
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        each!(mut self, s => s.read_body_bytes().await)
+    }
+
+    /// Reads the next piece of the request body if one is expected, otherwise waits for the
+    /// client to disconnect (an error) while a response is being produced.
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        each!(mut self, s => s.read_body_or_idle(no_body_expected).await)
+    }
+
+    /// Reads and discards the rest of the request body.
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        each!(mut self, s => s.drain_request_body().await)
+    }
+
+    /// Whether the whole request body was read.
+    pub fn is_body_done(&mut self) -> bool {
+        each!(self, s => s.is_body_done())
+    }
+
+    /// Whether the request has no body.
+    pub fn is_body_empty(&mut self) -> bool {
+        each!(self, s => s.is_body_empty())
+    }
+
+    /// Writes the response head. See [`SessionV1::write_response_header`].
+    pub async fn write_response_header(&mut self, resp: Box<ResponseHeader>) -> Result<()> {
+        each!(mut self, s => s.write_response_header(resp).await)
+    }
+
+    /// Writes the response head from a borrowed value.
+    pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
+        each!(mut self, s => s.write_response_header_ref(resp).await)
+    }
+
+    /// Writes a piece of response body; `end` finishes the body.
+    pub async fn write_response_body(&mut self, data: Bytes, end: bool) -> Result<()> {
+        each!(mut self, s => {
+            if !data.is_empty() {
+                s.write_body(&data).await?;
+            }
+            if end {
+                s.finish_body().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Ends the response with `trailers`. HTTP/1 sends them only with a chunked body.
+    pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        each!(mut self, s => s.finish_body_with_trailers(Some(&trailers)).await.map(|_| ()))
+    }
+
+    /// Writes a batch of response tasks. Returns whether the response ended.
+    pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        each!(mut self, s => s.response_duplex_vec(tasks).await)
+    }
+
+    /// Ends the response body.
+    pub async fn finish_body(&mut self) -> Result<()> {
+        each!(mut self, s => s.finish_body().await.map(|_| ()))
+    }
+
+    /// Ends the exchange. Returns the connection if it can serve another request.
+    pub async fn finish(self) -> Result<Option<Stream>> {
+        match self.inner {
+            Inner::H1(mut s) => {
+                if s.response_written().is_some() {
+                    s.finish_body().await?;
+                }
+                s.reuse().await
+            }
+        }
+    }
+
+    /// Answers with an empty error response of status `code` (see
+    /// [`error_resp::gen_error_response`]).
+    pub async fn respond_error(&mut self, code: u16) -> Result<()> {
+        self.respond_error_with_body(code, Bytes::new()).await
+    }
+
+    /// Answers with an error response of status `code` and `body`.
+    pub async fn respond_error_with_body(&mut self, code: u16, body: Bytes) -> Result<()> {
+        let mut resp = Self::generate_error(code);
+        if !body.is_empty() {
+            resp.set_content_length(body.len())?;
+        }
+        self.write_error_response(resp, body).await
+    }
+
+    /// Writes `resp` and `body` as the response, unless a final response head was already
+    /// written. The connection is kept only if the whole request body was read.
+    pub async fn write_error_response(&mut self, resp: ResponseHeader, body: Bytes) -> Result<()> {
+        if self.response_written().is_some() {
+            return Ok(());
+        }
+        if !self.is_body_done() {
+            self.set_keepalive(None);
+        }
+        self.write_response_header(Box::new(resp)).await?;
+        self.write_response_body(body, true).await
+    }
+
+    /// A ready-made error response of status `code`: no body, `Server`, and
+    /// `Cache-Control: private, no-store`.
+    pub fn generate_error(code: u16) -> ResponseHeader {
+        error_resp::gen_error_response(code)
+    }
+
+    /// See [`SessionV1::set_keepalive`].
+    pub fn set_keepalive(&mut self, duration: Option<u64>) {
+        each!(mut self, s => s.set_keepalive(duration))
+    }
+
+    /// See [`SessionV1::get_keepalive_timeout`].
+    pub fn get_keepalive(&self) -> Option<u64> {
+        each!(self, s => s.get_keepalive_timeout())
+    }
+
+    /// See [`SessionV1::set_keepalive_reuses_remaining`].
+    pub fn set_keepalive_reuses_remaining(&mut self, reuses: Option<u32>) {
+        each!(mut self, s => s.set_keepalive_reuses_remaining(reuses))
+    }
+
+    /// See [`SessionV1::get_keepalive_reuses_remaining`].
+    pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
+        each!(self, s => s.get_keepalive_reuses_remaining())
+    }
+
+    /// See [`SessionV1::set_read_timeout`].
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        each!(mut self, s => s.set_read_timeout(timeout))
+    }
+
+    /// See [`SessionV1::set_write_timeout`].
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        each!(mut self, s => s.set_write_timeout(timeout))
+    }
+
+    /// See [`SessionV1::set_total_drain_timeout`].
+    pub fn set_total_drain_timeout(&mut self, timeout: Option<Duration>) {
+        each!(mut self, s => s.set_total_drain_timeout(timeout))
+    }
+
+    /// See [`SessionV1::set_min_send_rate`].
+    pub fn set_min_send_rate(&mut self, rate: Option<usize>) {
+        each!(mut self, s => s.set_min_send_rate(rate))
+    }
+
+    /// See [`SessionV1::set_ignore_info_resp`].
+    pub fn set_ignore_info_resp(&mut self, ignore: bool) {
+        each!(mut self, s => s.set_ignore_info_resp(ignore))
+    }
+
+    /// See [`SessionV1::set_close_on_response_before_downstream_finish`].
+    pub fn set_close_on_response_before_downstream_finish(&mut self, close: bool) {
+        each!(mut self, s => s.set_close_on_response_before_downstream_finish(close))
+    }
+
+    /// "METHOD path, Host: host", for logs.
+    pub fn request_summary(&self) -> String {
+        each!(self, s => s.request_summary())
+    }
+
+    /// The final response head written, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        each!(self, s => s.response_written())
+    }
+
+    /// Closes the connection.
+    pub async fn shutdown(&mut self) {
+        each!(mut self, s => s.shutdown().await)
+    }
+
+    /// The request head as received, in HTTP/1 wire form.
+    pub fn to_h1_raw(&self) -> Bytes {
+        each!(self, s => s.get_headers_raw_bytes())
+    }
+
+    /// Starts keeping the first 64 KiB of the request body for retries.
+    pub fn enable_retry_buffering(&mut self) {
+        each!(mut self, s => s.enable_retry_buffering())
+    }
+
+    /// The request body read so far, if it was kept whole.
+    pub fn get_retry_buffer(&self) -> Option<Bytes> {
+        each!(self, s => s.get_retry_buffer())
+    }
+
+    /// Whether the retry buffer lost part of the body.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        each!(self, s => s.retry_buffer_truncated())
+    }
+
+    /// Sends `100 Continue` if nothing was sent yet.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        each!(mut self, s => s.write_continue_response().await)
+    }
+
+    /// Whether the request asks to switch protocols.
+    pub fn is_upgrade_req(&self) -> bool {
+        each!(self, s => s.is_upgrade_req())
+    }
+
+    /// Whether the connection switched protocols (101) or became a tunnel.
+    pub fn was_upgraded(&self) -> bool {
+        each!(self, s => s.was_upgraded())
+    }
+
+    /// Bytes of response body written.
+    pub fn body_bytes_sent(&self) -> usize {
+        each!(self, s => s.body_bytes_sent())
+    }
+
+    /// Bytes of request body read.
+    pub fn body_bytes_read(&self) -> usize {
+        each!(self, s => s.body_bytes_read())
+    }
+
+    /// Everything known about the connection.
+    pub fn digest(&self) -> Option<&Digest> {
+        each!(self, s => Some(s.digest()))
+    }
+
+    /// Everything known about the connection, to modify.
+    pub fn digest_mut(&mut self) -> Option<&mut Digest> {
+        each!(mut self, s => Some(s.digest_mut()))
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        each!(self, s => s.client_addr())
+    }
+
+    /// Our address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        each!(self, s => s.server_addr())
+    }
+
+    /// The connection, when the session owns one (HTTP/1).
+    pub fn stream(&self) -> Option<&Stream> {
+        each!(self, s => Some(s.stream()))
+    }
+}
+
+impl From<SessionV1> for Session {
+    fn from(session: SessionV1) -> Self {
+        Session::from_http1(session)
+    }
+}

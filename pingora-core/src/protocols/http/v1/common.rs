@@ -1,0 +1,203 @@
+//! Field-value helpers shared by the HTTP/1 client and server.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// The hop-by-hop fields of RFC 9110 section 7.6.1, which describe one connection and are never
+/// forwarded (`Transfer-Encoding` is handled by the framing code instead).
+pub(crate) const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// The tokens of `Connection` fields that matter to HTTP/1 (RFC 9110 section 7.6.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnectionTokens {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+}
+
+impl ConnectionTokens {
+    /// Adds the tokens of one `Connection` field value.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for token in list_items(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            }
+        }
+    }
+
+    /// The tokens of every `Connection` field in `headers`.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        let mut tokens = ConnectionTokens::default();
+        for value in headers.get_all(header::CONNECTION) {
+            tokens.add(value.as_bytes());
+        }
+        tokens
+    }
+}
+
+/// The items of a comma-separated list (RFC 9110 section 5.6.1), trimmed, empty ones skipped.
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
+}
+
+/// Whether a request asks to keep the connection open: HTTP/1.1 unless `close`, HTTP/1.0 only
+/// with `keep-alive` (RFC 9112 section 9.3).
+pub(crate) fn request_keepalive(minor: u8, tokens: &ConnectionTokens) -> bool {
+    if tokens.close {
+        return false;
+    }
+    minor >= 1 || tokens.keep_alive
+}
+
+/// Parses a `Content-Length` value: `1*DIGIT`, or a list of identical such values
+/// (RFC 9110 section 8.6). `None` if invalid, conflicting or over `u64::MAX`.
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let mut result = None;
+    let mut items = 0;
+    for item in value.split(|&b| b == b',') {
+        let item = item.trim_ascii();
+        items += 1;
+        if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &digit in item {
+            n = n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        }
+        if result.is_some_and(|prev| prev != n) {
+            return None;
+        }
+        result = Some(n);
+    }
+    (items > 0).then_some(result).flatten()
+}
+
+/// Whether a `Transfer-Encoding` value is exactly the one coding `chunked`.
+pub(crate) fn is_exactly_chunked(value: &[u8]) -> bool {
+    let mut items = list_items(value);
+    matches!(items.next(), Some(coding) if coding.eq_ignore_ascii_case(b"chunked"))
+        && items.next().is_none()
+}
+
+/// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
+pub(crate) fn last_coding_is_chunked(value: &[u8]) -> bool {
+    list_items(value)
+        .last()
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The `timeout=N` parameter of a `Keep-Alive` field value.
+pub(crate) fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
+    list_items(value).find_map(|item| {
+        let (key, val) = item.split_at(item.iter().position(|&b| b == b'=')?);
+        if !key.trim_ascii().eq_ignore_ascii_case(b"timeout") {
+            return None;
+        }
+        std::str::from_utf8(val[1..].trim_ascii()).ok()?.parse().ok()
+    })
+}
+
+/// Removes the hop-by-hop fields of RFC 9110 section 7.6.1 from `headers`, including every
+/// field named by a `Connection` field.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in list_items(value.as_bytes()) {
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b" 42 "), Some(42));
+        assert_eq!(parse_content_length(b"7, 7,7"), Some(7));
+        assert_eq!(parse_content_length(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+1",
+            b"-1",
+            b"0x10",
+            b"1 2",
+            b"1,2",
+            b"1,",
+            b"18446744073709551616",
+            b"1e3",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn codings() {
+        assert!(is_exactly_chunked(b"chunked"));
+        assert!(is_exactly_chunked(b" Chunked "));
+        assert!(!is_exactly_chunked(b"gzip, chunked"));
+        assert!(!is_exactly_chunked(b"chunked, chunked"));
+        assert!(!is_exactly_chunked(b"chunkedx"));
+        assert!(last_coding_is_chunked(b"gzip, CHUNKED"));
+        assert!(!last_coding_is_chunked(b"chunked, gzip"));
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let mut t = ConnectionTokens::default();
+        t.add(b"Keep-Alive, Upgrade");
+        assert!(t.keep_alive && t.upgrade && !t.close);
+        t.add(b"close");
+        assert!(t.close);
+        assert!(!request_keepalive(1, &t));
+        assert!(request_keepalive(1, &ConnectionTokens::default()));
+        assert!(!request_keepalive(0, &ConnectionTokens::default()));
+        let ka = ConnectionTokens {
+            keep_alive: true,
+            ..Default::default()
+        };
+        assert!(request_keepalive(0, &ka));
+    }
+
+    #[test]
+    fn keepalive_timeout() {
+        assert_eq!(parse_keepalive_timeout(b"timeout=5, max=100"), Some(5));
+        assert_eq!(parse_keepalive_timeout(b"max=100, Timeout = 7"), Some(7));
+        assert_eq!(parse_keepalive_timeout(b"max=100"), None);
+        assert_eq!(parse_keepalive_timeout(b"timeout=x"), None);
+    }
+
+    #[test]
+    fn hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "x-secret, close".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

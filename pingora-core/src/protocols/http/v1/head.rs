@@ -1,0 +1,442 @@
+//! Parsing and writing HTTP/1 message heads, and deciding how their bodies are framed
+//! (RFC 9112 sections 2-6).
+//!
+//! Heads are parsed with `httparse`; the checks a proxy needs on top of it (one framing, one
+//! Host, no conflicting lengths) are here. Header values are not copied: they are slices of the
+//! buffer the head was read into.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, Method, StatusCode, Version};
+use pingora_error::{BError, Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use super::common::{self, ConnectionTokens};
+use super::decode::Framing;
+use super::Limits;
+
+/// Header fields parsed without allocating, up to this many; beyond, the slots are on the heap.
+const STACK_HEADERS: usize = 128;
+
+/// A parsed request head with what the session needs to know about it.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) header: RequestHeader,
+    pub(crate) framing: Framing,
+    /// What the request asks for; the server's own settings may still turn keepalive off.
+    pub(crate) keepalive: bool,
+    pub(crate) expect_continue: bool,
+    /// The request asks to switch protocols (HTTP/1.1 `Upgrade`).
+    pub(crate) upgrade: bool,
+    /// The raw bytes of the head.
+    pub(crate) raw: Bytes,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) header: ResponseHeader,
+    /// How the body would be framed if the response has one; the caller applies the
+    /// request-dependent rules (HEAD, 1xx, 204, 304, CONNECT) with [`response_framing`].
+    pub(crate) framing: Framing,
+    pub(crate) connection: ConnectionTokens,
+    /// A `Keep-Alive: timeout=N` parameter.
+    pub(crate) keepalive_timeout: Option<u64>,
+    pub(crate) raw: Bytes,
+}
+
+/// Byte ranges of one header field within the head.
+#[derive(Clone, Copy, Default)]
+struct FieldPos {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl FieldPos {
+    fn new(base: *const u8, name: &[u8], value: &[u8]) -> Self {
+        FieldPos {
+            name: offsets(base, name),
+            value: offsets(base, value),
+        }
+    }
+
+    fn name(&self) -> Range<usize> {
+        self.name.0 as usize..self.name.1 as usize
+    }
+
+    fn value(&self) -> Range<usize> {
+        self.value.0 as usize..self.value.1 as usize
+    }
+}
+
+/// The position of `part` inside the buffer starting at `base`.
+fn offsets(base: *const u8, part: &[u8]) -> (u32, u32) {
+    // httparse hands out slices of the buffer it parsed, so the subtraction stays inside one
+    // allocation; heads are far smaller than 4 GiB (bounded by `max_header_bytes`).
+    let start = (part.as_ptr() as usize).wrapping_sub(base as usize) as u32;
+    (start, start + part.len() as u32)
+}
+
+fn reject(code: u16, why: &'static str) -> BError {
+    Error::explain(ErrorType::HTTPStatus(code), why).into_down()
+}
+
+/// The error for a head that is still incomplete but already too large.
+fn too_large(buf: &[u8], limits: &Limits, is_request: bool) -> Option<BError> {
+    if buf.len() <= limits.max_header_bytes {
+        return None;
+    }
+    if is_request && memchr_newline(buf).is_none() {
+        return Some(reject(414, "request line too long"));
+    }
+    Some(reject(431, "request header section too large"))
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    // Skip the empty lines a client may send before the request line (RFC 9112 section 2.2).
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    buf[start..].iter().position(|&b| b == b'\n')
+}
+
+/// Parses a request head from the front of `buf`. On success the head's bytes are removed from
+/// `buf`; bytes after it (body or a pipelined request) stay. `Ok(None)`: more bytes are needed.
+///
+/// # Errors
+/// [`ErrorType::HTTPStatus`] with the status to answer: 400 for malformed or ambiguous requests,
+/// 414/431 for oversized heads, 501 for unsupported transfer codings, 505 for other versions.
+pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>> {
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = Vec::with_capacity(limits.max_headers);
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        slots,
+    );
+    let head_len = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return match too_large(buf, limits, true) {
+                Some(e) => Err(e),
+                None => Ok(None),
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(reject(431, "too many header fields")),
+        Err(httparse::Error::Version) => return Err(reject(505, "unsupported HTTP version")),
+        Err(_) => return Err(reject(400, "malformed request head")),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(reject(431, "request header section too large"));
+    }
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(reject(400, "incomplete request line"));
+    };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| reject(400, "invalid method"))?;
+    let base = buf.as_ptr();
+    let path_pos = offsets(base, path.as_bytes());
+    let fields: Vec<FieldPos> = req
+        .headers
+        .iter()
+        .map(|h| FieldPos::new(base, h.name.as_bytes(), h.value))
+        .collect();
+
+    let raw = buf.split_to(head_len).freeze();
+    let path = &raw[path_pos.0 as usize..path_pos.1 as usize];
+    let mut header = RequestHeader::build(method, path, Some(fields.len()))
+        .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "invalid request target", e).into_down())?;
+    header.set_version(if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    });
+
+    let mut checks = FramingChecks::default();
+    for field in &fields {
+        let name = raw.slice(field.name());
+        let value = raw.slice(field.value());
+        checks.observe(&name, &value)?;
+        let value = HeaderValue::from_maybe_shared(value)
+            .map_err(|_| reject(400, "invalid header value"))?;
+        header
+            .append_header(name, value)
+            .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "invalid header", e).into_down())?;
+    }
+    let framing = checks.request_framing(minor)?;
+    let keepalive = common::request_keepalive(minor, &checks.connection);
+    let upgrade = minor == 1 && checks.upgrade;
+    Ok(Some(RequestHead {
+        header,
+        framing,
+        keepalive,
+        expect_continue: checks.expect_continue,
+        upgrade,
+        raw,
+    }))
+}
+
+/// What the header fields say about framing and the connection, gathered in one pass.
+#[derive(Debug, Default)]
+struct FramingChecks {
+    content_length: Option<u64>,
+    transfer_encoding: Option<TransferCoding>,
+    host_count: usize,
+    connection: ConnectionTokens,
+    upgrade: bool,
+    expect_continue: bool,
+    keepalive_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferCoding {
+    /// Exactly one coding, `chunked`.
+    Chunked,
+    /// Anything else: other codings, `chunked` twice or not last.
+    Unsupported,
+}
+
+impl FramingChecks {
+    fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<()> {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = common::parse_content_length(value)
+                .ok_or_else(|| reject(400, "invalid Content-Length"))?;
+            if self.content_length.is_some_and(|prev| prev != n) {
+                return Err(reject(400, "conflicting Content-Length values"));
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Several fields form one list (RFC 9110 section 5.3); a second field after
+            // `chunked` makes `chunked` not last, so any repetition is unsupported.
+            self.transfer_encoding = Some(match self.transfer_encoding {
+                None if common::is_exactly_chunked(value) => TransferCoding::Chunked,
+                _ => TransferCoding::Unsupported,
+            });
+        } else if name.eq_ignore_ascii_case(b"host") {
+            self.host_count += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.connection.add(value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case(b"keep-alive") {
+            self.keepalive_timeout = common::parse_keepalive_timeout(value).or(self.keepalive_timeout);
+        }
+        Ok(())
+    }
+
+    /// Request body framing (RFC 9112 section 6.3).
+    fn request_framing(&self, minor: u8) -> Result<Framing> {
+        if minor == 1 && self.host_count != 1 {
+            return Err(reject(400, "an HTTP/1.1 request needs exactly one Host"));
+        }
+        if self.host_count > 1 {
+            return Err(reject(400, "more than one Host"));
+        }
+        match (self.transfer_encoding, self.content_length) {
+            (Some(_), _) if minor == 0 => Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request")),
+            (Some(_), Some(_)) => Err(reject(400, "both Transfer-Encoding and Content-Length")),
+            (Some(TransferCoding::Unsupported), None) => {
+                Err(reject(501, "unsupported transfer coding"))
+            }
+            (Some(TransferCoding::Chunked), None) => Ok(Framing::Chunked),
+            (None, Some(n)) => Ok(Framing::Length(n)),
+            (None, None) => Ok(Framing::Empty),
+        }
+    }
+}
+
+/// Parses a response head from the front of `buf` (the client side).
+///
+/// Unlike requests, an invalid or conflicting `Content-Length` is an error only when
+/// `strict_length`; otherwise it is dropped and the body read until close.
+///
+/// # Errors
+/// [`ErrorType::InvalidHTTPHeader`] for malformed heads, too-large heads or ambiguous framing;
+/// the connection must not be reused.
+pub(crate) fn parse_response(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    strict_length: bool,
+) -> Result<Option<ResponseHead>> {
+    let invalid = |why: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, why).into_up();
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = Vec::with_capacity(limits.max_headers);
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut resp = httparse::Response::new(&mut []);
+    let mut config = httparse::ParserConfig::default();
+    // Upstreams are treated leniently where it cannot change framing (RFC 9112 section 5.2):
+    // obs-fold is replaced by spaces when values are read.
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    config.allow_spaces_after_header_name_in_responses(true);
+    let head_len = match config.parse_response_with_uninit_headers(&mut resp, buf, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(invalid("response header section too large"));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(invalid("too many response header fields")),
+        Err(_) => return Err(invalid("malformed response head")),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(invalid("response header section too large"));
+    }
+    let (Some(code), Some(minor)) = (resp.code, resp.version) else {
+        return Err(invalid("incomplete status line"));
+    };
+    let reason = resp.reason.map(str::to_owned);
+    let base = buf.as_ptr();
+    let fields: Vec<FieldPos> = resp
+        .headers
+        .iter()
+        .map(|h| FieldPos::new(base, h.name.as_bytes(), h.value))
+        .collect();
+    let raw = buf.split_to(head_len).freeze();
+
+    let mut header =
+        ResponseHeader::build(code, Some(fields.len())).map_err(|_| invalid("invalid status code"))?;
+    header.set_version(if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    });
+    if let Some(reason) = reason.filter(|r| Some(r.as_str()) != header.status.canonical_reason()) {
+        // A reason phrase that cannot be a header value is dropped, not fatal.
+        let _ = header.set_reason_phrase(Some(&reason));
+    }
+
+    let mut checks = FramingChecks::default();
+    let mut bad_length = false;
+    for field in &fields {
+        let name = raw.slice(field.name());
+        let mut value = raw.slice(field.value());
+        if value.contains(&b'\n') || value.contains(&b'\r') {
+            // Unfold obs-fold: each CR/LF becomes a space.
+            let unfolded: Vec<u8> = value
+                .iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                .collect();
+            value = Bytes::from(unfolded);
+        }
+        if let Err(e) = checks.observe(&name, &value) {
+            if !strict_length && name.eq_ignore_ascii_case(b"content-length") {
+                bad_length = true;
+                continue;
+            }
+            return Err(Error::because(ErrorType::InvalidHTTPHeader, "invalid response framing", e).into_up());
+        }
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| invalid("invalid header value"))?;
+        header
+            .append_header(name, value)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up())?;
+    }
+    let framing = match (checks.transfer_encoding, checks.content_length) {
+        // A response with a coding we cannot decode, or with both headers, is read until
+        // close (RFC 9112 section 6.3 rules 3-4): the length cannot be trusted.
+        (Some(TransferCoding::Chunked), _) if minor == 1 => Framing::Chunked,
+        (Some(_), _) => Framing::UntilClose,
+        (None, Some(n)) if !bad_length => Framing::Length(n),
+        _ => Framing::UntilClose,
+    };
+    if checks.transfer_encoding.is_some() {
+        header.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    Ok(Some(ResponseHead {
+        header,
+        framing,
+        connection: checks.connection,
+        keepalive_timeout: checks.keepalive_timeout,
+        raw,
+    }))
+}
+
+/// The framing of a response body given the request it answers (RFC 9112 section 6.3 rules
+/// 1-2): none for HEAD, 1xx, 204 and 304; a tunnel after a 2xx to CONNECT.
+pub(crate) fn response_framing(request_method: &Method, status: StatusCode, framing: Framing) -> Framing {
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || request_method == Method::HEAD
+    {
+        return Framing::Empty;
+    }
+    if request_method == Method::CONNECT && status.is_success() {
+        return Framing::UntilClose;
+    }
+    framing
+}
+
+/// The framing a response to be sent announces with its own headers.
+pub(crate) fn outgoing_framing(headers: &http::HeaderMap) -> Framing {
+    let te = headers.get_all(http::header::TRANSFER_ENCODING);
+    if te.iter().next_back().is_some_and(|v| common::last_coding_is_chunked(v.as_bytes())) {
+        return Framing::Chunked;
+    }
+    match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => match common::parse_content_length(v.as_bytes()) {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        },
+        None => Framing::UntilClose,
+    }
+}
+
+fn version_str(version: Version) -> &'static [u8] {
+    if version == Version::HTTP_10 {
+        b"HTTP/1.0"
+    } else {
+        b"HTTP/1.1"
+    }
+}
+
+/// Writes the request line and header fields of `req`, and the empty line after them.
+pub(crate) fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
+    let path = req.raw_path();
+    out.reserve(64 + path.len() + req.headers.len() * 32);
+    out.put_slice(req.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    if path.is_empty() {
+        out.put_u8(b'/');
+    } else {
+        out.put_slice(path);
+    }
+    out.put_u8(b' ');
+    out.put_slice(version_str(req.version));
+    out.put_slice(b"\r\n");
+    req.header_to_h1_wire(out);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes the status line and header fields of `resp`, and the empty line after them.
+pub(crate) fn write_response_head(resp: &ResponseHeader, out: &mut BytesMut) {
+    out.reserve(64 + resp.headers.len() * 32);
+    out.put_slice(version_str(resp.version));
+    out.put_u8(b' ');
+    out.put_slice(resp.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    if let Some(reason) = resp.reason_phrase() {
+        out.put_slice(reason.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    resp.header_to_h1_wire(out);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

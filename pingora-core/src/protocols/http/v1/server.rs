@@ -1,0 +1,828 @@
+//! The server side of an HTTP/1 connection: one request and its response at a time.
+//!
+//! # Cancel safety
+//! Dropping a future of this session in the middle of a read or write leaves the connection in
+//! an unknown state: the session must not be reused ([`HttpSession::reuse`] is the only way to
+//! get the connection back, and it refuses a session whose exchange did not complete).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, Method, StatusCode, Version};
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
+
+use super::common;
+use super::decode::{BodyDecoder, Decoded, Framing};
+use super::encode::BodyEncoder;
+use super::head::{self, RequestHead};
+use super::io::{read_more, with_timeout, write_all_vectored, write_deadline};
+use super::Limits;
+use crate::protocols::digest::Digest;
+use crate::protocols::http::body_buffer::FixedBuffer;
+use crate::protocols::http::date::get_cached_date;
+use crate::protocols::http::HttpTask;
+use crate::protocols::l4::socket::SocketAddr;
+use crate::protocols::{PrefixedStream, Stream};
+
+/// Default bound on each read of the request body, and on reading a request head once its
+/// first byte arrived.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much request body the retry buffer keeps.
+const RETRY_BUFFER_SIZE: usize = 64 * 1024;
+/// Pending bytes and body up to this size are copied into one buffer and written with one call.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// When closing with an unread request body, read and discard at most this much, for at most
+/// [`LINGER_TIME`], so the client sees the response instead of a reset.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_TIME: Duration = Duration::from_millis(500);
+
+/// Whether and how long to keep the connection open after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keepalive {
+    Off,
+    /// Close if the next request does not start within this time.
+    Timeout(Duration),
+    /// Wait for the next request for ever.
+    Infinite,
+}
+
+/// The server side of one HTTP/1 exchange.
+#[derive(Debug)]
+pub struct HttpSession {
+    stream: Stream,
+    /// Bytes read and not consumed yet: the rest of the head, body, or a pipelined request.
+    buf: BytesMut,
+    /// The peer closed its sending side.
+    eof: bool,
+    request: Option<Box<RequestHeader>>,
+    raw_head: Bytes,
+    decoder: BodyDecoder,
+    request_keepalive: bool,
+    expect_continue: bool,
+    upgrade_requested: bool,
+    /// A 101 or CONNECT tunnel was answered: once the request body ends, read raw bytes.
+    upgraded: bool,
+    continue_sent: bool,
+    response: Option<Box<ResponseHeader>>,
+    encoder: Option<BodyEncoder>,
+    /// Head bytes written but not yet sent.
+    pending: BytesMut,
+    keepalive: Keepalive,
+    keepalive_reuses_remaining: Option<u32>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    total_drain_timeout: Option<Duration>,
+    min_send_rate: Option<usize>,
+    ignore_info_resp: bool,
+    close_on_response_before_downstream_finish: bool,
+    abort_on_close: bool,
+    allow_connect: bool,
+    /// Writing failed or the body was cut short: the connection cannot be reused.
+    broken: bool,
+    retry_buffer: Option<FixedBuffer>,
+    limits: Limits,
+    digest: OnceLock<Box<Digest>>,
+}
+
+// === impl HttpSession: construction and settings ===
+
+impl HttpSession {
+    /// A session over `stream`, waiting for a request.
+    pub fn new(stream: Stream) -> Self {
+        HttpSession {
+            stream,
+            buf: BytesMut::new(),
+            eof: false,
+            request: None,
+            raw_head: Bytes::new(),
+            decoder: BodyDecoder::new(Framing::Empty),
+            request_keepalive: false,
+            expect_continue: false,
+            upgrade_requested: false,
+            upgraded: false,
+            continue_sent: false,
+            response: None,
+            encoder: None,
+            pending: BytesMut::new(),
+            keepalive: Keepalive::Off,
+            keepalive_reuses_remaining: None,
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            write_timeout: None,
+            total_drain_timeout: None,
+            min_send_rate: None,
+            ignore_info_resp: false,
+            close_on_response_before_downstream_finish: true,
+            abort_on_close: true,
+            allow_connect: false,
+            broken: false,
+            retry_buffer: None,
+            limits: Limits::default(),
+            digest: OnceLock::new(),
+        }
+    }
+
+    /// Sets the limits on the request head and body framing.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Lets `CONNECT` requests open tunnels when answered with 2xx.
+    pub fn set_allow_connect(&mut self, allow: bool) {
+        self.allow_connect = allow;
+    }
+
+    /// Keeps the connection open after the response: `None` closes it, `Some(0)` waits for the
+    /// next request for ever, `Some(n)` waits `n` seconds.
+    pub fn set_keepalive(&mut self, seconds: Option<u64>) {
+        self.keepalive = match seconds {
+            None => Keepalive::Off,
+            Some(0) => Keepalive::Infinite,
+            Some(n) => Keepalive::Timeout(Duration::from_secs(n)),
+        };
+    }
+
+    /// The keepalive setting, in the form [`HttpSession::set_keepalive`] takes.
+    pub fn get_keepalive_timeout(&self) -> Option<u64> {
+        match self.keepalive {
+            Keepalive::Off => None,
+            Keepalive::Infinite => Some(0),
+            Keepalive::Timeout(d) => Some(d.as_secs()),
+        }
+    }
+
+    /// How many more requests this connection may serve; `Some(0)` closes it after this one.
+    pub fn set_keepalive_reuses_remaining(&mut self, remaining: Option<u32>) {
+        self.keepalive_reuses_remaining = remaining;
+    }
+
+    /// How many more requests this connection may serve, if limited.
+    pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
+        self.keepalive_reuses_remaining
+    }
+
+    /// Bounds each read of the request (default 60 s; `None` waits for ever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Bounds each write of the response (default none).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// Bounds the whole draining of an unread request body before reuse.
+    pub fn set_total_drain_timeout(&mut self, timeout: Option<Duration>) {
+        self.total_drain_timeout = timeout;
+    }
+
+    /// Lets slow readers take longer: each write may take as long as sending its bytes at
+    /// `rate` bytes per second would.
+    pub fn set_min_send_rate(&mut self, rate: Option<usize>) {
+        self.min_send_rate = rate;
+    }
+
+    /// Drops informational (1xx) responses, except 101 and a 100 to a request that expects it.
+    pub fn set_ignore_info_resp(&mut self, ignore: bool) {
+        self.ignore_info_resp = ignore;
+    }
+
+    /// Whether responding before the request body was read closes the connection afterwards
+    /// (default true).
+    pub fn set_close_on_response_before_downstream_finish(&mut self, close: bool) {
+        self.close_on_response_before_downstream_finish = close;
+    }
+
+    /// Whether the client closing its side while the response is still being produced is an
+    /// error (default true). When false, a half-closed client still gets its response.
+    pub fn set_abort_on_close(&mut self, abort: bool) {
+        self.abort_on_close = abort;
+    }
+
+    /// Starts keeping the first 64 KiB of the request body, so it can be sent again on retry.
+    pub fn enable_retry_buffering(&mut self) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(RETRY_BUFFER_SIZE));
+        }
+    }
+
+    /// The request body read so far, if it was kept whole.
+    pub fn get_retry_buffer(&self) -> Option<Bytes> {
+        self.retry_buffer.as_ref().and_then(FixedBuffer::get_buffer)
+    }
+
+    /// Whether the retry buffer lost part of the body.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        self.retry_buffer.as_ref().is_some_and(FixedBuffer::is_truncated)
+    }
+}
+
+// === impl HttpSession: reading the request ===
+
+impl HttpSession {
+    /// Reads the request head. Returns its size, or `None` if the client closed the connection
+    /// (or stayed idle past the keepalive timeout) before sending a byte.
+    ///
+    /// # Errors
+    /// [`ErrorType::HTTPStatus`] with the status to answer for a malformed, ambiguous or
+    /// oversized head; [`ErrorType::ReadTimedout`] or a read error otherwise.
+    pub async fn read_request(&mut self) -> Result<Option<usize>> {
+        if self.buf.is_empty() {
+            let first_read = read_more(&mut self.stream, &mut self.buf);
+            let n = match self.keepalive {
+                Keepalive::Timeout(idle) => match pingora_timeout::timeout(idle, first_read).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        debug!("keepalive timeout waiting for the next request");
+                        return Ok(None);
+                    }
+                },
+                Keepalive::Infinite => first_read.await,
+                Keepalive::Off => {
+                    with_timeout(self.read_timeout, ErrorType::ReadTimedout, first_read).await
+                }
+            };
+            match n {
+                Ok(0) | Err(_) if self.buf.is_empty() => {
+                    // Closing an idle connection (or resetting it) is normal.
+                    self.eof = true;
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into_down()),
+            }
+        }
+        let read_timeout = self.read_timeout;
+        let head = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head()).await?;
+        let size = head.raw.len();
+        self.apply_request_head(head);
+        Ok(Some(size))
+    }
+
+    /// Parses the head from the buffer, reading more until it is complete.
+    async fn read_head(&mut self) -> Result<RequestHead> {
+        loop {
+            if let Some(head) = head::parse_request(&mut self.buf, &self.limits)? {
+                return Ok(head);
+            }
+            let n = read_more(&mut self.stream, &mut self.buf)
+                .await
+                .map_err(|e| e.into_down())?;
+            if n == 0 {
+                self.eof = true;
+                return Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "client closed the connection in the middle of a request head",
+                )
+                .map_err(|e| e.into_down());
+            }
+        }
+    }
+
+    fn apply_request_head(&mut self, head: RequestHead) {
+        self.decoder = BodyDecoder::new(head.framing);
+        self.request_keepalive = head.keepalive;
+        self.expect_continue = head.expect_continue && head.framing != Framing::Empty;
+        self.upgrade_requested = head.upgrade;
+        self.raw_head = head.raw;
+        self.request = Some(Box::new(head.header));
+    }
+
+    /// The request head.
+    ///
+    /// # Panics
+    /// If called before [`HttpSession::read_request`] returned a request. The HTTP apps of
+    /// this crate only hand out sessions whose request was read.
+    pub fn req_header(&self) -> &RequestHeader {
+        self.request
+            .as_deref()
+            .expect("the request head is read before the session is used")
+    }
+
+    /// The request head, to modify.
+    ///
+    /// # Panics
+    /// As [`HttpSession::req_header`].
+    pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        self.request
+            .as_deref_mut()
+            .expect("the request head is read before the session is used")
+    }
+
+    /// The first value of the request header `name`.
+    pub fn get_header(&self, name: impl http::header::AsHeaderName) -> Option<&HeaderValue> {
+        self.request.as_ref()?.headers.get(name)
+    }
+
+    /// The first value of the request header `name` as bytes (empty if absent).
+    pub fn get_header_bytes(&self, name: impl http::header::AsHeaderName) -> &[u8] {
+        self.get_header(name).map_or(b"", HeaderValue::as_bytes)
+    }
+
+    /// The request head exactly as received.
+    pub fn get_headers_raw_bytes(&self) -> Bytes {
+        self.raw_head.clone()
+    }
+
+    /// The raw request path.
+    pub fn get_path(&self) -> &[u8] {
+        self.req_header().raw_path()
+    }
+
+    /// The request method.
+    pub fn get_method(&self) -> Option<&Method> {
+        self.request.as_ref().map(|r| &r.method)
+    }
+
+    /// "METHOD path, Host: host", for logs.
+    pub fn request_summary(&self) -> String {
+        let Some(req) = self.request.as_ref() else {
+            return String::from("(no request)");
+        };
+        format!(
+            "{} {}, Host: {}",
+            req.method,
+            String::from_utf8_lossy(req.raw_path()),
+            String::from_utf8_lossy(self.get_header_bytes(header::HOST))
+        )
+    }
+
+    /// Whether the request asks to switch protocols.
+    pub fn is_upgrade_req(&self) -> bool {
+        self.upgrade_requested
+    }
+
+    /// Whether the request carries `Expect: 100-continue` and a body.
+    pub fn is_expect_continue_req(&self) -> bool {
+        self.expect_continue
+    }
+
+    /// Whether the whole request body was read.
+    pub fn is_body_done(&self) -> bool {
+        self.decoder.is_done() && !self.upgraded_reading()
+    }
+
+    /// Whether the request has no body at all.
+    pub fn is_body_empty(&self) -> bool {
+        self.decoder.is_done() && self.decoder.decoded_bytes() == 0 && !self.upgraded_reading()
+    }
+
+    fn upgraded_reading(&self) -> bool {
+        self.upgraded && !self.decoder.is_until_close()
+    }
+
+    /// Bytes of request body read so far.
+    pub fn body_bytes_read(&self) -> usize {
+        self.decoder.decoded_bytes() as usize
+    }
+
+    /// The trailers of a chunked request body, once it was read whole.
+    pub fn take_request_trailers(&mut self) -> Option<Box<http::HeaderMap>> {
+        self.decoder.take_trailers()
+    }
+
+    /// Reads the next piece of the request body; `None` at its end. After a protocol switch
+    /// (101 or a CONNECT tunnel) the pieces are the raw bytes of the new protocol, up to the
+    /// client closing its side.
+    ///
+    /// # Errors
+    /// Malformed chunked framing, a client that closes before the end of the body, or
+    /// [`ErrorType::ReadTimedout`].
+    pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            match self.decoder.decode(&mut self.buf, self.eof, &self.limits) {
+                Ok(Decoded::Data(data)) => {
+                    if let Some(retry) = self.retry_buffer.as_mut() {
+                        retry.write_to_buffer(&data);
+                    }
+                    return Ok(Some(data));
+                }
+                Ok(Decoded::Done) => {
+                    if self.upgraded_reading() {
+                        // The request body ended; the new protocol's bytes follow.
+                        self.decoder = BodyDecoder::new(Framing::UntilClose);
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e.into_down());
+                }
+            }
+            if self.expect_continue && !self.continue_sent && self.response.is_none() {
+                self.write_continue_response().await?;
+            }
+            let read = read_more(&mut self.stream, &mut self.buf);
+            let n = with_timeout(self.read_timeout, ErrorType::ReadTimedout, read)
+                .await
+                .map_err(|e| {
+                    self.broken = true;
+                    e.into_down()
+                })?;
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+    }
+
+    /// While a response is being produced: reads the next piece of the request body if one is
+    /// expected, otherwise waits for the client to close the connection.
+    ///
+    /// When `no_body_expected` (or the body is done), this resolves only with an error if the
+    /// client disconnects (with [`HttpSession::set_abort_on_close`] on); data the client sends
+    /// early, such as a pipelined request, is kept for later and makes this wait for ever.
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        if !no_body_expected && !self.is_body_done() {
+            return self.read_body_bytes().await;
+        }
+        if self.eof || !self.buf.is_empty() {
+            return std::future::pending().await;
+        }
+        let n = read_more(&mut self.stream, &mut self.buf).await;
+        match n {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                if self.abort_on_close {
+                    return Error::e_explain(
+                        ErrorType::ConnectionClosed,
+                        "client closed the connection while waiting for the response",
+                    )
+                    .map_err(|e| e.into_down());
+                }
+                std::future::pending().await
+            }
+            Ok(_) => std::future::pending().await,
+        }
+    }
+
+    /// Reads and discards the rest of the request body, bounded by the total drain timeout
+    /// when set, else by the read timeout of each read.
+    pub async fn drain_request_body(&mut self) -> Result<()> {
+        let limit = self.total_drain_timeout;
+        let drain = async {
+            while self.read_body_bytes().await?.is_some() {}
+            Ok(())
+        };
+        with_timeout(limit, ErrorType::ReadTimedout, drain).await
+    }
+}
+
+// === impl HttpSession: writing the response ===
+
+impl HttpSession {
+    /// Sends `100 Continue`, unless a response or a 100 was already sent.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        if self.continue_sent || self.response.is_some() {
+            return Ok(());
+        }
+        self.continue_sent = true;
+        self.send(&mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await
+    }
+
+    /// Writes a response head. A 1xx head is sent at once and may be followed by others; a
+    /// second final head is ignored with a warning.
+    ///
+    /// `Date` is added when missing, and `Connection` set to say whether the connection stays
+    /// open.
+    pub async fn write_response_header(&mut self, header: Box<ResponseHeader>) -> Result<()> {
+        let status = header.status;
+        let is_switch = status == StatusCode::SWITCHING_PROTOCOLS && self.upgrade_requested;
+        if status.is_informational() && !is_switch {
+            return self.write_informational(&header).await;
+        }
+        if self.response.is_some() {
+            warn!("response head already written; ignoring another {status}");
+            return Ok(());
+        }
+        let mut header = header;
+        let request_method = self.request.as_ref().map_or(Method::GET, |r| r.method.clone());
+        let tunnel = is_switch
+            || (self.allow_connect && request_method == Method::CONNECT && status.is_success());
+        let mut framing = if tunnel {
+            Framing::UntilClose
+        } else {
+            head::response_framing(&request_method, status, head::outgoing_framing(&header.headers))
+        };
+        let http10_client = self.request.as_ref().is_some_and(|r| r.version == Version::HTTP_10);
+        if framing == Framing::Chunked && http10_client {
+            // HTTP/1.0 has no chunked coding: the body ends when the connection closes.
+            header.remove_header(&header::TRANSFER_ENCODING);
+            framing = Framing::UntilClose;
+        }
+        if tunnel {
+            self.upgraded = true;
+            self.keepalive = Keepalive::Off;
+        }
+        if framing == Framing::UntilClose && !tunnel {
+            // Only closing the connection can end this body.
+            self.keepalive = Keepalive::Off;
+        }
+        if !self.is_body_done() && self.close_on_response_before_downstream_finish && !tunnel {
+            self.keepalive = Keepalive::Off;
+        }
+        if common::ConnectionTokens::from_headers(&header.headers).close {
+            self.keepalive = Keepalive::Off;
+        }
+        self.fill_response_headers(&mut header, tunnel);
+        head::write_response_head(&header, &mut self.pending);
+        self.encoder = Some(BodyEncoder::new(framing));
+        self.response = Some(header);
+        // A head announcing a body of known length waits for that body, so both go out in one
+        // write; any other head is sent now so the client sees it without delay.
+        if !matches!(framing, Framing::Length(n) if n > 0) {
+            self.flush_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Like [`HttpSession::write_response_header`], from a borrowed head.
+    pub async fn write_response_header_ref(&mut self, header: &ResponseHeader) -> Result<()> {
+        self.write_response_header(Box::new(header.clone())).await
+    }
+
+    async fn write_informational(&mut self, header: &ResponseHeader) -> Result<()> {
+        let is_continue = header.status == StatusCode::CONTINUE;
+        if self.response.is_some() || (is_continue && self.continue_sent) {
+            return Ok(());
+        }
+        if self.ignore_info_resp && !(is_continue && self.expect_continue) {
+            return Ok(());
+        }
+        if self.request.as_ref().is_some_and(|r| r.version == Version::HTTP_10) {
+            // HTTP/1.0 clients do not understand 1xx (RFC 9110 section 15.2).
+            return Ok(());
+        }
+        self.continue_sent |= is_continue;
+        let mut out = BytesMut::new();
+        head::write_response_head(header, &mut out);
+        self.send(&mut [&out]).await
+    }
+
+    /// Adds `Date` and sets `Connection` on a final response head.
+    fn fill_response_headers(&self, header: &mut ResponseHeader, tunnel: bool) {
+        if !header.headers.contains_key(header::DATE) {
+            let _ = header.insert_header(header::DATE, get_cached_date());
+        }
+        if tunnel {
+            // A 101 keeps the client's `Connection: upgrade`; a CONNECT tunnel needs nothing.
+            return;
+        }
+        let value = if self.will_keepalive() {
+            "keep-alive"
+        } else {
+            "close"
+        };
+        let _ = header.insert_header(header::CONNECTION, value);
+    }
+
+    /// The response head written, if any.
+    pub fn response_written(&self) -> Option<&ResponseHeader> {
+        self.response.as_deref()
+    }
+
+    /// Writes a piece of response body. Returns the number of body bytes accepted (`None` if
+    /// the response has ended).
+    ///
+    /// # Errors
+    /// Writing before the response head, past the announced `Content-Length`, or a write that
+    /// fails or times out; the connection is then not reused.
+    pub async fn write_body(&mut self, data: &[u8]) -> Result<Option<usize>> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Error::e_explain(ErrorType::InternalError, "response body before its head");
+        };
+        if encoder.is_finished() {
+            return Ok(None);
+        }
+        let frame = encoder.encode(data.len()).inspect_err(|_| self.broken = true)?;
+        if frame.wire_len() == 0 && self.pending.is_empty() {
+            return Ok(Some(0));
+        }
+        let data = &data[..frame.data_len];
+        if self.pending.len() + frame.wire_len() <= COALESCE_LIMIT {
+            self.pending.extend_from_slice(frame.prefix());
+            self.pending.extend_from_slice(data);
+            self.pending.extend_from_slice(frame.suffix);
+            self.flush_pending().await?;
+        } else {
+            let pending = std::mem::take(&mut self.pending);
+            self.send(&mut [&pending, frame.prefix(), data, frame.suffix]).await?;
+            self.pending = pending;
+            self.pending.clear();
+        }
+        Ok(Some(frame.data_len))
+    }
+
+    /// Ends the response body. Returns the number of body bytes written.
+    ///
+    /// # Errors
+    /// A body shorter than its `Content-Length`, or a failed write; the connection is then not
+    /// reused.
+    pub async fn finish_body(&mut self) -> Result<Option<usize>> {
+        self.finish_body_with_trailers(None).await
+    }
+
+    /// Ends the response body, with `trailers` when the body is chunked.
+    pub async fn finish_body_with_trailers(
+        &mut self,
+        trailers: Option<&http::HeaderMap>,
+    ) -> Result<Option<usize>> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(None);
+        };
+        if encoder.is_finished() {
+            return Ok(Some(encoder.written() as usize));
+        }
+        let mut tail = Vec::new();
+        let result = encoder.finish(trailers, &mut tail);
+        let written = encoder.written() as usize;
+        if result.is_err() {
+            self.broken = true;
+        }
+        self.pending.extend_from_slice(&tail);
+        self.flush_pending().await?;
+        result.map(|()| Some(written))
+    }
+
+    /// Bytes of response body written.
+    pub fn body_bytes_sent(&self) -> usize {
+        self.encoder.as_ref().map_or(0, |e| e.written() as usize)
+    }
+
+    /// Whether the connection switched to another protocol (101) or became a CONNECT tunnel.
+    pub fn was_upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// Writes a batch of response tasks with as few writes as possible. Returns whether the
+    /// response ended.
+    pub async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        let mut ended = false;
+        for task in tasks {
+            ended = match task {
+                HttpTask::Header(header, end) => {
+                    self.write_response_header(header).await?;
+                    if end {
+                        self.finish_body().await?;
+                    }
+                    end
+                }
+                HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
+                    if let Some(data) = data {
+                        self.write_body(&data).await?;
+                    }
+                    if end {
+                        self.finish_body().await?;
+                    }
+                    end
+                }
+                HttpTask::Trailer(trailers) => {
+                    self.finish_body_with_trailers(trailers.as_deref()).await?;
+                    true
+                }
+                HttpTask::Done => {
+                    self.finish_body().await?;
+                    true
+                }
+                HttpTask::Failed(e) => return Err(e),
+            };
+        }
+        Ok(ended)
+    }
+
+    async fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.send(&mut [&pending]).await;
+        self.pending = pending;
+        self.pending.clear();
+        result
+    }
+
+    /// Writes `parts` and flushes, within the write deadline.
+    async fn send(&mut self, parts: &mut [&[u8]]) -> Result<()> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let deadline = write_deadline(self.write_timeout, self.min_send_rate, len);
+        let result = with_timeout(
+            deadline,
+            ErrorType::WriteTimedout,
+            write_all_vectored(&mut self.stream, parts),
+        )
+        .await;
+        result.map_err(|e| {
+            self.broken = true;
+            e.into_down()
+        })
+    }
+}
+
+// === impl HttpSession: connection reuse and facts ===
+
+impl HttpSession {
+    /// Whether the connection can serve another request after this response, as far as is
+    /// known now.
+    pub fn will_keepalive(&self) -> bool {
+        self.keepalive != Keepalive::Off
+            && self.request_keepalive
+            && !self.broken
+            && !self.upgraded
+            && self.keepalive_reuses_remaining != Some(0)
+    }
+
+    /// Ends the exchange. Returns the connection if it can serve another request, after
+    /// reading any request body left, and with any bytes of a pipelined request kept.
+    pub async fn reuse(mut self) -> Result<Option<Stream>> {
+        let response_complete = self.encoder.as_ref().is_some_and(BodyEncoder::is_finished);
+        if !self.will_keepalive() || !response_complete {
+            self.shutdown().await;
+            return Ok(None);
+        }
+        if !self.is_body_done() {
+            if let Err(e) = self.drain_request_body().await {
+                debug!("failed to drain the request body before reuse: {e}");
+                self.shutdown().await;
+                return Ok(None);
+            }
+        }
+        let leftover = self.buf.split().freeze();
+        Ok(Some(PrefixedStream::new(self.stream, leftover)))
+    }
+
+    /// Closes the connection. When the client may still be sending a request body, its side
+    /// is drained for a short while first so it reads the response instead of a reset.
+    pub async fn shutdown(&mut self) {
+        if let Err(e) = self.stream.flush().await {
+            debug!("flush before shutdown failed: {e}");
+        }
+        let lingering = !self.eof && !self.is_body_done();
+        crate::protocols::Shutdown::shutdown(&mut *self.stream).await;
+        if lingering {
+            let stream = &mut self.stream;
+            let buf = &mut self.buf;
+            let drain = async {
+                let mut total = 0;
+                while total < LINGER_BYTES {
+                    buf.clear();
+                    match read_more(stream, buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            };
+            let _ = pingora_timeout::timeout(LINGER_TIME, drain).await;
+        }
+    }
+
+    /// Everything known about the connection.
+    pub fn digest(&self) -> &Digest {
+        self.digest.get_or_init(|| {
+            Box::new(Digest {
+                ssl_digest: self.stream.get_ssl_digest(),
+                timing_digest: self.stream.get_timing_digest(),
+                proxy_digest: self.stream.get_proxy_digest(),
+                socket_digest: self.stream.get_socket_digest(),
+            })
+        })
+    }
+
+    /// Everything known about the connection, to modify.
+    pub fn digest_mut(&mut self) -> &mut Digest {
+        self.digest();
+        self.digest.get_mut().expect("initialized just above")
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        self.digest().socket_digest.as_ref()?.peer_addr()
+    }
+
+    /// Our address the client connected to.
+    pub fn server_addr(&self) -> Option<&SocketAddr> {
+        self.digest().socket_digest.as_ref()?.local_addr()
+    }
+
+    /// The connection's [`UniqueID`].
+    pub fn id(&self) -> i32 {
+        self.stream.id()
+    }
+
+    /// The connection, for protocols that take it over.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Takes the connection out of the session, with any bytes read but not consumed.
+    pub fn into_inner(self) -> Stream {
+        let leftover = self.buf.freeze();
+        PrefixedStream::new(self.stream, leftover)
+    }
+}
+
+#[cfg(test)]
+mod tests;

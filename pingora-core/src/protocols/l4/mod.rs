@@ -1,0 +1,6 @@
+//! Layer 4: TCP and Unix-domain sockets.
+
+pub mod ext;
+pub mod listener;
+pub mod socket;
+pub mod stream;

@@ -1,0 +1,193 @@
+//! A stream with bytes pushed back in front of it.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::digest::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, ProxyDigest, SocketDigest, SslDigest,
+    TimingDigest,
+};
+use super::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
+
+/// A [`Stream`] whose first reads return `prefix`: bytes that were read from it already but
+/// belong to whoever reads it next (the start of a pipelined request, or the HTTP/2 preface
+/// after HTTP/1 parsing looked at it).
+#[derive(Debug)]
+pub struct PrefixedStream {
+    prefix: Bytes,
+    inner: Stream,
+}
+
+impl PrefixedStream {
+    /// `inner`, with `prefix` to be read first.
+    ///
+    /// If `inner` is itself a `PrefixedStream`, the prefixes are joined rather than nested.
+    pub fn new(inner: Stream, prefix: Bytes) -> Stream {
+        if prefix.is_empty() {
+            return inner;
+        }
+        if inner.as_any().is::<PrefixedStream>() {
+            let mut existing = inner
+                .into_any()
+                .downcast::<PrefixedStream>()
+                .expect("type checked just above");
+            if existing.prefix.is_empty() {
+                existing.prefix = prefix;
+            } else {
+                let mut joined = Vec::with_capacity(prefix.len() + existing.prefix.len());
+                joined.extend_from_slice(&prefix);
+                joined.extend_from_slice(&existing.prefix);
+                existing.prefix = joined.into();
+            }
+            return existing;
+        }
+        Box::new(PrefixedStream { prefix, inner })
+    }
+
+    /// The stream under the prefix, and what is left of the prefix.
+    pub fn into_parts(self) -> (Stream, Bytes) {
+        (self.inner, self.prefix)
+    }
+}
+
+impl AsyncRead for PrefixedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PrefixedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for PrefixedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for PrefixedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for PrefixedStream {
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for PrefixedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for PrefixedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for PrefixedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
+        self.inner.set_socket_digest(socket_digest)
+    }
+}
+
+#[async_trait]
+impl Peek for PrefixedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if self.prefix.len() >= buf.len() {
+            buf.copy_from_slice(&self.prefix[..buf.len()]);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn prefix_is_read_first_and_joins() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let stream = PrefixedStream::new(Box::new(a), Bytes::from_static(b"world"));
+        let mut stream = PrefixedStream::new(stream, Bytes::from_static(b"hello "));
+        assert!(stream.as_any().is::<PrefixedStream>());
+        b.write_all(b"!").await.unwrap();
+        let mut out = [0u8; 12];
+        stream.read_exact(&mut out).await.unwrap();
+        assert_eq!(&out, b"hello world!");
+        let unchanged = PrefixedStream::new(Box::new(tokio::io::duplex(1).0), Bytes::new());
+        assert!(!unchanged.as_any().is::<PrefixedStream>());
+    }
+}

@@ -1,0 +1,136 @@
+//! Bootstrap: the preparation a server does before its services start, run once either by
+//! [`Server::bootstrap`](super::Server::bootstrap) or as a service of its own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pingora_error::Result;
+use tokio::sync::broadcast;
+
+use super::configuration::{Opt, ServerConf};
+use super::transfer_fd::Fds;
+use super::{ExecutionPhase, ListenFds, ShutdownWatch};
+use crate::services::background::BackgroundService;
+use crate::services::ServiceReadyNotifier;
+
+/// What bootstrapping decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootstrapOutcome {
+    /// The server is ready for its services to start.
+    Ready,
+    /// The server was started with `-t` and its configuration is valid: the process should
+    /// exit with status 0.
+    TestPassed,
+}
+
+/// The state of the bootstrap, shared by the server and its bootstrap service.
+#[derive(Debug)]
+pub(crate) struct Bootstrap {
+    completed: bool,
+    test: bool,
+    upgrade: bool,
+    conf: Arc<ServerConf>,
+    execution_phase_watch: broadcast::Sender<ExecutionPhase>,
+    listen_fds: Option<ListenFds>,
+}
+
+/// A background service that bootstraps the server, so that other services can depend on it.
+#[derive(Debug)]
+pub(crate) struct BootstrapService {
+    inner: Arc<Mutex<Bootstrap>>,
+}
+
+// === impl Bootstrap ===
+
+impl Bootstrap {
+    pub(crate) fn new(
+        opt: Option<&Opt>,
+        conf: &Arc<ServerConf>,
+        execution_phase_watch: &broadcast::Sender<ExecutionPhase>,
+    ) -> Self {
+        Bootstrap {
+            completed: false,
+            test: opt.is_some_and(|o| o.test),
+            upgrade: opt.is_some_and(|o| o.upgrade),
+            conf: Arc::clone(conf),
+            execution_phase_watch: execution_phase_watch.clone(),
+            listen_fds: None,
+        }
+    }
+
+    /// Prepares the server, once: later calls return [`BootstrapOutcome::Ready`] at once.
+    ///
+    /// With `-t`, validates the configuration and returns [`BootstrapOutcome::TestPassed`].
+    /// Otherwise sets up the table of listening sockets.
+    pub(crate) fn try_bootstrap(&mut self) -> Result<BootstrapOutcome> {
+        if self.completed {
+            return Ok(BootstrapOutcome::Ready);
+        }
+        tracing::info!("bootstrap starting");
+        let _ = self.execution_phase_watch.send(ExecutionPhase::Bootstrap);
+
+        if self.test {
+            // Configurations are validated when loaded, but one built in code may not be.
+            ServerConf::clone(&self.conf).validate()?;
+            tracing::info!("Server Test passed, exiting");
+            return Ok(BootstrapOutcome::TestPassed);
+        }
+
+        if self.upgrade {
+            tracing::warn!(
+                "taking over listening sockets (-u) is not supported yet; binding new sockets \
+                 (upgrade socket {})",
+                self.conf.upgrade_sock
+            );
+        }
+        self.listen_fds = Some(Arc::new(Mutex::new(Fds::new())));
+        self.completed = true;
+        tracing::info!("bootstrap done");
+        let _ = self
+            .execution_phase_watch
+            .send(ExecutionPhase::BootstrapComplete);
+        Ok(BootstrapOutcome::Ready)
+    }
+
+    /// Bootstraps like [`try_bootstrap`](Self::try_bootstrap), exiting the process when the
+    /// server test passed (status 0) or bootstrapping failed (status 1).
+    pub(crate) fn bootstrap(&mut self) {
+        match self.try_bootstrap() {
+            Ok(BootstrapOutcome::Ready) => {}
+            Ok(BootstrapOutcome::TestPassed) => std::process::exit(0),
+            Err(e) => {
+                tracing::error!("bootstrap failed: {e}");
+                eprintln!("bootstrap failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// The table of listening sockets, once bootstrapped.
+    pub(crate) fn listen_fds(&self) -> Option<ListenFds> {
+        self.listen_fds.clone()
+    }
+}
+
+// === impl BootstrapService ===
+
+impl BootstrapService {
+    pub(crate) fn new(inner: &Arc<Mutex<Bootstrap>>) -> Self {
+        BootstrapService {
+            inner: Arc::clone(inner),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for BootstrapService {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: ShutdownWatch,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        self.inner.lock().bootstrap();
+        ready_notifier.notify_ready();
+    }
+}

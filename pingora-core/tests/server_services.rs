@@ -1,0 +1,361 @@
+//! Services run by a server: Unix-socket endpoints, background services, dependencies between
+//! services, and the grace period.
+
+mod server_support;
+
+use std::fs::Permissions;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{Server, ShutdownSignal, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+use pingora_core::services::ServiceReadyNotifier;
+use server_support::*;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+fn conf() -> ServerConf {
+    ServerConf {
+        grace_period_seconds: Some(60),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::new().unwrap()
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pingora-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn unix_socket_echo_with_permissions() {
+    let dir = temp_dir("uds");
+    let private = dir.join("private.sock");
+    let public = dir.join("public.sock");
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let echo = Echo::default();
+    let stats = Arc::clone(&echo.stats);
+    let mut service = Service::new("uds echo".to_string(), echo);
+    service.add_uds(
+        private.to_str().unwrap(),
+        Some(Permissions::from_mode(0o600)),
+    );
+    service.add_listener(
+        ListenerConfig::uds(public.to_str().unwrap()).l4_buffer(L4BufferSettings::default()),
+    );
+    let addrs = service.local_addrs();
+    server.add_service(service);
+    let mut running = RunningServer::start(server);
+
+    client_runtime().block_on(async {
+        let bound = tokio::time::timeout(TIMEOUT, addrs.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bound[0].to_string(), format!("unix:{}", private.display()));
+        running.wait_phase("Running").await;
+        for path in [&private, &public] {
+            let mut client = UnixStream::connect(path).await.unwrap();
+            echo_round_trip(&mut client, b"over a unix socket").await;
+        }
+    });
+    assert_eq!(std::fs::metadata(&private).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&public).unwrap().mode() & 0o777, 0o666);
+
+    running.signal(ShutdownSignal::GracefulTerminate);
+    running.join();
+    assert_eq!(
+        stats.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    assert_eq!(stats.cleanups.load(std::sync::atomic::Ordering::SeqCst), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs until shutdown, reporting its start and its end.
+struct Worker {
+    events: mpsc::UnboundedSender<&'static str>,
+}
+
+#[async_trait]
+impl BackgroundService for Worker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = self.events.send("started");
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+        let _ = self.events.send("stopped");
+    }
+}
+
+#[test]
+fn background_service_runs_until_shutdown() {
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let service = background_service("worker", Worker { events });
+    assert_eq!(
+        pingora_core::services::ServiceWithDependents::name(&service),
+        "BG worker"
+    );
+    assert_eq!(service.threads, Some(1));
+    let task = service.task();
+    server.add_service(service);
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        assert_eq!(rx.recv().await, Some("started"));
+        running.wait_phase("Running").await;
+    });
+    let signalled = Instant::now();
+    running.signal(ShutdownSignal::GracefulTerminate);
+    running.join();
+    // The service stopped on the shutdown signal, which ended the grace period early.
+    assert_eq!(rx.try_recv(), Ok("stopped"));
+    assert!(signalled.elapsed() < Duration::from_secs(30));
+    // The task is shared, and the service no longer holds it.
+    assert_eq!(Arc::strong_count(&task), 1);
+}
+
+/// Ignores the shutdown signal.
+struct Stubborn;
+
+#[async_trait]
+impl BackgroundService for Stubborn {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[test]
+fn grace_period_ends_a_shutdown_that_services_ignore() {
+    let mut server = Server::new_with_opt_and_conf(
+        None,
+        ServerConf {
+            grace_period_seconds: Some(1),
+            graceful_shutdown_timeout_seconds: Some(0),
+            ..ServerConf::new().unwrap()
+        },
+    );
+    server.add_service(background_service("stubborn", Stubborn));
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        running.wait_phase("Running").await;
+    });
+    let signalled = Instant::now();
+    running.signal(ShutdownSignal::GracefulTerminate);
+    let rest = running.join();
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "the grace period was cut short"
+    );
+    assert!(signalled.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        rest,
+        [
+            "GracefulTerminate",
+            "ShutdownStarted",
+            "ShutdownGracePeriod",
+            "ShutdownRuntimes",
+            "Terminated"
+        ]
+    );
+}
+
+/// A service that is ready only when the test says so.
+struct Gated {
+    gate: Mutex<Option<oneshot::Receiver<()>>>,
+    ready: Arc<AtomicBool>,
+    started: mpsc::UnboundedSender<&'static str>,
+}
+
+#[async_trait]
+impl BackgroundService for Gated {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        notifier: ServiceReadyNotifier,
+    ) {
+        let _ = self.started.send("gated started");
+        let gate = self.gate.lock().unwrap().take().expect("started once");
+        tokio::select! {
+            _ = gate => {
+                self.ready.store(true, Ordering::SeqCst);
+                notifier.notify_ready();
+            }
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let _ = shutdown.wait_for(|s| *s).await;
+    }
+}
+
+/// Reports whether its dependency was ready when it started.
+struct Dependent {
+    dependency_ready: Arc<AtomicBool>,
+    started: mpsc::UnboundedSender<&'static str>,
+}
+
+#[async_trait]
+impl BackgroundService for Dependent {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let event = if self.dependency_ready.load(Ordering::SeqCst) {
+            "dependent started after its dependency was ready"
+        } else {
+            "dependent started too early"
+        };
+        let _ = self.started.send(event);
+        let _ = shutdown.wait_for(|s| *s).await;
+    }
+}
+
+#[test]
+fn dependents_start_after_their_dependencies_are_ready() {
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let (started, mut events) = mpsc::unbounded_channel();
+    let (open_gate, gate) = oneshot::channel();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    // Added first, so only the dependency, not the order of addition, can delay it.
+    let dependent = server.add_service(background_service(
+        "dependent",
+        Dependent {
+            dependency_ready: Arc::clone(&ready),
+            started: started.clone(),
+        },
+    ));
+    let mut listening = Service::new("listening".to_string(), Echo::default());
+    listening.add_tcp("127.0.0.1:0");
+    let listening_addrs = listening.local_addrs();
+    let listening = server.add_service(listening);
+    let gated = server.add_service(background_service(
+        "gated",
+        Gated {
+            gate: Mutex::new(Some(gate)),
+            ready: Arc::clone(&ready),
+            started,
+        },
+    ));
+    dependent.add_dependency(&gated);
+    listening.add_dependencies([&dependent, &gated]);
+
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        assert_eq!(events.recv().await, Some("gated started"));
+        running.wait_phase("Running").await;
+        // Nothing that depends on the gated service has started.
+        assert_eq!(events.try_recv().ok(), None);
+        assert_eq!(listening_addrs.get(), None);
+
+        open_gate.send(()).unwrap();
+        let event = tokio::time::timeout(TIMEOUT, events.recv()).await.unwrap();
+        assert_eq!(
+            event,
+            Some("dependent started after its dependency was ready")
+        );
+        // The listening service binds once both its dependencies are ready.
+        tokio::time::timeout(TIMEOUT, listening_addrs.wait())
+            .await
+            .unwrap()
+            .unwrap();
+    });
+    running.signal(ShutdownSignal::GracefulTerminate);
+    running.join();
+}
+
+#[test]
+fn dependents_of_a_service_never_ready_do_not_start() {
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let (started, mut events) = mpsc::unbounded_channel();
+    let (_gate_kept_closed, gate) = oneshot::channel();
+    let ready = Arc::new(AtomicBool::new(false));
+    let gated = server.add_service(background_service(
+        "gated",
+        Gated {
+            gate: Mutex::new(Some(gate)),
+            ready: Arc::clone(&ready),
+            started: started.clone(),
+        },
+    ));
+    let dependent = server.add_service(background_service(
+        "dependent",
+        Dependent {
+            dependency_ready: ready,
+            started,
+        },
+    ));
+    dependent.add_dependency(&gated);
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        assert_eq!(events.recv().await, Some("gated started"));
+        running.wait_phase("Running").await;
+    });
+    let signalled = Instant::now();
+    running.signal(ShutdownSignal::GracefulTerminate);
+    running.join();
+    // The gated service gave up without being ready, and its dependent never started; both
+    // finished, so the grace period ended early.
+    assert_eq!(events.try_recv().ok(), None);
+    assert!(signalled.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn dependency_cycles_are_refused_and_the_server_still_runs() {
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let a = server.add_service(background_service(
+        "a",
+        Worker {
+            events: events.clone(),
+        },
+    ));
+    let b = server.add_service(background_service("b", Worker { events }));
+    a.add_dependency(&b);
+    let err = b.try_add_dependency(&a).unwrap_err();
+    assert!(
+        err.to_string().contains("cycle BG b -> BG a -> BG b"),
+        "{err}"
+    );
+    // The logging form refuses the same way, without panicking.
+    b.add_dependency(&a);
+
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        assert_eq!(rx.recv().await, Some("started"));
+        assert_eq!(rx.recv().await, Some("started"));
+        running.wait_phase("Running").await;
+    });
+    running.signal(ShutdownSignal::FastShutdown);
+    assert_eq!(running.join().last(), Some(&"Terminated"));
+}
+
+#[test]
+fn bootstrap_as_a_service() {
+    let mut server = Server::new_with_opt_and_conf(None, conf());
+    let mut phases = server.watch_execution_phase();
+    let bootstrap = server.bootstrap_as_a_service();
+    let mut service = Service::new("echo".to_string(), Echo::default());
+    service.add_tcp("127.0.0.1:0");
+    let addrs = service.local_addrs();
+    let echo = server.add_service(service);
+    echo.add_dependency(&bootstrap);
+    let mut running = RunningServer::start(server);
+    client_runtime().block_on(async {
+        tokio::time::timeout(TIMEOUT, addrs.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        running.wait_phase("Running").await;
+    });
+    running.signal(ShutdownSignal::FastShutdown);
+    running.join();
+    let mut names = Vec::new();
+    while let Ok(phase) = phases.try_recv() {
+        names.push(phase_name(&phase));
+    }
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("Bootstrap") < pos("BootstrapComplete"), "{names:?}");
+}
