@@ -19,9 +19,8 @@ pub use pingora_error::{ErrorType::*, *};
 
 /// The items most programs need.
 pub mod prelude {
-    // pub use crate::server::configuration::Opt;
-    // pub use crate::server::Server;
-    // pub use crate::services::background::background_service;
+    pub use crate::server::configuration::Opt;
+    pub use crate::server::Server;
+    pub use crate::services::background::background_service;
     pub use pingora_error::{ErrorType::*, *};
 }
-

@@ -231,8 +231,7 @@ impl ResponseHeader {
             .or_else(|| self.base.status.canonical_reason())
     }
 
-    /// The Pingora 0.8 name of [`reason_phrase`](Self::reason_phrase).
-    #[deprecated(note = "use `reason_phrase()`")]
+    /// The reason phrase; the name Pingora 0.8 uses for [`reason_phrase`](Self::reason_phrase).
     pub fn get_reason_phrase(&self) -> Option<&str> {
         self.reason_phrase()
     }

@@ -594,7 +594,6 @@ fn response_build_and_status() {
 }
 
 #[test]
-#[allow(deprecated)]
 fn reason_phrase_defaults_and_overrides() {
     let mut resp = ResponseHeader::build(200, None).expect("valid");
     assert_eq!(resp.reason_phrase(), Some("OK"));

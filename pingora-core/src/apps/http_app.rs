@@ -100,7 +100,8 @@ where
                 None => extra,
             });
         }
-        http.write_response_body(body.unwrap_or_default(), true).await
+        http.write_response_body(body.unwrap_or_default(), true)
+            .await
     }
 }
 
@@ -127,7 +128,10 @@ where
         }
         let mut modules = self.modules.build_ctx();
         if let Err(e) = self.serve(&mut http, &mut modules).await {
-            error!("HTTP server failed to respond: {e}, {}", http.request_summary());
+            error!(
+                "HTTP server failed to respond: {e}, {}",
+                http.request_summary()
+            );
             if http.response_written().is_none() {
                 let _ = http.respond_error(500).await;
             }

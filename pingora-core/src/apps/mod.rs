@@ -27,8 +27,11 @@ pub trait ServerApp {
     /// means the connection is done.
     ///
     /// `shutdown` turns `true` when the server starts shutting down gracefully.
-    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch)
-        -> Option<Stream>;
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream>;
 
     /// Called once after the service stopped accepting connections.
     async fn cleanup(&self) {}
@@ -139,7 +142,11 @@ impl<T> ServerApp for T
 where
     T: HttpServerApp + Send + Sync + 'static,
 {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let options = self.server_options();
         let mut stream = stream;
         let mut settings: Option<HttpPersistentSettings> = None;

@@ -149,7 +149,10 @@ mod tests {
 
     #[test]
     fn wire() {
-        assert_eq!(ALPN::H2H1.protocol_names(), vec![&b"h2"[..], &b"http/1.1"[..]]);
+        assert_eq!(
+            ALPN::H2H1.protocol_names(),
+            vec![&b"h2"[..], &b"http/1.1"[..]]
+        );
         assert_eq!(ALPN::from_wire_selected(b"h2"), Some(ALPN::H2));
         assert_eq!(ALPN::from_wire_selected(b"http/1.1"), Some(ALPN::H1));
         let custom = ALPN::from_wire_selected(b"imap").unwrap();

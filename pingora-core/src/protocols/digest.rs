@@ -132,7 +132,12 @@ impl SocketDigest {
     /// The address the client connected to before an iptables REDIRECT/DNAT (`SO_ORIGINAL_DST`).
     pub fn original_dst(&self) -> Option<&SocketAddr> {
         self.original_dst
-            .get_or_init(|| ext::get_original_dest(self.raw_fd).ok().flatten().map(SocketAddr::Inet))
+            .get_or_init(|| {
+                ext::get_original_dest(self.raw_fd)
+                    .ok()
+                    .flatten()
+                    .map(SocketAddr::Inet)
+            })
             .as_ref()
     }
 

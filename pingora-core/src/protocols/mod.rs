@@ -6,10 +6,10 @@
 //! implement [`IO`], as do `tokio::io::DuplexStream`, `std::io::Cursor<Vec<u8>>` and
 //! `tokio_test::io::Mock`, so protocol code can be tested without sockets.
 
+mod alpn;
 pub mod digest;
 pub mod http;
 pub mod l4;
-mod alpn;
 mod prefixed;
 
 use std::any::Any;

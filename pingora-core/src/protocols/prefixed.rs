@@ -29,7 +29,7 @@ impl PrefixedStream {
     /// `inner`, with `prefix` to be read first.
     ///
     /// If `inner` is itself a `PrefixedStream`, the prefixes are joined rather than nested.
-    pub fn new(inner: Stream, prefix: Bytes) -> Stream {
+    pub fn prepend(inner: Stream, prefix: Bytes) -> Stream {
         if prefix.is_empty() {
             return inner;
         }
@@ -180,14 +180,14 @@ mod tests {
     #[tokio::test]
     async fn prefix_is_read_first_and_joins() {
         let (a, mut b) = tokio::io::duplex(64);
-        let stream = PrefixedStream::new(Box::new(a), Bytes::from_static(b"world"));
-        let mut stream = PrefixedStream::new(stream, Bytes::from_static(b"hello "));
+        let stream = PrefixedStream::prepend(Box::new(a), Bytes::from_static(b"world"));
+        let mut stream = PrefixedStream::prepend(stream, Bytes::from_static(b"hello "));
         assert!(stream.as_any().is::<PrefixedStream>());
         b.write_all(b"!").await.unwrap();
         let mut out = [0u8; 12];
         stream.read_exact(&mut out).await.unwrap();
         assert_eq!(&out, b"hello world!");
-        let unchanged = PrefixedStream::new(Box::new(tokio::io::duplex(1).0), Bytes::new());
+        let unchanged = PrefixedStream::prepend(Box::new(tokio::io::duplex(1).0), Bytes::new());
         assert!(!unchanged.as_any().is::<PrefixedStream>());
     }
 }

@@ -41,7 +41,11 @@ pub trait HttpModule {
     }
 
     /// Sees (and may change or drop) a piece of the response body.
-    fn response_body_filter(&mut self, _body: &mut Option<Bytes>, _end_of_stream: bool) -> Result<()> {
+    fn response_body_filter(
+        &mut self,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -126,7 +130,9 @@ impl HttpModules {
                 for (i, module) in modules.iter().enumerate() {
                     let previous = index.insert(module.as_any().type_id(), i);
                     if previous.is_some() {
-                        tracing::error!("two HTTP modules of the same type; only the last is reachable by type");
+                        tracing::error!(
+                            "two HTTP modules of the same type; only the last is reachable by type"
+                        );
                     }
                 }
                 Arc::new(index)
@@ -180,7 +186,11 @@ impl HttpModuleCtx {
     }
 
     /// Runs every module's request body filter, in order.
-    pub async fn request_body_filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> Result<()> {
+    pub async fn request_body_filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
         for module in &mut self.modules {
             module.request_body_filter(body, end_of_stream).await?;
         }
@@ -200,7 +210,11 @@ impl HttpModuleCtx {
     }
 
     /// Runs every module's response body filter, in reverse order.
-    pub fn response_body_filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> Result<()> {
+    pub fn response_body_filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
         for module in self.modules.iter_mut().rev() {
             module.response_body_filter(body, end_of_stream)?;
         }
@@ -269,7 +283,11 @@ mod tests {
             Ok(())
         }
 
-        async fn response_header_filter(&mut self, resp: &mut ResponseHeader, _end: bool) -> Result<()> {
+        async fn response_header_filter(
+            &mut self,
+            resp: &mut ResponseHeader,
+            _end: bool,
+        ) -> Result<()> {
             resp.append_header("x-order", self.tag)?;
             Ok(())
         }
@@ -295,7 +313,10 @@ mod tests {
         }
 
         fn init(&self) -> Module {
-            Box::new(Tagger { tag: self.0, seen: 0 })
+            Box::new(Tagger {
+                tag: self.0,
+                seen: 0,
+            })
         }
     }
 

@@ -78,7 +78,7 @@ impl Session {
     /// idle past the keepalive timeout) before sending a request.
     ///
     /// # Errors
-    /// See [`SessionV1::read_request`]: [`ErrorType::HTTPStatus`] carries the status to answer.
+    /// See [`SessionV1::read_request`]: [`HTTPStatus`](pingora_error::ErrorType::HTTPStatus) carries the status to answer.
     pub async fn read_request(&mut self) -> Result<bool> {
         each!(mut self, s => Ok(s.read_request().await?.is_some()))
     }

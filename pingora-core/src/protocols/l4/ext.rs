@@ -90,14 +90,16 @@ pub struct TCP_INFO {
     pub tcpi_delivery_rate: u64,
 }
 
-fn getsockopt<T: Copy + Default>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+fn getsockopt<T: Copy + Default>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
     let mut value = T::default();
     let mut len = mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: `value` is a valid, writable `T` of `len` bytes for the kernel to fill; the kernel
     // never writes more than `len` bytes.
-    let ret = unsafe {
-        libc::getsockopt(fd, level, name, (&mut value as *mut T).cast(), &mut len)
-    };
+    let ret = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut T).cast(), &mut len) };
     if ret == 0 {
         Ok(value)
     } else {
@@ -105,7 +107,12 @@ fn getsockopt<T: Copy + Default>(fd: RawFd, level: libc::c_int, name: libc::c_in
     }
 }
 
-fn setsockopt<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) -> io::Result<()> {
     // SAFETY: `value` is a valid `T` that the kernel reads `size_of::<T>()` bytes from.
     let ret = unsafe {
         libc::setsockopt(
@@ -168,7 +175,10 @@ pub fn set_tcp_fastopen_backlog(fd: RawFd, backlog: usize) -> Result<()> {
 /// Sets the DSCP bits of outgoing packets (`IP_TOS` or `IPV6_TCLASS`).
 pub fn set_dscp(fd: RawFd, dscp: u8) -> Result<()> {
     let tos = libc::c_int::from(dscp) << 2;
-    let is_v6 = matches!(local_addr(fd), Some(SocketAddr::Inet(InetSocketAddr::V6(_))));
+    let is_v6 = matches!(
+        local_addr(fd),
+        Some(SocketAddr::Inet(InetSocketAddr::V6(_)))
+    );
     let result = if is_v6 {
         setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos)
     } else {
@@ -260,10 +270,16 @@ pub fn set_tcp_keepalive(stream: &TcpStream, ka: &TcpKeepalive) -> Result<()> {
     let apply = || -> io::Result<()> {
         setsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
         setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(ka.idle))?;
-        setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(ka.interval))?;
+        setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            secs(ka.interval),
+        )?;
         setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, count)?;
         if !ka.user_timeout.is_zero() {
-            let ms = libc::c_uint::try_from(ka.user_timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+            let ms =
+                libc::c_uint::try_from(ka.user_timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
             setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)?;
         }
         Ok(())
@@ -317,8 +333,13 @@ fn addr_of(fd: RawFd, peer: bool) -> Option<SocketAddr> {
             // one without taking ownership.
             // SAFETY: the fd is a valid Unix socket for the duration of this call and the
             // ManuallyDrop keeps it from being closed.
-            let sock = ManuallyDrop::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) });
-            let addr = if peer { sock.peer_addr() } else { sock.local_addr() };
+            let sock =
+                ManuallyDrop::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) });
+            let addr = if peer {
+                sock.peer_addr()
+            } else {
+                sock.local_addr()
+            };
             addr.ok().map(SocketAddr::Unix)
         }
         _ => None,
@@ -347,7 +368,9 @@ pub async fn connect(addr: &InetSocketAddr, bind_to: Option<&InetSocketAddr>) ->
         );
         socket
             .bind(*bind_to)
-            .or_err_with(ErrorType::BindError, || format!("failed to bind to {bind_to}"))?;
+            .or_err_with(ErrorType::BindError, || {
+                format!("failed to bind to {bind_to}")
+            })?;
     }
     socket
         .connect(*addr)
@@ -390,10 +413,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let fd = client.as_raw_fd();
         assert_eq!(peer_addr(fd), Some(SocketAddr::Inet(addr)));
-        assert_eq!(
-            local_addr(server.as_raw_fd()),
-            Some(SocketAddr::Inet(addr))
-        );
+        assert_eq!(local_addr(server.as_raw_fd()), Some(SocketAddr::Inet(addr)));
         let info = get_tcp_info(fd).unwrap();
         assert_eq!(info.tcpi_state, 1, "TCP_ESTABLISHED");
         set_recv_buf(fd, 65536).unwrap();
@@ -428,7 +448,9 @@ mod tests {
         let err = connect(&addr, Some(&bad_bind)).await.unwrap_err();
         assert_eq!(err.etype(), &ErrorType::BindError);
 
-        let err = connect_uds(Path::new("/nonexistent/sock")).await.unwrap_err();
+        let err = connect_uds(Path::new("/nonexistent/sock"))
+            .await
+            .unwrap_err();
         assert_eq!(err.etype(), &ErrorType::ConnectRefused);
     }
 

@@ -98,7 +98,9 @@ impl std::str::FromStr for SocketAddr {
         use pingora_error::{ErrorType, OrErr};
         if let Some(path) = s.strip_prefix("unix:") {
             let addr = UnixSocketAddr::from_pathname(path)
-                .or_err_with(ErrorType::SocketError, || format!("bad unix socket path {path}"))?;
+                .or_err_with(ErrorType::SocketError, || {
+                    format!("bad unix socket path {path}")
+                })?;
             return Ok(SocketAddr::Unix(addr));
         }
         s.parse::<InetSocketAddr>()

@@ -109,7 +109,8 @@ impl Stream {
     pub fn set_buffer(&mut self, settings: L4BufferSettings) {
         self.write_buf_cap = settings.write.unwrap_or(0);
         if self.write_buf_cap > 0 && self.write_buf.capacity() < self.write_buf_cap {
-            self.write_buf.reserve(self.write_buf_cap - self.write_buf.len());
+            self.write_buf
+                .reserve(self.write_buf_cap - self.write_buf.len());
         }
     }
 
@@ -147,7 +148,8 @@ impl Stream {
     /// Writes out everything buffered.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.write_buf.is_empty() {
-            let n = ready!(with_raw!(&mut self.raw, s => Pin::new(s).poll_write(cx, &self.write_buf)))?;
+            let n =
+                ready!(with_raw!(&mut self.raw, s => Pin::new(s).poll_write(cx, &self.write_buf)))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -317,7 +319,9 @@ mod tests {
         stream.write_all(b"world").await.unwrap();
         // Nothing is sent before the flush.
         let mut byte = [0u8; 1];
-        let early = tokio::time::timeout(std::time::Duration::from_millis(50), client.read(&mut byte)).await;
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(50), client.read(&mut byte))
+                .await;
         assert!(early.is_err(), "data arrived before flush");
         stream.flush().await.unwrap();
         let mut buf = [0u8; 11];

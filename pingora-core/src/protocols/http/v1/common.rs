@@ -4,6 +4,7 @@ use http::header::{self, HeaderMap, HeaderName};
 
 /// The hop-by-hop fields of RFC 9110 section 7.6.1, which describe one connection and are never
 /// forwarded (`Transfer-Encoding` is handled by the framing code instead).
+#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
 pub(crate) const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -106,12 +107,16 @@ pub(crate) fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
         if !key.trim_ascii().eq_ignore_ascii_case(b"timeout") {
             return None;
         }
-        std::str::from_utf8(val[1..].trim_ascii()).ok()?.parse().ok()
+        std::str::from_utf8(val[1..].trim_ascii())
+            .ok()?
+            .parse()
+            .ok()
     })
 }
 
 /// Removes the hop-by-hop fields of RFC 9110 section 7.6.1 from `headers`, including every
 /// field named by a `Connection` field.
+#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
@@ -135,7 +140,10 @@ mod tests {
         assert_eq!(parse_content_length(b"0"), Some(0));
         assert_eq!(parse_content_length(b" 42 "), Some(42));
         assert_eq!(parse_content_length(b"7, 7,7"), Some(7));
-        assert_eq!(parse_content_length(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
         for bad in [
             &b""[..],
             b" ",
@@ -148,7 +156,12 @@ mod tests {
             b"18446744073709551616",
             b"1e3",
         ] {
-            assert_eq!(parse_content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_content_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -105,13 +105,19 @@ impl BodyDecoder {
     }
 
     /// Whether the body ends only when the connection closes.
+    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
     pub(crate) fn is_until_close(&self) -> bool {
         matches!(self.kind, Kind::UntilClose { .. })
     }
 
     /// Consumes body bytes from `buf`. `eof` says the peer closed the connection and no more
     /// bytes will come after those in `buf`.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut, eof: bool, limits: &Limits) -> Result<Decoded> {
+    pub(crate) fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        eof: bool,
+        limits: &Limits,
+    ) -> Result<Decoded> {
         let result = match &mut self.kind {
             Kind::Done => return Ok(Decoded::Done),
             Kind::Length { remaining } => {
@@ -124,7 +130,9 @@ impl BodyDecoder {
                     }
                     return Ok(Decoded::NeedMore);
                 }
-                let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(buf.len());
+                let n = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 *remaining -= n as u64;
                 if *remaining == 0 {
                     self.kind = Kind::Done;
@@ -150,7 +158,12 @@ impl BodyDecoder {
         result
     }
 
-    fn decode_chunked(&mut self, buf: &mut BytesMut, eof: bool, limits: &Limits) -> Result<Decoded> {
+    fn decode_chunked(
+        &mut self,
+        buf: &mut BytesMut,
+        eof: bool,
+        limits: &Limits,
+    ) -> Result<Decoded> {
         loop {
             let Kind::Chunked(state) = &mut self.kind else {
                 return Ok(Decoded::Done);
@@ -159,7 +172,9 @@ impl BodyDecoder {
                 if buf.is_empty() {
                     break;
                 }
-                let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(buf.len());
+                let n = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 *remaining -= n as u64;
                 if *remaining == 0 {
                     *state = ChunkState::DataCr;

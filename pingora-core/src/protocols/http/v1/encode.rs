@@ -35,7 +35,9 @@ impl Frame {
 enum Kind {
     /// No body may be sent (HEAD, 1xx, 204, 304): body bytes are dropped.
     Empty,
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked,
     UntilClose,
 }
@@ -75,11 +77,13 @@ impl BodyEncoder {
 
     /// Whether the body is complete once `finish` is called with no further writes: true for
     /// length-delimited bodies whose bytes were all written.
+    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
     pub(crate) fn is_length_complete(&self) -> bool {
         matches!(self.kind, Kind::Length { remaining: 0 } | Kind::Empty)
     }
 
     /// Whether this body is delimited by closing the connection.
+    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
     pub(crate) fn is_until_close(&self) -> bool {
         self.kind == Kind::UntilClose
     }

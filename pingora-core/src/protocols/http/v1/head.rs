@@ -36,6 +36,7 @@ pub(crate) struct RequestHead {
 
 /// A parsed response head.
 #[derive(Debug)]
+#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
 pub(crate) struct ResponseHead {
     pub(crate) header: ResponseHeader,
     /// How the body would be framed if the response has one; the caller applies the
@@ -117,11 +118,8 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         &mut heap[..]
     };
     let mut req = httparse::Request::new(&mut []);
-    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        buf,
-        slots,
-    );
+    let status =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -140,7 +138,8 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(reject(400, "incomplete request line"));
     };
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| reject(400, "invalid method"))?;
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| reject(400, "invalid method"))?;
     let base = buf.as_ptr();
     let path_pos = offsets(base, path.as_bytes());
     let fields: Vec<FieldPos> = req
@@ -151,8 +150,9 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
 
     let raw = buf.split_to(head_len).freeze();
     let path = &raw[path_pos.0 as usize..path_pos.1 as usize];
-    let mut header = RequestHeader::build(method, path, Some(fields.len()))
-        .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "invalid request target", e).into_down())?;
+    let mut header = RequestHeader::build(method, path, Some(fields.len())).map_err(|e| {
+        Error::because(ErrorType::HTTPStatus(400), "invalid request target", e).into_down()
+    })?;
     header.set_version(if minor == 0 {
         Version::HTTP_10
     } else {
@@ -166,9 +166,9 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         checks.observe(&name, &value)?;
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| reject(400, "invalid header value"))?;
-        header
-            .append_header(name, value)
-            .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "invalid header", e).into_down())?;
+        header.append_header(name, value).map_err(|e| {
+            Error::because(ErrorType::HTTPStatus(400), "invalid header", e).into_down()
+        })?;
     }
     let framing = checks.request_framing(minor)?;
     let keepalive = common::request_keepalive(minor, &checks.connection);
@@ -228,7 +228,8 @@ impl FramingChecks {
         } else if name.eq_ignore_ascii_case(b"expect") {
             self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"keep-alive") {
-            self.keepalive_timeout = common::parse_keepalive_timeout(value).or(self.keepalive_timeout);
+            self.keepalive_timeout =
+                common::parse_keepalive_timeout(value).or(self.keepalive_timeout);
         }
         Ok(())
     }
@@ -242,7 +243,9 @@ impl FramingChecks {
             return Err(reject(400, "more than one Host"));
         }
         match (self.transfer_encoding, self.content_length) {
-            (Some(_), _) if minor == 0 => Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request")),
+            (Some(_), _) if minor == 0 => {
+                Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"))
+            }
             (Some(_), Some(_)) => Err(reject(400, "both Transfer-Encoding and Content-Length")),
             (Some(TransferCoding::Unsupported), None) => {
                 Err(reject(501, "unsupported transfer coding"))
@@ -262,6 +265,7 @@ impl FramingChecks {
 /// # Errors
 /// [`ErrorType::InvalidHTTPHeader`] for malformed heads, too-large heads or ambiguous framing;
 /// the connection must not be reused.
+#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     limits: &Limits,
@@ -291,7 +295,9 @@ pub(crate) fn parse_response(
             }
             return Ok(None);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(invalid("too many response header fields")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(invalid("too many response header fields"))
+        }
         Err(_) => return Err(invalid("malformed response head")),
     };
     if head_len > limits.max_header_bytes {
@@ -309,8 +315,8 @@ pub(crate) fn parse_response(
         .collect();
     let raw = buf.split_to(head_len).freeze();
 
-    let mut header =
-        ResponseHeader::build(code, Some(fields.len())).map_err(|_| invalid("invalid status code"))?;
+    let mut header = ResponseHeader::build(code, Some(fields.len()))
+        .map_err(|_| invalid("invalid status code"))?;
     header.set_version(if minor == 0 {
         Version::HTTP_10
     } else {
@@ -339,12 +345,18 @@ pub(crate) fn parse_response(
                 bad_length = true;
                 continue;
             }
-            return Err(Error::because(ErrorType::InvalidHTTPHeader, "invalid response framing", e).into_up());
+            return Err(Error::because(
+                ErrorType::InvalidHTTPHeader,
+                "invalid response framing",
+                e,
+            )
+            .into_up());
         }
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| invalid("invalid header value"))?;
-        header
-            .append_header(name, value)
-            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up())?;
+        let value =
+            HeaderValue::from_maybe_shared(value).map_err(|_| invalid("invalid header value"))?;
+        header.append_header(name, value).map_err(|e| {
+            Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up()
+        })?;
     }
     let framing = match (checks.transfer_encoding, checks.content_length) {
         // A response with a coding we cannot decode, or with both headers, is read until
@@ -368,7 +380,11 @@ pub(crate) fn parse_response(
 
 /// The framing of a response body given the request it answers (RFC 9112 section 6.3 rules
 /// 1-2): none for HEAD, 1xx, 204 and 304; a tunnel after a 2xx to CONNECT.
-pub(crate) fn response_framing(request_method: &Method, status: StatusCode, framing: Framing) -> Framing {
+pub(crate) fn response_framing(
+    request_method: &Method,
+    status: StatusCode,
+    framing: Framing,
+) -> Framing {
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -385,7 +401,11 @@ pub(crate) fn response_framing(request_method: &Method, status: StatusCode, fram
 /// The framing a response to be sent announces with its own headers.
 pub(crate) fn outgoing_framing(headers: &http::HeaderMap) -> Framing {
     let te = headers.get_all(http::header::TRANSFER_ENCODING);
-    if te.iter().next_back().is_some_and(|v| common::last_coding_is_chunked(v.as_bytes())) {
+    if te
+        .iter()
+        .next_back()
+        .is_some_and(|v| common::last_coding_is_chunked(v.as_bytes()))
+    {
         return Framing::Chunked;
     }
     match headers.get(http::header::CONTENT_LENGTH) {
@@ -406,6 +426,7 @@ fn version_str(version: Version) -> &'static [u8] {
 }
 
 /// Writes the request line and header fields of `req`, and the empty line after them.
+#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
 pub(crate) fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
     let path = req.raw_path();
     out.reserve(64 + path.len() + req.headers.len() * 32);

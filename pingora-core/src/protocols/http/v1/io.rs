@@ -51,7 +51,11 @@ pub(crate) async fn write_all_vectored(stream: &mut Stream, parts: &mut [&[u8]])
         }
         let mut slices = [IoSlice::new(&[]); 8];
         let mut count = 0;
-        for part in parts[first..].iter().filter(|p| !p.is_empty()).take(slices.len()) {
+        for part in parts[first..]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .take(slices.len())
+        {
             slices[count] = IoSlice::new(part);
             count += 1;
         }

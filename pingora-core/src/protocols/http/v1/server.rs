@@ -66,6 +66,8 @@ pub struct HttpSession {
     upgrade_requested: bool,
     /// A 101 or CONNECT tunnel was answered: once the request body ends, read raw bytes.
     upgraded: bool,
+    /// The request body ended after an upgrade and the decoder now passes raw bytes through.
+    raw_mode: bool,
     continue_sent: bool,
     response: Option<Box<ResponseHeader>>,
     encoder: Option<BodyEncoder>,
@@ -104,6 +106,7 @@ impl HttpSession {
             expect_continue: false,
             upgrade_requested: false,
             upgraded: false,
+            raw_mode: false,
             continue_sent: false,
             response: None,
             encoder: None,
@@ -216,7 +219,9 @@ impl HttpSession {
 
     /// Whether the retry buffer lost part of the body.
     pub fn retry_buffer_truncated(&self) -> bool {
-        self.retry_buffer.as_ref().is_some_and(FixedBuffer::is_truncated)
+        self.retry_buffer
+            .as_ref()
+            .is_some_and(FixedBuffer::is_truncated)
     }
 }
 
@@ -233,13 +238,15 @@ impl HttpSession {
         if self.buf.is_empty() {
             let first_read = read_more(&mut self.stream, &mut self.buf);
             let n = match self.keepalive {
-                Keepalive::Timeout(idle) => match pingora_timeout::timeout(idle, first_read).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        debug!("keepalive timeout waiting for the next request");
-                        return Ok(None);
+                Keepalive::Timeout(idle) => {
+                    match pingora_timeout::timeout(idle, first_read).await {
+                        Ok(n) => n,
+                        Err(_) => {
+                            debug!("keepalive timeout waiting for the next request");
+                            return Ok(None);
+                        }
                     }
-                },
+                }
                 Keepalive::Infinite => first_read.await,
                 Keepalive::Off => {
                     with_timeout(self.read_timeout, ErrorType::ReadTimedout, first_read).await
@@ -256,7 +263,9 @@ impl HttpSession {
             }
         }
         let read_timeout = self.read_timeout;
-        let head = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head()).await?;
+        let head = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head())
+            .await
+            .map_err(|e| e.into_down())?;
         let size = head.raw.len();
         self.apply_request_head(head);
         Ok(Some(size))
@@ -371,7 +380,7 @@ impl HttpSession {
     }
 
     fn upgraded_reading(&self) -> bool {
-        self.upgraded && !self.decoder.is_until_close()
+        self.upgraded && !self.raw_mode
     }
 
     /// Bytes of request body read so far.
@@ -404,6 +413,7 @@ impl HttpSession {
                     if self.upgraded_reading() {
                         // The request body ended; the new protocol's bytes follow.
                         self.decoder = BodyDecoder::new(Framing::UntilClose);
+                        self.raw_mode = true;
                         continue;
                     }
                     return Ok(None);
@@ -500,15 +510,25 @@ impl HttpSession {
             return Ok(());
         }
         let mut header = header;
-        let request_method = self.request.as_ref().map_or(Method::GET, |r| r.method.clone());
+        let request_method = self
+            .request
+            .as_ref()
+            .map_or(Method::GET, |r| r.method.clone());
         let tunnel = is_switch
             || (self.allow_connect && request_method == Method::CONNECT && status.is_success());
         let mut framing = if tunnel {
             Framing::UntilClose
         } else {
-            head::response_framing(&request_method, status, head::outgoing_framing(&header.headers))
+            head::response_framing(
+                &request_method,
+                status,
+                head::outgoing_framing(&header.headers),
+            )
         };
-        let http10_client = self.request.as_ref().is_some_and(|r| r.version == Version::HTTP_10);
+        let http10_client = self
+            .request
+            .as_ref()
+            .is_some_and(|r| r.version == Version::HTTP_10);
         if framing == Framing::Chunked && http10_client {
             // HTTP/1.0 has no chunked coding: the body ends when the connection closes.
             header.remove_header(&header::TRANSFER_ENCODING);
@@ -553,7 +573,11 @@ impl HttpSession {
         if self.ignore_info_resp && !(is_continue && self.expect_continue) {
             return Ok(());
         }
-        if self.request.as_ref().is_some_and(|r| r.version == Version::HTTP_10) {
+        if self
+            .request
+            .as_ref()
+            .is_some_and(|r| r.version == Version::HTTP_10)
+        {
             // HTTP/1.0 clients do not understand 1xx (RFC 9110 section 15.2).
             return Ok(());
         }
@@ -598,7 +622,9 @@ impl HttpSession {
         if encoder.is_finished() {
             return Ok(None);
         }
-        let frame = encoder.encode(data.len()).inspect_err(|_| self.broken = true)?;
+        let frame = encoder
+            .encode(data.len())
+            .inspect_err(|_| self.broken = true)?;
         if frame.wire_len() == 0 && self.pending.is_empty() {
             return Ok(Some(0));
         }
@@ -610,7 +636,8 @@ impl HttpSession {
             self.flush_pending().await?;
         } else {
             let pending = std::mem::take(&mut self.pending);
-            self.send(&mut [&pending, frame.prefix(), data, frame.suffix]).await?;
+            self.send(&mut [&pending, frame.prefix(), data, frame.suffix])
+                .await?;
             self.pending = pending;
             self.pending.clear();
         }
@@ -751,7 +778,7 @@ impl HttpSession {
             }
         }
         let leftover = self.buf.split().freeze();
-        Ok(Some(PrefixedStream::new(self.stream, leftover)))
+        Ok(Some(PrefixedStream::prepend(self.stream, leftover)))
     }
 
     /// Closes the connection. When the client may still be sending a request body, its side
@@ -807,7 +834,7 @@ impl HttpSession {
         self.digest().socket_digest.as_ref()?.local_addr()
     }
 
-    /// The connection's [`UniqueID`].
+    /// The connection's [`UniqueID`](crate::protocols::UniqueID).
     pub fn id(&self) -> i32 {
         self.stream.id()
     }
@@ -820,7 +847,7 @@ impl HttpSession {
     /// Takes the connection out of the session, with any bytes read but not consumed.
     pub fn into_inner(self) -> Stream {
         let leftover = self.buf.freeze();
-        PrefixedStream::new(self.stream, leftover)
+        PrefixedStream::prepend(self.stream, leftover)
     }
 }
 

@@ -93,8 +93,12 @@ fn chunked_uppercase_hex_and_leading_zeros() {
 
 #[test]
 fn chunked_with_trailers() {
-    let (body, mut d) =
-        decode_all(Framing::Chunked, b"3\r\nabc\r\n0\r\nX-Sum: 1\r\ngrpc-status: 0\r\n\r\n", 5).unwrap();
+    let (body, mut d) = decode_all(
+        Framing::Chunked,
+        b"3\r\nabc\r\n0\r\nX-Sum: 1\r\ngrpc-status: 0\r\n\r\n",
+        5,
+    )
+    .unwrap();
     assert_eq!(body, b"abc");
     let trailers = d.take_trailers().unwrap();
     assert_eq!(trailers["x-sum"], "1");
@@ -108,25 +112,28 @@ fn chunked_whitespace_before_extension() {
 }
 
 fn chunk_error(input: &[u8]) -> ErrorType {
-    decode_all(Framing::Chunked, input, 100).unwrap_err().etype().clone()
+    decode_all(Framing::Chunked, input, 100)
+        .unwrap_err()
+        .etype()
+        .clone()
 }
 
 #[test]
 fn chunked_rejects_bad_framing() {
     let bad: &[&[u8]] = &[
-        b"x\r\nabc\r\n0\r\n\r\n",                  // not hex
-        b"\r\n",                                    // empty size
-        b"-3\r\nabc\r\n0\r\n\r\n",                  // sign
-        b"0x3\r\nabc\r\n0\r\n\r\n",                 // 0x prefix
-        b"3\nabc\r\n0\r\n\r\n",                     // bare LF after size
-        b"3;ext\nabc\r\n0\r\n\r\n",                 // bare LF after extension
-        b"3\rxabc\r\n0\r\n\r\n",                    // CR not followed by LF
-        b"3\r\nabcd\r\n0\r\n\r\n",                  // data longer than size
-        b"3\r\nabc\n0\r\n\r\n",                     // bare LF after data
-        b"3\r\nabc\rx0\r\n\r\n",                    // CR then garbage after data
-        b"10000000000000000\r\n",                   // 17 digits: overflows u64
-        b"3;a=\x01\r\nabc\r\n0\r\n\r\n",            // control char in extension
-        b"3\r\nabc\r\n0\r\nbad header\r\n\r\n",     // invalid trailer
+        b"x\r\nabc\r\n0\r\n\r\n",               // not hex
+        b"\r\n",                                // empty size
+        b"-3\r\nabc\r\n0\r\n\r\n",              // sign
+        b"0x3\r\nabc\r\n0\r\n\r\n",             // 0x prefix
+        b"3\nabc\r\n0\r\n\r\n",                 // bare LF after size
+        b"3;ext\nabc\r\n0\r\n\r\n",             // bare LF after extension
+        b"3\rxabc\r\n0\r\n\r\n",                // CR not followed by LF
+        b"3\r\nabcd\r\n0\r\n\r\n",              // data longer than size
+        b"3\r\nabc\n0\r\n\r\n",                 // bare LF after data
+        b"3\r\nabc\rx0\r\n\r\n",                // CR then garbage after data
+        b"10000000000000000\r\n",               // 17 digits: overflows u64
+        b"3;a=\x01\r\nabc\r\n0\r\n\r\n",        // control char in extension
+        b"3\r\nabc\r\n0\r\nbad header\r\n\r\n", // invalid trailer
     ];
     for input in bad {
         assert_eq!(
@@ -146,12 +153,17 @@ fn chunked_max_size_fits() {
         d.decode(&mut buf, false, &limits()).unwrap(),
         Decoded::Data(Bytes::from_static(b"ab"))
     );
-    assert_eq!(d.decode(&mut buf, false, &limits()).unwrap(), Decoded::NeedMore);
+    assert_eq!(
+        d.decode(&mut buf, false, &limits()).unwrap(),
+        Decoded::NeedMore
+    );
 }
 
 #[test]
 fn chunked_limits() {
-    let small = Limits::default().max_chunk_head_bytes(16).max_trailer_bytes(16);
+    let small = Limits::default()
+        .max_chunk_head_bytes(16)
+        .max_trailer_bytes(16);
     let mut d = BodyDecoder::new(Framing::Chunked);
     let mut buf = BytesMut::from(&b"3;aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nabc"[..]);
     assert!(d.decode(&mut buf, false, &small).is_err());
@@ -163,7 +175,12 @@ fn chunked_limits() {
 
 #[test]
 fn chunked_truncated_is_an_error() {
-    for input in [&b"5\r\nhel"[..], b"5\r\nhello\r\n", b"5", b"5\r\nhello\r\n0\r\n"] {
+    for input in [
+        &b"5\r\nhel"[..],
+        b"5\r\nhello\r\n",
+        b"5",
+        b"5\r\nhello\r\n0\r\n",
+    ] {
         let err = decode_all(Framing::Chunked, input, 3).unwrap_err();
         assert_eq!(err.etype(), &ErrorType::ConnectionClosed, "{input:?}");
     }

@@ -18,8 +18,11 @@ fn status_of(input: &[u8]) -> u16 {
 
 #[test]
 fn simple_get() {
-    let mut buf = BytesMut::from(&b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Case: Yes\r\n\r\nNEXT"[..]);
-    let head = parse_request(&mut buf, &Limits::default()).unwrap().unwrap();
+    let mut buf =
+        BytesMut::from(&b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Case: Yes\r\n\r\nNEXT"[..]);
+    let head = parse_request(&mut buf, &Limits::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf[..], b"NEXT", "bytes after the head stay in the buffer");
     assert_eq!(head.header.method, Method::GET);
     assert_eq!(head.header.uri.path(), "/a");
@@ -29,7 +32,7 @@ fn simple_get() {
     assert_eq!(head.framing, Framing::Empty);
     assert!(head.keepalive);
     assert!(!head.upgrade);
-    assert_eq!(head.raw.len(), 54);
+    assert_eq!(head.raw.len(), 55);
     // The original case of names is kept for the wire.
     let mut wire = BytesMut::new();
     head.header.header_to_h1_wire(&mut wire);
@@ -45,21 +48,30 @@ fn partial_head_needs_more() {
 
 #[test]
 fn leading_empty_lines_are_ignored() {
-    let head = parse(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.method, Method::GET);
 }
 
 #[test]
 fn framing() {
-    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.framing, Framing::Length(10));
-    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n").unwrap().unwrap();
-    assert_eq!(head.framing, Framing::Length(3));
-    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n")
+    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n")
         .unwrap()
         .unwrap();
     assert_eq!(head.framing, Framing::Length(3));
-    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap().unwrap();
+    let head =
+        parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n")
+            .unwrap()
+            .unwrap();
+    assert_eq!(head.framing, Framing::Length(3));
+    let head = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.framing, Framing::Chunked);
 }
 
@@ -68,23 +80,31 @@ fn keepalive_by_version() {
     let head = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
     assert!(!head.keepalive);
     assert_eq!(head.header.version, Version::HTTP_10);
-    let head = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert!(head.keepalive);
-    let head = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert!(!head.keepalive);
 }
 
 #[test]
 fn upgrade_and_expect() {
-    let head = parse(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .unwrap()
-        .unwrap();
+    let head =
+        parse(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
     assert!(head.upgrade);
-    let head = parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+    let head =
+        parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+    assert!(head.expect_continue);
+    let head = parse(b"GET /ws HTTP/1.0\r\nUpgrade: websocket\r\n\r\n")
         .unwrap()
         .unwrap();
-    assert!(head.expect_continue);
-    let head = parse(b"GET /ws HTTP/1.0\r\nUpgrade: websocket\r\n\r\n").unwrap().unwrap();
     assert!(!head.upgrade, "HTTP/1.0 cannot upgrade");
 }
 
@@ -129,7 +149,12 @@ fn smuggling_attempts_are_rejected() {
         (b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ];
     for (input, code) in cases {
-        assert_eq!(status_of(input), *code, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            status_of(input),
+            *code,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 
@@ -146,7 +171,8 @@ fn oversized_heads() {
     let err = parse_request(&mut big, &limits).unwrap_err();
     assert_eq!(err.etype(), &ErrorType::HTTPStatus(431));
 
-    let mut many = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
+    let mut many =
+        BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"[..]);
     let err = parse_request(&mut many, &limits).unwrap_err();
     assert_eq!(err.etype(), &ErrorType::HTTPStatus(431));
 
@@ -162,13 +188,21 @@ fn oversized_heads() {
 
 #[test]
 fn odd_request_targets() {
-    let head = parse(b"GET /a%20b/{x}|\"y\" HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"GET /a%20b/{x}|\"y\" HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.raw_path(), b"/a%20b/{x}|\"y\"");
-    let head = parse(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.raw_path(), "/café".as_bytes());
-    let head = parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.raw_path(), b"*");
-    let head = parse(b"GET http://example.com/x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap();
+    let head = parse(b"GET http://example.com/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.uri.host(), Some("example.com"));
 }
 
@@ -184,7 +218,10 @@ fn write_heads() {
     resp.insert_header("Content-Length", "0").unwrap();
     let mut out = BytesMut::new();
     write_response_head(&resp, &mut out);
-    assert_eq!(&out[..], b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        &out[..],
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    );
 
     resp.set_reason_phrase(Some("Nope")).unwrap();
     resp.set_version(Version::HTTP_10);
@@ -200,28 +237,47 @@ fn parse_resp(input: &[u8], strict: bool) -> Result<Option<ResponseHead>> {
 
 #[test]
 fn responses() {
-    let head = parse_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=3\r\n\r\n", true)
-        .unwrap()
-        .unwrap();
+    let head = parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=3\r\n\r\n",
+        true,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(head.header.status, StatusCode::OK);
     assert_eq!(head.framing, Framing::Length(5));
     assert_eq!(head.keepalive_timeout, Some(3));
 
-    let head = parse_resp(b"HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", true)
-        .unwrap()
-        .unwrap();
+    let head = parse_resp(
+        b"HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        true,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(head.framing, Framing::Chunked);
-    assert!(!head.header.headers.contains_key("content-length"), "CL dropped with TE");
+    assert!(
+        !head.header.headers.contains_key("content-length"),
+        "CL dropped with TE"
+    );
     assert_eq!(head.header.reason_phrase(), Some("Fine"));
 
-    let head = parse_resp(b"HTTP/1.0 200 OK\r\n\r\n", true).unwrap().unwrap();
+    let head = parse_resp(b"HTTP/1.0 200 OK\r\n\r\n", true)
+        .unwrap()
+        .unwrap();
     assert_eq!(head.framing, Framing::UntilClose);
 
-    let head = parse_resp(b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\n\r\n", true).unwrap().unwrap();
+    let head = parse_resp(b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\n\r\n", true)
+        .unwrap()
+        .unwrap();
     assert_eq!(head.header.headers["x-fold"], "a   b");
 
-    assert!(parse_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", true).is_err());
-    let lenient = parse_resp(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).unwrap().unwrap();
+    assert!(parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        true
+    )
+    .is_err());
+    let lenient = parse_resp(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false)
+        .unwrap()
+        .unwrap();
     assert_eq!(lenient.framing, Framing::UntilClose);
     assert!(parse_resp(b"HTTP/1.1 2000 OK\r\n\r\n", true).is_err());
     assert!(parse_resp(b"garbage\r\n\r\n", true).is_err());
@@ -231,10 +287,25 @@ fn responses() {
 #[test]
 fn response_body_rules() {
     let f = Framing::Length(10);
-    assert_eq!(response_framing(&Method::HEAD, StatusCode::OK, f), Framing::Empty);
-    assert_eq!(response_framing(&Method::GET, StatusCode::NO_CONTENT, f), Framing::Empty);
-    assert_eq!(response_framing(&Method::GET, StatusCode::NOT_MODIFIED, f), Framing::Empty);
-    assert_eq!(response_framing(&Method::GET, StatusCode::CONTINUE, f), Framing::Empty);
-    assert_eq!(response_framing(&Method::CONNECT, StatusCode::OK, f), Framing::UntilClose);
+    assert_eq!(
+        response_framing(&Method::HEAD, StatusCode::OK, f),
+        Framing::Empty
+    );
+    assert_eq!(
+        response_framing(&Method::GET, StatusCode::NO_CONTENT, f),
+        Framing::Empty
+    );
+    assert_eq!(
+        response_framing(&Method::GET, StatusCode::NOT_MODIFIED, f),
+        Framing::Empty
+    );
+    assert_eq!(
+        response_framing(&Method::GET, StatusCode::CONTINUE, f),
+        Framing::Empty
+    );
+    assert_eq!(
+        response_framing(&Method::CONNECT, StatusCode::OK, f),
+        Framing::UntilClose
+    );
     assert_eq!(response_framing(&Method::GET, StatusCode::OK, f), f);
 }

@@ -41,7 +41,9 @@ async fn keepalive_and_pipelining() {
     assert_eq!(s.read_request().await.unwrap(), Some(28));
     assert_eq!(s.req_header().uri.path(), "/1");
     assert!(s.is_body_done() && s.is_body_empty());
-    s.write_response_header(response(200, &[("Content-Length", "2")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "2")]))
+        .await
+        .unwrap();
     s.write_body(b"ok").await.unwrap();
     assert_eq!(s.finish_body().await.unwrap(), Some(2));
     assert!(s.will_keepalive());
@@ -99,7 +101,9 @@ async fn http10_closes() {
     let (mut s, client) = session_with(b"GET / HTTP/1.0\r\n\r\n").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "1")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "1")]))
+        .await
+        .unwrap();
     s.write_body(b"x").await.unwrap();
     s.finish_body().await.unwrap();
     assert!(!s.will_keepalive());
@@ -113,7 +117,9 @@ async fn http10_keepalive_and_chunked_downgrade() {
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
     assert!(s.will_keepalive());
-    s.write_response_header(response(200, &[("Transfer-Encoding", "chunked")])).await.unwrap();
+    s.write_response_header(response(200, &[("Transfer-Encoding", "chunked")]))
+        .await
+        .unwrap();
     s.write_body(b"abc").await.unwrap();
     s.finish_body().await.unwrap();
     assert!(!s.will_keepalive(), "close-delimited body");
@@ -127,7 +133,9 @@ async fn head_and_no_content_have_no_body() {
     let (mut s, client) = session_with(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "10")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "10")]))
+        .await
+        .unwrap();
     s.write_body(b"0123456789").await.unwrap();
     s.finish_body().await.unwrap();
     assert!(s.will_keepalive());
@@ -141,7 +149,9 @@ async fn chunked_response() {
     let (mut s, client) = session_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Transfer-Encoding", "chunked")])).await.unwrap();
+    s.write_response_header(response(200, &[("Transfer-Encoding", "chunked")]))
+        .await
+        .unwrap();
     s.write_body(b"hello").await.unwrap();
     s.write_body(b"").await.unwrap();
     s.write_body(&[b'x'; 20_000]).await.unwrap();
@@ -149,7 +159,11 @@ async fn chunked_response() {
     assert!(s.will_keepalive());
     let out = output_of(s, client).await;
     let body = out.split_once("\r\n\r\n").unwrap().1;
-    assert!(body.starts_with("5\r\nhello\r\n4e20\r\nxxx"), "{}", &body[..20]);
+    assert!(
+        body.starts_with("5\r\nhello\r\n4e20\r\nxxx"),
+        "{}",
+        &body[..20]
+    );
     assert!(body.ends_with("xxx\r\n0\r\n\r\n"));
 }
 
@@ -172,14 +186,18 @@ async fn body_length_is_enforced() {
     let (mut s, _client) = session_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "3")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "3")]))
+        .await
+        .unwrap();
     assert!(s.write_body(b"toolong").await.is_err());
     assert!(!s.will_keepalive());
 
     let (mut s, _client) = session_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "3")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "3")]))
+        .await
+        .unwrap();
     s.write_body(b"ab").await.unwrap();
     assert!(s.finish_body().await.is_err());
     assert!(!s.will_keepalive());
@@ -190,7 +208,9 @@ async fn body_length_is_enforced() {
 async fn expect_continue_is_answered_when_the_body_is_read() {
     let (server, mut client) = tokio::io::duplex(1 << 16);
     client
-        .write_all(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        .write_all(
+            b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut s = HttpSession::new(Box::new(server));
@@ -208,7 +228,9 @@ async fn expect_continue_is_answered_when_the_body_is_read() {
     assert_eq!(body, "data");
     // A later 100 from elsewhere (an upstream) is not sent twice.
     s.write_response_header(response(100, &[])).await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "0")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "0")]))
+        .await
+        .unwrap();
     s.finish_body().await.unwrap();
     let out = output_of(s, client).await;
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
@@ -218,19 +240,33 @@ async fn expect_continue_is_answered_when_the_body_is_read() {
 async fn informational_responses() {
     let (mut s, client) = session_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     s.read_request().await.unwrap();
-    s.write_response_header(response(103, &[("Link", "</a.css>; rel=preload")])).await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "0")])).await.unwrap();
+    s.write_response_header(response(103, &[("Link", "</a.css>; rel=preload")]))
+        .await
+        .unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "0")]))
+        .await
+        .unwrap();
     s.finish_body().await.unwrap();
     let out = output_of(s, client).await;
-    assert!(out.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK"), "{out}");
+    assert!(
+        out.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK"
+        ),
+        "{out}"
+    );
 
     let (mut s, client) = session_with(b"GET / HTTP/1.0\r\n\r\n").await;
     s.read_request().await.unwrap();
     s.write_response_header(response(103, &[])).await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "0")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "0")]))
+        .await
+        .unwrap();
     s.finish_body().await.unwrap();
     let out = output_of(s, client).await;
-    assert!(out.starts_with("HTTP/1.1 200 OK"), "1xx not sent to HTTP/1.0: {out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK"),
+        "1xx not sent to HTTP/1.0: {out}"
+    );
 }
 
 #[tokio::test]
@@ -244,10 +280,17 @@ async fn upgrade_switches_to_raw_bytes() {
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
     assert!(s.is_upgrade_req());
-    assert_eq!(s.read_body_bytes().await.unwrap(), None, "no body before the switch");
-    s.write_response_header(response(101, &[("Connection", "Upgrade"), ("Upgrade", "websocket")]))
-        .await
-        .unwrap();
+    assert_eq!(
+        s.read_body_bytes().await.unwrap(),
+        None,
+        "no body before the switch"
+    );
+    s.write_response_header(response(
+        101,
+        &[("Connection", "Upgrade"), ("Upgrade", "websocket")],
+    ))
+    .await
+    .unwrap();
     assert!(s.was_upgraded());
     assert!(!s.will_keepalive());
     assert_eq!(s.read_body_bytes().await.unwrap().unwrap(), "early");
@@ -302,7 +345,9 @@ async fn early_response_closes_unless_body_read() {
         session_with(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel").await;
     s.set_keepalive(Some(60));
     s.read_request().await.unwrap();
-    s.write_response_header(response(403, &[("Content-Length", "0")])).await.unwrap();
+    s.write_response_header(response(403, &[("Content-Length", "0")]))
+        .await
+        .unwrap();
     s.finish_body().await.unwrap();
     assert!(!s.will_keepalive());
     let out = output_of(s, client).await;
@@ -318,7 +363,9 @@ async fn reuse_drains_unread_body() {
     s.set_keepalive(Some(60));
     s.set_close_on_response_before_downstream_finish(false);
     s.read_request().await.unwrap();
-    s.write_response_header(response(200, &[("Content-Length", "0")])).await.unwrap();
+    s.write_response_header(response(200, &[("Content-Length", "0")]))
+        .await
+        .unwrap();
     s.finish_body().await.unwrap();
     let stream = s.reuse().await.unwrap().expect("reusable after draining");
     let mut next = HttpSession::new(stream);
@@ -346,7 +393,10 @@ async fn eof_before_request_is_not_an_error() {
 #[tokio::test]
 async fn client_disconnect_while_waiting() {
     let (server, mut client) = tokio::io::duplex(1024);
-    client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     let mut s = HttpSession::new(Box::new(server));
     s.read_request().await.unwrap();
     drop(client);
@@ -388,7 +438,10 @@ async fn batched_tasks_go_out_together() {
 async fn bad_requests_carry_their_status() {
     for (input, code) in [
         (&b"GET / HTTP/1.1\r\n\r\n"[..], 400),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
     ] {
         let (mut s, _client) = session_with(input).await;
         let err = s.read_request().await.unwrap_err();
