@@ -13,6 +13,10 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tracing::debug;
 
 use crate::protocols::http::v1::Limits;
 use crate::protocols::http::ServerSession;
@@ -116,6 +120,42 @@ impl ReusedHttpStream {
 /// How long an idle HTTP/1 connection waits for its next request, in seconds.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
 
+/// Waits for the first bytes of the next request on an idle connection.
+///
+/// Gives up (`None`, the connection is closed quietly) when the client closes it, after `idle`
+/// seconds of silence, or as soon as a graceful shutdown starts, so that idle keepalive
+/// connections never hold a shutdown up.
+async fn wait_for_request(
+    stream: &mut Stream,
+    idle: u64,
+    shutdown: &mut ShutdownWatch,
+) -> Option<BytesMut> {
+    let mut buf = BytesMut::with_capacity(FIRST_READ_CAPACITY);
+    if *shutdown.borrow() {
+        return None;
+    }
+    let read = stream.read_buf(&mut buf);
+    let stop = async {
+        // An error means the server is gone: stop as well.
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    tokio::select! {
+        // Bytes already waiting win over a shutdown that starts at the same time.
+        biased;
+        read = pingora_timeout::timeout(Duration::from_secs(idle), read) => match read {
+            Ok(Ok(n)) if n > 0 => Some(buf),
+            _ => None,
+        },
+        _ = stop => {
+            debug!("graceful shutdown: closing an idle connection");
+            None
+        }
+    }
+}
+
+/// What the first read of a request asks for; most request heads fit.
+const FIRST_READ_CAPACITY: usize = 4096;
+
 /// An application serving HTTP sessions.
 #[async_trait]
 pub trait HttpServerApp {
@@ -150,8 +190,14 @@ where
         let options = self.server_options();
         let mut stream = stream;
         let mut settings: Option<HttpPersistentSettings> = None;
+        let mut shutdown = shutdown.clone();
         loop {
-            let mut session = ServerSession::new_http1(stream);
+            let idle = settings
+                .as_ref()
+                .and_then(|s| s.keepalive_timeout)
+                .unwrap_or(DEFAULT_KEEPALIVE_SECS);
+            let first_bytes = wait_for_request(&mut stream, idle, &mut shutdown).await?;
+            let mut session = ServerSession::new_http1_with_buffer(stream, first_bytes);
             if let Some(h1) = session.as_http1_mut() {
                 if let Some(options) = options {
                     h1.set_limits(options.h1_limits);
@@ -173,7 +219,7 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let reused = self.process_new_http(session, shutdown).await?;
+            let reused = self.process_new_http(session, &shutdown).await?;
             (stream, settings) = reused.consume();
         }
     }

@@ -48,6 +48,13 @@ impl Session {
         }
     }
 
+    /// An HTTP/1 session over `stream` whose first bytes, already read, are in `buf`.
+    pub(crate) fn new_http1_with_buffer(stream: Stream, buf: bytes::BytesMut) -> Self {
+        Session {
+            inner: Inner::H1(Box::new(SessionV1::new_with_buffer(stream, buf))),
+        }
+    }
+
     /// Wraps an HTTP/1 session.
     pub fn from_http1(session: SessionV1) -> Self {
         Session {

@@ -95,9 +95,14 @@ pub struct HttpSession {
 impl HttpSession {
     /// A session over `stream`, waiting for a request.
     pub fn new(stream: Stream) -> Self {
+        Self::new_with_buffer(stream, BytesMut::new())
+    }
+
+    /// A session over `stream` whose first bytes, already read, are in `buf`.
+    pub(crate) fn new_with_buffer(stream: Stream, buf: BytesMut) -> Self {
         HttpSession {
             stream,
-            buf: BytesMut::new(),
+            buf,
             eof: false,
             request: None,
             raw_head: Bytes::new(),

@@ -1,0 +1,6 @@
+//! Applications shared by the examples (and exercised by `tests/examples.rs`).
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod echo;
+pub mod kv;

@@ -1,0 +1,69 @@
+//! # Pingora
+//!
+//! A framework for building fast, reliable and programmable network services, above all HTTP
+//! proxies. This crate gathers the framework's crates behind one dependency:
+//!
+//! * everything of `pingora-core` at the root: [`server`] (the process, its configuration and
+//!   signals), [`services`], [`listeners`], [`apps`], [`protocols`] and [`modules`];
+//! * [`http`]: request and response heads that keep header-name case (`pingora-http`);
+//! * [`time`] (feature `time`): cheap timeouts (`pingora-timeout`);
+//! * [`prelude`]: what most programs need, for `use pingora::prelude::*;`.
+//!
+//! Later parts (the proxy, load balancing, caching, TLS backends) are added as features of this
+//! crate as they land.
+//!
+//! ## A first server
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use pingora::apps::http_app::{HttpServer, ServeHttp};
+//! use pingora::prelude::*;
+//! use pingora::protocols::http::ServerSession;
+//! use pingora::services::listening::Service;
+//!
+//! struct Hello;
+//!
+//! #[async_trait]
+//! impl ServeHttp for Hello {
+//!     async fn response(&self, _session: &mut ServerSession) -> http::Response<Vec<u8>> {
+//!         http::Response::new(b"hello\n".to_vec())
+//!     }
+//! }
+//!
+//! let mut server = Server::new(Some(Opt::parse_args())).unwrap();
+//! server.bootstrap();
+//! let mut hello = Service::new("hello".to_string(), HttpServer::new_app(Hello));
+//! hello.add_tcp("127.0.0.1:6145");
+//! server.add_service(hello);
+//! server.run_forever();
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `time` | [`time`]: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
+
+pub use pingora_core::*;
+
+/// HTTP request and response heads that keep the case of header names (`pingora-http`).
+pub mod http {
+    pub use pingora_http::*;
+}
+
+/// Cheap timeouts and sleeps (`pingora-timeout`).
+#[cfg(feature = "time")]
+pub mod time {
+    pub use pingora_timeout::*;
+}
+
+/// What most programs need: `use pingora::prelude::*;`.
+///
+/// The server and its command line ([`Server`](prelude::Server), [`Opt`](prelude::Opt)),
+/// [`background_service`](prelude::background_service), every error type and helper, the
+/// request and response heads, and the timeouts of `pingora-timeout`.
+pub mod prelude {
+    pub use pingora_core::prelude::*;
+    pub use pingora_http::prelude::*;
+    pub use pingora_timeout::*;
+}

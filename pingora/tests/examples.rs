@@ -1,0 +1,299 @@
+//! The example applications, served by a real `Server` on ephemeral loopback ports and driven
+//! by real clients (raw sockets and `curl`).
+
+#[path = "../examples/app/mod.rs"]
+mod app;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
+
+/// How long any single step of a test may take before the test fails.
+const STEP: Duration = Duration::from_secs(10);
+
+/// The shutdown signal of a test server: a channel.
+struct ChannelSignal(tokio::sync::Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = self.0.lock().await.recv().await;
+        signal.unwrap_or(ShutdownSignal::FastShutdown)
+    }
+}
+
+/// A server with the example services, on a background thread.
+struct Examples {
+    echo_tcp: SocketAddr,
+    echo_uds: std::path::PathBuf,
+    http: SocketAddr,
+    kv: SocketAddr,
+    stop: mpsc::UnboundedSender<ShutdownSignal>,
+    thread: Option<JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl Examples {
+    fn start() -> Examples {
+        let dir = TempDir::new();
+        let echo_uds = dir.0.join("echo.sock");
+        let conf = ServerConf {
+            threads: 1,
+            grace_period_seconds: Some(0),
+            graceful_shutdown_timeout_seconds: Some(1),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let mut echo = Service::new("echo".to_string(), app::echo::EchoApp);
+        echo.add_tcp("127.0.0.1:0");
+        echo.add_uds(echo_uds.to_str().expect("utf-8 temp path"), None);
+        let echo_addrs = echo.local_addrs();
+        let mut http = Service::new(
+            "http".to_string(),
+            HttpServer::new_app(app::echo::HttpEchoApp),
+        );
+        http.add_tcp("127.0.0.1:0");
+        let http_addrs = http.local_addrs();
+        let mut kv = Service::new("kv".to_string(), app::kv::KvApp::default());
+        kv.add_tcp("127.0.0.1:0");
+        let kv_addrs = kv.local_addrs();
+        server.add_service(echo);
+        server.add_service(http);
+        server.add_service(kv);
+
+        let (stop, rx) = mpsc::unbounded_channel();
+        let thread = std::thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(ChannelSignal(tokio::sync::Mutex::new(rx))),
+            })
+        });
+        let rt = runtime();
+        let inet = |addrs: pingora::listeners::LocalAddrs| {
+            let bound = rt
+                .block_on(async { tokio::time::timeout(STEP, addrs.wait()).await })
+                .expect("bound in time")
+                .expect("bound");
+            *bound[0].as_inet().expect("a TCP address")
+        };
+        Examples {
+            echo_tcp: inet(echo_addrs),
+            echo_uds,
+            http: inet(http_addrs),
+            kv: inet(kv_addrs),
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Examples {
+    fn drop(&mut self) {
+        let _ = self.stop.send(ShutdownSignal::FastShutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pingora-examples-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Sends `request`, then reads `expected.len()` bytes and checks they are `expected`.
+async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    io: &mut S,
+    request: &[u8],
+    expected: &[u8],
+) {
+    io.write_all(request).await.unwrap();
+    let mut got = vec![0; expected.len()];
+    tokio::time::timeout(STEP, io.read_exact(&mut got))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Runs curl with `args`; returns its stdout, failing the test if curl fails.
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 body")
+}
+
+#[test]
+fn echo_over_tcp_and_unix_socket() {
+    let examples = Examples::start();
+    runtime().block_on(async {
+        let mut tcp = TcpStream::connect(examples.echo_tcp).await.unwrap();
+        exchange(&mut tcp, b"hello over tcp", b"hello over tcp").await;
+        // Bigger than any one read: every byte comes back, in order.
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut rd, mut wr) = tcp.into_split();
+        let writer = {
+            let big = big.clone();
+            tokio::spawn(async move { wr.write_all(&big).await.unwrap() })
+        };
+        let mut back = vec![0; big.len()];
+        tokio::time::timeout(STEP, rd.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        writer.await.unwrap();
+        assert!(back == big, "the echoed bytes differ");
+
+        let mut uds = UnixStream::connect(&examples.echo_uds).await.unwrap();
+        exchange(
+            &mut uds,
+            b"hello over a unix socket",
+            b"hello over a unix socket",
+        )
+        .await;
+    });
+}
+
+#[test]
+fn kv_protocol() {
+    let examples = Examples::start();
+    runtime().block_on(async {
+        let mut a = TcpStream::connect(examples.kv).await.unwrap();
+        exchange(&mut a, b"GET color\n", b"NOT_FOUND\n").await;
+        exchange(&mut a, b"SET color deep blue\n", b"OK\n").await;
+        exchange(&mut a, b"GET color\n", b"VALUE deep blue\n").await;
+        exchange(&mut a, b"FLY away\n", b"ERROR unknown command\n").await;
+        exchange(&mut a, b"GET\n", b"ERROR wrong number of arguments\n").await;
+        // The store is shared between connections.
+        let mut b = TcpStream::connect(examples.kv).await.unwrap();
+        exchange(&mut b, b"DEL color\r\n", b"DELETED\n").await;
+        exchange(&mut a, b"GET color\n", b"NOT_FOUND\n").await;
+        // QUIT answers, then closes.
+        exchange(&mut a, b"QUIT\n", b"BYE\n").await;
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(STEP, a.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
+        // A line longer than the limit is refused and the connection closed.
+        let long = vec![b'x'; app::kv::MAX_LINE + 10];
+        b.write_all(&long).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(STEP, b.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, b"ERROR line too long\n");
+    });
+}
+
+#[test]
+fn http_echo_answers_curl() {
+    let examples = Examples::start();
+    let base = format!("http://{}", examples.http);
+
+    assert_eq!(curl(&[&format!("{base}/hello?x=1")]), "GET /hello?x=1\n");
+    assert_eq!(curl(&["--http1.0", &format!("{base}/old")]), "GET /old\n");
+    assert_eq!(
+        curl(&["--data-binary", "ping", &format!("{base}/")]),
+        "ping"
+    );
+
+    // Keepalive: two URLs in one invocation share one connection.
+    let out = Command::new("curl")
+        .args([
+            "-sv",
+            "--max-time",
+            "10",
+            &format!("{base}/a"),
+            &format!("{base}/b"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "GET /a\nGET /b\n");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("Re-using existing connection") || log.contains("Reusing existing"),
+        "curl did not reuse the connection:\n{log}"
+    );
+
+    // Chunked upload of a file, echoed byte for byte.
+    let dir = TempDir::new();
+    let path = dir.0.join("upload.bin");
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&body)
+        .unwrap();
+    let echoed = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", path.display()),
+        &format!("{base}/upload"),
+    ]);
+    assert!(
+        echoed.as_bytes() == body.as_slice(),
+        "the echoed upload differs"
+    );
+
+    // HEAD: the headers of a GET (its body would be "HEAD /x\n"), no body.
+    let head = curl(&["-I", &format!("{base}/x")]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 8\r\n"),
+        "{head}"
+    );
+}
