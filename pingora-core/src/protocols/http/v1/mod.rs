@@ -5,6 +5,7 @@ pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod head;
 pub(crate) mod io;
+pub mod client;
 pub mod server;
 
 /// Limits on what an HTTP/1 peer may send. Exceeding one is an error, answered with the
