@@ -81,7 +81,12 @@ impl<SV> HttpServer<SV>
 where
     SV: ServeHttp + Send + Sync,
 {
-    async fn serve(&self, http: &mut ServerSession, modules: &mut HttpModuleCtx) -> Result<()> {
+    async fn serve(
+        &self,
+        http: &mut ServerSession,
+        modules: &mut HttpModuleCtx,
+        shutdown: &ShutdownWatch,
+    ) -> Result<()> {
         modules.request_header_filter(http.req_header_mut()).await?;
         let (parts, body) = self.app.response(http).await.into_parts();
         let mut resp = ResponseHeader::from(parts);
@@ -92,6 +97,10 @@ where
         let mut body = Some(Bytes::from(body));
         let empty = body.as_ref().is_none_or(Bytes::is_empty);
         modules.response_header_filter(&mut resp, empty).await?;
+        if *shutdown.borrow() {
+            // Say so in this response rather than closing after it unannounced.
+            http.set_keepalive(None);
+        }
         http.write_response_header(Box::new(resp)).await?;
         modules.response_body_filter(&mut body, true)?;
         if let Some(extra) = modules.response_done_filter()? {
@@ -127,7 +136,7 @@ where
             http.set_keepalive(None);
         }
         let mut modules = self.modules.build_ctx();
-        if let Err(e) = self.serve(&mut http, &mut modules).await {
+        if let Err(e) = self.serve(&mut http, &mut modules, shutdown).await {
             error!(
                 "HTTP server failed to respond: {e}, {}",
                 http.request_summary()
@@ -156,7 +165,7 @@ where
 
 /// Answers a request whose head could not be read with the status the error carries (for
 /// malformed requests), then closes the connection.
-pub(crate) async fn respond_to_bad_request(http: &mut ServerSession, e: &pingora_error::Error) {
+pub async fn respond_to_bad_request(http: &mut ServerSession, e: &pingora_error::Error) {
     if let ErrorType::HTTPStatus(code) = e.etype() {
         debug!("rejecting request: {e}");
         http.set_keepalive(None);

@@ -205,7 +205,12 @@ where
                 }
             }
             match settings.take() {
-                Some(settings) => settings.apply_to_session(&mut session),
+                Some(mut settings) => {
+                    settings.apply_to_session(&mut session);
+                    if let Some(ctx) = settings.take_user_context() {
+                        session.set_persisted_context(ctx);
+                    }
+                }
                 None => {
                     session.set_keepalive(Some(DEFAULT_KEEPALIVE_SECS));
                     // A limit of N requests leaves N - 1 reuses after the first.

@@ -20,6 +20,8 @@ use crate::protocols::Stream;
 #[derive(Debug)]
 pub struct Session {
     inner: Inner,
+    /// What the application left for this request on the previous request of the connection.
+    persisted: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 #[derive(Debug)]
@@ -41,10 +43,22 @@ macro_rules! each {
 }
 
 impl Session {
+    /// Leaves `ctx` for the application to find with [`Session::take_persisted_context`].
+    pub fn set_persisted_context(&mut self, ctx: Box<dyn std::any::Any + Send + Sync>) {
+        self.persisted = Some(ctx);
+    }
+
+    /// Takes what the application kept from the previous request on this connection (see
+    /// [`HttpPersistentSettings::set_user_context`](crate::apps::HttpPersistentSettings::set_user_context)).
+    pub fn take_persisted_context(&mut self) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        self.persisted.take()
+    }
+
     /// An HTTP/1 session over `stream`, waiting for a request.
     pub fn new_http1(stream: Stream) -> Self {
         Session {
             inner: Inner::H1(Box::new(SessionV1::new(stream))),
+            persisted: None,
         }
     }
 
@@ -52,6 +66,7 @@ impl Session {
     pub(crate) fn new_http1_with_buffer(stream: Stream, buf: bytes::BytesMut) -> Self {
         Session {
             inner: Inner::H1(Box::new(SessionV1::new_with_buffer(stream, buf))),
+            persisted: None,
         }
     }
 
@@ -59,6 +74,7 @@ impl Session {
     pub fn from_http1(session: SessionV1) -> Self {
         Session {
             inner: Inner::H1(Box::new(session)),
+            persisted: None,
         }
     }
 

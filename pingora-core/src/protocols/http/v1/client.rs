@@ -232,6 +232,12 @@ impl HttpSession {
         }
         self.pending.extend_from_slice(&tail);
         self.flush_pending().await?;
+        if self.upgraded {
+            // The end of a tunnel's bytes is told by closing our half of the connection.
+            if let Err(e) = AsyncWriteExt::shutdown(&mut self.stream).await {
+                debug!("failed to half-close an upgraded connection: {e}");
+            }
+        }
         result.map(|()| Some(written))
     }
 

@@ -89,16 +89,47 @@ fn too_large(buf: &[u8], limits: &Limits, is_request: bool) -> Option<BError> {
     if buf.len() <= limits.max_header_bytes {
         return None;
     }
-    if is_request && memchr_newline(buf).is_none() {
-        return Some(reject(414, "request line too long"));
-    }
-    Some(reject(431, "request header section too large"))
+    Some(oversized(buf, limits, is_request))
 }
 
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    // Skip the empty lines a client may send before the request line (RFC 9112 section 2.2).
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    buf[start..].iter().position(|&b| b == b'\n')
+/// The error for a head over the size limit: 414 when the request line alone is over it
+/// (whether or not its end has arrived), 431 otherwise.
+fn oversized(buf: &[u8], limits: &Limits, is_request: bool) -> BError {
+    if is_request && request_line_len(buf) > limits.max_header_bytes {
+        return reject(414, "request line too long");
+    }
+    reject(431, "request header section too large")
+}
+
+/// The length of the request line at the front of `buf` (all of `buf` if its end has not
+/// arrived), not counting the empty lines a client may send before it (RFC 9112 section 2.2).
+fn request_line_len(buf: &[u8]) -> usize {
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return 0;
+    };
+    buf[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(buf.len() - start)
+}
+
+/// Whether the request line ends with something shaped like a version, `HTTP/d.d`: then a
+/// version error from the parser means a version we do not speak (505), not a malformed line.
+fn has_version_shape(buf: &[u8]) -> bool {
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return false;
+    };
+    let line = &buf[start..];
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut tokens = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+    else {
+        return false;
+    };
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 /// Parses a request head from the front of `buf`. On success the head's bytes are removed from
@@ -129,11 +160,13 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
             }
         }
         Err(httparse::Error::TooManyHeaders) => return Err(reject(431, "too many header fields")),
-        Err(httparse::Error::Version) => return Err(reject(505, "unsupported HTTP version")),
+        Err(httparse::Error::Version) if has_version_shape(buf) => {
+            return Err(reject(505, "unsupported HTTP version"))
+        }
         Err(_) => return Err(reject(400, "malformed request head")),
     };
     if head_len > limits.max_header_bytes {
-        return Err(reject(431, "request header section too large"));
+        return Err(oversized(buf, limits, true));
     }
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(reject(400, "incomplete request line"));
@@ -177,7 +210,8 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         header,
         framing,
         keepalive,
-        expect_continue: checks.expect_continue,
+        // HTTP/1.0 has no 100 Continue: the expectation is ignored (RFC 9110 section 10.1.1).
+        expect_continue: checks.expect_continue && minor == 1,
         upgrade,
         raw,
     }))

@@ -1,11 +1,11 @@
 //! HTTP/1.x (RFC 9112): head parsing, body framing and the client and server sessions.
 
+pub mod client;
 pub(crate) mod common;
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod head;
 pub(crate) mod io;
-pub mod client;
 pub mod server;
 
 /// Limits on what an HTTP/1 peer may send. Exceeding one is an error, answered with the

@@ -272,7 +272,17 @@ impl HttpSession {
             .await
             .map_err(|e| e.into_down())?;
         let size = head.raw.len();
+        let refused_connect = head.header.method == Method::CONNECT && !self.allow_connect;
         self.apply_request_head(head);
+        if refused_connect {
+            // The request cannot be served, and its tunnel bytes must not be read as requests.
+            self.broken = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(405),
+                "CONNECT is not allowed on this server",
+            )
+            .map_err(|e| e.into_down());
+        }
         Ok(Some(size))
     }
 
