@@ -9,11 +9,14 @@
 //! cancelled is closed, never reused.
 
 pub mod apps;
+pub mod connectors;
 pub mod listeners;
 pub mod modules;
 pub mod protocols;
 pub mod server;
 pub mod services;
+pub mod upstreams;
+pub mod utils;
 
 pub use pingora_error::{ErrorType::*, *};
 
@@ -22,5 +25,6 @@ pub mod prelude {
     pub use crate::server::configuration::Opt;
     pub use crate::server::Server;
     pub use crate::services::background::background_service;
+    pub use crate::upstreams::peer::HttpPeer;
     pub use pingora_error::{ErrorType::*, *};
 }

@@ -242,6 +242,11 @@ impl Session {
         error_resp::gen_error_response(code)
     }
 
+    /// Whether the request carries `Expect: 100-continue` and a body.
+    pub fn is_expect_continue_req(&self) -> bool {
+        each!(self, s => s.is_expect_continue_req())
+    }
+
     /// See [`SessionV1::set_keepalive`].
     pub fn set_keepalive(&mut self, duration: Option<u64>) {
         each!(mut self, s => s.set_keepalive(duration))

@@ -1,0 +1,3 @@
+//! Upstreams: the servers a proxy or client connects to, and how to connect to them.
+
+pub mod peer;

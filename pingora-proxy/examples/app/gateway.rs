@@ -1,0 +1,89 @@
+//! An API gateway: routes by path, guards `/login` with a password, edits headers, and counts
+//! and logs every request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+
+/// The password `/login` requires in the `Authorization` header.
+pub const PASSWORD: &str = "open sesame";
+
+/// Routes `/api/...` to one origin and everything else to another.
+#[derive(Debug)]
+pub struct Gateway {
+    pub api: SocketAddr,
+    pub www: SocketAddr,
+    /// Requests served, whatever their outcome.
+    pub served: AtomicUsize,
+}
+
+impl Gateway {
+    pub fn new(api: SocketAddr, www: SocketAddr) -> Self {
+        Gateway {
+            api,
+            www,
+            served: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        let path = session.req_header().uri.path();
+        let authorized = session.get_header_bytes("authorization") == PASSWORD.as_bytes();
+        if path.starts_with("/login") && !authorized {
+            session.respond_error(403).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let origin = if session.req_header().uri.path().starts_with("/api/") {
+            self.api
+        } else {
+            self.www
+        };
+        Ok(Box::new(HttpPeer::new(origin, false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        upstream_request.insert_header("X-Forwarded-By", "gateway")?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        upstream_response.insert_header("Server", "Gateway")?;
+        upstream_response.remove_header("x-origin");
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut ()) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        tracing::info!(
+            "{} status {status}{}",
+            self.request_summary(session, &()),
+            e.map(|e| format!(", error: {e}")).unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! An API gateway in front of two local origins.
+//!
+//! ```sh
+//! cargo run -p pingora-proxy --example gateway
+//! curl 127.0.0.1:6191/api/users                          # -> the "api" origin
+//! curl 127.0.0.1:6191/index.html                         # -> the "www" origin
+//! curl -i 127.0.0.1:6191/login                           # -> 403
+//! curl -H 'Authorization: open sesame' 127.0.0.1:6191/login
+//! ```
+
+mod app;
+
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_proxy::http_proxy_service;
+
+const API: &str = "127.0.0.1:7101";
+const WWW: &str = "127.0.0.1:7102";
+
+fn main() {
+    env_logger::init();
+    let mut server = Server::new(Some(Opt::parse_args())).expect("server set-up");
+    server.bootstrap();
+
+    server.add_service(app::origin::origin_service("api", API));
+    server.add_service(app::origin::origin_service("www", WWW));
+    let gateway = app::gateway::Gateway::new(API.parse().unwrap(), WWW.parse().unwrap());
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    proxy.add_tcp("127.0.0.1:6191");
+    server.add_service(proxy);
+    server.run_forever();
+}

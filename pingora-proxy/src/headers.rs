@@ -1,0 +1,187 @@
+//! Turning the client's request head into the upstream's, and the upstream's response head into
+//! the client's (RFC 9110 section 7.6.1: hop-by-hop fields describe one connection and are not
+//! forwarded).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Hop-by-hop fields removed from every forwarded message. `Transfer-Encoding` is not here: the
+/// framing code removes or rewrites it.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::UPGRADE,
+];
+
+/// The field names listed by the `Connection` fields of `headers`, which are hop-by-hop too.
+fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|item| HeaderName::from_bytes(item.trim_ascii()).ok())
+        .filter(|name| name != header::TRANSFER_ENCODING && name != header::CONTENT_LENGTH)
+        .collect()
+}
+
+/// Whether `headers` ask to switch protocols (`Connection: upgrade` plus `Upgrade`).
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+/// The hop-by-hop fields of `headers`, to remove; `Connection` and `Upgrade` are spared when
+/// `keep_upgrade`.
+fn hop_by_hop_names(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    let mut names = connection_options(headers);
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        names.push(name);
+    }
+    if keep_upgrade {
+        names.retain(|n| n != header::UPGRADE && n != header::CONNECTION);
+    }
+    names
+}
+
+/// The request head to send upstream for the client's `req`: HTTP/1.1, hop-by-hop fields
+/// removed (an upgrade request keeps `Connection: upgrade` and `Upgrade`), a body without a
+/// length sent chunked, `TE: trailers` kept.
+pub(crate) fn upstream_request(req: &RequestHeader, body_expected: bool) -> RequestHeader {
+    let mut up = req.clone();
+    let upgrade = req.version == Version::HTTP_11 && is_upgrade(&req.headers);
+    let te_trailers = req
+        .headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in hop_by_hop_names(&req.headers, upgrade) {
+        up.remove_header(&name);
+    }
+    if upgrade {
+        let _ = up.insert_header(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if te_trailers {
+        let _ = up.insert_header(header::TE, HeaderValue::from_static("trailers"));
+    }
+    up.set_version(Version::HTTP_11);
+    if up.method != Method::CONNECT
+        && body_expected
+        && !up.headers.contains_key(header::CONTENT_LENGTH)
+        && !up.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let _ = up.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    if !up.headers.contains_key(header::HOST) {
+        if let Some(authority) = req.uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                let _ = up.insert_header(header::HOST, host);
+            }
+        }
+    }
+    up
+}
+
+/// Prepares the upstream's response head `resp` for the client: hop-by-hop fields removed
+/// (kept for a 101), and a body without a length made chunked so that the client's connection
+/// can be kept.
+pub(crate) fn downstream_response(resp: &mut ResponseHeader, request_method: &Method) {
+    let switching = resp.status == StatusCode::SWITCHING_PROTOCOLS;
+    let names = hop_by_hop_names(&resp.headers, switching);
+    for name in names {
+        resp.remove_header(&name);
+    }
+    resp.set_version(Version::HTTP_11);
+    let bodiless = resp.status.is_informational()
+        || resp.status == StatusCode::NO_CONTENT
+        || resp.status == StatusCode::NOT_MODIFIED
+        || request_method == Method::HEAD
+        || (request_method == Method::CONNECT && resp.status.is_success());
+    if !bodiless
+        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+        && !resp.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let _ = resp.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in headers {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn request_hop_by_hop_removed() {
+        let r = req(&[
+            ("Host", "a"),
+            ("Connection", "close, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "gzip"),
+            ("X-Kept", "yes"),
+        ]);
+        let up = upstream_request(&r, false);
+        let names: Vec<_> = up.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept"]);
+        assert_eq!(up.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn upgrade_kept_and_te_trailers_kept() {
+        let r = req(&[
+            ("Host", "a"),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("TE", "trailers"),
+        ]);
+        let up = upstream_request(&r, false);
+        assert_eq!(up.headers["connection"], "upgrade");
+        assert_eq!(up.headers["upgrade"], "websocket");
+        assert_eq!(up.headers["te"], "trailers");
+    }
+
+    #[test]
+    fn body_without_length_is_chunked_upstream() {
+        let up = upstream_request(&req(&[("Host", "a")]), true);
+        assert_eq!(up.headers["transfer-encoding"], "chunked");
+        let up = upstream_request(&req(&[("Host", "a"), ("Content-Length", "3")]), true);
+        assert!(up.headers.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn response_made_chunked_unless_bodiless() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("Connection", "close").unwrap();
+        downstream_response(&mut r, &Method::GET);
+        assert_eq!(r.headers["transfer-encoding"], "chunked");
+        assert!(r.headers.get("connection").is_none());
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        downstream_response(&mut r, &Method::HEAD);
+        assert!(r.headers.get("transfer-encoding").is_none());
+        let mut r = ResponseHeader::build(304, None).unwrap();
+        downstream_response(&mut r, &Method::GET);
+        assert!(r.headers.get("transfer-encoding").is_none());
+    }
+}

@@ -1,0 +1,421 @@
+//! A programmable HTTP reverse proxy.
+//!
+//! Implement [`ProxyHttp`] (at least [`new_ctx`](ProxyHttp::new_ctx) and
+//! [`upstream_peer`](ProxyHttp::upstream_peer)), wrap it with [`http_proxy_service`] and add the
+//! service to a [`Server`](pingora_core::server::Server):
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use pingora_core::prelude::*;
+//! use pingora_core::upstreams::peer::HttpPeer;
+//! use pingora_proxy::{http_proxy_service, ProxyHttp, Session};
+//!
+//! struct ToOrigin;
+//!
+//! #[async_trait]
+//! impl ProxyHttp for ToOrigin {
+//!     type CTX = ();
+//!     fn new_ctx(&self) {}
+//!
+//!     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+//!         Ok(Box::new(HttpPeer::new("127.0.0.1:8080", false, String::new())))
+//!     }
+//! }
+//!
+//! let mut server = Server::new(None).unwrap();
+//! server.bootstrap();
+//! let mut proxy = http_proxy_service(&server.configuration, ToOrigin);
+//! proxy.add_tcp("0.0.0.0:6188");
+//! server.add_service(proxy);
+//! server.run_forever();
+//! ```
+//!
+//! # What the proxy does for you
+//!
+//! * Streams bodies both ways at once with bounded memory, re-framing them when needed.
+//! * Reuses upstream connections (keyed by everything that makes two connections differ) and
+//!   client connections (keepalive).
+//! * Retries failed connections and requests that failed on a reused upstream connection,
+//!   replaying up to 64 KiB of request body, up to `max_retries` times.
+//! * Removes hop-by-hop headers (RFC 9110 section 7.6.1), passes 1xx responses through, and
+//!   pipes upgraded connections (WebSocket) and `CONNECT` tunnels (when allowed).
+//! * Maps failures to statuses: 502 for upstream errors, 400 for bad requests, 500 otherwise
+//!   (see [`ProxyHttp::fail_to_proxy`]).
+
+mod headers;
+mod proxy_trait;
+mod pump;
+mod session;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+};
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::listening::Service;
+use pingora_core::upstreams::peer::Peer;
+use pingora_error::Error;
+use tracing::{debug, error, warn};
+
+pub use proxy_trait::{FailToProxy, ProxyHttp};
+pub use session::Session;
+
+/// The name of the service [`http_proxy_service`] creates.
+const DEFAULT_SERVICE_NAME: &str = "Pingora HTTP Proxy Service";
+
+/// The HTTP proxy application: runs a [`ProxyHttp`] for each request.
+pub struct HttpProxy<SV> {
+    inner: SV,
+    client_upstream: Connector,
+    downstream_modules: HttpModules,
+    max_retries: usize,
+    /// Options for serving client connections.
+    pub server_options: Option<HttpServerOptions>,
+}
+
+impl<SV> std::fmt::Debug for HttpProxy<SV> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProxy")
+            .field("max_retries", &self.max_retries)
+            .field("server_options", &self.server_options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<SV> HttpProxy<SV> {
+    /// A proxy running `inner`, with the connection and retry settings of `conf`.
+    pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
+        HttpProxy {
+            inner,
+            client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
+            downstream_modules: HttpModules::new(),
+            max_retries: conf.max_retries,
+            server_options: None,
+        }
+    }
+
+    /// The downstream modules, to add to before the service starts.
+    pub fn downstream_modules(&mut self) -> &mut HttpModules {
+        &mut self.downstream_modules
+    }
+
+    /// Upstream connections closed because they received data while idle in the pool.
+    pub fn unexpected_data_connection_count(&self) -> usize {
+        self.client_upstream
+            .transport()
+            .unexpected_data_connection_count()
+    }
+}
+
+impl<SV: ProxyHttp> HttpProxy<SV> {
+    /// Lets the application set up the downstream modules.
+    pub fn handle_init_modules(&mut self) {
+        self.inner
+            .init_downstream_modules(&mut self.downstream_modules);
+    }
+}
+
+/// A bare proxy application, for those who run their own accept loop.
+pub fn http_proxy<SV: ProxyHttp>(conf: &Arc<ServerConf>, inner: SV) -> HttpProxy<SV> {
+    let mut proxy = HttpProxy::new(inner, conf.clone());
+    proxy.handle_init_modules();
+    proxy
+}
+
+/// A listening service running the proxy `inner`, named "Pingora HTTP Proxy Service".
+pub fn http_proxy_service<SV>(conf: &Arc<ServerConf>, inner: SV) -> Service<HttpProxy<SV>>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    http_proxy_service_with_name(conf, inner, DEFAULT_SERVICE_NAME)
+}
+
+/// A listening service running the proxy `inner`, named `name`.
+pub fn http_proxy_service_with_name<SV>(
+    conf: &Arc<ServerConf>,
+    inner: SV,
+    name: &str,
+) -> Service<HttpProxy<SV>>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    ProxyServiceBuilder::new(conf, inner).name(name).build()
+}
+
+/// Builds a proxy service step by step.
+#[derive(Debug)]
+pub struct ProxyServiceBuilder<SV> {
+    conf: Arc<ServerConf>,
+    inner: SV,
+    name: String,
+    server_options: Option<HttpServerOptions>,
+}
+
+impl<SV> ProxyServiceBuilder<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    /// A builder for a service running `inner` with the settings of `conf`.
+    pub fn new(conf: &Arc<ServerConf>, inner: SV) -> Self {
+        ProxyServiceBuilder {
+            conf: conf.clone(),
+            inner,
+            name: DEFAULT_SERVICE_NAME.to_string(),
+            server_options: None,
+        }
+    }
+
+    /// Names the service.
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.name = name.as_ref().to_string();
+        self
+    }
+
+    /// Sets how client connections are served.
+    pub fn server_options(mut self, options: HttpServerOptions) -> Self {
+        self.server_options = Some(options);
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> Service<HttpProxy<SV>> {
+        let mut proxy = HttpProxy::new(self.inner, self.conf);
+        proxy.server_options = self.server_options;
+        proxy.handle_init_modules();
+        Service::new(self.name, proxy)
+    }
+}
+
+// === impl HttpProxy: serving a request ===
+
+#[async_trait]
+impl<SV> HttpServerApp for HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut downstream: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match downstream.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                pingora_core::apps::http_app::respond_to_bad_request(&mut downstream, &e).await;
+                return None;
+            }
+        }
+        let mut session = Session::new(downstream, &self.downstream_modules);
+        if *shutdown.borrow() {
+            session.shutting_down = true;
+            session.set_keepalive(None);
+        }
+        self.process_request(session).await
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.server_options.as_ref()
+    }
+}
+
+impl<SV> HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_request(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
+        let mut ctx = self.inner.new_ctx();
+        let previous = session.downstream_session.take_persisted_context();
+        if let Some(previous) = previous {
+            if let Err(e) = self
+                .inner
+                .on_connection_reuse(&mut session, &mut ctx, previous)
+                .await
+            {
+                return self.fail_early(session, ctx, e).await;
+            }
+        }
+        if let Err(e) = self
+            .inner
+            .early_request_filter(&mut session, &mut ctx)
+            .await
+        {
+            return self.fail_early(session, ctx, e).await;
+        }
+        let modules = &mut session.downstream_modules_ctx;
+        if let Err(e) = modules
+            .request_header_filter(session.downstream_session.req_header_mut())
+            .await
+        {
+            return self.fail_early(session, ctx, e).await;
+        }
+        match self.inner.request_filter(&mut session, &mut ctx).await {
+            Ok(false) => {}
+            Ok(true) => return self.finish(session, ctx, None, true).await,
+            Err(e) => return self.fail_early(session, ctx, e).await,
+        }
+        match self
+            .inner
+            .proxy_upstream_filter(&mut session, &mut ctx)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                if session.response_written().is_none() {
+                    if let Err(e) = session.respond_error(502).await {
+                        debug!("failed to answer a request not sent upstream: {e}");
+                    }
+                }
+                return self.finish(session, ctx, None, true).await;
+            }
+            Err(e) => return self.fail_early(session, ctx, e).await,
+        }
+
+        session.downstream_session.enable_retry_buffering();
+        let mut tries = 0;
+        let (reusable, error) = loop {
+            tries += 1;
+            let (reusable, error) = self.proxy_to_upstream(&mut session, &mut ctx).await;
+            let Some(e) = error else {
+                break (reusable, None);
+            };
+            if !e.retry() || tries > self.max_retries {
+                break (false, Some(e));
+            }
+            if session.downstream_session.retry_buffer_truncated() {
+                // The request body read so far cannot be replayed.
+                break (false, Some(e));
+            }
+            warn!(
+                "retrying ({tries}/{}): {e}, {}",
+                self.max_retries,
+                self.inner.request_summary(&session, &ctx)
+            );
+        };
+        match error {
+            None => self.finish(session, ctx, None, reusable).await,
+            Some(e) => {
+                let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
+                if !self.inner.suppress_error_log(&session, &ctx, &e) {
+                    error!(
+                        "Fail to proxy: {e}, status: {}, tries: {tries}, {}",
+                        failed.error_code,
+                        self.inner.request_summary(&session, &ctx)
+                    );
+                }
+                self.finish(session, ctx, Some(&e), false).await
+            }
+        }
+    }
+
+    /// One attempt: choose the peer, connect, run the exchange. Returns whether the client
+    /// connection can be reused, and the error if the attempt failed.
+    async fn proxy_to_upstream(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+    ) -> (bool, Option<Box<Error>>) {
+        let peer = match self.inner.upstream_peer(session, ctx).await {
+            Ok(peer) => peer,
+            Err(e) => return (false, Some(e)),
+        };
+        let (mut client, reused) = match self.client_upstream.get_http_session(&*peer).await {
+            Ok(connected) => connected,
+            Err(mut e) => {
+                e.as_up();
+                let e = self.inner.fail_to_connect(session, &peer, ctx, e);
+                return (false, Some(e));
+            }
+        };
+        let fd = client.stream().map_or(-1, |s| s.id());
+        let connected = self
+            .inner
+            .connected_to_upstream(session, reused, &peer, fd, client.digest(), ctx)
+            .await;
+        if let Err(e) = connected {
+            return (false, Some(e));
+        }
+        if let Some(timeout) = peer.options.read_timeout {
+            client.set_read_timeout(Some(timeout));
+        }
+        if let Some(timeout) = peer.options.write_timeout {
+            client.set_write_timeout(Some(timeout));
+        }
+        let outcome = pump::exchange(&self.inner, session, &mut client, ctx).await;
+        if outcome.upstream_reusable {
+            self.client_upstream
+                .release_http_session(client, &*peer, peer.idle_timeout())
+                .await;
+        } else {
+            client.shutdown().await;
+        }
+        let error = outcome
+            .error
+            .map(|e| self.inner.error_while_proxy(&peer, session, e, ctx, reused));
+        (outcome.downstream_reusable, error)
+    }
+
+    /// Ends a request that failed before going upstream.
+    async fn fail_early(
+        &self,
+        mut session: Session,
+        mut ctx: SV::CTX,
+        e: Box<Error>,
+    ) -> Option<ReusedHttpStream> {
+        let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
+        if !self.inner.suppress_error_log(&session, &ctx, &e) {
+            error!(
+                "Fail to filter request: {e}, status: {}, {}",
+                failed.error_code,
+                self.inner.request_summary(&session, &ctx)
+            );
+        }
+        self.finish(session, ctx, Some(&e), failed.can_reuse_downstream)
+            .await
+    }
+
+    /// Logs the request and hands the client connection back if it can serve another.
+    async fn finish(
+        &self,
+        mut session: Session,
+        mut ctx: SV::CTX,
+        error: Option<&Error>,
+        reusable: bool,
+    ) -> Option<ReusedHttpStream> {
+        self.inner.logging(&mut session, error, &mut ctx).await;
+        if !reusable {
+            session.downstream_session.shutdown().await;
+            return None;
+        }
+        let persisted = self.inner.persist_connection_context(&session, &ctx);
+        let mut settings = HttpPersistentSettings::for_session(&session.downstream_session);
+        if let Some(persisted) = persisted {
+            settings.set_user_context(persisted);
+        }
+        match session.downstream_session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
+            Ok(None) => None,
+            Err(e) => {
+                debug!("client session did not finish cleanly: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// The most used items: `use pingora_proxy::prelude::*;`.
+pub mod prelude {
+    pub use crate::{http_proxy, http_proxy_service, ProxyHttp, Session};
+}

@@ -1,0 +1,327 @@
+//! [`ProxyHttp`]: the callbacks that program the proxy.
+
+use std::any::Any;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderMap;
+use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::Digest;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use tracing::error;
+
+use crate::Session;
+
+/// What the proxy does with each request, as callbacks run at fixed points of its life.
+///
+/// Only [`new_ctx`](ProxyHttp::new_ctx) and [`upstream_peer`](ProxyHttp::upstream_peer) must
+/// be written; every other callback has a default that proxies the request unchanged.
+///
+/// The callbacks run in this order for a request that reaches an upstream:
+///
+/// 1. [`early_request_filter`](ProxyHttp::early_request_filter), then the downstream modules'
+///    request filters;
+/// 2. [`request_filter`](ProxyHttp::request_filter): may answer the request itself;
+/// 3. [`proxy_upstream_filter`](ProxyHttp::proxy_upstream_filter): may refuse to go upstream;
+/// 4. [`upstream_peer`](ProxyHttp::upstream_peer), connect (on failure
+///    [`fail_to_connect`](ProxyHttp::fail_to_connect)), then
+///    [`connected_to_upstream`](ProxyHttp::connected_to_upstream);
+/// 5. [`upstream_request_filter`](ProxyHttp::upstream_request_filter), then for each piece of
+///    request body [`request_body_filter`](ProxyHttp::request_body_filter);
+/// 6. for the response: [`upstream_response_filter`](ProxyHttp::upstream_response_filter) and
+///    [`response_filter`](ProxyHttp::response_filter) on its head,
+///    [`upstream_response_body_filter`](ProxyHttp::upstream_response_body_filter) and
+///    [`response_body_filter`](ProxyHttp::response_body_filter) on each piece of body, the
+///    trailer filters on trailers;
+/// 7. on an error after connecting, [`error_while_proxy`](ProxyHttp::error_while_proxy), which
+///    decides whether to retry from step 4; on a final error
+///    [`fail_to_proxy`](ProxyHttp::fail_to_proxy);
+/// 8. [`logging`](ProxyHttp::logging), always, whatever happened.
+#[async_trait]
+pub trait ProxyHttp {
+    /// The per-request state shared by the callbacks.
+    type CTX;
+
+    /// A fresh state for a new request.
+    fn new_ctx(&self) -> Self::CTX;
+
+    /// Where to send the request.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>>;
+
+    /// Sets up the downstream HTTP modules, once, when the service starts. None by default.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// Called first for every request, before the downstream modules run.
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Inspects the request: validate, rate limit, control access, or answer it. Returns `true`
+    /// if a response was sent, which ends the request; `false` (the default) to go on.
+    async fn request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(false)
+    }
+
+    /// Decides whether to go to an upstream at all. `false` ends the request: with the
+    /// response written by this callback if it wrote one, otherwise with a 502.
+    async fn proxy_upstream_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(true)
+    }
+
+    /// Called when connecting to `peer` failed. Mark `e` retryable (`e.set_retry(true)`) to call
+    /// [`upstream_peer`](ProxyHttp::upstream_peer) again. Returns `e` unchanged by default.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// Called once a connection to the upstream is ready, `reused` if it came from the pool.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Edits the request head sent upstream (a copy of the client's, hop-by-hop fields
+    /// removed).
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Sees each piece of request body on its way upstream; may change or drop it.
+    /// `end_of_stream` is set on the last call.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Edits the response head as it arrives from the upstream.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Sees each piece of response body as it arrives from the upstream. Returning a duration
+    /// waits that long before going on (to throttle a download).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        Ok(None)
+    }
+
+    /// Edits the response trailers as they arrive from the upstream.
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Edits the response head just before it is sent to the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Sees each piece of response body just before it is sent to the client. Returning a
+    /// duration waits that long before going on.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// Edits the response trailers just before they are sent. Returning bytes sends them as the
+    /// last piece of body instead of the trailers (for clients that cannot take trailers).
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_trailers: &mut HeaderMap,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// Called for an error once connected to `peer`. The default adds the peer to the error's
+    /// context and makes an error that may be retried on a reused connection retryable when
+    /// the connection was reused and the request body can still be replayed.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        e.retry
+            .decide_reuse(client_reused && !session.as_ref().retry_buffer_truncated());
+        e
+    }
+
+    /// Called when the request failed for good. Sends an error response if it can and returns
+    /// its status (0 when nothing could be sent). The default status: the one an
+    /// `HTTPStatus` error carries; 502 for upstream errors; nothing when the client's
+    /// connection failed; 400 for other client errors; 500 otherwise.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            etype => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match etype {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 {
+            if let Err(send_error) = session.respond_error(code).await {
+                error!("failed to send the error response to the client: {send_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Whether to keep the error log of a failed request quiet. `false` by default.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        false
+    }
+
+    /// A one-line description of the request for error logs: method, path and Host by default.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        session.as_ref().request_summary()
+    }
+
+    /// Called last for every request, whatever happened, with the final error if any: the
+    /// place for access logs and metrics.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+    }
+
+    /// State to carry to the next request on the same client connection; `None` by default.
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &Self::CTX,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
+        None
+    }
+
+    /// Called at the start of a request on a reused client connection whose previous request
+    /// left state with [`persist_connection_context`](ProxyHttp::persist_connection_context).
+    async fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        _prev_ctx: Box<dyn Any + Send + Sync>,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+}
+
+/// What [`ProxyHttp::fail_to_proxy`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailToProxy {
+    /// The status of the error response sent; 0 if none.
+    pub error_code: u16,
+    /// Whether the client connection may serve another request despite the error. Honoured
+    /// only for errors before an upstream was chosen.
+    pub can_reuse_downstream: bool,
+}

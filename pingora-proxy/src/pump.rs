@@ -1,0 +1,273 @@
+//! The exchange with one upstream: the request head, then the request body and the response
+//! pumped at the same time, each through its filters.
+//!
+//! This is written once against the version-neutral sessions on both sides
+//! ([`ServerSession`](pingora_core::protocols::http::ServerSession) for the client,
+//! [`HttpSession`] for the upstream), so every combination of HTTP versions goes through the
+//! same code.
+//!
+//! Both directions run in one task: a `select!` waits on "next piece of request body" and "next
+//! piece of response" and handles whichever comes first. Both reads are cancel-safe (bytes read
+//! stay in the sessions' buffers), so losing the race loses nothing. Memory stays bounded: at
+//! most one piece of each direction is held at a time, and a slow side slows the other down
+//! (TCP back-pressure) instead of making the proxy buffer.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::HttpTask;
+use pingora_error::{Error, Result};
+use pingora_http::ResponseHeader;
+
+use crate::headers;
+use crate::proxy_trait::ProxyHttp;
+use crate::Session;
+
+/// How an exchange ended.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The client connection may serve another request.
+    pub(crate) downstream_reusable: bool,
+    /// The upstream connection may go back to the pool.
+    pub(crate) upstream_reusable: bool,
+    pub(crate) error: Option<Box<Error>>,
+}
+
+/// Runs the exchange of `session`'s request with the upstream behind `client`.
+pub(crate) async fn exchange<SV>(
+    app: &SV,
+    session: &mut Session,
+    client: &mut HttpSession,
+    ctx: &mut SV::CTX,
+) -> Outcome
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    let mut state = Exchange {
+        request_done: false,
+        response_done: false,
+        response_started: false,
+        upgraded: false,
+    };
+    match state.run(app, session, client, ctx).await {
+        Ok(()) => Outcome {
+            downstream_reusable: true,
+            upstream_reusable: state.request_done && state.response_done && !state.upgraded,
+            error: None,
+        },
+        Err(mut e) => {
+            if state.response_started {
+                // Part of the response reached the client: the request cannot be tried again.
+                e.retry = pingora_error::RetryType::Decided(false);
+            }
+            Outcome {
+                downstream_reusable: false,
+                upstream_reusable: false,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+struct Exchange {
+    request_done: bool,
+    response_done: bool,
+    /// A final response head was sent to the client: the exchange can no longer be retried.
+    response_started: bool,
+    upgraded: bool,
+}
+
+impl Exchange {
+    async fn run<SV>(
+        &mut self,
+        app: &SV,
+        session: &mut Session,
+        client: &mut HttpSession,
+        ctx: &mut SV::CTX,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let body_expected = !session.downstream_session.is_body_empty();
+        let upgrade_requested = session.downstream_session.is_upgrade_req();
+        let mut upstream_req = headers::upstream_request(session.req_header(), body_expected);
+        app.upstream_request_filter(session, &mut upstream_req, ctx)
+            .await?;
+        client.write_request_header(Box::new(upstream_req)).await?;
+
+        // A retried request replays the body already read from the client.
+        if let Some(replay) = session.downstream_session.get_retry_buffer() {
+            let end = session.downstream_session.is_body_done();
+            self.send_request_body(app, session, client, ctx, Some(replay), end)
+                .await?;
+        } else if !body_expected && !upgrade_requested {
+            self.send_request_body(app, session, client, ctx, None, true)
+                .await?;
+        }
+        if !self.request_done && session.downstream_session.is_expect_continue_req() {
+            // Told now, rather than from inside a read that the pump may cancel.
+            session.downstream_session.write_continue_response().await?;
+        }
+
+        while !self.response_done {
+            // Before an upgrade is answered there is nothing to read from the client but its
+            // hanging up; after a 101 its bytes belong to the new protocol.
+            let idle = self.request_done || (upgrade_requested && !body_expected && !self.upgraded);
+            tokio::select! {
+                body = session.downstream_session.read_body_or_idle(idle) => {
+                    let body = body?;
+                    let end = body.is_none() || session.downstream_session.is_body_done();
+                    self.send_request_body(app, session, client, ctx, body, end).await?;
+                }
+                task = client.read_response_task() => {
+                    let task = task?;
+                    let final_head = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
+                    self.forward_response(app, session, ctx, task).await?;
+                    if final_head && upgrade_requested && !self.upgraded && !body_expected {
+                        // The upgrade was refused: the request had no body after all.
+                        self.send_request_body(app, session, client, ctx, None, true).await?;
+                    }
+                }
+            }
+        }
+        if !self.request_done {
+            // The upstream answered without waiting for the whole request body (an early
+            // error, for example): this upstream connection is done.
+            self.upgraded = true;
+        }
+        Ok(())
+    }
+
+    async fn send_request_body<SV>(
+        &mut self,
+        app: &SV,
+        session: &mut Session,
+        client: &mut HttpSession,
+        ctx: &mut SV::CTX,
+        mut body: Option<Bytes>,
+        end: bool,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        if self.request_done {
+            return Ok(());
+        }
+        if !self.upgraded {
+            session
+                .downstream_modules_ctx
+                .request_body_filter(&mut body, end)
+                .await?;
+            app.request_body_filter(session, &mut body, end, ctx)
+                .await?;
+        }
+        let data = body.unwrap_or_default();
+        if !data.is_empty() || end {
+            client.write_request_body(data, end).await?;
+        }
+        if end {
+            self.request_done = true;
+        }
+        Ok(())
+    }
+
+    async fn forward_response<SV>(
+        &mut self,
+        app: &SV,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        task: HttpTask,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        match task {
+            HttpTask::Header(mut resp, end) => {
+                if resp.status.is_informational() && resp.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    return self.forward_informational(session, resp).await;
+                }
+                if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+                    // From now on both sides carry raw bytes of the new protocol.
+                    self.upgraded = true;
+                }
+                let method = session.req_header().method.clone();
+                app.upstream_response_filter(session, &mut resp, ctx)
+                    .await?;
+                headers::downstream_response(&mut resp, &method);
+                if method == Method::CONNECT && resp.status.is_success() {
+                    self.upgraded = true;
+                }
+                app.response_filter(session, &mut resp, ctx).await?;
+                self.response_started = true;
+                session.write_response_header(resp, end).await?;
+                if end {
+                    self.response_done = true;
+                }
+            }
+            HttpTask::Body(mut data, end) | HttpTask::UpgradedBody(mut data, end) => {
+                if let Some(d) = &data {
+                    session.upstream_body_bytes_received += d.len();
+                }
+                if let Some(delay) =
+                    app.upstream_response_body_filter(session, &mut data, end, ctx)?
+                {
+                    pingora_timeout::sleep(delay).await;
+                }
+                if let Some(delay) = app.response_body_filter(session, &mut data, end, ctx)? {
+                    pingora_timeout::sleep(delay).await;
+                }
+                session.write_response_body(data, end).await?;
+                if end {
+                    self.response_done = true;
+                }
+            }
+            HttpTask::Trailer(trailers) => {
+                let mut trailers = trailers.map(|t| *t).unwrap_or_default();
+                app.upstream_response_trailer_filter(session, &mut trailers, ctx)?;
+                match app
+                    .response_trailer_filter(session, &mut trailers, ctx)
+                    .await?
+                {
+                    Some(as_body) => session.write_response_body(Some(as_body), true).await?,
+                    None => {
+                        session
+                            .downstream_modules_ctx
+                            .response_trailer_filter(&mut Some(Box::new(trailers.clone())))?;
+                        session
+                            .downstream_session
+                            .write_response_trailers(trailers)
+                            .await?
+                    }
+                }
+                self.response_done = true;
+            }
+            HttpTask::Done => {
+                session.write_response_body(None, true).await?;
+                self.response_done = true;
+            }
+            HttpTask::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Passes a 1xx on to the client, except `100 Continue`: the client's session answers
+    /// `Expect: 100-continue` itself when the body is wanted.
+    async fn forward_informational(
+        &mut self,
+        session: &mut Session,
+        resp: Box<ResponseHeader>,
+    ) -> Result<()> {
+        if resp.status == StatusCode::CONTINUE {
+            return Ok(());
+        }
+        if session.downstream_session.is_http2() {
+            return Ok(());
+        }
+        session.downstream_session.write_response_header(resp).await
+    }
+}

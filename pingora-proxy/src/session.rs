@@ -1,0 +1,202 @@
+//! [`Session`]: one request as the proxy sees it.
+
+use std::ops::{Deref, DerefMut};
+
+use bytes::Bytes;
+use pingora_core::modules::http::{HttpModuleCtx, HttpModules};
+use pingora_core::protocols::http::{HttpTask, ServerSession};
+use pingora_core::protocols::Stream;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+
+/// One client request in the proxy: the client's HTTP session (this derefs to it), the state of
+/// the downstream modules, and what the proxy learnt about the upstream.
+///
+/// Responses written through this type (rather than through the HTTP session directly) pass
+/// through the downstream modules.
+#[derive(Debug)]
+pub struct Session {
+    /// The client's HTTP session.
+    pub downstream_session: Box<ServerSession>,
+    /// The per-request state of the downstream modules.
+    pub downstream_modules_ctx: HttpModuleCtx,
+    /// Bytes of response body received from the upstream.
+    pub(crate) upstream_body_bytes_received: usize,
+    /// The server is shutting down: the connection will not be kept.
+    pub(crate) shutting_down: bool,
+}
+
+impl Session {
+    /// A session over `downstream_session`, with the modules of `modules`.
+    pub fn new(downstream_session: impl Into<Box<ServerSession>>, modules: &HttpModules) -> Self {
+        Session {
+            downstream_session: downstream_session.into(),
+            downstream_modules_ctx: modules.build_ctx(),
+            upstream_body_bytes_received: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// A session over an HTTP/1 connection, without modules (the request is not read yet).
+    pub fn new_h1(stream: Stream) -> Self {
+        Self::new_h1_with_modules(stream, &HttpModules::new())
+    }
+
+    /// A session over an HTTP/1 connection with `modules` (the request is not read yet).
+    pub fn new_h1_with_modules(stream: Stream, modules: &HttpModules) -> Self {
+        Self::new(Box::new(ServerSession::new_http1(stream)), modules)
+    }
+
+    /// The client's HTTP session.
+    pub fn as_downstream(&self) -> &ServerSession {
+        &self.downstream_session
+    }
+
+    /// The client's HTTP session, mutably.
+    pub fn as_downstream_mut(&mut self) -> &mut ServerSession {
+        &mut self.downstream_session
+    }
+
+    /// Answers with an empty error response of status `code`, through the modules.
+    pub async fn respond_error(&mut self, code: u16) -> Result<()> {
+        self.respond_error_with_body(code, Bytes::new()).await
+    }
+
+    /// Answers with an error response of status `code` and `body`, through the modules.
+    pub async fn respond_error_with_body(&mut self, code: u16, body: Bytes) -> Result<()> {
+        if self.downstream_session.response_written().is_some() {
+            return Ok(());
+        }
+        let mut resp = ServerSession::generate_error(code);
+        if !body.is_empty() {
+            resp.set_content_length(body.len())?;
+        }
+        if !self.downstream_session.is_body_done() {
+            // The rest of the request body will not be read: the connection cannot be reused.
+            self.downstream_session.set_keepalive(None);
+        }
+        let end = body.is_empty();
+        self.write_response_header(Box::new(resp), end).await?;
+        if !end {
+            self.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the response head, through the modules; `end_of_stream` if no body follows.
+    pub async fn write_response_header(
+        &mut self,
+        mut resp: Box<ResponseHeader>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.downstream_modules_ctx
+            .response_header_filter(&mut resp, end_of_stream)
+            .await?;
+        self.downstream_session.write_response_header(resp).await?;
+        if end_of_stream {
+            self.downstream_session.finish_body().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a copy of `resp` as the response head, through the modules.
+    pub async fn write_response_header_ref(
+        &mut self,
+        resp: &ResponseHeader,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.write_response_header(Box::new(resp.clone()), end_of_stream)
+            .await
+    }
+
+    /// Writes a piece of response body, through the modules; `end_of_stream` on the last.
+    pub async fn write_response_body(
+        &mut self,
+        mut data: Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        self.downstream_modules_ctx
+            .response_body_filter(&mut data, end_of_stream)?;
+        if end_of_stream {
+            if let Some(extra) = self.downstream_modules_ctx.response_done_filter()? {
+                data = Some(match data {
+                    Some(d) if !d.is_empty() => [d, extra].concat().into(),
+                    _ => extra,
+                });
+            }
+        }
+        self.downstream_session
+            .write_response_body(data.unwrap_or_default(), end_of_stream)
+            .await
+    }
+
+    /// Writes response tasks, through the modules. Returns whether the response ended.
+    pub async fn write_response_tasks(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
+        let mut ended = false;
+        for task in tasks {
+            ended = match task {
+                HttpTask::Header(resp, end) => {
+                    self.write_response_header(resp, end).await?;
+                    end
+                }
+                HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
+                    self.write_response_body(data, end).await?;
+                    end
+                }
+                HttpTask::Trailer(trailers) => {
+                    match trailers {
+                        Some(trailers) => {
+                            self.downstream_session
+                                .write_response_trailers(*trailers)
+                                .await?
+                        }
+                        None => self.downstream_session.finish_body().await?,
+                    }
+                    true
+                }
+                HttpTask::Done => {
+                    self.downstream_session.finish_body().await?;
+                    true
+                }
+                HttpTask::Failed(e) => return Err(e),
+            };
+        }
+        Ok(ended)
+    }
+
+    /// Bytes of response body received from the upstream so far.
+    pub fn upstream_body_bytes_received(&self) -> usize {
+        self.upstream_body_bytes_received
+    }
+
+    /// Whether the server is shutting down (the client connection will then not be kept).
+    pub fn is_process_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+}
+
+impl AsRef<ServerSession> for Session {
+    fn as_ref(&self) -> &ServerSession {
+        &self.downstream_session
+    }
+}
+
+impl AsMut<ServerSession> for Session {
+    fn as_mut(&mut self) -> &mut ServerSession {
+        &mut self.downstream_session
+    }
+}
+
+impl Deref for Session {
+    type Target = ServerSession;
+
+    fn deref(&self) -> &Self::Target {
+        &self.downstream_session
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.downstream_session
+    }
+}

@@ -1,0 +1,138 @@
+//! The example proxies, each in front of its local origins, answering `curl`.
+
+#[path = "../examples/app/mod.rs"]
+mod app;
+mod utils;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pingora_core::listeners::LocalAddrs;
+use pingora_core::server::Server;
+use pingora_proxy::{http_proxy_service, ProxyHttp};
+use utils::{curl, TestServer};
+
+/// Starts origins named `origins` and a proxy built from their addresses.
+fn start<SV, F>(origins: &[&'static str], make: F) -> (TestServer, SocketAddr, Vec<SocketAddr>)
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+    F: FnOnce(&[SocketAddr]) -> SV,
+{
+    // Origins first, on their own server, so their addresses are known to the proxy.
+    let names = origins.to_vec();
+    let (origin_server, origin_addrs) = TestServer::start(|server: &mut Server| {
+        names
+            .iter()
+            .map(|name| {
+                let service = app::origin::origin_service(name, "127.0.0.1:0");
+                let addrs = service.local_addrs();
+                server.add_service(service);
+                addrs
+            })
+            .collect::<Vec<LocalAddrs>>()
+    });
+    let app = make(&origin_addrs);
+    let (proxy_server, proxy) = TestServer::start(|server: &mut Server| {
+        let mut proxy = http_proxy_service(&server.configuration, app);
+        proxy.add_tcp("127.0.0.1:0");
+        let addrs = proxy.local_addrs();
+        server.add_service(proxy);
+        vec![addrs]
+    });
+    // Keep the origins alive as long as the proxy: leak their server into the proxy's.
+    std::mem::forget(origin_server);
+    (proxy_server, proxy[0], origin_addrs)
+}
+
+#[test]
+fn gateway_routes_guards_and_edits() {
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (_server, proxy, _) = start(&["api", "www"], |o| app::gateway::Gateway::new(o[0], o[1]));
+    let base = format!("http://{proxy}");
+
+    let (status, head, body) = curl(&[&format!("{base}/api/users?id=7")]);
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "api GET /api/users?id=7\n");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("server: gateway\r\n"), "{head}");
+    assert!(!lower.contains("x-origin"), "{head}");
+
+    let (status, _, body) = curl(&[&format!("{base}/index.html")]);
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "www GET /index.html\n");
+
+    let (status, _, body) = curl(&[&format!("{base}/login")]);
+    assert_eq!(status, 403);
+    assert!(body.is_empty());
+    let (status, _, body) = curl(&[
+        "-H",
+        &format!("Authorization: {}", app::gateway::PASSWORD),
+        &format!("{base}/login"),
+    ]);
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "www GET /login\n");
+    let _ = served.load(Ordering::Relaxed);
+}
+
+#[test]
+fn ctx_routes_beta_users() {
+    let (_server, proxy, _) = start(&["stable", "beta"], |o| {
+        app::ctx::BetaRouter::new(o[0], o[1])
+    });
+    let url = format!("http://{proxy}/page");
+    let (_, head, body) = curl(&[&url]);
+    assert_eq!(String::from_utf8_lossy(&body), "stable GET /page\n");
+    assert!(
+        head.to_ascii_lowercase().contains("x-beta: no\r\n"),
+        "{head}"
+    );
+    let (_, head, body) = curl(&["-H", "beta-flag: 1", &url]);
+    assert_eq!(String::from_utf8_lossy(&body), "beta GET /page\n");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("x-beta: yes\r\n"), "{head}");
+    assert!(lower.contains("x-request-count: 2\r\n"), "{head}");
+}
+
+#[test]
+fn modify_response_converts_json_to_yaml() {
+    let (_server, proxy, _) = start(&["json"], |o| app::modify_response::Json2Yaml {
+        origin: o[0],
+    });
+    let (status, head, body) = curl(&[&format!("http://{proxy}/")]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/yaml\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "name: pingora\nports:\n- 6188\n- 6189\ntls: false\n"
+    );
+}
+
+#[test]
+fn backoff_retry_reaches_the_live_origin() {
+    // A port where nothing listens: bind, note the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_server, proxy, _) = start(&["live"], |o| app::backoff_retry::BackoffRetry {
+        dead,
+        live: o[0],
+        dead_tries: 3,
+    });
+    let started = std::time::Instant::now();
+    let (status, head, body) = curl(&[&format!("http://{proxy}/")]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("x-tries: 4\r\n"),
+        "{head}"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), "live GET /\n");
+    // Three waits: 10 + 20 + 40 ms.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(70));
+}
