@@ -25,6 +25,9 @@ cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings
 echo "== cargo test (lib, bins, tests, examples, doc tests)"
 cargo test --workspace -j "$JOBS"
 
+echo "== cargo test -p pingora --all-features (the umbrella's optional parts)"
+cargo test -p pingora --all-features -j "$JOBS"
+
 echo "== docs build with -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -j "$JOBS" >/dev/null
 

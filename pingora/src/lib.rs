@@ -6,7 +6,8 @@
 //! * everything of `pingora-core` at the root: [`server`] (the process, its configuration and
 //!   signals), [`services`], [`listeners`], [`apps`], [`protocols`] and [`modules`];
 //! * [`http`]: request and response heads that keep header-name case (`pingora-http`);
-//! * [`time`] (feature `time`): cheap timeouts (`pingora-timeout`);
+//! * `time` (feature `time`): cheap timeouts (`pingora-timeout`);
+//! * `proxy` (feature `proxy`): the programmable HTTP proxy (`pingora-proxy`);
 //! * [`prelude`]: what most programs need, for `use pingora::prelude::*;`.
 //!
 //! Later parts (the proxy, load balancing, caching, TLS backends) are added as features of this
@@ -42,7 +43,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `time` | [`time`]: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
+//! | `time` | `time`: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
+//! | `proxy` | `proxy`: `pingora-proxy` (`ProxyHttp`, `http_proxy_service`), in the prelude too |
 
 pub use pingora_core::*;
 
@@ -51,10 +53,20 @@ pub mod http {
     pub use pingora_http::*;
 }
 
+/// The programmable HTTP proxy (`pingora-proxy`): implement [`proxy::ProxyHttp`] and serve it
+/// with [`proxy::http_proxy_service`].
+#[cfg(feature = "proxy")]
+pub mod proxy {
+    pub use pingora_proxy::*;
+}
+
 /// Cheap timeouts and sleeps (`pingora-timeout`).
 #[cfg(feature = "time")]
 pub mod time {
     pub use pingora_timeout::*;
+
+    #[cfg(feature = "proxy")]
+    pub use pingora_proxy::prelude::*;
 }
 
 /// What most programs need: `use pingora::prelude::*;`.
@@ -66,4 +78,7 @@ pub mod prelude {
     pub use pingora_core::prelude::*;
     pub use pingora_http::prelude::*;
     pub use pingora_timeout::*;
+
+    #[cfg(feature = "proxy")]
+    pub use pingora_proxy::prelude::*;
 }

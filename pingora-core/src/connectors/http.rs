@@ -42,14 +42,7 @@ impl Connector {
         peer: &P,
     ) -> Result<(HttpSession, bool)> {
         let (stream, reused) = self.transport.get_stream(peer).await?;
-        let mut session = Http1Session::new(stream);
-        if let Some(options) = peer.get_peer_options() {
-            session.read_timeout = options.read_timeout;
-            session.write_timeout = options.write_timeout;
-            session.set_allow_h1_response_invalid_content_length(
-                options.allow_h1_response_invalid_content_length,
-            );
-        }
+        let session = Http1Session::new_with_options(stream, peer);
         Ok((HttpSession::H1(session), reused))
     }
 
@@ -64,8 +57,12 @@ impl Connector {
         match session {
             HttpSession::H1(mut h1) => {
                 h1.respect_keepalive();
-                // The upstream's own keepalive timeout, when it said one, bounds ours.
-                let idle_timeout = match (idle_timeout, h1.get_keepalive_timeout()) {
+                // The upstream's own keepalive timeout, when it said one, bounds ours; keep a
+                // margin so that a reuse does not race the upstream's own close.
+                let theirs = h1
+                    .get_keepalive_timeout()
+                    .map(|t| t - (t / 10).min(Duration::from_secs(1)));
+                let idle_timeout = match (idle_timeout, theirs) {
                     (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
                     (ours, theirs) => ours.or(theirs),
                 };

@@ -5,5 +5,6 @@
 pub mod backoff_retry;
 pub mod ctx;
 pub mod gateway;
+pub mod local_origin;
 pub mod modify_response;
 pub mod origin;

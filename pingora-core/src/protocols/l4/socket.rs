@@ -69,6 +69,24 @@ impl PartialEq for SocketAddr {
 
 impl Eq for SocketAddr {}
 
+/// Internet addresses sort before Unix-domain ones; Unix-domain ones sort by path.
+impl Ord for SocketAddr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (SocketAddr::Inet(a), SocketAddr::Inet(b)) => a.cmp(b),
+            (SocketAddr::Inet(_), SocketAddr::Unix(_)) => std::cmp::Ordering::Less,
+            (SocketAddr::Unix(_), SocketAddr::Inet(_)) => std::cmp::Ordering::Greater,
+            (SocketAddr::Unix(_), SocketAddr::Unix(_)) => self.unix_path().cmp(&other.unix_path()),
+        }
+    }
+}
+
+impl PartialOrd for SocketAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl Hash for SocketAddr {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
