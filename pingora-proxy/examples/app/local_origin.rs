@@ -22,7 +22,9 @@ pub fn start_origins(names: &[&str]) -> Vec<SocketAddr> {
             rt.block_on(async move {
                 let mut addrs = Vec::new();
                 for name in names {
-                    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an origin");
+                    let listener = TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind an origin");
                     addrs.push(listener.local_addr().expect("bound"));
                     tokio::spawn(serve(listener, name));
                 }
