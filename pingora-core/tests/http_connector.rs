@@ -276,6 +276,9 @@ async fn pooled_connection_closed_by_the_origin_is_replaced() {
     let origin = exchange_and_release(&connector, &peer, &listener, OK_HELLO).await;
     let old_port = origin.client_port;
     drop(origin); // the origin closes the idle connection
+                  // A connection idle for 200 ms or more is checked with the kernel when taken, so the
+                  // close is seen for sure (a fresher one may be handed out, then retried on failure).
+    tokio::time::sleep(Duration::from_millis(250)).await;
 
     let (mut session, mut origin) = fresh(&connector, &peer, &listener).await;
     assert_ne!(origin.client_port, old_port);

@@ -291,7 +291,7 @@ where
             let Some(e) = error else {
                 break (reusable, None);
             };
-            if !e.retry() || tries > self.max_retries {
+            if !e.retry() || tries >= self.max_retries {
                 break (false, Some(e));
             }
             if session.downstream_session.retry_buffer_truncated() {

@@ -23,6 +23,9 @@ use crate::headers;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
 
+/// Request body queued for the upstream beyond which no more is read from the client.
+const QUEUE_LIMIT: usize = 64 * 1024;
+
 /// How an exchange ended.
 #[derive(Debug)]
 pub(crate) struct Outcome {
@@ -115,8 +118,13 @@ impl Exchange {
             // Before an upgrade is answered there is nothing to read from the client but its
             // hanging up; after a 101 its bytes belong to the new protocol.
             let idle = self.request_done || (upgrade_requested && !body_expected && !self.upgraded);
+            // Read more of the request only while little of it waits to be written upstream;
+            // otherwise wait for the queue to drain (it drains as the response is read).
+            let room = client.queued_request_body_len() < QUEUE_LIMIT;
+            let drained = (!room).then(|| client.notify_queue_below(QUEUE_LIMIT / 2));
             tokio::select! {
-                body = session.downstream_session.read_body_or_idle(idle) => {
+                _ = async { drained.as_ref().expect("armed when there is no room").notified().await }, if !room => {}
+                body = session.downstream_session.read_body_or_idle(idle), if room || idle => {
                     let body = body?;
                     let end = body.is_none() || session.downstream_session.is_body_done();
                     self.send_request_body(app, session, client, ctx, body, end).await?;
@@ -156,17 +164,16 @@ impl Exchange {
         if self.request_done {
             return Ok(());
         }
-        if !self.upgraded {
-            session
-                .downstream_modules_ctx
-                .request_body_filter(&mut body, end)
-                .await?;
-            app.request_body_filter(session, &mut body, end, ctx)
-                .await?;
-        }
+        session
+            .downstream_modules_ctx
+            .request_body_filter(&mut body, end)
+            .await?;
+        app.request_body_filter(session, &mut body, end, ctx)
+            .await?;
         let data = body.unwrap_or_default();
         if !data.is_empty() || end {
-            client.write_request_body(data, end).await?;
+            // Written while the response is read, so neither direction waits on the other.
+            client.queue_request_body(&data, end)?;
         }
         if end {
             self.request_done = true;

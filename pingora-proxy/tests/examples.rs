@@ -5,11 +5,13 @@ mod app;
 mod utils;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pingora_core::listeners::LocalAddrs;
 use pingora_core::server::Server;
+use pingora_load_balancing::health_check::TcpHealthCheck;
+use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::LoadBalancer;
 use pingora_proxy::{http_proxy_service, ProxyHttp};
 use utils::{curl, TestServer};
 
@@ -48,7 +50,6 @@ where
 
 #[test]
 fn gateway_routes_guards_and_edits() {
-    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (_server, proxy, _) = start(&["api", "www"], |o| app::gateway::Gateway::new(o[0], o[1]));
     let base = format!("http://{proxy}");
 
@@ -73,7 +74,6 @@ fn gateway_routes_guards_and_edits() {
     ]);
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&body), "www GET /login\n");
-    let _ = served.load(Ordering::Relaxed);
 }
 
 #[test]
@@ -135,4 +135,86 @@ fn backoff_retry_reaches_the_live_origin() {
     assert_eq!(String::from_utf8_lossy(&body), "live GET /\n");
     // Three waits: 10 + 20 + 40 ms.
     assert!(started.elapsed() >= std::time::Duration::from_millis(70));
+}
+
+/// Starts a proxy for `app` (which may hold load balancers, run as background services
+/// named in `background`).
+fn start_proxy<SV>(app: SV) -> (TestServer, SocketAddr)
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let (server, addrs) = TestServer::start(|server: &mut Server| {
+        let mut proxy = http_proxy_service(&server.configuration, app);
+        proxy.add_tcp("127.0.0.1:0");
+        let addrs = proxy.local_addrs();
+        server.add_service(proxy);
+        vec![addrs]
+    });
+    (server, addrs[0])
+}
+
+/// A load balancer over `backends`, health checked every 100 ms, already checked once.
+fn checked_lb(backends: &[SocketAddr]) -> Arc<LoadBalancer<RoundRobin>> {
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(backends.iter().copied()).unwrap();
+    lb.set_health_check(TcpHealthCheck::new());
+    utils::runtime().block_on(lb.backends().run_health_check(true));
+    Arc::new(lb)
+}
+
+#[test]
+fn load_balancer_never_uses_the_dead_backend() {
+    let mut backends = app::local_origin::start_origins(&["backend-1", "backend-2"]);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    backends.push(dead);
+    let lb = checked_lb(&backends);
+    let (_server, proxy) = start_proxy(app::load_balancer::LB(lb));
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let (status, _, body) = curl(&[&format!("http://{proxy}/")]);
+        assert_eq!(status, 200, "no request may fail");
+        *seen.entry(String::from_utf8(body).unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen["Hello from backend-1\n"], 10);
+    assert_eq!(seen["Hello from backend-2\n"], 10);
+}
+
+#[test]
+fn multi_lb_routes_by_path() {
+    let one = checked_lb(&app::local_origin::start_origins(&["one-a", "one-b"]));
+    let two = checked_lb(&app::local_origin::start_origins(&["two-a"]));
+    let (_server, proxy) = start_proxy(app::multi_lb::Router {
+        cluster_one: one,
+        cluster_two: two,
+    });
+    let (_, _, a) = curl(&[&format!("http://{proxy}/one/x")]);
+    let (_, _, b) = curl(&[&format!("http://{proxy}/one/y")]);
+    let mut ones = [String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap()];
+    ones.sort();
+    assert_eq!(ones, ["Hello from one-a\n", "Hello from one-b\n"]);
+    let (_, _, c) = curl(&[&format!("http://{proxy}/elsewhere")]);
+    assert_eq!(c, b"Hello from two-a\n");
+}
+
+#[test]
+fn rate_limiter_answers_429_over_the_limit() {
+    let origin = app::local_origin::start_origins(&["limited"])[0];
+    let (_server, proxy) = start_proxy(app::rate_limiter::RateLimiter::new(origin, 2));
+    let url = format!("http://{proxy}/");
+    let statuses: Vec<u16> = (0..4).map(|_| curl(&["-H", "appid: 7", &url]).0).collect();
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let (status, head, _) = curl(&["-H", "appid: 7", &url]);
+    assert_eq!(status, 429);
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("x-rate-limit-limit: 2\r\n"), "{head}");
+    assert!(lower.contains("x-rate-limit-remaining: 0\r\n"), "{head}");
+    assert!(lower.contains("x-rate-limit-reset: 1\r\n"), "{head}");
+    assert!(lower.contains("connection: close\r\n"), "{head}");
+    // Another app is not limited by the first one's traffic; no app id, no limit.
+    assert_eq!(curl(&["-H", "appid: 8", &url]).0, 200);
+    assert_eq!(curl(&[&url]).0, 200);
 }

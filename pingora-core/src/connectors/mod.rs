@@ -7,20 +7,24 @@
 //! # Reuse
 //!
 //! [`release_stream`](TransportConnector::release_stream) checks that a connection is idle and
-//! clean (no end of stream, no unread data, no error) and puts it in the pool, where a task
-//! watches it: if the server closes it, sends anything, or it stays idle past its idle
-//! timeout, it is closed and leaves the pool. The pool keeps at most
-//! [`ConnectorOptions::keepalive_pool_size`] idle connections, evicting the least recently
-//! released.
+//! clean (no end of stream, no unread data, no error) and puts it in the pool. Releasing and
+//! taking cost one short lock and no allocation or task: one sweeper task per connector looks
+//! after the idle connections, closing those that the server closed or wrote to, and those idle
+//! past their idle timeout (at their deadline; closes and data are noticed within a second).
+//! The pool keeps at most [`ConnectorOptions::keepalive_pool_size`] idle connections, evicting
+//! the least recently released.
 //!
-//! [`reused_stream`](TransportConnector::reused_stream) takes an idle connection of the peer's
-//! group and checks it again before handing it out: it must still lead to the peer (the remote
-//! address recorded at connect time, or else [`Peer::matches_fd`], must be the peer's) and its
-//! socket must be neither closed nor readable. The check reads the socket's
-//! state from the kernel, so a close or stray data that reached the socket before the call
-//! is always caught. Connections that fail are closed, and the next one is tried.
+//! [`reused_stream`](TransportConnector::reused_stream) takes the most recently released idle
+//! connection of the peer's group and checks it again before handing it out: it must still
+//! lead to the peer (the remote address recorded at connect time, or else
+//! [`Peer::matches_fd`], must be the peer's), and be neither closed nor readable as far as the
+//! reactor knows. A connection idle for 200 ms or more is also checked with the kernel, which
+//! sees a close the reactor has not reported yet. A connection closed by the server in the
+//! instant before reuse can still be handed out: the request then fails before any response
+//! byte, with an error marked retryable on reused connections
+//! ([`RetryType::ReusedOnly`](pingora_error::RetryType::ReusedOnly)).
 //!
-//! Data found on an idle connection (at release, at reuse, or while watched) is a sign of a
+//! Data found on an idle connection (at release, at reuse, or while pooled) is a sign of a
 //! misbehaving server or of a response that was not read to its end; such connections are
 //! counted by [`unexpected_data_connection_count`](TransportConnector::unexpected_data_connection_count).
 //!
@@ -32,6 +36,7 @@
 //! behind in the pool.
 
 pub mod http;
+mod idle;
 pub mod l4;
 mod offload;
 pub mod raw_connect;
@@ -39,26 +44,19 @@ mod sys;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr as InetSocketAddr};
-use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, OrErr, Result};
-use pingora_pool::{ConnectionMeta, ConnectionPool};
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::runtime::Handle;
-use tokio::sync::{oneshot, Mutex, Notify};
 use tracing::{debug, warn};
 
 use crate::protocols::{Stream, ALPN};
 use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{self, Peer};
+use idle::{Idle, IdlePool};
 use l4::BindTo;
 use offload::OffloadRuntime;
 
@@ -156,13 +154,10 @@ fn parse_bind_addrs(addrs: &[String], v4: bool) -> Vec<InetSocketAddr> {
         .collect()
 }
 
-/// What an idle connection's watcher holds in the pool: the receiving end of the hand-over.
-type Handoff = oneshot::Receiver<Stream>;
-
 /// Connects to servers over TCP, Unix-domain sockets or CONNECT tunnels, and pools idle
 /// connections for reuse. See the [module docs](self).
 pub struct TransportConnector {
-    pool: Arc<ConnectionPool<Handoff>>,
+    pool: Arc<IdlePool>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<InetSocketAddr>,
     bind_to_v6: Vec<InetSocketAddr>,
@@ -176,15 +171,16 @@ impl TransportConnector {
     /// A connector with `options`, or the defaults (a pool of 128).
     pub fn new(options: Option<ConnectorOptions>) -> Self {
         let options = options.unwrap_or_else(|| ConnectorOptions::new(DEFAULT_POOL_SIZE));
+        let unexpected_data = Arc::new(AtomicUsize::new(0));
         TransportConnector {
-            pool: Arc::new(ConnectionPool::new(options.keepalive_pool_size)),
+            pool: IdlePool::new(options.keepalive_pool_size, Arc::clone(&unexpected_data)),
             offload: options
                 .offload_threadpool
                 .map(|(pools, threads)| OffloadRuntime::new(pools, threads)),
             bind_to_v4: options.bind_to_v4,
             bind_to_v6: options.bind_to_v6,
             preferred_http_version: PreferredHttpVersion::default(),
-            unexpected_data: Arc::new(AtomicUsize::new(0)),
+            unexpected_data,
         }
     }
 
@@ -220,19 +216,11 @@ impl TransportConnector {
     /// found closed, readable or no longer leading to the peer are closed on the way.
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
         let key = peer.reuse_hash();
-        while let Some(handoff) = self.pool.get(&key) {
-            // The watcher hands the stream over once it has let go of it, or drops it if it
-            // found it closed or dirty in the meantime.
-            let Ok(mut stream) = handoff.await else {
-                continue;
-            };
-            if !leads_to_peer(&stream, peer) {
-                debug!("pooled connection does not lead to {peer}, closing it");
-                continue;
-            }
-            if self.check_idle(&mut stream) {
+        while let Some(stream) = self.pool.take(key) {
+            if leads_to_peer(&stream, peer) {
                 return Some(stream);
             }
+            debug!("pooled connection does not lead to {peer}, closing it");
         }
         None
     }
@@ -242,32 +230,21 @@ impl TransportConnector {
     /// until the server closes it or the pool evicts it; zero: not at all).
     ///
     /// The caller must only release connections whose protocol allows reuse and that are at
-    /// a message boundary. A connection found closed or with unread data is closed instead,
-    /// as is any connection released outside a Tokio runtime. Dropping a connection instead of
-    /// releasing it closes it.
+    /// a message boundary. A connection found closed or with unread data is closed instead.
+    /// Dropping a connection instead of releasing it closes it.
     pub fn release_stream(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
         if idle_timeout.is_some_and(|t| t.is_zero()) {
             debug!("idle timeout is zero, closing the connection");
             return;
         }
-        if !self.check_idle(&mut stream) {
-            return;
+        match idle::probe(&mut stream, false) {
+            Idle::Clean => self.pool.put(key, stream, idle_timeout),
+            Idle::Data => {
+                warn!("unexpected data on an idle upstream connection, closing it");
+                self.unexpected_data.fetch_add(1, Ordering::Relaxed);
+            }
+            Idle::Closed | Idle::Failed => debug!("released connection is closed, dropping it"),
         }
-        let Ok(runtime) = Handle::try_current() else {
-            debug!("released outside a runtime, closing the connection");
-            return;
-        };
-        let meta = ConnectionMeta::new(key, stream.id());
-        let (handoff, receiver) = oneshot::channel();
-        let (evicted, picked_up) = self.pool.put(&meta, receiver);
-        let watch = IdleWatch {
-            pool: Arc::clone(&self.pool),
-            meta,
-            idle_timeout,
-            handoff,
-            unexpected_data: Arc::clone(&self.unexpected_data),
-        };
-        runtime.spawn(watch.run(stream, evicted, picked_up));
     }
 
     /// A pooled connection to `peer` if there is a usable one (`true`), else a new one
@@ -301,22 +278,6 @@ impl TransportConnector {
     /// How many connections were closed because data arrived on them while idle.
     pub fn unexpected_data_connection_count(&self) -> usize {
         self.unexpected_data.load(Ordering::Relaxed)
-    }
-
-    /// Whether `stream` is fit to idle: see [`probe`]. Counts connections with unexpected data.
-    fn check_idle(&self, stream: &mut Stream) -> bool {
-        match probe(stream) {
-            Idle::Clean => true,
-            Idle::Data => {
-                warn!("unexpected data on an idle upstream connection, closing it");
-                self.unexpected_data.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Idle::Closed | Idle::Failed => {
-                debug!("idle upstream connection closed or failed");
-                false
-            }
-        }
     }
 }
 
@@ -374,138 +335,6 @@ fn tls_connect<P: Peer>(_stream: Stream, peer: &P, _alpn: Option<ALPN>) -> Resul
         ErrorType::InternalError,
         format!("cannot speak TLS to {peer}: no TLS backend is built in"),
     )
-}
-
-/// The state of a connection that should be idle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Idle {
-    /// Open, and nothing to read.
-    Clean,
-    /// The peer closed it.
-    Closed,
-    /// Data is waiting to be read.
-    Data,
-    /// Reading it fails.
-    Failed,
-}
-
-/// Looks at a connection that should be idle, without waiting.
-///
-/// First one read is polled, which finds data buffered above the socket (TLS records already
-/// decrypted, bytes pushed back in front of the stream) and consumes at most one byte, which
-/// only happens to a connection that is discarded anyway. Then, since the stream's readiness is
-/// only learned from the reactor some time after the fact, the socket itself is peeked at: a
-/// close or data that reached it is seen at once. For TLS connections data on the socket is not
-/// conclusive (it may be session housekeeping the TLS layer consumes) and only a close counts.
-fn probe(stream: &mut Stream) -> Idle {
-    let mut byte = [0u8; 1];
-    let mut buf = ReadBuf::new(&mut byte);
-    let polled = {
-        let read = std::future::poll_fn(|cx| Pin::new(&mut **stream).poll_read(cx, &mut buf));
-        // Unconstrained: a task out of its coop budget would see a readable stream as pending.
-        let mut cx = Context::from_waker(&NOOP_WAKER);
-        pin!(tokio::task::unconstrained(read)).poll(&mut cx)
-    };
-    match polled {
-        Poll::Ready(Ok(())) if buf.filled().is_empty() => return Idle::Closed,
-        Poll::Ready(Ok(())) => return Idle::Data,
-        Poll::Ready(Err(_)) => return Idle::Failed,
-        Poll::Pending => {}
-    }
-    let fd = stream.id();
-    if fd < 0 {
-        return Idle::Clean;
-    }
-    match sys::peek_byte(fd) {
-        Ok(0) => Idle::Closed,
-        Ok(_) if stream.get_ssl_digest().is_some() => Idle::Clean,
-        Ok(_) => Idle::Data,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Idle::Clean,
-        // Not a socket (a test double, a custom transport): nothing more to learn.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => Idle::Clean,
-        Err(_) => Idle::Failed,
-    }
-}
-
-/// A waker that does nothing, to poll once without a task.
-static NOOP_WAKER: LazyLock<Waker> = LazyLock::new(|| Waker::from(Arc::new(NoopWake)));
-
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-    fn wake_by_ref(self: &Arc<Self>) {}
-}
-
-/// The watcher of one idle connection.
-///
-/// It runs the pool's [`idle_poll`](ConnectionPool::idle_poll) on the connection, which needs
-/// the connection behind a lock of its own. When the connection is picked up, `idle_poll`
-/// returns and releases the lock; only then does the watcher, now the sole owner, take the
-/// connection out and send it through `handoff` to whoever took the receiving end from the
-/// pool. Nothing can race for the connection, so the hand-over cannot fail. If the connection
-/// was read from in the meantime (closed, failed, or unexpected data), it is dropped instead:
-/// the taker sees the hand-over fail and tries the next one.
-struct IdleWatch {
-    pool: Arc<ConnectionPool<Handoff>>,
-    meta: ConnectionMeta,
-    idle_timeout: Option<Duration>,
-    handoff: oneshot::Sender<Stream>,
-    unexpected_data: Arc<AtomicUsize>,
-}
-
-// === impl IdleWatch ===
-
-impl IdleWatch {
-    async fn run(self, stream: Stream, evicted: Arc<Notify>, picked_up: oneshot::Receiver<bool>) {
-        let shared = Arc::new(Mutex::new(Watched { stream, seen: None }));
-        let lock = Arc::clone(&shared)
-            .try_lock_owned()
-            .expect("a new mutex is unlocked");
-        self.pool
-            .idle_poll(lock, &self.meta, self.idle_timeout, evicted, picked_up)
-            .await;
-        // `idle_poll` consumed the lock, so `shared` is the last reference.
-        let Ok(watched) = Arc::try_unwrap(shared).map(Mutex::into_inner) else {
-            debug!("idle connection still shared after its watch, closing it");
-            return;
-        };
-        match watched.seen {
-            // Whoever took it from the pool gets it; if nobody did (evicted, timed out), the
-            // receiver is gone and the connection is dropped.
-            None => drop(self.handoff.send(watched.stream)),
-            Some(Idle::Data) => {
-                self.unexpected_data.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-/// An idle connection that remembers whether a read on it completed.
-struct Watched {
-    stream: Stream,
-    seen: Option<Idle>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if let Poll::Ready(result) = &polled {
-            this.seen = Some(match result {
-                Ok(()) if buf.filled().len() == before => Idle::Closed,
-                Ok(()) => Idle::Data,
-                Err(_) => Idle::Failed,
-            });
-        }
-        polled
-    }
 }
 
 /// The HTTP versions peers were found to need, by reuse hash.

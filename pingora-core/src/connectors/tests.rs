@@ -449,6 +449,8 @@ async fn connection_closed_while_pooled_is_not_reused() {
     let (server, _) = accept(&listener).await;
     connector.release_stream(stream, peer.reuse_hash(), None);
     drop(server);
+    // Past the threshold, taking a connection checks it with the kernel.
+    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
 
     let (mut fresh, reused) = connector.get_stream(&peer).await.unwrap();
     assert!(!reused);
@@ -466,6 +468,7 @@ async fn connection_closed_before_release_is_not_pooled() {
     let (server, _) = accept(&listener).await;
     drop(server);
     connector.release_stream(stream, peer.reuse_hash(), None);
+    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
     assert!(connector.reused_stream(&peer).await.is_none());
     assert_eq!(connector.unexpected_data_connection_count(), 0);
 }
@@ -479,6 +482,7 @@ async fn unexpected_data_while_pooled_discards_and_counts() {
     let (mut server, _) = accept(&listener).await;
     connector.release_stream(stream, peer.reuse_hash(), None);
     server.write_all(b"junk").await.unwrap();
+    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
 
     let (_fresh, reused) = connector.get_stream(&peer).await.unwrap();
     assert!(!reused);
@@ -495,9 +499,11 @@ async fn unexpected_data_before_release_discards_and_counts() {
     let (mut server, _) = accept(&listener).await;
     server.write_all(b"junk").await.unwrap();
     connector.release_stream(stream, peer.reuse_hash(), None);
+    // Seen at the latest when the connection is taken after the kernel-check threshold.
+    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
+    assert!(connector.reused_stream(&peer).await.is_none());
     assert_eq!(connector.unexpected_data_connection_count(), 1);
     expect_eof(&mut server).await;
-    assert!(connector.reused_stream(&peer).await.is_none());
 }
 
 #[tokio::test]
@@ -799,25 +805,25 @@ async fn pair() -> (Stream, TcpStream) {
 #[tokio::test]
 async fn probe_sees_the_socket_state_at_once() {
     let (mut clean, _server) = pair().await;
-    assert_eq!(probe(&mut clean), Idle::Clean);
-    assert_eq!(probe(&mut clean), Idle::Clean);
+    assert_eq!(idle::probe(&mut clean, true), Idle::Clean);
+    assert_eq!(idle::probe(&mut clean, true), Idle::Clean);
 
     let (mut closed, server) = pair().await;
     drop(server);
-    assert_eq!(probe(&mut closed), Idle::Closed);
+    assert_eq!(idle::probe(&mut closed, true), Idle::Closed);
 
     let (mut dirty, mut server) = pair().await;
     server.write_all(b"x").await.unwrap();
-    assert_eq!(probe(&mut dirty), Idle::Data);
+    assert_eq!(idle::probe(&mut dirty, true), Idle::Data);
 
     let (plain, _server) = pair().await;
     let mut prefixed = PrefixedStream::prepend(plain, bytes::Bytes::from_static(b"left"));
-    assert_eq!(probe(&mut prefixed), Idle::Data);
+    assert_eq!(idle::probe(&mut prefixed, true), Idle::Data);
 
     // Streams without a socket can only be polled.
     let (memory, other) = tokio::io::duplex(8);
     let mut memory: Stream = Box::new(memory);
-    assert_eq!(probe(&mut memory), Idle::Clean);
+    assert_eq!(idle::probe(&mut memory, true), Idle::Clean);
     drop(other);
-    assert_eq!(probe(&mut memory), Idle::Closed);
+    assert_eq!(idle::probe(&mut memory, true), Idle::Closed);
 }

@@ -5,6 +5,9 @@
 pub mod backoff_retry;
 pub mod ctx;
 pub mod gateway;
+pub mod load_balancer;
 pub mod local_origin;
 pub mod modify_response;
+pub mod multi_lb;
 pub mod origin;
+pub mod rate_limiter;

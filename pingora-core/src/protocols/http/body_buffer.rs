@@ -52,9 +52,9 @@ impl FixedBuffer {
         self.truncated
     }
 
-    /// The buffered bytes, if nothing was lost.
+    /// The buffered bytes, if there are any and nothing was lost.
     pub fn get_buffer(&self) -> Option<Bytes> {
-        if self.truncated {
+        if self.truncated || self.buffer.is_empty() {
             None
         } else {
             Some(Bytes::copy_from_slice(&self.buffer))

@@ -55,6 +55,29 @@ impl HttpSession {
         }
     }
 
+    /// Queues a piece of request body without waiting for it to be written; it is written
+    /// while the response is read. See [`Http1Session::queue_body`].
+    pub fn queue_request_body(&mut self, data: &[u8], end: bool) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.queue_body(data, end),
+        }
+    }
+
+    /// Bytes of request body queued and not written yet.
+    pub fn queued_request_body_len(&self) -> usize {
+        match self {
+            HttpSession::H1(s) => s.queued_len(),
+        }
+    }
+
+    /// A notification given once the queued request body is down to `len` bytes or fewer.
+    /// See [`Http1Session::notify_queue_below`].
+    pub fn notify_queue_below(&mut self, len: usize) -> std::sync::Arc<tokio::sync::Notify> {
+        match self {
+            HttpSession::H1(s) => s.notify_queue_below(len),
+        }
+    }
+
     /// Ends the request body.
     pub async fn finish_request_body(&mut self) -> Result<()> {
         match self {

@@ -69,6 +69,21 @@ impl PartialEq for SocketAddr {
 
 impl Eq for SocketAddr {}
 
+/// An Internet address resolves to itself; a Unix-domain address is an error.
+impl std::net::ToSocketAddrs for SocketAddr {
+    type Iter = std::iter::Once<InetSocketAddr>;
+
+    fn to_socket_addrs(&self) -> std::io::Result<Self::Iter> {
+        match self {
+            SocketAddr::Inet(addr) => Ok(std::iter::once(*addr)),
+            SocketAddr::Unix(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a Unix-domain socket address is not an Internet address",
+            )),
+        }
+    }
+}
+
 /// Internet addresses sort before Unix-domain ones; Unix-domain ones sort by path.
 impl Ord for SocketAddr {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -10,14 +10,16 @@
 //! Like the server session: a future dropped in the middle of a read or write leaves the
 //! connection in an unknown state, and [`HttpSession::reuse`] then refuses to hand it back.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
-use pingora_error::{Error, ErrorType, Result, RetryType};
+use pingora_error::{Error, ErrorType, OrErr, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::future::Future;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 use tracing::debug;
 
 use super::common::ConnectionTokens;
@@ -65,6 +67,14 @@ pub struct HttpSession {
     encoder: Option<BodyEncoder>,
     /// Framing and small body pieces waiting to be written with the next write.
     pending: BytesMut,
+    /// Request body queued by [`HttpSession::queue_body`], written while the response is read.
+    queued: BytesMut,
+    /// Writing the queued request body failed; what follows is discarded.
+    queue_failed: bool,
+    /// Half-close the connection once `queued` is written (the end of a tunnel's bytes).
+    half_close_queued: bool,
+    /// Told when `queued` shrinks to the given size (see [`HttpSession::notify_queue_below`]).
+    queue_watch: Option<(Arc<Notify>, usize)>,
     response: Option<Box<ResponseHeader>>,
     response_tokens: ConnectionTokens,
     response_keepalive_timeout: Option<u64>,
@@ -101,6 +111,10 @@ impl HttpSession {
             upgrade_requested: false,
             encoder: None,
             pending: BytesMut::new(),
+            queued: BytesMut::new(),
+            queue_failed: false,
+            half_close_queued: false,
+            queue_watch: None,
             response: None,
             response_tokens: ConnectionTokens::default(),
             response_keepalive_timeout: None,
@@ -253,6 +267,128 @@ impl HttpSession {
         result.map(|()| Some(written))
     }
 
+    /// Queues a piece of request body (the end of the body too, with `end`) without waiting
+    /// for it to be written: queued bytes are written while the response is read
+    /// ([`read_response`](Self::read_response), [`read_body_bytes`](Self::read_body_bytes) and
+    /// [`read_response_task`](Self::read_response_task)), so that an upstream answering while
+    /// it reads (a streaming echo, say) never waits for us while we wait for it. Check
+    /// [`queued_len`](Self::queued_len) to bound the memory used.
+    ///
+    /// If the upstream stops reading (it answered early and closed), the rest of the body is
+    /// discarded and the connection is not reused; the response decides the outcome.
+    ///
+    /// # Errors
+    /// As [`write_body`](Self::write_body), for framing errors.
+    pub fn queue_body(&mut self, data: &[u8], end: bool) -> Result<()> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Error::e_explain(ErrorType::InternalError, "request body before its head");
+        };
+        if encoder.is_finished() {
+            return Ok(());
+        }
+        if !data.is_empty() && encoder.is_length_complete() && !encoder.is_until_close() {
+            self.broken = true;
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "request body longer than its head announced",
+            );
+        }
+        let frame = encoder
+            .encode(data.len())
+            .inspect_err(|_| self.broken = true)?;
+        let mut tail = Vec::new();
+        let finished = if end {
+            Some(encoder.finish(None, &mut tail))
+        } else {
+            None
+        };
+        if !self.queue_failed {
+            self.queued.extend_from_slice(frame.prefix());
+            self.queued.extend_from_slice(&data[..frame.data_len]);
+            self.queued.extend_from_slice(frame.suffix);
+            self.queued.extend_from_slice(&tail);
+        }
+        if let Some(Err(e)) = finished {
+            self.broken = true;
+            return Err(e);
+        }
+        if end && self.upgraded {
+            self.half_close_queued = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes of request queued by [`queue_body`](Self::queue_body) and not written yet.
+    pub fn queued_len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// A notification given once the queued request body is down to `len` bytes or fewer, as
+    /// a response read writes it out: lets a caller that stopped queueing at a limit wait for
+    /// room while it also waits for the response.
+    pub fn notify_queue_below(&mut self, len: usize) -> Arc<Notify> {
+        let notify = match &self.queue_watch {
+            Some((notify, _)) => Arc::clone(notify),
+            None => Arc::new(Notify::new()),
+        };
+        self.queue_watch = Some((Arc::clone(&notify), len));
+        notify
+    }
+
+    /// Reads more of the response into the buffer, writing queued request bytes meanwhile.
+    async fn read_and_flush(&mut self) -> Result<usize> {
+        if self.queued.is_empty() && !self.half_close_queued {
+            return read_more(&mut self.stream, &mut self.buf).await;
+        }
+        std::future::poll_fn(|cx| self.poll_read_and_flush(cx)).await
+    }
+
+    fn poll_read_and_flush(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<usize>> {
+        use std::task::Poll;
+        while !self.queued.is_empty() {
+            match std::pin::Pin::new(&mut *self.stream).poll_write(cx, &self.queued) {
+                Poll::Ready(Ok(n)) if n > 0 => bytes::Buf::advance(&mut self.queued, n),
+                Poll::Ready(result) => {
+                    debug!("upstream stopped reading the request body: {result:?}");
+                    self.queued.clear();
+                    self.queue_failed = true;
+                    self.broken = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if let Some((notify, len)) = &self.queue_watch {
+            if self.queued.len() <= *len {
+                notify.notify_one();
+            }
+        }
+        if self.queued.is_empty() {
+            // Nothing is buffered in plain TCP; other transports may need the push.
+            let _ = std::pin::Pin::new(&mut *self.stream).poll_flush(cx);
+            if self.half_close_queued {
+                if let Poll::Ready(result) = std::pin::Pin::new(&mut *self.stream).poll_shutdown(cx)
+                {
+                    if let Err(e) = result {
+                        debug!("failed to half-close an upgraded connection: {e}");
+                    }
+                    self.half_close_queued = false;
+                }
+            }
+        }
+        if self.buf.capacity() - self.buf.len() < super::io::READ_CHUNK / 4 {
+            self.buf.reserve(super::io::READ_CHUNK);
+        }
+        let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(
+            &mut self.stream,
+            &mut self.buf
+        ));
+        read.poll(cx)
+            .map(|r| r.or_err(ErrorType::ReadError, "while reading"))
+    }
+
     /// The request head written, if any.
     pub fn req_header(&self) -> Option<&RequestHeader> {
         self.request.as_deref()
@@ -269,6 +405,11 @@ impl HttpSession {
     }
 
     async fn flush_pending(&mut self) -> Result<()> {
+        if !self.queued.is_empty() {
+            // Queued body goes first, to keep the request in order.
+            let queued = std::mem::take(&mut self.queued);
+            self.send(&mut [&queued]).await?;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -325,7 +466,7 @@ impl HttpSession {
             {
                 return Ok(parsed);
             }
-            let n = read_more(&mut self.stream, &mut self.buf).await?;
+            let n = self.read_and_flush().await?;
             if n == 0 {
                 self.eof = true;
                 return Error::e_explain(
@@ -418,8 +559,9 @@ impl HttpSession {
                     return Err(e.into_up());
                 }
             }
-            let read = read_more(&mut self.stream, &mut self.buf);
-            let n = with_timeout(self.read_timeout, ErrorType::ReadTimedout, read)
+            let read_timeout = self.read_timeout;
+            let read = self.read_and_flush();
+            let n = with_timeout(read_timeout, ErrorType::ReadTimedout, read)
                 .await
                 .map_err(|e| {
                     self.broken = true;

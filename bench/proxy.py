@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""End-to-end proxy benchmark on loopback; run through bench/proxy.sh.
+
+One nginx origin (1 worker) serves static 1 KiB and 100 KiB files. The same wrk load is sent to
+the origin directly, to nginx as a reverse proxy (1 worker, upstream keepalive), to HAProxy (1
+thread, http-reuse always) and to our load_balancer example (1 worker thread). For each target it
+reports requests/s, p50/p99 latency, the CPU seconds the proxy used (utime + stime of its
+processes during the run), requests per CPU-second and peak RSS. Each cell is the median of
+RUNS runs; ratios ours/nginx and ours/haproxy close the table.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNS = int(os.environ.get("RUNS", "3"))
+DURATION = int(os.environ.get("DURATION", "10"))
+CONNS = [int(c) for c in os.environ.get("CONNS", "50,200").split(",")]
+SIZES = os.environ.get("SIZES", "1k,100k").split(",")
+TARGETS = os.environ.get("TARGETS", "origin,nginx,haproxy,pingora").split(",")
+TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(ROOT, "target", "release", "examples", "load_balancer")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def descendants(pid):
+    """pid and all its descendants."""
+    out = [pid]
+    try:
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+        ).stdout.split()
+    except OSError:
+        return out
+    for child in children:
+        out.extend(descendants(int(child)))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICKS
+
+
+def peak_rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total / 1024
+
+
+def start(cmd, log, **kw):
+    """Starts `cmd` with its output in the file `log`."""
+    out = open(log, "w")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
+
+
+def nginx_conf(workdir, body):
+    return f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx-{os.getpid()}-{abs(hash(body)) % 100000}.pid;
+error_log /dev/null crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {workdir};
+    proxy_temp_path {workdir};
+    fastcgi_temp_path {workdir};
+    uwsgi_temp_path {workdir};
+    scgi_temp_path {workdir};
+    {body}
+}}
+"""
+
+
+def setup(workdir):
+    os.makedirs(f"{workdir}/www", exist_ok=True)
+    with open(f"{workdir}/www/1k", "wb") as f:
+        f.write(b"x" * 1024)
+    with open(f"{workdir}/www/100k", "wb") as f:
+        f.write(b"x" * 102400)
+    ports = {t: free_port() for t in ["origin", "nginx", "haproxy", "pingora"]}
+    procs = {}
+
+    origin = nginx_conf(workdir, f"server {{ listen 127.0.0.1:{ports['origin']} reuseport; root {workdir}/www; }}")
+    with open(f"{workdir}/origin.conf", "w") as f:
+        f.write(origin)
+    procs["origin"] = start(["nginx", "-c", f"{workdir}/origin.conf", "-p", workdir], f"{workdir}/origin.log")
+
+    proxy = nginx_conf(workdir, f"""
+    upstream origin {{ server 127.0.0.1:{ports['origin']}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{ports['nginx']};
+        location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}""")
+    with open(f"{workdir}/proxy.conf", "w") as f:
+        f.write(proxy)
+    procs["nginx"] = start(["nginx", "-c", f"{workdir}/proxy.conf", "-p", workdir], f"{workdir}/nginx.log")
+
+    with open(f"{workdir}/haproxy.cfg", "w") as f:
+        f.write(f"""
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{ports['haproxy']}
+    default_backend be
+backend be
+    server origin 127.0.0.1:{ports['origin']}
+""")
+    procs["haproxy"] = start(["haproxy", "-f", f"{workdir}/haproxy.cfg"], f"{workdir}/haproxy.log")
+
+    with open(f"{workdir}/pingora.yaml", "w") as f:
+        f.write(f"---\nversion: 1\nthreads: 1\npid_file: {workdir}/pingora.pid\nupgrade_sock: {workdir}/pingora.sock\n")
+    procs["pingora"] = start(
+        [OURS, "-c", f"{workdir}/pingora.yaml", "--listen", f"127.0.0.1:{ports['pingora']}",
+         f"127.0.0.1:{ports['origin']}"],
+        f"{workdir}/pingora.log",
+        env={**os.environ, "RUST_LOG": "error"},
+    )
+    for name, port in ports.items():
+        try:
+            wait_port(port)
+        except RuntimeError:
+            with open(f"{workdir}/{name}.log") as f:
+                sys.exit(f"{name} did not start:\n{f.read()}")
+    return ports, procs
+
+
+def parse_latency(text, label):
+    m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return float("nan")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def run_wrk(port, path, conns, pids):
+    url = f"http://127.0.0.1:{port}/{path}"
+    # Warm up connections and pools.
+    subprocess.run(["wrk", "-t1", f"-c{conns}", "-d1s", url], capture_output=True)
+    before = cpu_seconds(pids)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "--latency", url],
+        capture_output=True, text=True,
+    ).stdout
+    cpu = cpu_seconds(pids) - before
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": parse_latency(out, "50"),
+        "p99": parse_latency(out, "99"),
+        "cpu": cpu,
+        "per_cpu": reqs / cpu if cpu > 0 else float("nan"),
+        "errors": (int(errors.group(1)) if errors else 0),
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def main():
+    if not os.path.exists(OURS):
+        sys.exit(f"build the proxy first: {OURS} is missing (bench/proxy.sh does it)")
+    workdir = tempfile.mkdtemp(prefix="pingora-bench-")
+    ports, procs = setup(workdir)
+    results = {}
+    try:
+        for size in SIZES:
+            for conns in CONNS:
+                for target in TARGETS:
+                    pids = descendants(procs[target].pid)
+                    runs = [run_wrk(ports[target], size, conns, pids) for _ in range(RUNS)]
+                    med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99", "cpu", "per_cpu"]}
+                    med["errors"] = sum(r["errors"] for r in runs)
+                    med["socket_errors"] = "; ".join(r["socket_errors"] for r in runs if r["socket_errors"])
+                    results[(size, conns, target)] = med
+                    print(f"{size:>4} c={conns:<3} {target:<8} {med['rps']:>9.0f} req/s  "
+                          f"p50 {med['p50']:.2f} ms  p99 {med['p99']:.2f} ms  "
+                          f"cpu {med['cpu']:.2f} s  {med['per_cpu']:>8.0f} req/cpu-s  "
+                          f"non-2xx {med['errors']} {med['socket_errors']}", flush=True)
+        rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"| workload | target | req/s | p50 ms | p99 ms | CPU s | req per CPU-s | peak RSS MiB |")
+    print(f"|---|---|---:|---:|---:|---:|---:|---:|")
+    for size in SIZES:
+        for conns in CONNS:
+            for target in TARGETS:
+                r = results[(size, conns, target)]
+                print(f"| HTTP/1.1 {size}, {conns} conns | {target} | {r['rps']:.0f} | {r['p50']:.2f} | "
+                      f"{r['p99']:.2f} | {r['cpu']:.2f} | {r['per_cpu']:.0f} | {rss[target]:.0f} |")
+    if "pingora" in TARGETS:
+        print()
+        print("| workload | ours / nginx (req per CPU-s) | ours / haproxy (req per CPU-s) |")
+        print("|---|---:|---:|")
+        for size in SIZES:
+            for conns in CONNS:
+                ours = results[(size, conns, "pingora")]["per_cpu"]
+                cells = []
+                for other in ["nginx", "haproxy"]:
+                    if other in TARGETS:
+                        cells.append(f"{ours / results[(size, conns, other)]['per_cpu']:.2f}x")
+                    else:
+                        cells.append("-")
+                print(f"| HTTP/1.1 {size}, {conns} conns | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()

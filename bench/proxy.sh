@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# End-to-end proxy benchmark: nginx (origin, and as a proxy), HAProxy and our load_balancer
+# example, on loopback, under the same wrk load. See docs/benchmarks.md.
+#
+#   bench/proxy.sh                 # full matrix, 3 runs each (about 10 minutes)
+#   RUNS=1 DURATION=5 bench/proxy.sh   # a quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+cargo build --release -p pingora-proxy --example load_balancer
+exec python3 bench/proxy.py "$@"

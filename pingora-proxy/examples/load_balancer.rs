@@ -1,0 +1,80 @@
+//! The quick start: a load balancer with health checks.
+//!
+//! ```sh
+//! cargo run --release --example load_balancer                      # local backends
+//! cargo run --release --example load_balancer -- 10.0.0.1:80 10.0.0.2:80
+//! curl 127.0.0.1:6188/
+//! ```
+//!
+//! With no addresses it starts two local backends of its own plus one address where nothing
+//! listens: the TCP health check finds that one dead before the proxy opens, so no request
+//! ever goes there. The server's options (`-c conf.yaml`, `-d`, ...) work as usual:
+//! `cargo run --example load_balancer -- -c conf.yaml 10.0.0.1:80`.
+
+mod app;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_load_balancing::health_check::TcpHealthCheck;
+use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::LoadBalancer;
+use pingora_proxy::http_proxy_service;
+
+/// The command line: the server's options, then the backends.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    server: Opt,
+    /// Where the proxy listens.
+    #[arg(long, default_value = "0.0.0.0:6188")]
+    listen: String,
+    /// Backend addresses (`ip:port`); none starts local backends.
+    backends: Vec<String>,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let backends = if args.backends.is_empty() {
+        let mut local: Vec<String> = app::local_origin::start_origins(&["backend-1", "backend-2"])
+            .into_iter()
+            .map(|a| a.to_string())
+            .collect();
+        // A backend that is down: a port nobody listens on.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        local.push(dead.local_addr().expect("bound").to_string());
+        drop(dead);
+        println!(
+            "backends: {} (the last one is down on purpose)",
+            local.join(", ")
+        );
+        local
+    } else {
+        args.backends.clone()
+    };
+
+    let mut server = Server::new(Some(args.server)).expect("server set-up");
+    server.bootstrap();
+
+    let mut upstreams =
+        LoadBalancer::<RoundRobin>::try_from_iter(&backends).expect("valid backend addresses");
+    upstreams.set_health_check(TcpHealthCheck::new());
+    upstreams.health_check_frequency = Some(Duration::from_secs(1));
+    let health_check = background_service("health check", upstreams);
+    let upstreams: Arc<LoadBalancer<RoundRobin>> = health_check.task();
+
+    let mut lb = http_proxy_service(&server.configuration, app::load_balancer::LB(upstreams));
+    lb.add_tcp(&args.listen);
+    println!("load balancer listening on http://{}", args.listen);
+
+    let health_check = server.add_service(health_check);
+    let lb = server.add_service(lb);
+    // The proxy opens once the first health check ran.
+    lb.add_dependency(&health_check);
+    server.run_forever();
+}
