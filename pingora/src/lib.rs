@@ -8,6 +8,7 @@
 //! * [`http`]: request and response heads that keep header-name case (`pingora-http`);
 //! * `time` (feature `time`): cheap timeouts (`pingora-timeout`);
 //! * `proxy` (feature `proxy`): the programmable HTTP proxy (`pingora-proxy`);
+//! * `lb` (feature `lb`): load balancing (`pingora-load-balancing`);
 //! * [`prelude`]: what most programs need, for `use pingora::prelude::*;`.
 //!
 //! Later parts (the proxy, load balancing, caching, TLS backends) are added as features of this
@@ -45,6 +46,7 @@
 //! |---|---|
 //! | `time` | `time`: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
 //! | `proxy` | `proxy`: `pingora-proxy` (`ProxyHttp`, `http_proxy_service`), in the prelude too |
+//! | `lb` | `lb`: `pingora-load-balancing` (`LoadBalancer`, `RoundRobin`, `TcpHealthCheck`), in the prelude too |
 
 pub use pingora_core::*;
 
@@ -60,6 +62,12 @@ pub mod proxy {
     pub use pingora_proxy::*;
 }
 
+/// Load balancing (`pingora-load-balancing`): backends, health checks, selection algorithms.
+#[cfg(feature = "lb")]
+pub mod lb {
+    pub use pingora_load_balancing::*;
+}
+
 /// Cheap timeouts and sleeps (`pingora-timeout`).
 #[cfg(feature = "time")]
 pub mod time {
@@ -67,6 +75,9 @@ pub mod time {
 
     #[cfg(feature = "proxy")]
     pub use pingora_proxy::prelude::*;
+
+    #[cfg(feature = "lb")]
+    pub use pingora_load_balancing::prelude::*;
 }
 
 /// What most programs need: `use pingora::prelude::*;`.
@@ -81,4 +92,7 @@ pub mod prelude {
 
     #[cfg(feature = "proxy")]
     pub use pingora_proxy::prelude::*;
+
+    #[cfg(feature = "lb")]
+    pub use pingora_load_balancing::prelude::*;
 }
