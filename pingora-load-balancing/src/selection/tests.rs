@@ -50,11 +50,46 @@ fn fnv_hash_is_sticky_and_spread() {
 }
 
 #[test]
-fn random_covers_all() {
-    let set = backends(&[("127.0.0.1:1", 1), ("127.0.0.1:2", 1)]);
+fn random_is_weighted_and_fair() {
+    // Weights 1:3 over 100k picks: shares within 5% of 25% / 75%.
+    let set = backends(&[("127.0.0.1:1", 1), ("127.0.0.1:2", 3)]);
     let random = Arc::new(Random::build(&set));
-    let seen: std::collections::HashSet<_> = (0..200).map(|_| first(&random, b"")).collect();
-    assert_eq!(seen.len(), 2);
+    let mut counts = HashMap::new();
+    for _ in 0..100_000 {
+        *counts.entry(first(&random, b"")).or_insert(0) += 1;
+    }
+    assert!((23_750..26_250).contains(&counts["127.0.0.1:1"]), "{counts:?}");
+    assert!((71_250..78_750).contains(&counts["127.0.0.1:2"]), "{counts:?}");
+}
+
+#[test]
+fn weighted_hash_respects_weights() {
+    let set = backends(&[("127.0.0.1:1", 1), ("127.0.0.1:2", 2), ("127.0.0.1:3", 5)]);
+    // Ketama places points pseudo-randomly (160 per unit of weight): its shares are looser.
+    for (name, tolerance_pct, firsts) in [
+        ("fnv", 5, {
+            let s = Arc::new(FNVHash::build(&set));
+            (0..100_000).map(|i| first(&s, format!("k{i}").as_bytes())).collect::<Vec<_>>()
+        }),
+        ("ketama", 20, {
+            let s = Arc::new(Consistent::build(&set));
+            (0..100_000).map(|i| first(&s, format!("k{i}").as_bytes())).collect::<Vec<_>>()
+        }),
+    ] {
+        let mut counts = HashMap::new();
+        for b in firsts {
+            *counts.entry(b).or_insert(0usize) += 1;
+        }
+        // Shares 1/8, 2/8, 5/8, each within the tolerance of its expected count.
+        for (backend, share) in [("127.0.0.1:1", 1), ("127.0.0.1:2", 2), ("127.0.0.1:3", 5)] {
+            let expected = 100_000 * share / 8;
+            let got = counts[backend];
+            assert!(
+                got.abs_diff(expected) * 100 <= expected * tolerance_pct,
+                "{name}: {backend} got {got}, expected about {expected}"
+            );
+        }
+    }
 }
 
 #[test]
