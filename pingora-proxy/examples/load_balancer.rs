@@ -37,6 +37,11 @@ struct Args {
     backends: Vec<String>,
 }
 
+// A faster allocator than glibc's for this workload: many small, short-lived allocations
+// across threads (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();

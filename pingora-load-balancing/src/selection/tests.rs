@@ -58,8 +58,14 @@ fn random_is_weighted_and_fair() {
     for _ in 0..100_000 {
         *counts.entry(first(&random, b"")).or_insert(0) += 1;
     }
-    assert!((23_750..26_250).contains(&counts["127.0.0.1:1"]), "{counts:?}");
-    assert!((71_250..78_750).contains(&counts["127.0.0.1:2"]), "{counts:?}");
+    assert!(
+        (23_750..26_250).contains(&counts["127.0.0.1:1"]),
+        "{counts:?}"
+    );
+    assert!(
+        (71_250..78_750).contains(&counts["127.0.0.1:2"]),
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -69,11 +75,15 @@ fn weighted_hash_respects_weights() {
     for (name, tolerance_pct, firsts) in [
         ("fnv", 5, {
             let s = Arc::new(FNVHash::build(&set));
-            (0..100_000).map(|i| first(&s, format!("k{i}").as_bytes())).collect::<Vec<_>>()
+            (0..100_000)
+                .map(|i| first(&s, format!("k{i}").as_bytes()))
+                .collect::<Vec<_>>()
         }),
         ("ketama", 20, {
             let s = Arc::new(Consistent::build(&set));
-            (0..100_000).map(|i| first(&s, format!("k{i}").as_bytes())).collect::<Vec<_>>()
+            (0..100_000)
+                .map(|i| first(&s, format!("k{i}").as_bytes()))
+                .collect::<Vec<_>>()
         }),
     ] {
         let mut counts = HashMap::new();
