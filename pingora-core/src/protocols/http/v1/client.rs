@@ -26,7 +26,7 @@ use super::common::ConnectionTokens;
 use super::decode::{BodyDecoder, Decoded, Framing};
 use super::encode::BodyEncoder;
 use super::head;
-use super::io::{read_more, with_timeout, write_all_vectored};
+use super::io::{read_more_sized, with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
 use super::Limits;
 use crate::protocols::digest::Digest;
 use crate::protocols::http::HttpTask;
@@ -336,16 +336,17 @@ impl HttpSession {
     }
 
     /// Reads more of the response into the buffer, writing queued request bytes meanwhile.
-    async fn read_and_flush(&mut self) -> Result<usize> {
+    async fn read_and_flush(&mut self, chunk: usize) -> Result<usize> {
         if self.queued.is_empty() && !self.half_close_queued {
-            return read_more(&mut self.stream, &mut self.buf).await;
+            return read_more_sized(&mut self.stream, &mut self.buf, chunk).await;
         }
-        std::future::poll_fn(|cx| self.poll_read_and_flush(cx)).await
+        std::future::poll_fn(|cx| self.poll_read_and_flush(cx, chunk)).await
     }
 
     fn poll_read_and_flush(
         &mut self,
         cx: &mut std::task::Context<'_>,
+        chunk: usize,
     ) -> std::task::Poll<Result<usize>> {
         use std::task::Poll;
         while !self.queued.is_empty() {
@@ -378,8 +379,8 @@ impl HttpSession {
                 }
             }
         }
-        if self.buf.capacity() - self.buf.len() < super::io::READ_CHUNK / 4 {
-            self.buf.reserve(super::io::READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < chunk / 4 {
+            self.buf.reserve(chunk);
         }
         let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(
             &mut self.stream,
@@ -466,7 +467,7 @@ impl HttpSession {
             {
                 return Ok(parsed);
             }
-            let n = self.read_and_flush().await?;
+            let n = self.read_and_flush(READ_CHUNK).await?;
             if n == 0 {
                 self.eof = true;
                 return Error::e_explain(
@@ -560,7 +561,7 @@ impl HttpSession {
                 }
             }
             let read_timeout = self.read_timeout;
-            let read = self.read_and_flush();
+            let read = self.read_and_flush(BODY_READ_CHUNK);
             let n = with_timeout(read_timeout, ErrorType::ReadTimedout, read)
                 .await
                 .map_err(|e| {

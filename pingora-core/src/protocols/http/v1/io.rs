@@ -11,8 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::protocols::Stream;
 
-/// How much to grow the read buffer by when it is full.
+/// How much to grow the read buffer by when it is full, for message heads.
 pub(crate) const READ_CHUNK: usize = 4096;
+
+/// How much to grow the read buffer by when it is full, for bodies: large reads mean fewer
+/// system calls for large bodies. Pieces handed out keep only what they hold.
+pub(crate) const BODY_READ_CHUNK: usize = 64 * 1024;
 
 /// Runs `fut`, bounded by `limit` if set. Expiry is an error of kind `on_timeout`.
 pub(crate) async fn with_timeout<T>(
@@ -32,8 +36,17 @@ pub(crate) async fn with_timeout<T>(
 /// Reads whatever is available into `buf`, growing it if needed. Returns the number of bytes
 /// read; 0 means the peer closed its side.
 pub(crate) async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    read_more_sized(stream, buf, READ_CHUNK).await
+}
+
+/// [`read_more`], making room for about `chunk` bytes.
+pub(crate) async fn read_more_sized(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> Result<usize> {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
     }
     stream
         .read_buf(buf)

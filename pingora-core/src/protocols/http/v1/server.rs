@@ -19,7 +19,9 @@ use super::common;
 use super::decode::{BodyDecoder, Decoded, Framing};
 use super::encode::BodyEncoder;
 use super::head::{self, RequestHead};
-use super::io::{read_more, with_timeout, write_all_vectored, write_deadline};
+use super::io::{
+    read_more, read_more_sized, with_timeout, write_all_vectored, write_deadline, BODY_READ_CHUNK,
+};
 use super::Limits;
 use crate::protocols::digest::Digest;
 use crate::protocols::http::body_buffer::FixedBuffer;
@@ -442,7 +444,7 @@ impl HttpSession {
             if self.expect_continue && !self.continue_sent && self.response.is_none() {
                 self.write_continue_response().await?;
             }
-            let read = read_more(&mut self.stream, &mut self.buf);
+            let read = read_more_sized(&mut self.stream, &mut self.buf, BODY_READ_CHUNK);
             let n = with_timeout(self.read_timeout, ErrorType::ReadTimedout, read)
                 .await
                 .map_err(|e| {
