@@ -155,7 +155,7 @@ backend be
     procs["haproxy"] = start(["haproxy", "-f", f"{workdir}/haproxy.cfg"], f"{workdir}/haproxy.log")
 
     with open(f"{workdir}/pingora.yaml", "w") as f:
-        f.write(f"---\nversion: 1\nthreads: 1\npid_file: {workdir}/pingora.pid\nupgrade_sock: {workdir}/pingora.sock\n")
+        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\npid_file: {workdir}/pingora.pid\nupgrade_sock: {workdir}/pingora.sock\n")
     procs["pingora"] = start(
         [OURS, "-c", f"{workdir}/pingora.yaml", "--listen", f"127.0.0.1:{ports['pingora']}",
          f"127.0.0.1:{ports['origin']}"],

@@ -40,12 +40,18 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
 /// The hop-by-hop fields of `headers`, to remove; `Connection` and `Upgrade` are spared when
 /// `keep_upgrade`.
 fn hop_by_hop_names(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    if !HOP_BY_HOP.iter().any(|name| headers.contains_key(name)) {
+        // The common case: nothing to remove, and nothing allocated to find that out.
+        return Vec::new();
+    }
     let mut names = connection_options(headers);
     for name in HOP_BY_HOP {
         if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
         }
-        names.push(name);
+        if headers.contains_key(&name) {
+            names.push(name);
+        }
     }
     if keep_upgrade {
         names.retain(|n| n != header::UPGRADE && n != header::CONNECTION);
