@@ -70,6 +70,8 @@ pub struct HttpSession {
     upgraded: bool,
     /// The request body ended after an upgrade and the decoder now passes raw bytes through.
     raw_mode: bool,
+    /// Drain the client's side briefly before closing (a request was rejected mid-stream).
+    linger_on_close: bool,
     continue_sent: bool,
     response: Option<Box<ResponseHeader>>,
     encoder: Option<BodyEncoder>,
@@ -114,6 +116,7 @@ impl HttpSession {
             upgrade_requested: false,
             upgraded: false,
             raw_mode: false,
+            linger_on_close: false,
             continue_sent: false,
             response: None,
             encoder: None,
@@ -272,7 +275,12 @@ impl HttpSession {
         let read_timeout = self.read_timeout;
         let head = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head())
             .await
-            .map_err(|e| e.into_down())?;
+            .map_err(|e| {
+                // The rest of a rejected request may still be arriving: read it for a moment
+                // when closing, so that the client gets the error response, not a reset.
+                self.linger_on_close = !self.eof;
+                e.into_down()
+            })?;
         let size = head.raw.len();
         let refused_connect = head.header.method == Method::CONNECT && !self.allow_connect;
         self.apply_request_head(head);
@@ -804,7 +812,7 @@ impl HttpSession {
         if let Err(e) = self.stream.flush().await {
             debug!("flush before shutdown failed: {e}");
         }
-        let lingering = !self.eof && !self.is_body_done();
+        let lingering = !self.eof && (self.linger_on_close || !self.is_body_done());
         crate::protocols::Shutdown::shutdown(&mut *self.stream).await;
         if lingering {
             let stream = &mut self.stream;
