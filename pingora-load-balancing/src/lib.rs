@@ -15,7 +15,6 @@ pub mod discovery;
 pub mod health_check;
 pub mod selection;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::ToSocketAddrs;
@@ -73,9 +72,10 @@ impl Backend {
         }
     }
 
-    /// A hash of the address and weight, the backend's identity.
+    /// A hash of the address and weight, the backend's identity (stable for the life of the
+    /// process).
     pub fn hash_key(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = selection::algorithms::Fnv1aHasher::default();
         self.hash(&mut hasher);
         hasher.finish()
     }
@@ -177,6 +177,27 @@ impl Health {
     }
 }
 
+/// Hashes a key that is already a hash ([`Backend::hash_key`]) by passing it through.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The health of each backend, by [`Backend::hash_key`].
+type HealthMap = HashMap<u64, Arc<Health>, std::hash::BuildHasherDefault<KeyHasher>>;
+
 // === Backends ===
 
 /// The backends of a service: discovered, health checked, enabled or not.
@@ -184,7 +205,7 @@ pub struct Backends {
     discovery: Box<dyn ServiceDiscovery + Send + Sync + 'static>,
     health_check: Option<Arc<dyn HealthCheck + Send + Sync + 'static>>,
     backends: ArcSwap<BTreeSet<Backend>>,
-    health: ArcSwap<HashMap<u64, Arc<Health>>>,
+    health: ArcSwap<HealthMap>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -203,7 +224,7 @@ impl Backends {
             discovery,
             health_check: None,
             backends: ArcSwap::new(Arc::new(BTreeSet::new())),
-            health: ArcSwap::new(Arc::new(HashMap::new())),
+            health: ArcSwap::new(Arc::new(HealthMap::default())),
         }
     }
 
@@ -231,7 +252,8 @@ impl Backends {
         callback: F,
     ) {
         let old_health = self.health.load();
-        let mut health = HashMap::with_capacity(new_backends.len());
+        let mut health =
+            HealthMap::with_capacity_and_hasher(new_backends.len(), Default::default());
         for backend in &new_backends {
             let key = backend.hash_key();
             let entry = old_health.get(&key).cloned().unwrap_or_default();
@@ -251,7 +273,11 @@ impl Backends {
 
     /// Whether `backend` can take requests: healthy (or not checked) and enabled.
     pub fn ready(&self, backend: &Backend) -> bool {
-        match self.health.load().get(&backend.hash_key()) {
+        self.ready_by_key(backend.hash_key())
+    }
+
+    fn ready_by_key(&self, key: u64) -> bool {
+        match self.health.load().get(&key) {
             Some(health) => health.ready(),
             // Unknown backends are ready only when nothing checks them.
             None => self.health_check.is_none(),
@@ -430,8 +456,8 @@ where
     {
         let selector = self.selector.load();
         let mut candidates = UniqueIterator::new(selector.iter(key), max_iterations);
-        while let Some(backend) = candidates.get_next() {
-            if accept(&backend, self.backends.ready(&backend)) {
+        while let Some((backend, key)) = candidates.next_with_key() {
+            if accept(&backend, self.backends.ready_by_key(key)) {
                 return Some(backend);
             }
         }

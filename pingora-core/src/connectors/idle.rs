@@ -54,10 +54,31 @@ struct Entry {
     seq: u64,
 }
 
+/// Hashes a key that is already a hash (a reuse hash) by passing it through.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByKey<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
 #[derive(Default)]
 struct Inner {
     /// Idle connections by reuse hash; the most recently released last.
-    by_key: HashMap<u64, Vec<Entry>>,
+    by_key: ByKey<Vec<Entry>>,
     /// (reuse hash, sequence number) in release order, for evicting the oldest. Entries of
     /// connections taken since are skipped when met.
     order: VecDeque<(u64, u64)>,

@@ -86,13 +86,18 @@ impl<I: BackendIter> UniqueIterator<I> {
 
     /// The next backend not yet returned.
     pub fn get_next(&mut self) -> Option<Backend> {
+        self.next_with_key().map(|(backend, _)| backend)
+    }
+
+    /// The next backend not yet returned, with its [`Backend::hash_key`].
+    pub(crate) fn next_with_key(&mut self) -> Option<(Backend, u64)> {
         while self.steps < self.max_iterations {
             self.steps += 1;
             let backend = self.iter.next()?;
             let key = backend.hash_key();
             if !self.seen.contains(&key) {
                 self.seen.push(key);
-                return Some(backend.clone());
+                return Some((backend.clone(), key));
             }
         }
         None

@@ -17,8 +17,9 @@ use super::common::{self, ConnectionTokens};
 use super::decode::Framing;
 use super::Limits;
 
-/// Header fields parsed without allocating, up to this many; beyond, the slots are on the heap.
-const STACK_HEADERS: usize = 128;
+/// Header fields parsed without allocating, up to this many (the default limit); beyond, the
+/// slots are on the heap. The slots take 8 KiB of stack in a synchronous call.
+const STACK_HEADERS: usize = 256;
 
 /// A parsed request head with what the session needs to know about it.
 #[derive(Debug)]
@@ -69,6 +70,32 @@ impl FieldPos {
 
     fn value(&self) -> Range<usize> {
         self.value.0 as usize..self.value.1 as usize
+    }
+}
+
+/// Field positions kept without allocating, up to this many: most heads have fewer fields,
+/// and the slots are zeroed on every parse.
+const INLINE_FIELDS: usize = 32;
+
+/// The positions of the parsed `headers` within the buffer starting at `base`, in `slots`
+/// when they fit, else in `heap`.
+fn field_positions<'s>(
+    base: *const u8,
+    headers: &[httparse::Header<'_>],
+    slots: &'s mut [FieldPos; INLINE_FIELDS],
+    heap: &'s mut Vec<FieldPos>,
+) -> &'s [FieldPos] {
+    let positions = headers
+        .iter()
+        .map(|h| FieldPos::new(base, h.name.as_bytes(), h.value));
+    if headers.len() <= INLINE_FIELDS {
+        for (slot, pos) in slots.iter_mut().zip(positions) {
+            *slot = pos;
+        }
+        &slots[..headers.len()]
+    } else {
+        heap.extend(positions);
+        heap
     }
 }
 
@@ -175,11 +202,9 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         Method::from_bytes(method.as_bytes()).map_err(|_| reject(400, "invalid method"))?;
     let base = buf.as_ptr();
     let path_pos = offsets(base, path.as_bytes());
-    let fields: Vec<FieldPos> = req
-        .headers
-        .iter()
-        .map(|h| FieldPos::new(base, h.name.as_bytes(), h.value))
-        .collect();
+    let mut field_slots = [FieldPos::default(); INLINE_FIELDS];
+    let mut field_heap = Vec::new();
+    let fields = field_positions(base, req.headers, &mut field_slots, &mut field_heap);
 
     let raw = buf.split_to(head_len).freeze();
     let path = &raw[path_pos.0 as usize..path_pos.1 as usize];
@@ -193,7 +218,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
     });
 
     let mut checks = FramingChecks::default();
-    for field in &fields {
+    for field in fields {
         let name = raw.slice(field.name());
         let value = raw.slice(field.value());
         checks.observe(&name, &value)?;
@@ -340,13 +365,18 @@ pub(crate) fn parse_response(
     let (Some(code), Some(minor)) = (resp.code, resp.version) else {
         return Err(invalid("incomplete status line"));
     };
-    let reason = resp.reason.map(str::to_owned);
     let base = buf.as_ptr();
-    let fields: Vec<FieldPos> = resp
-        .headers
-        .iter()
-        .map(|h| FieldPos::new(base, h.name.as_bytes(), h.value))
-        .collect();
+    // The reason phrase is kept only when it is not the usual one, which is most of the time.
+    let canonical = StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason());
+    let reason = resp
+        .reason
+        .filter(|r| Some(*r) != canonical)
+        .map(str::to_owned);
+    let mut field_slots = [FieldPos::default(); INLINE_FIELDS];
+    let mut field_heap = Vec::new();
+    let fields = field_positions(base, resp.headers, &mut field_slots, &mut field_heap);
     let raw = buf.split_to(head_len).freeze();
 
     let mut header = ResponseHeader::build(code, Some(fields.len()))
@@ -356,14 +386,14 @@ pub(crate) fn parse_response(
     } else {
         Version::HTTP_11
     });
-    if let Some(reason) = reason.filter(|r| Some(r.as_str()) != header.status.canonical_reason()) {
+    if let Some(reason) = reason {
         // A reason phrase that cannot be a header value is dropped, not fatal.
         let _ = header.set_reason_phrase(Some(&reason));
     }
 
     let mut checks = FramingChecks::default();
     let mut bad_length = false;
-    for field in &fields {
+    for field in fields {
         let name = raw.slice(field.name());
         let mut value = raw.slice(field.value());
         if value.contains(&b'\n') || value.contains(&b'\r') {
