@@ -11,6 +11,7 @@ use tracing::{debug, error};
 
 use super::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use crate::modules::http::{HttpModuleCtx, HttpModules, ModuleBuilder};
+use crate::protocols::http::v2::server::H2Options;
 use crate::protocols::http::ServerSession;
 use crate::server::ShutdownWatch;
 
@@ -45,6 +46,8 @@ pub struct HttpServer<SV> {
     modules: HttpModules,
     /// Options for serving connections.
     pub server_options: Option<HttpServerOptions>,
+    /// Settings of HTTP/2 connections; `None` for the defaults.
+    pub h2_options: Option<H2Options>,
 }
 
 impl<SV> std::fmt::Debug for HttpServer<SV> {
@@ -63,6 +66,7 @@ impl<SV> HttpServer<SV> {
             app,
             modules: HttpModules::new(),
             server_options: None,
+            h2_options: None,
         }
     }
 
@@ -160,6 +164,10 @@ where
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         self.server_options.as_ref()
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.h2_options.clone()
     }
 }
 

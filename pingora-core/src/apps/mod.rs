@@ -19,8 +19,9 @@ use tokio::io::AsyncReadExt;
 use tracing::debug;
 
 use crate::protocols::http::v1::Limits;
+use crate::protocols::http::v2::server::{self as h2_server, H2Options, HttpSession as H2Session};
 use crate::protocols::http::ServerSession;
-use crate::protocols::Stream;
+use crate::protocols::{PrefixedStream, Stream, ALPN};
 use crate::server::ShutdownWatch;
 
 /// An application serving raw connections.
@@ -153,6 +154,83 @@ async fn wait_for_request(
     }
 }
 
+/// Reads on until `buf` holds as many bytes as the HTTP/2 preface or stops matching it.
+/// Returns whether it starts with the preface. Bytes read are left in `buf` either way.
+async fn read_preface(stream: &mut Stream, buf: &mut BytesMut) -> bool {
+    let preface = h2_server::H2_PREFACE;
+    loop {
+        let n = buf.len().min(preface.len());
+        if buf[..n] != preface[..n] {
+            return false;
+        }
+        if n == preface.len() {
+            return true;
+        }
+        match pingora_timeout::timeout(PREFACE_TIMEOUT, stream.read_buf(buf)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            // Let the HTTP/1 parser see what came and report it.
+            _ => return false,
+        }
+    }
+}
+
+/// How long a client that started sending the HTTP/2 preface may take to send the rest.
+const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `stream` as an HTTP/2 connection: each stream is its own task running
+/// `process_new_http`. On graceful shutdown the connection announces GOAWAY and ends once the
+/// streams already accepted are done.
+async fn serve_h2<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream>
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let digest = Arc::new(h2_server::connection_digest(&stream));
+    let mut conn = match h2_server::handshake(stream, app.h2_options()).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!("HTTP/2 handshake failed: {e}");
+            return None;
+        }
+    };
+    let mut watch = shutdown.clone();
+    let mut stopping = false;
+    loop {
+        if !stopping && *watch.borrow() {
+            stopping = true;
+            conn.graceful_shutdown();
+        }
+        let next = if stopping {
+            H2Session::from_h2_conn(&mut conn, digest.clone()).await
+        } else {
+            tokio::select! {
+                next = H2Session::from_h2_conn(&mut conn, digest.clone()) => next,
+                _ = watch.wait_for(|stopping| *stopping) => {
+                    debug!("graceful shutdown: sending GOAWAY on an HTTP/2 connection");
+                    stopping = true;
+                    conn.graceful_shutdown();
+                    continue;
+                }
+            }
+        };
+        match next {
+            Ok(Some(session)) => {
+                let app = app.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let session = ServerSession::new_http2(session);
+                    // An HTTP/2 stream never hands a connection back.
+                    let _ = app.process_new_http(session, &shutdown).await;
+                });
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                debug!("HTTP/2 connection ended: {e}");
+                return None;
+            }
+        }
+    }
+}
+
 /// What the first read of a request asks for; most request heads fit.
 const FIRST_READ_CAPACITY: usize = 4096;
 
@@ -173,6 +251,12 @@ pub trait HttpServerApp {
         None
     }
 
+    /// Settings of HTTP/2 connections; `None` for
+    /// [`default_options`](crate::protocols::http::v2::server::default_options).
+    fn h2_options(&self) -> Option<H2Options> {
+        None
+    }
+
     /// Called once after the service stopped accepting connections.
     async fn http_cleanup(&self) {}
 }
@@ -189,14 +273,26 @@ where
     ) -> Option<Stream> {
         let options = self.server_options();
         let mut stream = stream;
+        if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            return serve_h2(self, stream, shutdown).await;
+        }
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut shutdown = shutdown.clone();
+        let h2c = options.is_some_and(|o| o.h2c);
+        let mut first = true;
         loop {
             let idle = settings
                 .as_ref()
                 .and_then(|s| s.keepalive_timeout)
                 .unwrap_or(DEFAULT_KEEPALIVE_SECS);
-            let first_bytes = wait_for_request(&mut stream, idle, &mut shutdown).await?;
+            let mut first_bytes = wait_for_request(&mut stream, idle, &mut shutdown).await?;
+            if std::mem::take(&mut first)
+                && h2c
+                && read_preface(&mut stream, &mut first_bytes).await
+            {
+                let stream = PrefixedStream::prepend(stream, first_bytes.freeze());
+                return serve_h2(self, stream, &shutdown).await;
+            }
             let mut session = ServerSession::new_http1_with_buffer(stream, first_bytes);
             if let Some(h1) = session.as_http1_mut() {
                 if let Some(options) = options {

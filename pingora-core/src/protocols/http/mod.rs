@@ -6,6 +6,7 @@ pub mod date;
 pub mod error_resp;
 pub mod server;
 pub mod v1;
+pub mod v2;
 
 use bytes::Bytes;
 use http::HeaderMap;

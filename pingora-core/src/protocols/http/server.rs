@@ -9,14 +9,14 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::error_resp;
 use super::v1::server::HttpSession as SessionV1;
+use super::v2::server::{self as v2, HttpSession as SessionV2};
 use super::HttpTask;
 use crate::protocols::digest::Digest;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
 
 /// The server side of one HTTP exchange (a request and its response), whatever the HTTP
-/// version. Only HTTP/1 is wired up so far; the version is hidden so that others can be added
-/// without changing this type.
+/// version: HTTP/1, or one stream of an HTTP/2 connection.
 #[derive(Debug)]
 pub struct Session {
     inner: Inner,
@@ -27,17 +27,36 @@ pub struct Session {
 #[derive(Debug)]
 enum Inner {
     H1(Box<SessionV1>),
+    H2(Box<SessionV2>),
 }
 
 macro_rules! each {
     ($self:expr, $s:ident => $body:expr) => {
         match &$self.inner {
             Inner::H1($s) => $body,
+            Inner::H2($s) => $body,
         }
     };
     (mut $self:expr, $s:ident => $body:expr) => {
         match &mut $self.inner {
             Inner::H1($s) => $body,
+            Inner::H2($s) => $body,
+        }
+    };
+}
+
+/// Like `each!`, for what only HTTP/1 has: `$h2` is the HTTP/2 answer.
+macro_rules! h1_only {
+    ($self:expr, $s:ident => $body:expr, $h2:expr) => {
+        match &$self.inner {
+            Inner::H1($s) => $body,
+            Inner::H2(_) => $h2,
+        }
+    };
+    (mut $self:expr, $s:ident => $body:expr, $h2:expr) => {
+        match &mut $self.inner {
+            Inner::H1($s) => $body,
+            Inner::H2(_) => $h2,
         }
     };
 }
@@ -78,10 +97,19 @@ impl Session {
         }
     }
 
+    /// A session for one HTTP/2 stream, whose request head is already in.
+    pub fn new_http2(session: SessionV2) -> Self {
+        Session {
+            inner: Inner::H2(Box::new(session)),
+            persisted: None,
+        }
+    }
+
     /// The HTTP/1 session, if this is one.
     pub fn as_http1(&self) -> Option<&SessionV1> {
         match &self.inner {
             Inner::H1(s) => Some(s),
+            Inner::H2(_) => None,
         }
     }
 
@@ -89,21 +117,39 @@ impl Session {
     pub fn as_http1_mut(&mut self) -> Option<&mut SessionV1> {
         match &mut self.inner {
             Inner::H1(s) => Some(s),
+            Inner::H2(_) => None,
+        }
+    }
+
+    /// The HTTP/2 stream session, if this is one.
+    pub fn as_http2(&self) -> Option<&SessionV2> {
+        match &self.inner {
+            Inner::H2(s) => Some(s),
+            Inner::H1(_) => None,
+        }
+    }
+
+    /// The HTTP/2 stream session, to modify, if this is one.
+    pub fn as_http2_mut(&mut self) -> Option<&mut SessionV2> {
+        match &mut self.inner {
+            Inner::H2(s) => Some(s),
+            Inner::H1(_) => None,
         }
     }
 
     /// Whether this is an HTTP/2 stream.
     pub fn is_http2(&self) -> bool {
-        false
+        matches!(self.inner, Inner::H2(_))
     }
 
     /// Reads the request head. Returns `false` if the client closed the connection (or stayed
-    /// idle past the keepalive timeout) before sending a request.
+    /// idle past the keepalive timeout) before sending a request. An HTTP/2 stream's head is
+    /// read already: `true`.
     ///
     /// # Errors
     /// See [`SessionV1::read_request`]: [`HTTPStatus`](pingora_error::ErrorType::HTTPStatus) carries the status to answer.
     pub async fn read_request(&mut self) -> Result<bool> {
-        each!(mut self, s => Ok(s.read_request().await?.is_some()))
+        h1_only!(mut self, s => Ok(s.read_request().await?.is_some()), Ok(true))
     }
 
     /// The request head.
@@ -159,31 +205,57 @@ impl Session {
     }
 
     /// Writes the response head. See [`SessionV1::write_response_header`].
+    ///
+    /// On HTTP/2 a head that cannot be followed by a body (an answer to `HEAD`, 204, 304, or
+    /// `Content-Length: 0`) ends the stream.
     pub async fn write_response_header(&mut self, resp: Box<ResponseHeader>) -> Result<()> {
-        each!(mut self, s => s.write_response_header(resp).await)
+        match &mut self.inner {
+            Inner::H1(s) => s.write_response_header(resp).await,
+            Inner::H2(s) => {
+                let end = v2::response_has_no_body(&s.req_header().method, &resp);
+                s.write_response_header(resp, end).await
+            }
+        }
     }
 
     /// Writes the response head from a borrowed value.
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
-        each!(mut self, s => s.write_response_header_ref(resp).await)
+        match &mut self.inner {
+            Inner::H1(s) => s.write_response_header_ref(resp).await,
+            Inner::H2(_) => self.write_response_header(Box::new(resp.clone())).await,
+        }
     }
 
     /// Writes a piece of response body; `end` finishes the body.
     pub async fn write_response_body(&mut self, data: Bytes, end: bool) -> Result<()> {
-        each!(mut self, s => {
-            if !data.is_empty() {
-                s.write_body(&data).await?;
+        match &mut self.inner {
+            Inner::H1(s) => {
+                if !data.is_empty() {
+                    s.write_body(&data).await?;
+                }
+                if end {
+                    s.finish_body().await?;
+                }
+                Ok(())
             }
-            if end {
-                s.finish_body().await?;
+            Inner::H2(s) => {
+                if data.is_empty() && !end {
+                    return Ok(());
+                }
+                s.write_body(data, end).await
             }
-            Ok(())
-        })
+        }
     }
 
     /// Ends the response with `trailers`. HTTP/1 sends them only with a chunked body.
     pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
-        each!(mut self, s => s.finish_body_with_trailers(Some(&trailers)).await.map(|_| ()))
+        match &mut self.inner {
+            Inner::H1(s) => s
+                .finish_body_with_trailers(Some(&trailers))
+                .await
+                .map(|_| ()),
+            Inner::H2(s) => s.write_trailers(trailers).await,
+        }
     }
 
     /// Writes a batch of response tasks. Returns whether the response ended.
@@ -193,10 +265,19 @@ impl Session {
 
     /// Ends the response body.
     pub async fn finish_body(&mut self) -> Result<()> {
-        each!(mut self, s => s.finish_body().await.map(|_| ()))
+        match &mut self.inner {
+            Inner::H1(s) => s.finish_body().await.map(|_| ()),
+            Inner::H2(s) => {
+                if s.response_written().is_none() {
+                    return Ok(());
+                }
+                s.finish().await
+            }
+        }
     }
 
-    /// Ends the exchange. Returns the connection if it can serve another request.
+    /// Ends the exchange. Returns the connection if it can serve another request; never for
+    /// an HTTP/2 stream, whose connection serves other streams meanwhile.
     pub async fn finish(self) -> Result<Option<Stream>> {
         match self.inner {
             Inner::H1(mut s) => {
@@ -204,6 +285,12 @@ impl Session {
                     s.finish_body().await?;
                 }
                 s.reuse().await
+            }
+            Inner::H2(mut s) => {
+                if s.response_written().is_some() {
+                    s.finish().await?;
+                }
+                Ok(None)
             }
         }
     }
@@ -249,22 +336,22 @@ impl Session {
 
     /// See [`SessionV1::set_keepalive`].
     pub fn set_keepalive(&mut self, duration: Option<u64>) {
-        each!(mut self, s => s.set_keepalive(duration))
+        h1_only!(mut self, s => s.set_keepalive(duration), ())
     }
 
     /// See [`SessionV1::get_keepalive_timeout`].
     pub fn get_keepalive(&self) -> Option<u64> {
-        each!(self, s => s.get_keepalive_timeout())
+        h1_only!(self, s => s.get_keepalive_timeout(), None)
     }
 
     /// See [`SessionV1::set_keepalive_reuses_remaining`].
     pub fn set_keepalive_reuses_remaining(&mut self, reuses: Option<u32>) {
-        each!(mut self, s => s.set_keepalive_reuses_remaining(reuses))
+        h1_only!(mut self, s => s.set_keepalive_reuses_remaining(reuses), ())
     }
 
     /// See [`SessionV1::get_keepalive_reuses_remaining`].
     pub fn get_keepalive_reuses_remaining(&self) -> Option<u32> {
-        each!(self, s => s.get_keepalive_reuses_remaining())
+        h1_only!(self, s => s.get_keepalive_reuses_remaining(), None)
     }
 
     /// See [`SessionV1::set_read_timeout`].
@@ -284,17 +371,17 @@ impl Session {
 
     /// See [`SessionV1::set_min_send_rate`].
     pub fn set_min_send_rate(&mut self, rate: Option<usize>) {
-        each!(mut self, s => s.set_min_send_rate(rate))
+        h1_only!(mut self, s => s.set_min_send_rate(rate), ())
     }
 
     /// See [`SessionV1::set_ignore_info_resp`].
     pub fn set_ignore_info_resp(&mut self, ignore: bool) {
-        each!(mut self, s => s.set_ignore_info_resp(ignore))
+        h1_only!(mut self, s => s.set_ignore_info_resp(ignore), ())
     }
 
     /// See [`SessionV1::set_close_on_response_before_downstream_finish`].
     pub fn set_close_on_response_before_downstream_finish(&mut self, close: bool) {
-        each!(mut self, s => s.set_close_on_response_before_downstream_finish(close))
+        h1_only!(mut self, s => s.set_close_on_response_before_downstream_finish(close), ())
     }
 
     /// "METHOD path, Host: host", for logs.
@@ -314,7 +401,10 @@ impl Session {
 
     /// The request head as received, in HTTP/1 wire form.
     pub fn to_h1_raw(&self) -> Bytes {
-        each!(self, s => s.get_headers_raw_bytes())
+        match &self.inner {
+            Inner::H1(s) => s.get_headers_raw_bytes(),
+            Inner::H2(s) => s.pseudo_raw_h1_request_header(),
+        }
     }
 
     /// Starts keeping the first 64 KiB of the request body for retries.
@@ -334,7 +424,7 @@ impl Session {
 
     /// Sends `100 Continue` if nothing was sent yet.
     pub async fn write_continue_response(&mut self) -> Result<()> {
-        each!(mut self, s => s.write_continue_response().await)
+        h1_only!(mut self, s => s.write_continue_response().await, Ok(()))
     }
 
     /// Whether the request asks to switch protocols.
@@ -344,7 +434,7 @@ impl Session {
 
     /// Whether the connection switched protocols (101) or became a tunnel.
     pub fn was_upgraded(&self) -> bool {
-        each!(self, s => s.was_upgraded())
+        h1_only!(self, s => s.was_upgraded(), false)
     }
 
     /// Bytes of response body written.
@@ -364,7 +454,10 @@ impl Session {
 
     /// Everything known about the connection, to modify.
     pub fn digest_mut(&mut self) -> Option<&mut Digest> {
-        each!(mut self, s => Some(s.digest_mut()))
+        match &mut self.inner {
+            Inner::H1(s) => Some(s.digest_mut()),
+            Inner::H2(s) => s.digest_mut(),
+        }
     }
 
     /// The client's address.
@@ -379,7 +472,7 @@ impl Session {
 
     /// The connection, when the session owns one (HTTP/1).
     pub fn stream(&self) -> Option<&Stream> {
-        each!(self, s => Some(s.stream()))
+        h1_only!(self, s => Some(s.stream()), None)
     }
 }
 

@@ -1,0 +1,3 @@
+//! HTTP/2 (RFC 9113), with framing, HPACK and flow control from the `h2` crate.
+
+pub mod server;
