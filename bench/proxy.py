@@ -7,6 +7,11 @@ thread, http-reuse always) and to our load_balancer example (1 worker thread). F
 reports requests/s, p50/p99 latency, the CPU seconds the proxy used (utime + stime of its
 processes during the run), requests per CPU-second and peak RSS. Each cell is the median of
 RUNS runs; ratios ours/nginx and ours/haproxy close the table.
+
+With h2c in PROTOS (the default), the same targets are also loaded over HTTP/2 with prior
+knowledge (h2c) by h2load: 10 connections x 100 concurrent streams. Each target has a second,
+h2c listener (nginx `listen ... http2`, HAProxy `proto h2`); ours serves h2c on its one port.
+Upstream connections stay HTTP/1.1 for every proxy.
 """
 
 import os
@@ -25,6 +30,9 @@ DURATION = int(os.environ.get("DURATION", "10"))
 CONNS = [int(c) for c in os.environ.get("CONNS", "50,200").split(",")]
 SIZES = os.environ.get("SIZES", "1k,100k").split(",")
 TARGETS = os.environ.get("TARGETS", "origin,nginx,haproxy,pingora").split(",")
+PROTOS = os.environ.get("PROTOS", "h1,h2c").split(",")
+H2_CONNS = int(os.environ.get("H2_CONNS", "10"))
+H2_STREAMS = int(os.environ.get("H2_STREAMS", "100"))
 TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target", "release", "examples", "load_balancer")
@@ -118,9 +126,13 @@ def setup(workdir):
     with open(f"{workdir}/www/100k", "wb") as f:
         f.write(b"x" * 102400)
     ports = {t: free_port() for t in ["origin", "nginx", "haproxy", "pingora"]}
+    h2_ports = {t: free_port() for t in ["origin", "nginx", "haproxy"]}
+    h2_ports["pingora"] = ports["pingora"]
     procs = {}
 
-    origin = nginx_conf(workdir, f"server {{ listen 127.0.0.1:{ports['origin']} reuseport; root {workdir}/www; }}")
+    origin = nginx_conf(workdir, f"""
+    server {{ listen 127.0.0.1:{ports['origin']} reuseport; root {workdir}/www; }}
+    server {{ listen 127.0.0.1:{h2_ports['origin']} http2; root {workdir}/www; }}""")
     with open(f"{workdir}/origin.conf", "w") as f:
         f.write(origin)
     procs["origin"] = start(["nginx", "-c", f"{workdir}/origin.conf", "-p", workdir], f"{workdir}/origin.log")
@@ -129,6 +141,11 @@ def setup(workdir):
     upstream origin {{ server 127.0.0.1:{ports['origin']}; keepalive 256; }}
     server {{
         listen 127.0.0.1:{ports['nginx']};
+        location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}
+    server {{
+        listen 127.0.0.1:{h2_ports['nginx']} http2;
+        http2_max_concurrent_streams 128;
         location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
     }}""")
     with open(f"{workdir}/proxy.conf", "w") as f:
@@ -148,6 +165,7 @@ defaults
     http-reuse always
 frontend fe
     bind 127.0.0.1:{ports['haproxy']}
+    bind 127.0.0.1:{h2_ports['haproxy']} proto h2
     default_backend be
 backend be
     server origin 127.0.0.1:{ports['origin']}
@@ -162,13 +180,13 @@ backend be
         f"{workdir}/pingora.log",
         env={**os.environ, "RUST_LOG": "error"},
     )
-    for name, port in ports.items():
+    for name, port in list(ports.items()) + list(h2_ports.items()):
         try:
             wait_port(port)
         except RuntimeError:
             with open(f"{workdir}/{name}.log") as f:
                 sys.exit(f"{name} did not start:\n{f.read()}")
-    return ports, procs
+    return ports, h2_ports, procs
 
 
 def parse_latency(text, label):
@@ -203,14 +221,38 @@ def run_wrk(port, path, conns, pids):
     }
 
 
+def run_h2load(port, path, pids):
+    url = f"http://127.0.0.1:{port}/{path}"
+    base = ["h2load", "-t1", f"-c{H2_CONNS}", f"-m{H2_STREAMS}"]
+    subprocess.run(base + ["-D", "1", url], capture_output=True)
+    before = cpu_seconds(pids)
+    out = subprocess.run(base + ["-D", str(DURATION), url], capture_output=True, text=True).stdout
+    cpu = cpu_seconds(pids) - before
+    done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    if not done or not rps:
+        return {"rps": float("nan"), "mean": float("nan"), "cpu": cpu, "per_cpu": float("nan"), "failed": -1}
+    succeeded = int(done.group(4))
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[mean.group(2)] if mean else float("nan")
+    return {
+        "rps": float(rps.group(1)),
+        "mean": float(mean.group(1)) * scale if mean else float("nan"),
+        "cpu": cpu,
+        "per_cpu": succeeded / cpu if cpu > 0 else float("nan"),
+        "failed": int(done.group(5)) + int(done.group(6)),
+    }
+
+
 def main():
     if not os.path.exists(OURS):
         sys.exit(f"build the proxy first: {OURS} is missing (bench/proxy.sh does it)")
     workdir = tempfile.mkdtemp(prefix="pingora-bench-")
-    ports, procs = setup(workdir)
+    ports, h2_ports, procs = setup(workdir)
     results = {}
+    h2_results = {}
     try:
-        for size in SIZES:
+        for size in SIZES if "h1" in PROTOS else []:
             for conns in CONNS:
                 for target in TARGETS:
                     pids = descendants(procs[target].pid)
@@ -223,6 +265,16 @@ def main():
                           f"p50 {med['p50']:.2f} ms  p99 {med['p99']:.2f} ms  "
                           f"cpu {med['cpu']:.2f} s  {med['per_cpu']:>8.0f} req/cpu-s  "
                           f"non-2xx {med['errors']} {med['socket_errors']}", flush=True)
+        for size in SIZES if "h2c" in PROTOS else []:
+            for target in TARGETS:
+                pids = descendants(procs[target].pid)
+                runs = [run_h2load(h2_ports[target], size, pids) for _ in range(RUNS)]
+                med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "mean", "cpu", "per_cpu"]}
+                med["failed"] = sum(r["failed"] for r in runs)
+                h2_results[(size, target)] = med
+                print(f"{size:>4} h2c {H2_CONNS}x{H2_STREAMS} {target:<8} {med['rps']:>9.0f} req/s  "
+                      f"mean {med['mean']:.2f} ms  cpu {med['cpu']:.2f} s  "
+                      f"{med['per_cpu']:>8.0f} req/cpu-s  failed {med['failed']}", flush=True)
         rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
     finally:
         for p in procs.values():
@@ -234,20 +286,28 @@ def main():
                 p.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print()
-    print(f"| workload | target | req/s | p50 ms | p99 ms | CPU s | req per CPU-s | peak RSS MiB |")
-    print(f"|---|---|---:|---:|---:|---:|---:|---:|")
-    for size in SIZES:
+    if results:
+        print()
+        print(f"| workload | target | req/s | p50 ms | p99 ms | CPU s | req per CPU-s | peak RSS MiB |")
+        print(f"|---|---|---:|---:|---:|---:|---:|---:|")
+    for size in SIZES if "h1" in PROTOS else []:
         for conns in CONNS:
             for target in TARGETS:
                 r = results[(size, conns, target)]
                 print(f"| HTTP/1.1 {size}, {conns} conns | {target} | {r['rps']:.0f} | {r['p50']:.2f} | "
                       f"{r['p99']:.2f} | {r['cpu']:.2f} | {r['per_cpu']:.0f} | {rss[target]:.0f} |")
+    if h2_results:
+        print()
+        print(f"| workload | target | req/s | mean ms | CPU s | req per CPU-s | failed |")
+        print(f"|---|---|---:|---:|---:|---:|---:|")
+        for (size, target), r in h2_results.items():
+            print(f"| h2c {size}, {H2_CONNS}x{H2_STREAMS} streams | {target} | {r['rps']:.0f} | {r['mean']:.2f} | "
+                  f"{r['cpu']:.2f} | {r['per_cpu']:.0f} | {r['failed']} |")
     if "pingora" in TARGETS:
         print()
         print("| workload | ours / nginx (req per CPU-s) | ours / haproxy (req per CPU-s) |")
         print("|---|---:|---:|")
-        for size in SIZES:
+        for size in SIZES if "h1" in PROTOS else []:
             for conns in CONNS:
                 ours = results[(size, conns, "pingora")]["per_cpu"]
                 cells = []
@@ -257,6 +317,10 @@ def main():
                     else:
                         cells.append("-")
                 print(f"| HTTP/1.1 {size}, {conns} conns | {cells[0]} | {cells[1]} |")
+        for size in SIZES if h2_results else []:
+            ours = h2_results[(size, "pingora")]["per_cpu"]
+            cells = [f"{ours / h2_results[(size, o)]['per_cpu']:.2f}x" if o in TARGETS else "-" for o in ["nginx", "haproxy"]]
+            print(f"| h2c {size}, {H2_CONNS}x{H2_STREAMS} streams | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
