@@ -307,5 +307,3 @@ impl H2Pool {
     }
 }
 
-#[cfg(test)]
-mod tests;
