@@ -219,7 +219,10 @@ async fn request_body_response_body_and_trailers() {
     assert_eq!(headers["x-method"], "POST");
     assert_eq!(headers["x-authority"], "origin.test:8080");
     assert_eq!(headers["x-scheme"], "http");
-    assert_eq!(headers["x-forbidden"], "0", "connection fields were not sent");
+    assert_eq!(
+        headers["x-forbidden"], "0",
+        "connection fields were not sent"
+    );
     assert_eq!(got.body, b"hello world");
     assert_eq!(got.trailers.expect("trailers")["x-trailer"], "yes");
     assert!(session.response_done());
@@ -531,7 +534,9 @@ async fn serve_h1(mut tcp: TcpStream, h2_attempts: Arc<AtomicUsize>) {
         if buf.starts_with(b"PRI * HTTP/2.0") {
             h2_attempts.fetch_add(1, Ordering::SeqCst);
             let _ = tcp
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                )
                 .await;
             return;
         }
@@ -572,7 +577,10 @@ async fn h2_only_peer_is_not_downgraded() {
     let connector = Connector::new(None);
     let peer = h2_peer(addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
-    assert!(!e.retry(), "an HTTP/2-only peer has nothing to fall back to: {e}");
+    assert!(
+        !e.retry(),
+        "an HTTP/2-only peer has nothing to fall back to: {e}"
+    );
     let (session, _) = connector.get_http_session(&peer).await.unwrap();
     assert!(session.as_http2().is_some());
 }

@@ -88,7 +88,10 @@ impl Connector {
             None => alpn.get_max_http_version() == 2,
         };
         if !h2 {
-            return Ok((HttpSession::H1(Http1Session::new_with_options(stream, peer)), false));
+            return Ok((
+                HttpSession::H1(Http1Session::new_with_options(stream, peer)),
+                false,
+            ));
         }
         // Prior knowledge without TLS is a guess when the peer accepts HTTP/1 too.
         let guessed = stream.selected_alpn_proto().is_none() && alpn.get_min_http_version() == 1;

@@ -306,4 +306,3 @@ impl H2Pool {
             .map_or(0, |list| list.iter().filter(|c| !c.is_closed()).count())
     }
 }
-

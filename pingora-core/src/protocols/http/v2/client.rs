@@ -365,10 +365,7 @@ impl Http2Session {
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
         if self.response_body.is_none() {
             self.read_response_header().await?;
-            let header = self
-                .response
-                .clone()
-                .expect("a head was read just now");
+            let header = self.response.clone().expect("a head was read just now");
             let end = self.response_ended;
             return Ok(HttpTask::Header(header, end));
         }

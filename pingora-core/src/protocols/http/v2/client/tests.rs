@@ -114,7 +114,10 @@ async fn stream_slots_are_counted_and_given_back() {
     assert!(conn.more_streams_allowed());
     drop(b);
     conn.mark_closed();
-    assert!(conn.spawn_stream().is_none(), "a closed connection opens no stream");
+    assert!(
+        conn.spawn_stream().is_none(),
+        "a closed connection opens no stream"
+    );
 }
 
 #[tokio::test]
