@@ -1,7 +1,8 @@
 //! A client HTTP/2 connection as its streams, its driver and the connection pool share it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -110,8 +111,17 @@ impl ConnectionRef {
                 (n & CLOSED == 0 && n < limit).then_some(n + 1)
             });
         acquired.ok()?;
-        state.changed.notify_waiters();
-        Some(Http2Session::new(self.0.send_req.clone(), self.clone()))
+        // The connection may have received a GOAWAY (or failed) since it was last used; `h2`
+        // says so without waiting. Such a connection is retired instead of failing a request.
+        let mut send_req = self.0.send_req.clone();
+        let mut cx = Context::from_waker(&NOOP_WAKER);
+        if let Poll::Ready(Err(e)) = send_req.poll_ready(&mut cx) {
+            tracing::debug!("HTTP/2 connection takes no new streams: {e}");
+            state.mark_closed();
+            self.release_stream();
+            return None;
+        }
+        Some(Http2Session::new(send_req, self.clone()))
     }
 
     fn stream_limit(&self) -> usize {
@@ -124,7 +134,12 @@ impl ConnectionRef {
         let state = &self.0.state;
         let before = state.streams.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before & !CLOSED > 0, "a stream slot released twice");
-        state.changed.notify_waiters();
+        if before & !CLOSED == 1 {
+            // Now without streams: the driver arms its idle timer, or closes a retired
+            // connection. Opening a stream needs no wake-up: a timer firing on a busy
+            // connection does nothing.
+            state.changed.notify_waiters();
+        }
     }
 
     /// How many streams are open.
@@ -262,4 +277,14 @@ impl ConnState {
     pub(crate) fn changed(&self) -> Notified<'_> {
         self.changed.notified()
     }
+}
+
+/// A waker that does nothing, to poll once without a task.
+static NOOP_WAKER: LazyLock<Waker> = LazyLock::new(|| Waker::from(Arc::new(NoopWake)));
+
+struct NoopWake;
+
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+    fn wake_by_ref(self: &Arc<Self>) {}
 }
