@@ -584,3 +584,51 @@ async fn h2_only_peer_is_not_downgraded() {
     let (session, _) = connector.get_http_session(&peer).await.unwrap();
     assert!(session.as_http2().is_some());
 }
+
+/// A minimal HTTP/2 server that answers SETTINGS but neither PINGs nor requests.
+async fn silent_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tcp.read_exact(&mut preface).await.unwrap();
+        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        loop {
+            let mut head = [0u8; 9];
+            if tcp.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if tcp.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            if (head[3], head[4]) == (4, 0) {
+                tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_missed_ping_fails_the_request_with_ping_timedout() {
+    let addr = silent_origin().await;
+    let connector = Connector::new(None);
+    let mut peer = h2_peer(addr, 1);
+    peer.options.h2_ping_interval = Some(Duration::from_millis(20));
+    let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
+    session.write_request_header(get("/")).await.unwrap();
+    // The PING goes unanswered for 5 s; then the connection is dropped under the request.
+    let e = tokio::time::timeout(
+        PROMPTLY + Duration::from_secs(2),
+        session.read_response_header(),
+    )
+    .await
+    .expect("the dead connection was not noticed")
+    .unwrap_err();
+    assert_eq!(e.etype().as_str(), "PingTimedout", "{e}");
+    assert!(session.as_http2().unwrap().conn().ping_timedout());
+    assert_eq!(connector.h2_connection_count(&peer), 0);
+}

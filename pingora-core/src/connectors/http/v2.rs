@@ -30,9 +30,13 @@ use crate::protocols::Stream;
 /// How long a PING may go unanswered before the connection is declared dead.
 const PONG_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The default stream and connection flow-control windows: wide enough not to throttle
-/// downloads over links with latency.
-const DEFAULT_WINDOW: u32 = 8 << 20;
+/// The default flow-control window of each stream: wide enough not to throttle a download
+/// over a link with latency (1 MiB per round trip), small enough that a slow client costs
+/// little buffered response. (Pingora uses 8 MiB.)
+const DEFAULT_STREAM_WINDOW: u32 = 1 << 20;
+
+/// The default flow-control window of the connection, shared by its streams.
+const DEFAULT_CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// The largest frame payload we accept.
 const MAX_FRAME_SIZE: u32 = 64 << 10;
@@ -44,7 +48,7 @@ pub struct H2HandshakeSettings {
     pub max_streams: usize,
     /// Send a PING this often and close the connection if no answer comes within 5 s.
     pub ping_interval: Option<Duration>,
-    /// The flow-control window of each stream (default 8 MiB; 1 to 2^31 - 1).
+    /// The flow-control window of each stream (default 1 MiB; 1 to 2^31 - 1).
     pub stream_window_size: Option<u32>,
     /// The flow-control window of the connection (default 8 MiB; 1 to 2^31 - 1).
     pub connection_window_size: Option<u32>,
@@ -62,8 +66,8 @@ impl Default for H2HandshakeSettings {
 }
 
 /// Clamps a window size to what HTTP/2 allows.
-fn window(size: Option<u32>) -> u32 {
-    size.unwrap_or(DEFAULT_WINDOW).clamp(1, (1 << 31) - 1)
+fn window(size: Option<u32>, default: u32) -> u32 {
+    size.unwrap_or(default).clamp(1, (1 << 31) - 1)
 }
 
 /// Performs the client side of the HTTP/2 handshake over `stream` and starts the task that
@@ -85,8 +89,11 @@ pub async fn handshake(
     let mut builder = h2::client::Builder::new();
     builder
         .enable_push(false)
-        .initial_window_size(window(settings.stream_window_size))
-        .initial_connection_window_size(window(settings.connection_window_size))
+        .initial_window_size(window(settings.stream_window_size, DEFAULT_STREAM_WINDOW))
+        .initial_connection_window_size(window(
+            settings.connection_window_size,
+            DEFAULT_CONNECTION_WINDOW,
+        ))
         .max_frame_size(MAX_FRAME_SIZE);
     let (send_req, mut conn) = builder
         .handshake::<_, Bytes>(stream)
@@ -260,11 +267,18 @@ impl H2Pool {
     }
 
     /// Adds a new connection of `key`.
+    ///
+    /// Retired connections of every peer are dropped on the way (a retired connection still
+    /// holds the `h2` stream state): new connections are rare next to requests, so this bounds
+    /// what retired connections of peers no longer used keep at little cost. Those that tell a
+    /// peer wants HTTP/1 stay until that peer's next request reads them.
     pub(crate) fn add(&self, key: u64, conn: ConnectionRef) {
         let mut conns = self.conns.lock();
-        let list = conns.entry(key).or_default();
-        list.retain(|c| !c.is_closed());
-        list.push(conn);
+        conns.retain(|_, list| {
+            list.retain(|c| !c.is_closed() || c.wants_h1());
+            !list.is_empty()
+        });
+        conns.entry(key).or_default().push(conn);
     }
 
     /// Ends `session`, whose stream slot goes back to its connection; the connection is
