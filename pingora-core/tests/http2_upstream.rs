@@ -632,3 +632,29 @@ async fn a_missed_ping_fails_the_request_with_ping_timedout() {
     assert!(session.as_http2().unwrap().conn().ping_timedout());
     assert_eq!(connector.h2_connection_count(&peer), 0);
 }
+
+#[tokio::test]
+async fn concurrent_requests_to_a_cold_pool_share_one_connection() {
+    let origin = h2_origin(held_until(6)).await;
+    let connector = Arc::new(Connector::new(None));
+    let peer = h2_peer(origin.addr, 100);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let connector = connector.clone();
+        let peer = peer.clone();
+        tasks.push(tokio::spawn(async move {
+            let (session, got) = do_get(&connector, &peer, &format!("/{i}")).await?;
+            connector.release_http_session(session, &peer, None).await;
+            Result::<StatusCode>::Ok(got.heads[0].0)
+        }));
+    }
+    for task in tasks {
+        let status = tokio::time::timeout(PROMPTLY, task)
+            .await
+            .expect("requests not served concurrently")
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(origin.accepts.load(Ordering::SeqCst), 1);
+}

@@ -9,6 +9,9 @@
 //!   [`Stream::selected_alpn_proto`](crate::protocols::IO::selected_alpn_proto)). Without TLS
 //!   (or when nothing was negotiated) HTTP/2 is spoken with prior knowledge ("h2c") to peers
 //!   whose ALPN allows it, [`ALPN::H2`] and [`ALPN::H2H1`].
+//! * Requests that arrive together for a peer allowing several HTTP/2 streams per connection
+//!   (`max_h2_streams` above 1) and find no connection with room wait for the one connection
+//!   the first of them opens, rather than each opening its own.
 //! * A peer that accepts both versions and turned out not to speak HTTP/2 (its first HTTP/2
 //!   connection failed before any response, or it answered `HTTP_1_1_REQUIRED`) is remembered
 //!   as preferring HTTP/1 ([`Connector::prefer_h1`]); the failed request is marked retryable.
@@ -25,7 +28,7 @@ use crate::protocols::http::v1::client::HttpSession as Http1Session;
 use crate::protocols::http::v2::client::Http2Session;
 use crate::protocols::{Stream, ALPN};
 use crate::upstreams::peer::Peer;
-use v2::{H2HandshakeSettings, H2Pool};
+use v2::{Connecting, H2HandshakeSettings, H2Pool, Joined};
 
 /// Hands out HTTP sessions to upstream peers, reusing idle HTTP/1 connections and sharing
 /// HTTP/2 connections.
@@ -33,6 +36,7 @@ use v2::{H2HandshakeSettings, H2Pool};
 pub struct Connector {
     transport: TransportConnector,
     h2: H2Pool,
+    connecting: Connecting,
 }
 
 impl Connector {
@@ -44,6 +48,7 @@ impl Connector {
         Connector {
             transport: TransportConnector::new(options),
             h2: H2Pool::new(pool_size),
+            connecting: Connecting::default(),
         }
     }
 
@@ -81,6 +86,21 @@ impl Connector {
                 return Ok((HttpSession::H1(session), true));
             }
         }
+        let _connecting = if alpn.get_max_http_version() == 2 && max_h2_streams(peer) > 1 {
+            // Requests arriving together at a cold pool wait for one connection rather than
+            // each opening its own.
+            match self.connecting.join(key).await {
+                Joined::First(guard) => Some(guard),
+                Joined::Waited => {
+                    if let Some(session) = self.h2.get(key).session {
+                        return Ok((HttpSession::H2(with_peer_timeouts(session, peer)), true));
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let stream = self.transport.new_stream(peer).await?;
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
@@ -118,7 +138,7 @@ impl Connector {
     ) -> Result<Http2Session> {
         let options = peer.get_peer_options();
         let settings = H2HandshakeSettings {
-            max_streams: options.map_or(1, |o| o.max_h2_streams),
+            max_streams: max_h2_streams(peer),
             ping_interval: peer.h2_ping_interval(),
             stream_window_size: options.and_then(|o| o.h2_stream_window_size),
             connection_window_size: options.and_then(|o| o.h2_connection_window_size),
@@ -183,6 +203,11 @@ impl Connector {
         }
         own
     }
+}
+
+/// The most streams `peer` wants on one HTTP/2 connection.
+fn max_h2_streams<P: Peer>(peer: &P) -> usize {
+    peer.get_peer_options().map_or(1, |o| o.max_h2_streams)
 }
 
 /// Applies `peer`'s read and write timeouts to `session`.

@@ -21,6 +21,7 @@ use h2::client::Connection;
 use h2::{Ping, PingPong};
 use parking_lot::Mutex;
 use pingora_error::{ErrorType, OrErr, Result};
+use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::protocols::http::v2::client::{ConnectionRef, Http2Session};
@@ -318,5 +319,78 @@ impl H2Pool {
             .lock()
             .get(&key)
             .map_or(0, |list| list.iter().filter(|c| !c.is_closed()).count())
+    }
+}
+
+/// The peers a connection is being made to, so that requests arriving together at a cold pool
+/// wait for one connection instead of each opening its own.
+#[derive(Default)]
+pub(crate) struct Connecting {
+    peers: Mutex<HashMap<u64, Arc<Notify>, BuildHasherDefault<KeyHasher>>>,
+}
+
+impl std::fmt::Debug for Connecting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connecting")
+            .field("peers", &self.peers.lock().len())
+            .finish()
+    }
+}
+
+/// What joining the connection attempts to a peer gave.
+pub(crate) enum Joined<'a> {
+    /// No one was connecting: the caller connects, and the others wait until the guard drops.
+    First(ConnectingGuard<'a>),
+    /// Another caller was connecting and finished (or gave up).
+    Waited,
+}
+
+/// Marks a connection attempt in progress; dropping it wakes those waiting.
+pub(crate) struct ConnectingGuard<'a> {
+    connecting: &'a Connecting,
+    key: u64,
+    notify: Arc<Notify>,
+}
+
+impl Connecting {
+    /// Waits for a connection attempt to `key` in progress, or becomes the one making it.
+    ///
+    /// Cancel-safe: a dropped first caller's guard wakes the waiters.
+    pub(crate) async fn join(&self, key: u64) -> Joined<'_> {
+        let notify = {
+            let mut peers = self.peers.lock();
+            match peers.get(&key) {
+                Some(notify) => notify.clone(),
+                None => {
+                    let notify = Arc::new(Notify::new());
+                    peers.insert(key, notify.clone());
+                    return Joined::First(ConnectingGuard {
+                        connecting: self,
+                        key,
+                        notify,
+                    });
+                }
+            }
+        };
+        let notified = notify.notified();
+        let mut notified = pin!(notified);
+        notified.as_mut().enable();
+        // The attempt may have ended between the lookup and `enable`.
+        if self
+            .peers
+            .lock()
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &notify))
+        {
+            notified.await;
+        }
+        Joined::Waited
+    }
+}
+
+impl Drop for ConnectingGuard<'_> {
+    fn drop(&mut self) {
+        self.connecting.peers.lock().remove(&self.key);
+        self.notify.notify_waiters();
     }
 }
