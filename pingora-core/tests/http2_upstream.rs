@@ -658,3 +658,22 @@ async fn concurrent_requests_to_a_cold_pool_share_one_connection() {
     }
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn an_oversized_response_head_is_an_error() {
+    let handler: Handler = Arc::new(|_req, mut respond| {
+        Box::pin(async move {
+            let resp = Response::builder()
+                .status(200)
+                .header("x-huge", "a".repeat(100 * 1024))
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(resp, true);
+        })
+    });
+    let origin = h2_origin(handler).await;
+    let connector = Connector::new(None);
+    let peer = h2_peer(origin.addr, 1);
+    let e = do_get(&connector, &peer, "/").await.unwrap_err();
+    assert!(!e.retry(), "{e}");
+}

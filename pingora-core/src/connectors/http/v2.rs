@@ -24,9 +24,11 @@ use pingora_error::{ErrorType, OrErr, Result};
 use tokio::sync::Notify;
 use tracing::debug;
 
-use crate::protocols::http::v2::client::{ConnectionRef, Http2Session};
+use crate::protocols::http::v2::client::Http2Session;
 use crate::protocols::http::v2::server::connection_digest;
 use crate::protocols::Stream;
+
+pub use crate::protocols::http::v2::client::ConnectionRef;
 
 /// How long a PING may go unanswered before the connection is declared dead.
 const PONG_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +43,9 @@ const DEFAULT_CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// The largest frame payload we accept.
 const MAX_FRAME_SIZE: u32 = 64 << 10;
+
+/// The largest response head (or trailers) we accept, as for HTTP/1.
+const MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
 
 /// How an HTTP/2 connection is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +100,8 @@ pub async fn handshake(
             settings.connection_window_size,
             DEFAULT_CONNECTION_WINDOW,
         ))
-        .max_frame_size(MAX_FRAME_SIZE);
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE);
     let (send_req, mut conn) = builder
         .handshake::<_, Bytes>(stream)
         .await
