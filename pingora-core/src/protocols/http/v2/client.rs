@@ -15,18 +15,18 @@
 //! `CANCEL`); the connection and its other streams are not affected. The reads are cancel-safe:
 //! a piece of body or a head is either returned or left in the stream.
 
+mod body;
 mod conn;
 
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use h2::{Reason, RecvStream, SendStream};
+use h2::{Reason, RecvStream};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use pingora_error::{Error, ErrorType, OrErr, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -38,6 +38,7 @@ use crate::protocols::http::v1::io::with_timeout;
 use crate::protocols::http::HttpTask;
 use crate::protocols::l4::socket::SocketAddr;
 
+use body::{while_flushing, BodyQueue};
 pub(crate) use conn::ConnState;
 pub use conn::ConnectionRef;
 
@@ -525,150 +526,6 @@ impl Drop for Http2Session {
             self.conn.release_stream();
         }
     }
-}
-
-/// The request body not sent yet, and the stream it goes out on.
-#[derive(Default)]
-struct BodyQueue {
-    writer: Option<SendStream<Bytes>>,
-    pieces: VecDeque<Bytes>,
-    queued_len: usize,
-    /// The end of the body was queued.
-    end_queued: bool,
-    /// `END_STREAM` was sent.
-    end_sent: bool,
-    /// Sending failed (the server reset the stream): what is queued is discarded.
-    failed: bool,
-    sent: usize,
-    watch: Option<(Arc<Notify>, usize)>,
-}
-
-impl BodyQueue {
-    fn queue(&mut self, data: Bytes, end: bool) {
-        if self.end_queued || self.failed {
-            return;
-        }
-        if !data.is_empty() {
-            self.queued_len += data.len();
-            self.pieces.push_back(data);
-        }
-        self.end_queued = end;
-    }
-
-    fn notify_below(&mut self, len: usize) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        if self.queued_len <= len {
-            notify.notify_one();
-        } else {
-            self.watch = Some((notify.clone(), len));
-        }
-        notify
-    }
-
-    /// Whether there is something to send.
-    fn pending(&self) -> bool {
-        !self.failed && (self.queued_len > 0 || (self.end_queued && !self.end_sent))
-    }
-
-    fn discard(&mut self) {
-        self.failed = true;
-        self.pieces.clear();
-        self.queued_len = 0;
-        self.wake_watcher();
-    }
-
-    fn wake_watcher(&mut self) {
-        if let Some((notify, below)) = &self.watch {
-            if self.queued_len <= *below {
-                notify.notify_one();
-                self.watch = None;
-            }
-        }
-    }
-
-    /// Sends what is queued as the window allows; resolves once all is sent.
-    ///
-    /// Cancel-safe: a piece is removed from the queue only once handed to the stream.
-    async fn flush(&mut self) -> Result<()> {
-        while self.pending() {
-            if let Err(e) = self.send_some().await {
-                self.discard();
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_some(&mut self) -> Result<()> {
-        let writer = self.writer.as_mut().expect("queued only with a stream");
-        let Some(piece) = self.pieces.front_mut() else {
-            // Only the end is left.
-            writer
-                .send_data(Bytes::new(), true)
-                .or_err(ErrorType::WriteError, "ending the HTTP/2 request body")?;
-            self.end_sent = true;
-            return Ok(());
-        };
-        writer.reserve_capacity(self.queued_len);
-        let mut granted = writer.capacity();
-        if granted == 0 {
-            granted = match poll_fn(|cx| writer.poll_capacity(cx)).await {
-                Some(Ok(n)) => n,
-                Some(Err(e)) => {
-                    return Err(Error::because(
-                        ErrorType::WriteError,
-                        "waiting for HTTP/2 flow-control window",
-                        e,
-                    ))
-                }
-                None => return Error::e_explain(ErrorType::WriteError, "the HTTP/2 stream closed"),
-            };
-            if granted == 0 {
-                return Ok(());
-            }
-        }
-        let data = if granted >= piece.len() {
-            self.pieces.pop_front().expect("looked at it")
-        } else {
-            piece.split_to(granted)
-        };
-        let len = data.len();
-        let end = self.end_queued && self.pieces.is_empty();
-        writer
-            .send_data(data, end)
-            .or_err(ErrorType::WriteError, "writing the HTTP/2 request body")?;
-        self.queued_len -= len;
-        self.sent += len;
-        self.end_sent |= end;
-        self.wake_watcher();
-        Ok(())
-    }
-}
-
-/// Runs `read` (bounded by `limit`) while sending the queued request body.
-async fn while_flushing<T>(
-    body: &mut BodyQueue,
-    limit: Option<Duration>,
-    read: impl Future<Output = T>,
-) -> Result<T> {
-    let read = async {
-        let mut read = pin!(read);
-        loop {
-            if !body.pending() {
-                return read.await;
-            }
-            tokio::select! {
-                biased;
-                out = &mut read => return out,
-                sent = body.flush() => {
-                    if let Err(e) = sent {
-                        debug!("request body not sent in full: {e}");
-                    }
-                }
-            }
-        }
-    };
-    with_timeout(limit, ErrorType::ReadTimedout, async { Ok(read.await) }).await
 }
 
 /// The `http` request to send for `req`: see [`Http2Session::write_request_header`].
