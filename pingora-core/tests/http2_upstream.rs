@@ -677,3 +677,21 @@ async fn an_oversized_response_head_is_an_error() {
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
     assert!(!e.retry(), "{e}");
 }
+
+#[tokio::test]
+async fn a_refused_stream_is_retryable() {
+    let handler: Handler = Arc::new(|_req, mut respond| {
+        Box::pin(async move {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+        })
+    });
+    let origin = h2_origin(handler).await;
+    let connector = Connector::new(None);
+    let peer = h2_peer(origin.addr, 1);
+    let e = do_get(&connector, &peer, "/").await.unwrap_err();
+    assert_eq!(*e.etype(), ErrorType::H2Error);
+    assert!(
+        e.retry(),
+        "the server did not process a refused stream: {e}"
+    );
+}

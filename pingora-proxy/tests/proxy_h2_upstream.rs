@@ -519,3 +519,32 @@ fn large_bodies_both_ways_over_h2_upstream() {
         assert!(resp.body == body, "the body came back intact");
     });
 }
+
+#[test]
+fn a_refused_stream_is_retried() {
+    let rt = runtime();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    let inner = echo();
+    let handler: Handler = Arc::new(move |req, mut respond| {
+        if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The first stream is refused: not processed, safe to retry.
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            return Box::pin(async {});
+        }
+        inner(req, respond)
+    });
+    let origin = h2_origin(&rt, handler);
+    let (_proxy, addr) = start(origin.addr, (2, 2));
+    rt.block_on(async {
+        let mut client = Conn::connect(addr).await;
+        let resp = within("request", client.roundtrip(post("/r", b"replayed"))).await;
+        assert_eq!(resp.head.status(), 200);
+        assert_eq!(
+            resp.text(),
+            "replayed",
+            "the body was replayed on the retry"
+        );
+    });
+    assert_eq!(refused.load(Ordering::SeqCst), 2);
+}
