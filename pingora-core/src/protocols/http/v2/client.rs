@@ -314,6 +314,11 @@ impl Http2Session {
             }
             Ok(None) => {
                 self.body_ended = true;
+                // Ended without trailers (the stream closed with an empty last frame).
+                self.response_ended = self
+                    .response_body
+                    .as_ref()
+                    .is_some_and(RecvStream::is_end_stream);
                 Ok(None)
             }
             Ok(Some(Err(e))) => {
@@ -389,11 +394,11 @@ impl Http2Session {
         self.response_ended
     }
 
-    /// Checks, without waiting, that the response ended cleanly: an error if the stream was
-    /// reset or the response is incomplete.
+    /// Checks, without waiting, how the response stands: `true` once it ended, `false` while
+    /// more is to come.
     ///
     /// # Errors
-    /// [`ErrorType::H2Error`] when the response did not end.
+    /// [`ErrorType::H2Error`] when the stream failed (reset, or its connection failed).
     pub fn check_response_end_or_error(&mut self) -> Result<bool> {
         if self.response_ended {
             return Ok(true);
