@@ -153,3 +153,38 @@ async fn misuse_is_an_error_not_a_panic() {
     let again = session.write_request_header(Box::new(req), true).await;
     assert!(again.is_err(), "a second head");
 }
+
+#[tokio::test]
+async fn a_body_ended_by_an_empty_frame_ends_the_response() {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut conn = h2::server::handshake(server).await.unwrap();
+        let server_conn = async {
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                let resp = http::Response::builder().status(200).body(()).unwrap();
+                let mut send = respond.send_response(resp, false).unwrap();
+                send.send_data(Bytes::from_static(b"abc"), false).unwrap();
+                send.send_data(Bytes::new(), true).unwrap();
+            }
+        };
+        server_conn.await;
+    });
+    let stream: Stream = Box::new(client);
+    let conn = handshake(stream, &H2HandshakeSettings::default(), false)
+        .await
+        .unwrap();
+    let mut session = conn.spawn_stream().unwrap();
+    let req = request("GET", "/", &[("Host", "h")]);
+    session
+        .write_request_header(Box::new(req), true)
+        .await
+        .unwrap();
+    session.read_response_header().await.unwrap();
+    let mut body = Vec::new();
+    while let Some(piece) = session.read_response_body().await.unwrap() {
+        body.extend_from_slice(&piece);
+    }
+    assert_eq!(body, b"abc");
+    assert!(session.response_finished(), "no trailers to wait for");
+    assert!(session.exchange_done());
+}
