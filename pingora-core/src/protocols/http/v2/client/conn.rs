@@ -1,13 +1,12 @@
 //! A client HTTP/2 connection as its streams, its driver and the connection pool share it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use parking_lot::Mutex;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
@@ -16,6 +15,9 @@ use crate::protocols::digest::Digest;
 
 /// Set in [`ConnState::streams`] once the connection takes no new streams.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// [`ConnState::idle_timeout`] when there is none.
+const NO_IDLE_TIMEOUT: u64 = u64::MAX;
 
 /// A handle on a client HTTP/2 connection: what its streams and the connection pool share.
 ///
@@ -41,8 +43,9 @@ pub(crate) struct ConnState {
     digest: Arc<Digest>,
     tls: bool,
     ping_timedout: AtomicBool,
-    /// How long the connection may stay without streams before its driver closes it.
-    idle_timeout: Mutex<Option<Duration>>,
+    /// How long the connection may stay without streams before its driver closes it, in
+    /// nanoseconds ([`NO_IDLE_TIMEOUT`]: no limit).
+    idle_timeout: AtomicU64,
     /// Told when the stream count, the closed state or the idle timeout changes.
     changed: Notify,
     /// The connection was opened on a guess (HTTP/2 with prior knowledge to a peer that also
@@ -87,7 +90,7 @@ impl ConnectionRef {
             digest,
             tls,
             ping_timedout: AtomicBool::new(false),
-            idle_timeout: Mutex::new(None),
+            idle_timeout: AtomicU64::new(NO_IDLE_TIMEOUT),
             changed: Notify::new(),
             may_downgrade,
             responded: AtomicBool::new(false),
@@ -134,7 +137,8 @@ impl ConnectionRef {
         let state = &self.0.state;
         let before = state.streams.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before & !CLOSED > 0, "a stream slot released twice");
-        if before & !CLOSED == 1 {
+        let idle_timer = state.idle_timeout.load(Ordering::Relaxed) != NO_IDLE_TIMEOUT;
+        if before & !CLOSED == 1 && (idle_timer || before & CLOSED != 0) {
             // Now without streams: the driver arms its idle timer, or closes a retired
             // connection. Opening a stream needs no wake-up: a timer firing on a busy
             // connection does nothing.
@@ -173,8 +177,12 @@ impl ConnectionRef {
     /// closes it).
     pub(crate) fn set_idle_timeout(&self, timeout: Option<Duration>) {
         let state = &self.0.state;
-        *state.idle_timeout.lock() = timeout;
-        state.changed.notify_waiters();
+        let nanos = timeout.map_or(NO_IDLE_TIMEOUT, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(NO_IDLE_TIMEOUT - 1)
+        });
+        if state.idle_timeout.swap(nanos, Ordering::Relaxed) != nanos {
+            state.changed.notify_waiters();
+        }
     }
 
     /// Whether the server did not answer a keepalive PING in time.
@@ -263,7 +271,10 @@ impl ConnState {
 
     /// How long the connection may stay without streams.
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
-        *self.idle_timeout.lock()
+        match self.idle_timeout.load(Ordering::Relaxed) {
+            NO_IDLE_TIMEOUT => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 
     /// Records that the server did not answer a keepalive PING in time, and closes.
