@@ -6,9 +6,10 @@
 //! * Otherwise a stream on a pooled HTTP/2 connection with room is used first; then, if the
 //!   peer accepts HTTP/1 too, a pooled HTTP/1 connection; then a new connection.
 //! * On a new connection, the protocol the TLS handshake negotiated decides (see
-//!   [`Stream::selected_alpn_proto`](crate::protocols::IO::selected_alpn_proto)). Without TLS
-//!   (or when nothing was negotiated) HTTP/2 is spoken with prior knowledge ("h2c") to peers
-//!   whose ALPN allows it, [`ALPN::H2`] and [`ALPN::H2H1`].
+//!   [`Stream::selected_alpn_proto`](crate::protocols::IO::selected_alpn_proto)); when TLS
+//!   negotiated none, HTTP/1.1 unless the peer allows only HTTP/2. Without TLS, HTTP/2 is
+//!   spoken with prior knowledge ("h2c") to peers whose ALPN allows it, [`ALPN::H2`] and
+//!   [`ALPN::H2H1`].
 //! * Requests that arrive together for a peer allowing several HTTP/2 streams per connection
 //!   (`max_h2_streams` above 1) and find no connection with room wait for the one connection
 //!   the first of them opens, rather than each opening its own.
@@ -105,6 +106,9 @@ impl Connector {
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             Some(_) => false,
+            // Over TLS without a negotiated protocol, HTTP/1.1 unless the peer allows only
+            // HTTP/2; without TLS, HTTP/2 with prior knowledge when the peer allows it.
+            None if peer.tls() => alpn.get_min_http_version() == 2,
             None => alpn.get_max_http_version() == 2,
         };
         if !h2 {
