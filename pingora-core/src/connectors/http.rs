@@ -146,8 +146,9 @@ impl Connector {
             ping_interval: peer.h2_ping_interval(),
             stream_window_size: options.and_then(|o| o.h2_stream_window_size),
             connection_window_size: options.and_then(|o| o.h2_connection_window_size),
+            downgradable: may_downgrade,
         };
-        let conn = v2::handshake(stream, &settings, may_downgrade).await?;
+        let conn = v2::handshake(stream, settings).await?;
         let Some(session) = conn.spawn_stream() else {
             return Error::e_explain(
                 ErrorType::InternalError,

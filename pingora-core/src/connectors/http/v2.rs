@@ -58,6 +58,10 @@ pub struct H2HandshakeSettings {
     pub stream_window_size: Option<u32>,
     /// The flow-control window of the connection (default 8 MiB; 1 to 2^31 - 1).
     pub connection_window_size: Option<u32>,
+    /// HTTP/2 is a guess: spoken with prior knowledge to a peer that also accepts HTTP/1. A
+    /// connection failing before any response then says the peer wants HTTP/1 (see
+    /// [`ConnectionRef::wants_h1`]).
+    pub downgradable: bool,
 }
 
 impl Default for H2HandshakeSettings {
@@ -67,6 +71,7 @@ impl Default for H2HandshakeSettings {
             ping_interval: None,
             stream_window_size: None,
             connection_window_size: None,
+            downgradable: false,
         }
     }
 }
@@ -77,18 +82,13 @@ fn window(size: Option<u32>, default: u32) -> u32 {
 }
 
 /// Performs the client side of the HTTP/2 handshake over `stream` and starts the task that
-/// drives the connection. `may_downgrade` says the server was not known to speak HTTP/2 (see
-/// [`ConnectionRef::new`]).
+/// drives the connection.
 ///
 /// Server push is refused; windows and the stream limit come from `settings`.
 ///
 /// # Errors
 /// [`ErrorType::HandshakeError`] when the preface cannot be written.
-pub async fn handshake(
-    stream: Stream,
-    settings: &H2HandshakeSettings,
-    may_downgrade: bool,
-) -> Result<ConnectionRef> {
+pub async fn handshake(stream: Stream, settings: H2HandshakeSettings) -> Result<ConnectionRef> {
     let id = stream.id();
     let tls = stream.get_ssl_digest().is_some();
     let digest = Arc::new(connection_digest(&stream));
@@ -112,7 +112,7 @@ pub async fn handshake(
         id,
         digest,
         tls,
-        may_downgrade,
+        settings.downgradable,
     );
     let ping = settings
         .ping_interval

@@ -98,7 +98,7 @@ async fn connection(max_streams: usize) -> ConnectionRef {
         ..Default::default()
     };
     let stream: Stream = Box::new(client);
-    handshake(stream, &settings, false).await.unwrap()
+    handshake(stream, settings).await.unwrap()
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn a_body_ended_by_an_empty_frame_ends_the_response() {
         server_conn.await;
     });
     let stream: Stream = Box::new(client);
-    let conn = handshake(stream, &H2HandshakeSettings::default(), false)
+    let conn = handshake(stream, H2HandshakeSettings::default())
         .await
         .unwrap();
     let mut session = conn.spawn_stream().unwrap();
