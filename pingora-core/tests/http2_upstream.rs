@@ -695,3 +695,46 @@ async fn a_refused_stream_is_retryable() {
         "the server did not process a refused stream: {e}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_upload_making_progress_does_not_time_out() {
+    // The origin reads the body slowly (one piece every 20 ms) and answers at its end; the
+    // whole upload takes several read timeouts, but none passes without progress.
+    let handler: Handler = Arc::new(|req, mut respond| {
+        Box::pin(async move {
+            let (_, mut body) = req.into_parts();
+            let mut total = 0;
+            while let Some(Ok(piece)) = body.data().await {
+                total += piece.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = body.flow_control().release_capacity(piece.len());
+            }
+            let resp = Response::builder()
+                .status(200)
+                .header("x-total", total.to_string())
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(resp, true);
+        })
+    });
+    let origin = h2_origin(handler).await;
+    let connector = Connector::new(None);
+    let mut peer = h2_peer(origin.addr, 1);
+    peer.options.read_timeout = Some(Duration::from_millis(150));
+    let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
+    let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+    req.insert_header("Host", "origin.test").unwrap();
+    req.insert_header("Content-Length", (512 * 1024).to_string())
+        .unwrap();
+    session.write_request_header(Box::new(req)).await.unwrap();
+    session
+        .queue_request_body(&Bytes::from(vec![b'u'; 512 * 1024]), true)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = read_all(&mut session).await.unwrap();
+    assert_eq!(got.heads[0].1["x-total"], (512 * 1024).to_string().as_str());
+    assert!(
+        started.elapsed() > Duration::from_millis(150),
+        "the upload outlasted one read timeout"
+    );
+}

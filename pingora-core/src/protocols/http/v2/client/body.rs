@@ -133,28 +133,34 @@ impl BodyQueue {
     }
 }
 
-/// Runs `read` (bounded by `limit`) while sending the queued request body.
+/// Runs `read` while sending the queued request body. `limit` bounds the time without
+/// progress: each piece of body sent starts it again, so a long upload is not cut short while
+/// the server reads it before answering.
 pub(super) async fn while_flushing<T>(
     body: &mut BodyQueue,
     limit: Option<Duration>,
     read: impl Future<Output = T>,
 ) -> Result<T> {
-    let read = async {
-        let mut read = pin!(read);
-        loop {
+    let mut read = pin!(read);
+    loop {
+        let step = async {
             if !body.pending() {
-                return read.await;
+                return Ok(Some(read.as_mut().await));
             }
             tokio::select! {
                 biased;
-                out = &mut read => return out,
-                sent = body.flush() => {
+                out = read.as_mut() => Ok(Some(out)),
+                sent = body.send_some() => {
                     if let Err(e) = sent {
                         debug!("request body not sent in full: {e}");
+                        body.discard();
                     }
+                    Ok(None)
                 }
             }
+        };
+        if let Some(out) = with_timeout(limit, ErrorType::ReadTimedout, step).await? {
+            return Ok(out);
         }
-    };
-    with_timeout(limit, ErrorType::ReadTimedout, async { Ok(read.await) }).await
+    }
 }
