@@ -738,3 +738,59 @@ async fn a_slow_upload_making_progress_does_not_time_out() {
         "the upload outlasted one read timeout"
     );
 }
+
+/// A hand-written HTTP/2 server: answers the first request with a 200 head and `abc` on
+/// stream 1, then closes the connection in the middle of the body.
+async fn cut_short_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tcp.read_exact(&mut preface).await.unwrap();
+        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        loop {
+            let mut head = [0u8; 9];
+            tcp.read_exact(&mut head).await.unwrap();
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.unwrap();
+            if head[3] == 1 {
+                // HEADERS received: `:status: 200` (HPACK static index 8), then 3 bytes of DATA.
+                let mut out = vec![0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88];
+                out.extend_from_slice(&[0, 0, 3, 0, 0, 0, 0, 0, 1]);
+                out.extend_from_slice(b"abc");
+                tcp.write_all(&out).await.unwrap();
+                return;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_body_is_an_error_not_a_hang() {
+    let addr = cut_short_origin().await;
+    let connector = Connector::new(None);
+    let peer = h2_peer(addr, 1);
+    let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
+    session.write_request_header(get("/")).await.unwrap();
+    let mut body = Vec::new();
+    let e = loop {
+        let task = tokio::time::timeout(PROMPTLY, session.read_response_task())
+            .await
+            .expect("the cut was not noticed");
+        match task {
+            Ok(HttpTask::Header(h, end)) => {
+                assert_eq!(h.status, 200);
+                assert!(!end);
+            }
+            Ok(HttpTask::Body(Some(d), _)) => body.extend_from_slice(&d),
+            Ok(other) => panic!("the response cannot end cleanly: {other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(body, b"abc");
+    assert!(!e.retry(), "part of the response arrived: {e}");
+    assert!(session.as_http2().unwrap().conn().is_closed());
+}
