@@ -41,6 +41,11 @@ struct H2Origin {
 }
 
 async fn h2_origin(handler: Handler) -> H2Origin {
+    h2_origin_with(handler, h2::server::Builder::new()).await
+}
+
+/// [`h2_origin`] with the server settings of `builder`.
+async fn h2_origin_with(handler: Handler, builder: h2::server::Builder) -> H2Origin {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepts = Arc::new(AtomicUsize::new(0));
@@ -56,8 +61,9 @@ async fn h2_origin(handler: Handler) -> H2Origin {
             let handler = handler.clone();
             let mut goaway = goaway_rx.clone();
             let closed = closed_tx.clone();
+            let builder = builder.clone();
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                let Ok(mut conn) = builder.handshake(tcp).await else {
                     let _ = closed.send(());
                     return;
                 };
@@ -376,6 +382,17 @@ async fn max_h2_streams_opens_another_connection() {
     // Two streams per connection: the third concurrent request needs a second connection.
     let origin = h2_origin(held_until(3)).await;
     concurrent_gets(&origin, 2, 3).await;
+    assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_servers_stream_limit_caps_ours() {
+    // We allow 100 streams; the server allows 2: the third concurrent request needs a second
+    // connection.
+    let mut builder = h2::server::Builder::new();
+    builder.max_concurrent_streams(2);
+    let origin = h2_origin_with(held_until(3), builder).await;
+    concurrent_gets(&origin, 100, 3).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
 }
 
