@@ -293,11 +293,8 @@ impl H2Pool {
     /// too many for `key`.
     pub(crate) fn release(&self, key: u64, session: Http2Session, idle_timeout: Option<Duration>) {
         let conn = session.conn().clone();
-        let clean = session.exchange_done();
+        // An unfinished stream is reset; the connection itself stays usable.
         drop(session);
-        if !clean {
-            return;
-        }
         if idle_timeout.is_some_and(|t| t.is_zero()) {
             conn.mark_closed();
             return;
