@@ -339,7 +339,7 @@ where
                 return (false, Some(e));
             }
         };
-        let fd = client.stream().map_or(-1, |s| s.id());
+        let fd = client.fd();
         let connected = self
             .inner
             .connected_to_upstream(session, reused, &peer, fd, client.digest(), ctx)

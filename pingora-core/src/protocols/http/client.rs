@@ -7,17 +7,19 @@ use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::v1::client::HttpSession as Http1Session;
+use super::v2::client::{request_has_no_body, Http2Session};
 use super::HttpTask;
 use crate::protocols::digest::Digest;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
 
-/// One request and its response, sent to an upstream over HTTP/1 (HTTP/2 arrives later as a
-/// second variant).
+/// One request and its response, sent to an upstream over HTTP/1 or HTTP/2.
 #[derive(Debug)]
 pub enum HttpSession {
     /// An HTTP/1 exchange.
     H1(Http1Session),
+    /// An HTTP/2 exchange: one stream of a shared connection.
+    H2(Http2Session),
 }
 
 impl HttpSession {
@@ -25,6 +27,7 @@ impl HttpSession {
     pub fn as_http1(&self) -> Option<&Http1Session> {
         match self {
             HttpSession::H1(s) => Some(s),
+            HttpSession::H2(_) => None,
         }
     }
 
@@ -32,13 +35,44 @@ impl HttpSession {
     pub fn as_http1_mut(&mut self) -> Option<&mut Http1Session> {
         match self {
             HttpSession::H1(s) => Some(s),
+            HttpSession::H2(_) => None,
         }
     }
 
-    /// Writes the request head.
+    /// The HTTP/2 session, if this is one.
+    pub fn as_http2(&self) -> Option<&Http2Session> {
+        match self {
+            HttpSession::H2(s) => Some(s),
+            HttpSession::H1(_) => None,
+        }
+    }
+
+    /// The HTTP/2 session, mutably, if this is one.
+    pub fn as_http2_mut(&mut self) -> Option<&mut Http2Session> {
+        match self {
+            HttpSession::H2(s) => Some(s),
+            HttpSession::H1(_) => None,
+        }
+    }
+
+    /// The HTTP version spoken: 1 or 2.
+    pub fn http_version(&self) -> u8 {
+        match self {
+            HttpSession::H1(_) => 1,
+            HttpSession::H2(_) => 2,
+        }
+    }
+
+    /// Writes the request head. A head without `Content-Length` (or with 0) and without
+    /// `Transfer-Encoding` says that no body follows, as in HTTP/1; over HTTP/2 it then ends
+    /// the stream itself.
     pub async fn write_request_header(&mut self, req: Box<RequestHeader>) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.write_request_header(req).await.map(|_| ()),
+            HttpSession::H2(s) => {
+                let end = request_has_no_body(&req);
+                s.write_request_header(req, end).await
+            }
         }
     }
 
@@ -52,14 +86,17 @@ impl HttpSession {
                 }
                 Ok(())
             }
+            HttpSession::H2(s) => s.write_request_body(data, end).await,
         }
     }
 
     /// Queues a piece of request body without waiting for it to be written; it is written
-    /// while the response is read. See [`Http1Session::queue_body`].
-    pub fn queue_request_body(&mut self, data: &[u8], end: bool) -> Result<()> {
+    /// while the response is read. See [`Http1Session::queue_body`] and
+    /// [`Http2Session::queue_request_body`].
+    pub fn queue_request_body(&mut self, data: &Bytes, end: bool) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.queue_body(data, end),
+            HttpSession::H2(s) => s.queue_request_body(data.clone(), end),
         }
     }
 
@@ -67,6 +104,7 @@ impl HttpSession {
     pub fn queued_request_body_len(&self) -> usize {
         match self {
             HttpSession::H1(s) => s.queued_len(),
+            HttpSession::H2(s) => s.queued_request_body_len(),
         }
     }
 
@@ -75,6 +113,7 @@ impl HttpSession {
     pub fn notify_queue_below(&mut self, len: usize) -> std::sync::Arc<tokio::sync::Notify> {
         match self {
             HttpSession::H1(s) => s.notify_queue_below(len),
+            HttpSession::H2(s) => s.notify_queue_below(len),
         }
     }
 
@@ -82,6 +121,7 @@ impl HttpSession {
     pub async fn finish_request_body(&mut self) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.finish_body().await.map(|_| ()),
+            HttpSession::H2(s) => s.finish_request_body().await,
         }
     }
 
@@ -89,6 +129,7 @@ impl HttpSession {
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             HttpSession::H1(s) => s.read_timeout = timeout,
+            HttpSession::H2(s) => s.read_timeout = timeout,
         }
     }
 
@@ -96,6 +137,7 @@ impl HttpSession {
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             HttpSession::H1(s) => s.write_timeout = timeout,
+            HttpSession::H2(s) => s.write_timeout = timeout,
         }
     }
 
@@ -103,6 +145,7 @@ impl HttpSession {
     pub async fn read_response_header(&mut self) -> Result<()> {
         match self {
             HttpSession::H1(s) => s.read_response().await.map(|_| ()),
+            HttpSession::H2(s) => s.read_response_header().await,
         }
     }
 
@@ -110,6 +153,7 @@ impl HttpSession {
     pub async fn read_response_body(&mut self) -> Result<Option<Bytes>> {
         match self {
             HttpSession::H1(s) => s.read_body_bytes().await,
+            HttpSession::H2(s) => s.read_response_body().await,
         }
     }
 
@@ -117,6 +161,7 @@ impl HttpSession {
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
         match self {
             HttpSession::H1(s) => s.read_response_task().await,
+            HttpSession::H2(s) => s.read_response_task().await,
         }
     }
 
@@ -124,6 +169,7 @@ impl HttpSession {
     pub fn response_done(&mut self) -> bool {
         match self {
             HttpSession::H1(s) => s.is_body_done(),
+            HttpSession::H2(s) => s.response_finished(),
         }
     }
 
@@ -131,6 +177,7 @@ impl HttpSession {
     pub async fn shutdown(&mut self) {
         match self {
             HttpSession::H1(s) => s.shutdown().await,
+            HttpSession::H2(s) => s.shutdown().await,
         }
     }
 
@@ -138,6 +185,7 @@ impl HttpSession {
     pub fn response_header(&self) -> Option<&ResponseHeader> {
         match self {
             HttpSession::H1(s) => s.resp_header(),
+            HttpSession::H2(s) => s.response_header(),
         }
     }
 
@@ -145,6 +193,7 @@ impl HttpSession {
     pub fn digest(&self) -> Option<&Digest> {
         match self {
             HttpSession::H1(s) => Some(s.digest()),
+            HttpSession::H2(s) => Some(s.digest()),
         }
     }
 
@@ -152,6 +201,8 @@ impl HttpSession {
     pub fn digest_mut(&mut self) -> Option<&mut Digest> {
         match self {
             HttpSession::H1(s) => s.digest_mut(),
+            // Shared by the connection's streams.
+            HttpSession::H2(_) => None,
         }
     }
 
@@ -159,6 +210,7 @@ impl HttpSession {
     pub fn server_addr(&self) -> Option<&SocketAddr> {
         match self {
             HttpSession::H1(s) => s.server_addr(),
+            HttpSession::H2(s) => s.server_addr(),
         }
     }
 
@@ -166,13 +218,23 @@ impl HttpSession {
     pub fn client_addr(&self) -> Option<&SocketAddr> {
         match self {
             HttpSession::H1(s) => s.client_addr(),
+            HttpSession::H2(s) => s.client_addr(),
         }
     }
 
-    /// The connection, for HTTP/1.
+    /// The connection, for HTTP/1 (an HTTP/2 connection belongs to its driver task).
     pub fn stream(&self) -> Option<&Stream> {
         match self {
             HttpSession::H1(s) => Some(s.stream()),
+            HttpSession::H2(_) => None,
+        }
+    }
+
+    /// The connection's identifier (its file descriptor).
+    pub fn fd(&self) -> i32 {
+        match self {
+            HttpSession::H1(s) => s.id(),
+            HttpSession::H2(s) => s.fd(),
         }
     }
 }

@@ -1,0 +1,190 @@
+//! Tests of the HTTP/2 client session: the request translation, and stream accounting over an
+//! in-memory connection.
+
+use super::*;
+use crate::connectors::http::v2::{handshake, H2HandshakeSettings};
+use crate::protocols::Stream;
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+    for (name, value) in headers {
+        req.append_header(name.to_string(), *value).unwrap();
+    }
+    req
+}
+
+#[test]
+fn host_becomes_authority_and_connection_fields_go() {
+    let req = request(
+        "POST",
+        "/a/b?c=d",
+        &[
+            ("Host", "example.com:8443"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "foo"),
+            ("TE", "trailers"),
+            ("X-Kept", "yes"),
+        ],
+    );
+    let out = to_h2_request(&req, true).unwrap();
+    assert_eq!(out.uri().to_string(), "https://example.com:8443/a/b?c=d");
+    assert_eq!(out.version(), Version::HTTP_2);
+    let names: Vec<_> = out.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["te", "x-kept"]);
+}
+
+#[test]
+fn te_other_than_trailers_is_dropped_and_scheme_follows_tls() {
+    let req = request("GET", "/", &[("Host", "h"), ("TE", "gzip")]);
+    let out = to_h2_request(&req, false).unwrap();
+    assert_eq!(out.uri().scheme_str(), Some("http"));
+    assert!(out.headers().get("te").is_none());
+}
+
+#[test]
+fn authority_from_the_uri_without_host() {
+    let req = request("GET", "http://from-uri.test/x", &[]);
+    let out = to_h2_request(&req, false).unwrap();
+    assert_eq!(out.uri().authority().unwrap().as_str(), "from-uri.test");
+    assert_eq!(out.uri().path(), "/x");
+    // Without any authority the request goes out the way h2 forwards HTTP/1.0 ones.
+    let out = to_h2_request(&request("GET", "/x", &[]), false).unwrap();
+    assert_eq!(out.version(), Version::HTTP_11);
+}
+
+#[test]
+fn connect_names_only_the_authority() {
+    let req = request("CONNECT", "/", &[("Host", "tunnel.test:443")]);
+    let out = to_h2_request(&req, false).unwrap();
+    assert_eq!(out.uri().to_string(), "tunnel.test:443");
+}
+
+#[test]
+fn a_head_without_framing_has_no_body() {
+    assert!(request_has_no_body(&request("GET", "/", &[])));
+    assert!(request_has_no_body(&request(
+        "POST",
+        "/",
+        &[("Content-Length", "0")]
+    )));
+    assert!(!request_has_no_body(&request(
+        "POST",
+        "/",
+        &[("Content-Length", "3")]
+    )));
+    assert!(!request_has_no_body(&request(
+        "POST",
+        "/",
+        &[("Transfer-Encoding", "chunked")]
+    )));
+}
+
+/// A client connection over memory to an `h2` server that answers every request with 200.
+async fn connection(max_streams: usize) -> ConnectionRef {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut conn = h2::server::handshake(server).await.unwrap();
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            let resp = http::Response::builder().status(200).body(()).unwrap();
+            let _ = respond.send_response(resp, true);
+        }
+    });
+    let settings = H2HandshakeSettings {
+        max_streams,
+        ..Default::default()
+    };
+    let stream: Stream = Box::new(client);
+    handshake(stream, settings).await.unwrap()
+}
+
+#[tokio::test]
+async fn stream_slots_are_counted_and_given_back() {
+    let conn = connection(2).await;
+    let a = conn.spawn_stream().expect("first slot");
+    let b = conn.spawn_stream().expect("second slot");
+    assert!(conn.spawn_stream().is_none(), "only two streams allowed");
+    assert!(!conn.more_streams_allowed());
+    assert_eq!(conn.active_streams(), 2);
+    drop(a);
+    assert_eq!(conn.active_streams(), 1);
+    assert!(conn.more_streams_allowed());
+    drop(b);
+    conn.mark_closed();
+    assert!(
+        conn.spawn_stream().is_none(),
+        "a closed connection opens no stream"
+    );
+}
+
+#[tokio::test]
+async fn a_session_runs_an_exchange_and_ends_cleanly() {
+    let conn = connection(1).await;
+    let mut session = conn.spawn_stream().unwrap();
+    let req = request("GET", "/", &[("Host", "h")]);
+    session
+        .write_request_header(Box::new(req), true)
+        .await
+        .unwrap();
+    assert!(session.request_finished());
+    session.read_response_header().await.unwrap();
+    assert_eq!(session.response_header().unwrap().status, 200);
+    assert!(session.response_finished(), "END_STREAM came with the head");
+    assert_eq!(session.read_response_body().await.unwrap(), None);
+    assert!(session.exchange_done());
+    assert!(session.check_response_end_or_error().unwrap());
+}
+
+#[tokio::test]
+async fn misuse_is_an_error_not_a_panic() {
+    let conn = connection(1).await;
+    let mut session = conn.spawn_stream().unwrap();
+    assert!(session.read_response_header().await.is_err());
+    assert!(session.read_response_body().await.is_err());
+    assert!(session.queue_request_body(Bytes::new(), true).is_err());
+    let req = request("GET", "/", &[("Host", "h")]);
+    session
+        .write_request_header(Box::new(req.clone()), true)
+        .await
+        .unwrap();
+    let again = session.write_request_header(Box::new(req), true).await;
+    assert!(again.is_err(), "a second head");
+}
+
+#[tokio::test]
+async fn a_body_ended_by_an_empty_frame_ends_the_response() {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut conn = h2::server::handshake(server).await.unwrap();
+        let server_conn = async {
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                let resp = http::Response::builder().status(200).body(()).unwrap();
+                let mut send = respond.send_response(resp, false).unwrap();
+                send.send_data(Bytes::from_static(b"abc"), false).unwrap();
+                send.send_data(Bytes::new(), true).unwrap();
+            }
+        };
+        server_conn.await;
+    });
+    let stream: Stream = Box::new(client);
+    let conn = handshake(stream, H2HandshakeSettings::default())
+        .await
+        .unwrap();
+    let mut session = conn.spawn_stream().unwrap();
+    let req = request("GET", "/", &[("Host", "h")]);
+    session
+        .write_request_header(Box::new(req), true)
+        .await
+        .unwrap();
+    session.read_response_header().await.unwrap();
+    let mut body = Vec::new();
+    while let Some(piece) = session.read_response_body().await.unwrap() {
+        body.extend_from_slice(&piece);
+    }
+    assert_eq!(body, b"abc");
+    assert!(session.response_finished(), "no trailers to wait for");
+    assert!(session.exchange_done());
+}
