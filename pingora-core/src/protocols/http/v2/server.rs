@@ -10,6 +10,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,16 +44,31 @@ const RETRY_BUFFER_SIZE: usize = 64 * 1024;
 /// Default bound on each read of the request body.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The connection settings used when the application gives none: at most 100 concurrent
-/// streams, 1 MiB stream windows and a 4 MiB connection window (the protocol's 64 KiB default
-/// throttles uploads on any link with latency), header lists up to 64 KiB.
+/// The connection settings used when the application gives none:
+///
+/// * at most 100 concurrent streams (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+/// * 1 MiB stream windows and a 4 MiB connection window (the protocol's 64 KiB default
+///   throttles uploads on any link with latency);
+/// * header lists up to 64 KiB (`SETTINGS_MAX_HEADER_LIST_SIZE`; a larger request is answered
+///   431 and its stream refused, a much larger one ends the connection);
+/// * against floods: at most 20 streams reset by the client while waiting to be accepted, 10
+///   reset streams remembered at once, and 1024 streams reset by us for the client's protocol
+///   errors, each limit ending the connection with `GOAWAY(ENHANCE_YOUR_CALM)` when passed;
+///   at most 400 KiB of response queued per stream.
+///
+/// These values may change between releases. Build your own [`H2Options`] (starting from this
+/// function's result) to change them.
 pub fn default_options() -> H2Options {
     let mut options = H2Options::new();
     options
         .max_concurrent_streams(100)
         .initial_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
-        .max_header_list_size(64 << 10);
+        .max_header_list_size(64 << 10)
+        .max_pending_accept_reset_streams(20)
+        .max_concurrent_reset_streams(10)
+        .max_local_error_reset_streams(Some(1024))
+        .max_send_buffer_size(400 << 10);
     options
 }
 
@@ -337,6 +353,12 @@ impl HttpSession {
             None => poll_fn(|cx| self.send_response.poll_reset(cx)).await,
         };
         reset.or_err(ErrorType::H2Error, "HTTP/2 connection failed")
+    }
+
+    /// Whether the client already reset the stream, without waiting for it to.
+    pub(crate) async fn was_reset(&mut self) -> bool {
+        let send_response = &mut self.send_response;
+        poll_fn(|cx| Poll::Ready(send_response.poll_reset(cx).is_ready())).await
     }
 
     /// Reads and discards the rest of the request body.
