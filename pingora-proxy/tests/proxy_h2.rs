@@ -334,6 +334,42 @@ fn informational_responses_are_not_forwarded_on_h2() {
 }
 
 #[test]
+fn expect_continue_is_answered_with_an_informational_head() {
+    let rt = runtime();
+    let origin = echo_origin(&rt);
+    let (_proxy, addr) = start_h2c_proxy(origin.addr);
+    rt.block_on(async {
+        let send = h2_client(addr).await;
+        let mut ready = send.clone().ready().await.expect("connection ready");
+        let mut req = request(Method::POST, "/expect");
+        req.headers_mut()
+            .insert("expect", "100-continue".parse().unwrap());
+        req.headers_mut()
+            .insert("content-length", "4".parse().unwrap());
+        let (mut resp, mut body) = ready.send_request(req, false).expect("send request");
+        // The body waits for the 100.
+        let interim = within(
+            "100 Continue",
+            std::future::poll_fn(|cx| resp.poll_informational(cx)),
+        )
+        .await
+        .expect("an informational head")
+        .expect("a valid head");
+        assert_eq!(interim.status(), StatusCode::CONTINUE);
+        body.send_data(Bytes::from_static(b"data"), true)
+            .expect("send data");
+        let resp = within("the response", resp).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut recv = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(piece) = within("body", recv.data()).await {
+            got.extend_from_slice(&piece.expect("body piece"));
+        }
+        assert_eq!(got, b"data");
+    });
+}
+
+#[test]
 fn an_origin_failing_mid_body_resets_the_stream_only() {
     let rt = runtime();
     let origin = echo_origin(&rt);

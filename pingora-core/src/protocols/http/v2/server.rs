@@ -110,6 +110,8 @@ pub struct HttpSession {
     ended: bool,
     /// The request body ended (`END_STREAM` read).
     body_done: bool,
+    /// `100 Continue` was sent.
+    continue_sent: bool,
     body_read: usize,
     body_sent: usize,
     read_timeout: Option<Duration>,
@@ -165,6 +167,7 @@ impl HttpSession {
             response: None,
             ended: false,
             body_done,
+            continue_sent: false,
             body_read: 0,
             body_sent: 0,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
@@ -225,10 +228,36 @@ impl HttpSession {
         false
     }
 
-    /// Always `false`: `100 Continue` is not sent on HTTP/2 streams, whose clients send the
-    /// body without waiting for one for long.
+    /// Whether the client asked for `100 Continue` (`Expect: 100-continue`) before sending the
+    /// body it has not sent yet.
     pub fn is_expect_continue_req(&self) -> bool {
-        false
+        !self.continue_sent
+            && !self.is_body_done()
+            && self
+                .request
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    }
+
+    /// Sends `100 Continue` (an informational HEADERS frame) if the client asked for it and
+    /// nothing was sent on the stream yet.
+    ///
+    /// # Errors
+    /// The stream was reset or the connection failed.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        if !self.is_expect_continue_req() || self.response.is_some() || self.ended {
+            return Ok(());
+        }
+        self.continue_sent = true;
+        let interim = http::Response::builder()
+            .status(StatusCode::CONTINUE)
+            .body(())
+            .or_err(ErrorType::InternalError, "building 100 Continue")?;
+        self.send_response
+            .send_informational(interim)
+            .or_err(ErrorType::WriteError, "writing HTTP/2 100 Continue")
+            .map_err(|e| e.into_down())
     }
 
     /// Whether the whole request body was read.
@@ -377,7 +406,8 @@ impl HttpSession {
 impl HttpSession {
     /// Writes the response head; `end` ends the stream with it (no body follows).
     ///
-    /// Informational (1xx) heads are dropped. `Date` is added when missing and the fields HTTP/2
+    /// Informational (1xx) heads are dropped (see [`HttpSession::write_continue_response`]
+    /// for `100 Continue`). `Date` is added when missing and the fields HTTP/2
     /// forbids (`Transfer-Encoding`, `Connection`, `Upgrade`, `Keep-Alive`, `Proxy-Connection`)
     /// are removed. A second final head is ignored with a warning.
     ///
