@@ -41,6 +41,9 @@
 //!   pipes upgraded connections (WebSocket) and `CONNECT` tunnels (when allowed).
 //! * Maps failures to statuses: 502 for upstream errors, 400 for bad requests, 500 otherwise
 //!   (see [`ProxyHttp::fail_to_proxy`]).
+//! * Serves HTTP/2 clients (TLS with ALPN `h2`, or h2c when
+//!   [`HttpServerOptions::h2c`] is on), one task per stream through the same callbacks, and
+//!   translates their requests to HTTP/1.1 upstream (see `docs/user_guide/http2.md`).
 
 mod headers;
 mod proxy_trait;

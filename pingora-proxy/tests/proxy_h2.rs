@@ -41,7 +41,8 @@ fn start_h2c_proxy(origin: SocketAddr) -> (utils::TestServer, SocketAddr) {
 /// `x-host`, `x-te` and `x-cl` (the request's `Transfer-Encoding` and `Content-Length`),
 /// and the request body as the body (`"empty"` if none). Other routes: `/chunked`, a chunked
 /// body of three pieces; `/trailers`, a chunked body with trailers; `/103`, an Early Hints
-/// before the response; `/cut`, a body cut short by a hang-up.
+/// before the response; `/cut`, a body cut short by a hang-up; `/close`, an HTTP/1.0 body
+/// ended by the close; `/204` and any `HEAD`, heads without a body.
 fn echo_origin(rt: &tokio::runtime::Runtime) -> Origin {
     raw_origin(rt, |mut conn, _| async move {
         while let Some(req) = conn.read_request().await {
@@ -59,6 +60,22 @@ fn echo_origin(rt: &tokio::runtime::Runtime) -> Origin {
                      HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
                 )
                 .await;
+                continue;
+            }
+            if req.head.target() == "/close" {
+                // HTTP/1.0, no length: the body ends when the connection closes.
+                conn.send("HTTP/1.0 200 OK\r\nx-close: yes\r\n\r\nuntil the close")
+                    .await;
+                return;
+            }
+            if req.head.method() == "HEAD" || req.head.target() == "/204" {
+                let status = if req.head.method() == "HEAD" {
+                    "200 OK"
+                } else {
+                    "204 No Content"
+                };
+                conn.send(format!("HTTP/1.1 {status}\r\nContent-Length: 5\r\n\r\n"))
+                    .await;
                 continue;
             }
             if req.head.target() == "/cut" {
@@ -330,6 +347,34 @@ fn informational_responses_are_not_forwarded_on_h2() {
         assert_eq!(got.status, StatusCode::OK);
         assert_eq!(got.body, b"final");
         assert!(!got.headers.contains_key("link"));
+    });
+}
+
+#[test]
+fn bodies_ended_by_the_close_and_bodiless_responses_end_the_stream() {
+    let rt = runtime();
+    let origin = echo_origin(&rt);
+    let (_proxy, addr) = start_h2c_proxy(origin.addr);
+    rt.block_on(async {
+        let send = h2_client(addr).await;
+        let got = exchange(&send, request(Method::GET, "/close"), None).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body, b"until the close");
+        assert_eq!(got.headers["x-close"], "yes");
+
+        for (method, path, status) in [
+            (Method::HEAD, "/head", StatusCode::OK),
+            (Method::GET, "/204", StatusCode::NO_CONTENT),
+        ] {
+            let mut ready = send.clone().ready().await.expect("connection ready");
+            let (resp, _) = ready
+                .send_request(request(method.clone(), path), true)
+                .expect("send request");
+            let resp = within("the response", resp).await.expect("response");
+            assert_eq!(resp.status(), status, "{method} {path}");
+            // The head alone ended the stream.
+            assert!(resp.body().is_end_stream(), "{method} {path}");
+        }
     });
 }
 
