@@ -18,6 +18,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 // === Frames on the wire ===
 
@@ -266,9 +267,11 @@ impl Wire {
 // === The application ===
 
 /// Counts the streams it is given. `/hold` waits for the client to reset the stream without
-/// reading the body; anything else is answered 200 at once.
+/// reading the body; `/stall` waits for `gate` to open, whatever the client does; anything
+/// else is answered 200 at once.
 struct Probe {
     calls: Arc<AtomicUsize>,
+    gate: watch::Receiver<bool>,
     server_options: HttpServerOptions,
     h2_options: H2Options,
 }
@@ -282,6 +285,10 @@ impl HttpServerApp for Probe {
     ) -> Option<ReusedHttpStream> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         session.read_request().await.ok()?;
+        if session.req_header().uri.path() == "/stall" {
+            let _ = self.gate.clone().wait_for(|open| *open).await;
+            return None;
+        }
         if session.req_header().uri.path() == "/hold" {
             let _ = session.read_body_or_idle(true).await;
             return None;
@@ -303,13 +310,23 @@ impl HttpServerApp for Probe {
 
 /// An h2c server running [`Probe`] with `h2_options`; returns it and its call counter.
 async fn start(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>) {
+    let (server, calls, gate) = start_gated(h2_options).await;
+    // Open: nothing stalls.
+    gate.send_replace(true);
+    (server, calls)
+}
+
+/// [`start`], with the gate `/stall` waits for, closed.
+async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, watch::Sender<bool>) {
     let calls = Arc::new(AtomicUsize::new(0));
+    let (gate, gate_rx) = watch::channel(false);
     let app = Probe {
         calls: calls.clone(),
+        gate: gate_rx,
         server_options: options(|o| o.h2c = true).expect("options"),
         h2_options,
     };
-    (TestServer::start(app).await, calls)
+    (TestServer::start(app).await, calls, gate)
 }
 
 // === Flow control (RFC 9113 section 6.9) ===
@@ -397,11 +414,96 @@ async fn rapid_reset_is_bounded_and_ends_the_connection() {
     let goaway = wire.goaway_then_close().await;
     assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
     let served = calls.load(Ordering::SeqCst);
-    eprintln!("rapid reset: {served} of {streams} streams reached the application");
     assert!(
         served < 500,
         "{served} of {streams} reset streams reached the application"
     );
+    drop(wire);
+    server.stop().await;
+}
+
+/// Rapid reset paced so that the `h2` crate's own bound (20 reset streams waiting to be
+/// accepted) is never reached: each batch is accepted before the next is sent. The server's
+/// budget of streams reset before they are served ends the connection.
+#[tokio::test]
+async fn paced_rapid_reset_is_caught_by_the_reset_budget() {
+    let (server, calls) = start(default_options()).await;
+    let mut wire = Wire::open(server.addr).await;
+    let block = request_fields("GET", "/hold");
+    let mut id = 1u32;
+    let goaway = 'flood: loop {
+        assert!(id < 4_000, "no GOAWAY after {} reset streams", id / 2);
+        let mut batch = Vec::new();
+        for _ in 0..8 {
+            batch.extend(headers(id, &block, true));
+            batch.extend(rst_stream(id, CANCEL));
+            id += 2;
+        }
+        batch.extend(frame(PING, 0, 0, &id.to_be_bytes().repeat(2)));
+        let _ = wire.send(&batch).await;
+        // The PING's answer comes once the batch was read.
+        loop {
+            let f = wire.next().await.expect("a PING ACK or a GOAWAY");
+            match f.kind {
+                GOAWAY => break 'flood f,
+                PING if f.flags & ACK == ACK => break,
+                _ => {}
+            }
+        }
+    };
+    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    let sent = id / 2;
+    assert!(sent <= 200, "{sent} reset streams before the GOAWAY");
+    let served = calls.load(Ordering::SeqCst);
+    assert!(
+        served <= 16,
+        "{served} reset streams reached the application"
+    );
+    while wire.next().await.is_some() {}
+    drop(wire);
+    server.stop().await;
+}
+
+/// Streams whose application keeps running after the client reset them: no more run at once
+/// than the connection allows concurrent streams (100), whatever the client opens next.
+#[tokio::test]
+async fn stream_tasks_outliving_their_streams_are_bounded() {
+    let (server, calls, gate) = start_gated(default_options()).await;
+    let mut wire = Wire::open(server.addr).await;
+    let block = request_fields("GET", "/stall");
+    let mut id = 1u32;
+    // Open streams, let them be accepted (the PING's answer), then reset them.
+    let goaway = 'flood: loop {
+        assert!(id < 2_000, "no GOAWAY after {} streams", id / 2);
+        let first = id;
+        let mut opens = Vec::new();
+        for _ in 0..10 {
+            opens.extend(headers(id, &block, true));
+            id += 2;
+        }
+        let mut resets = Vec::new();
+        for stream in (first..id).step_by(2) {
+            resets.extend(rst_stream(stream, CANCEL));
+        }
+        for batch in [opens, resets] {
+            let mut batch = batch;
+            batch.extend(frame(PING, 0, 0, &[0; 8]));
+            let _ = wire.send(&batch).await;
+            loop {
+                let f = wire.next().await.expect("a PING ACK or a GOAWAY");
+                match f.kind {
+                    GOAWAY => break 'flood f,
+                    PING if f.flags & ACK == ACK => break,
+                    _ => {}
+                }
+            }
+        }
+    };
+    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    let served = calls.load(Ordering::SeqCst);
+    assert!(served <= 100, "{served} stream tasks at once");
+    while wire.next().await.is_some() {}
+    gate.send_replace(true);
     drop(wire);
     server.stop().await;
 }
