@@ -267,7 +267,7 @@ impl Wire {
 // === The application ===
 
 /// Counts the streams it is given. `/hold` waits for the client to reset the stream without
-/// reading the body; `/stall` waits for `gate` to open, whatever the client does; anything
+/// reading the body; `/drop` returns without answering; `/panic` panics; `/stall` waits for `gate` to open, whatever the client does; anything
 /// else is answered 200 at once.
 struct Probe {
     calls: Arc<AtomicUsize>,
@@ -285,6 +285,13 @@ impl HttpServerApp for Probe {
     ) -> Option<ReusedHttpStream> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         session.read_request().await.ok()?;
+        if session.req_header().uri.path() == "/drop" {
+            // Ends without answering: dropping the session resets the stream.
+            return None;
+        }
+        if session.req_header().uri.path() == "/panic" {
+            panic!("the application failed");
+        }
         if session.req_header().uri.path() == "/stall" {
             let _ = self.gate.clone().wait_for(|open| *open).await;
             return None;
@@ -327,6 +334,26 @@ async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, wa
         h2_options,
     };
     (TestServer::start(app).await, calls, gate)
+}
+
+// === Streams whose task fails ===
+
+/// A stream whose task ends (or panics) before answering is reset with CANCEL; the connection
+/// serves on.
+#[tokio::test]
+async fn a_stream_left_unanswered_is_reset() {
+    let (server, _) = start(default_options()).await;
+    let mut wire = Wire::open(server.addr).await;
+    for (id, path) in [(1, "/drop"), (3, "/panic")] {
+        let block = request_fields("GET", path);
+        wire.send(&headers(id, &block, true)).await.unwrap();
+        let f = wire.next_significant().await;
+        assert_eq!((f.kind, f.stream), (RST_STREAM, id), "{path}: {f:?}");
+        assert_eq!(f.error_code(), CANCEL, "{path}");
+    }
+    wire.expect_served(5).await;
+    drop(wire);
+    server.stop().await;
 }
 
 // === Flow control (RFC 9113 section 6.9) ===
