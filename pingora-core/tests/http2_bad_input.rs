@@ -199,8 +199,17 @@ impl Wire {
             .expect("write timed out: the server stopped reading without closing")
     }
 
-    /// The next frame; `None` once the server closed the connection.
+    /// The next frame; `None` once the server closed the connection. PINGs from the server
+    /// are answered, as a client must (graceful shutdown waits for the answer).
     async fn next(&mut self) -> Option<Frame> {
+        let f = self.next_raw().await?;
+        if f.kind == PING && f.flags & ACK == 0 {
+            let _ = self.send(&frame(PING, ACK, 0, &f.payload)).await;
+        }
+        Some(f)
+    }
+
+    async fn next_raw(&mut self) -> Option<Frame> {
         loop {
             if self.buf.len() >= 9 {
                 let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
@@ -856,5 +865,38 @@ async fn data_after_the_end_of_the_request_is_an_error() {
         f.kind == GOAWAY && [STREAM_CLOSED, PROTOCOL_ERROR].contains(&f.error_code());
     assert!(stream_error || connection_error, "{f:?}");
     drop(wire);
+    server.stop().await;
+}
+
+/// A graceful shutdown is announced (GOAWAY) at once even while every stream task slot of the
+/// connection is taken.
+#[tokio::test]
+async fn shutdown_is_announced_while_the_task_slots_are_full() {
+    let (server, calls, gate) = start_gated(default_options()).await;
+    let mut wire = Wire::open(server.addr).await;
+    let block = request_fields("GET", "/stall");
+    let mut batch = Vec::new();
+    for i in 0..100u32 {
+        batch.extend(headers(1 + 2 * i, &block, true));
+    }
+    batch.extend(frame(PING, 0, 0, &[0; 8]));
+    wire.send(&batch).await.unwrap();
+    loop {
+        let f = wire.next().await.expect("a PING ACK");
+        if f.kind == PING && f.flags & ACK == ACK {
+            break;
+        }
+    }
+    server.begin_shutdown();
+    let goaway = loop {
+        let f = wire.next().await.expect("a GOAWAY");
+        if f.kind == GOAWAY {
+            break f;
+        }
+    };
+    assert_eq!(goaway.error_code(), 0, "GOAWAY(NO_ERROR)");
+    assert!(calls.load(Ordering::SeqCst) <= 100);
+    gate.send_replace(true);
+    while wire.next().await.is_some() {}
     server.stop().await;
 }

@@ -64,6 +64,13 @@ where
                 }
                 return None;
             }
+            _ = watch.wait_for(|stopping| *stopping), if !stopping => {
+                // Announced now, not once a task ends (a server gone counts as stopping).
+                debug!("graceful shutdown: sending GOAWAY on an HTTP/2 connection");
+                stopping = true;
+                conn.graceful_shutdown();
+                continue;
+            }
         };
         let next = if stopping {
             H2Session::from_h2_conn(&mut conn, digest.clone()).await
