@@ -50,7 +50,7 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// * 1 MiB stream windows and a 4 MiB connection window (the protocol's 64 KiB default
 ///   throttles uploads on any link with latency);
 /// * header lists up to 64 KiB (`SETTINGS_MAX_HEADER_LIST_SIZE`; a larger request is answered
-///   431 and its stream refused, a much larger one ends the connection);
+///   431, a much larger one ends the connection);
 /// * against floods: at most 20 streams reset by the client while waiting to be accepted, 10
 ///   reset streams remembered at once, and 1024 streams reset by us for the client's protocol
 ///   errors, each limit ending the connection with `GOAWAY(ENHANCE_YOUR_CALM)` when passed;
