@@ -445,6 +445,42 @@ fn an_origin_failing_mid_body_resets_the_stream_only() {
 }
 
 #[test]
+fn a_client_reset_stops_the_upstream_exchange() {
+    let rt = runtime();
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    let origin = raw_origin(&rt, move |mut conn, _| {
+        let closed = closed_tx.clone();
+        async move {
+            if conn.read_request().await.is_some() {
+                // Half a body, then nothing: only the proxy giving up ends this.
+                conn.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
+                    .await;
+                let rest = conn.read_to_end().await;
+                let _ = closed.send(rest.len());
+            }
+        }
+    });
+    let (_proxy, addr) = start_h2c_proxy(origin.addr);
+    rt.block_on(async {
+        let send = h2_client(addr).await;
+        let mut ready = send.clone().ready().await.expect("connection ready");
+        let (resp, _) = ready
+            .send_request(request(Method::GET, "/half"), true)
+            .expect("send request");
+        let mut body = within("the head", resp)
+            .await
+            .expect("response")
+            .into_body();
+        let first = within("the first bytes", body.data()).await;
+        assert_eq!(first.expect("data").expect("data"), "first".as_bytes());
+        // Dropping the body resets the stream (CANCEL).
+        drop(body);
+        let leftover = within("the upstream connection closed", closed.recv()).await;
+        assert_eq!(leftover, Some(0));
+    });
+}
+
+#[test]
 fn a_retryable_connect_failure_is_retried_for_an_h2_stream() {
     let rt = runtime();
     let (live, seen) = e2e::echo_origin(&rt, false, false);
