@@ -1,5 +1,7 @@
-//! HTTP/2 clients (h2c with prior knowledge) through the proxy to an HTTP/1 origin: the
-//! request is translated to HTTP/1.1, bodies flow both ways, many streams share a connection.
+//! HTTP/2 clients (h2c with prior knowledge: the `h2` crate, curl, h2load, raw frames) through
+//! the proxy to an HTTP/1 origin: the request is translated to HTTP/1.1, bodies and trailers
+//! flow, informational responses follow the version rules, failures reset only their stream,
+//! many streams share a connection, and a graceful shutdown lets streams in flight finish.
 
 mod e2e;
 mod utils;
