@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing: ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,8 +1,10 @@
-//! An API gateway in front of two local origins.
+//! An API gateway in front of two local origins, serving HTTP/1 and h2c (HTTP/2 without TLS)
+//! on one port.
 //!
 //! ```sh
 //! cargo run -p pingora-proxy --example gateway
 //! curl 127.0.0.1:6191/api/users                          # -> the "api" origin
+//! curl --http2-prior-knowledge 127.0.0.1:6191/api/users  # the same over HTTP/2
 //! curl 127.0.0.1:6191/index.html                         # -> the "www" origin
 //! curl -i 127.0.0.1:6191/login                           # -> 403
 //! curl -H 'Authorization: open sesame' 127.0.0.1:6191/login
@@ -12,7 +14,7 @@ mod app;
 
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
-use pingora_proxy::http_proxy_service;
+use pingora_proxy::ProxyServiceBuilder;
 
 const API: &str = "127.0.0.1:7101";
 const WWW: &str = "127.0.0.1:7102";
@@ -25,7 +27,9 @@ fn main() {
     server.add_service(app::origin::origin_service("api", API));
     server.add_service(app::origin::origin_service("www", WWW));
     let gateway = app::gateway::Gateway::new(API.parse().unwrap(), WWW.parse().unwrap());
-    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
+        .server_options(app::gateway::server_options())
+        .build();
     proxy.add_tcp("127.0.0.1:6191");
     server.add_service(proxy);
     server.run_forever();

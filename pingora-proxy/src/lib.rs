@@ -41,6 +41,9 @@
 //!   pipes upgraded connections (WebSocket) and `CONNECT` tunnels (when allowed).
 //! * Maps failures to statuses: 502 for upstream errors, 400 for bad requests, 500 otherwise
 //!   (see [`ProxyHttp::fail_to_proxy`]).
+//! * Serves HTTP/2 clients (TLS with ALPN `h2`, or h2c when
+//!   [`HttpServerOptions::h2c`] is on), one task per stream through the same callbacks, and
+//!   translates their requests to HTTP/1.1 upstream (see `docs/user_guide/http2.md`).
 
 mod headers;
 mod proxy_trait;
@@ -56,6 +59,7 @@ use pingora_core::apps::{
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::v2::server::H2Options;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
@@ -76,8 +80,11 @@ pub struct HttpProxy<SV> {
     client_upstream: Connector,
     downstream_modules: HttpModules,
     max_retries: usize,
-    /// Options for serving client connections.
+    /// Options for serving client connections; set `h2c` in them to serve HTTP/2 without TLS.
     pub server_options: Option<HttpServerOptions>,
+    /// Settings of client HTTP/2 connections; `None` for
+    /// [`default_options`](pingora_core::protocols::http::v2::server::default_options).
+    pub h2_options: Option<H2Options>,
 }
 
 impl<SV> std::fmt::Debug for HttpProxy<SV> {
@@ -98,6 +105,7 @@ impl<SV> HttpProxy<SV> {
             downstream_modules: HttpModules::new(),
             max_retries: conf.max_retries,
             server_options: None,
+            h2_options: None,
         }
     }
 
@@ -158,6 +166,7 @@ pub struct ProxyServiceBuilder<SV> {
     inner: SV,
     name: String,
     server_options: Option<HttpServerOptions>,
+    h2_options: Option<H2Options>,
 }
 
 impl<SV> ProxyServiceBuilder<SV>
@@ -172,6 +181,7 @@ where
             inner,
             name: DEFAULT_SERVICE_NAME.to_string(),
             server_options: None,
+            h2_options: None,
         }
     }
 
@@ -187,10 +197,19 @@ where
         self
     }
 
+    /// Sets the HTTP/2 settings of client connections (window sizes, most concurrent streams,
+    /// largest header list...); without it the defaults of
+    /// [`default_options`](pingora_core::protocols::http::v2::server::default_options) apply.
+    pub fn h2_options(mut self, options: H2Options) -> Self {
+        self.h2_options = Some(options);
+        self
+    }
+
     /// The service.
     pub fn build(self) -> Service<HttpProxy<SV>> {
         let mut proxy = HttpProxy::new(self.inner, self.conf);
         proxy.server_options = self.server_options;
+        proxy.h2_options = self.h2_options;
         proxy.handle_init_modules();
         Service::new(self.name, proxy)
     }
@@ -227,6 +246,10 @@ where
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         self.server_options.as_ref()
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.h2_options.clone()
     }
 }
 

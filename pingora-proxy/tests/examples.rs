@@ -7,16 +7,31 @@ mod utils;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::LocalAddrs;
 use pingora_core::server::Server;
 use pingora_load_balancing::health_check::TcpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::LoadBalancer;
-use pingora_proxy::{http_proxy_service, ProxyHttp};
+use pingora_proxy::{http_proxy_service, ProxyHttp, ProxyServiceBuilder};
 use utils::{curl, TestServer};
 
 /// Starts origins named `origins` and a proxy built from their addresses.
 fn start<SV, F>(origins: &[&'static str], make: F) -> (TestServer, SocketAddr, Vec<SocketAddr>)
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+    F: FnOnce(&[SocketAddr]) -> SV,
+{
+    start_with(origins, None, make)
+}
+
+/// [`start`], with `options` for serving clients.
+fn start_with<SV, F>(
+    origins: &[&'static str],
+    options: Option<HttpServerOptions>,
+    make: F,
+) -> (TestServer, SocketAddr, Vec<SocketAddr>)
 where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
@@ -37,7 +52,11 @@ where
     });
     let app = make(&origin_addrs);
     let (proxy_server, proxy) = TestServer::start(|server: &mut Server| {
-        let mut proxy = http_proxy_service(&server.configuration, app);
+        let mut builder = ProxyServiceBuilder::new(&server.configuration, app);
+        if let Some(options) = options {
+            builder = builder.server_options(options);
+        }
+        let mut proxy = builder.build();
         proxy.add_tcp("127.0.0.1:0");
         let addrs = proxy.local_addrs();
         server.add_service(proxy);
@@ -74,6 +93,38 @@ fn gateway_routes_guards_and_edits() {
     ]);
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&body), "www GET /login\n");
+}
+
+#[test]
+fn gateway_serves_h2c_too() {
+    let options = Some(app::gateway::server_options());
+    let (_server, proxy, _) = start_with(&["api", "www"], options, |o| {
+        app::gateway::Gateway::new(o[0], o[1])
+    });
+    let url = format!("http://{proxy}/api/users?id=7");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-i",
+            "--http2-prior-knowledge",
+            &url,
+        ])
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.contains("server: Gateway\r\n"), "{text}");
+    assert!(text.ends_with("api GET /api/users?id=7\n"), "{text}");
+    let (status, _, body) = curl(&[&url]);
+    assert_eq!(status, 200, "HTTP/1.1 on the same port");
+    assert_eq!(String::from_utf8_lossy(&body), "api GET /api/users?id=7\n");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! * [`http_app::ServeHttp`] is the simplest HTTP application: a function from a request to a
 //!   response, run by [`http_app::HttpServer`].
 
+mod h2_conn;
 pub mod http_app;
 
 use std::any::Any;
@@ -18,8 +19,9 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tracing::debug;
 
+use self::h2_conn::serve_h2;
 use crate::protocols::http::v1::Limits;
-use crate::protocols::http::v2::server::{self as h2_server, H2Options, HttpSession as H2Session};
+use crate::protocols::http::v2::server::{self as h2_server, H2Options};
 use crate::protocols::http::ServerSession;
 use crate::protocols::{PrefixedStream, Stream, ALPN};
 use crate::server::ShutdownWatch;
@@ -176,60 +178,6 @@ async fn read_preface(stream: &mut Stream, buf: &mut BytesMut) -> bool {
 
 /// How long a client that started sending the HTTP/2 preface may take to send the rest.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `stream` as an HTTP/2 connection: each stream is its own task running
-/// `process_new_http`. On graceful shutdown the connection announces GOAWAY and ends once the
-/// streams already accepted are done.
-async fn serve_h2<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream>
-where
-    T: HttpServerApp + Send + Sync + 'static,
-{
-    let digest = Arc::new(h2_server::connection_digest(&stream));
-    let mut conn = match h2_server::handshake(stream, app.h2_options()).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            debug!("HTTP/2 handshake failed: {e}");
-            return None;
-        }
-    };
-    let mut watch = shutdown.clone();
-    let mut stopping = false;
-    loop {
-        if !stopping && *watch.borrow() {
-            stopping = true;
-            conn.graceful_shutdown();
-        }
-        let next = if stopping {
-            H2Session::from_h2_conn(&mut conn, digest.clone()).await
-        } else {
-            tokio::select! {
-                next = H2Session::from_h2_conn(&mut conn, digest.clone()) => next,
-                _ = watch.wait_for(|stopping| *stopping) => {
-                    debug!("graceful shutdown: sending GOAWAY on an HTTP/2 connection");
-                    stopping = true;
-                    conn.graceful_shutdown();
-                    continue;
-                }
-            }
-        };
-        match next {
-            Ok(Some(session)) => {
-                let app = app.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let session = ServerSession::new_http2(session);
-                    // An HTTP/2 stream never hands a connection back.
-                    let _ = app.process_new_http(session, &shutdown).await;
-                });
-            }
-            Ok(None) => return None,
-            Err(e) => {
-                debug!("HTTP/2 connection ended: {e}");
-                return None;
-            }
-        }
-    }
-}
 
 /// What the first read of a request asks for; most request heads fit.
 const FIRST_READ_CAPACITY: usize = 4096;

@@ -7,9 +7,10 @@
 //!   peer accepts HTTP/1 too, a pooled HTTP/1 connection; then a new connection.
 //! * On a new connection, the protocol the TLS handshake negotiated decides (see
 //!   [`Stream::selected_alpn_proto`](crate::protocols::IO::selected_alpn_proto)); when TLS
-//!   negotiated none, HTTP/1.1 unless the peer allows only HTTP/2. Without TLS, HTTP/2 is
-//!   spoken with prior knowledge ("h2c") to peers whose ALPN allows it, [`ALPN::H2`] and
-//!   [`ALPN::H2H1`].
+//!   negotiated none, HTTP/1.1 unless the peer allows only HTTP/2. Without TLS, as in Pingora,
+//!   HTTP/2 is spoken with prior knowledge ("h2c") only to peers whose ALPN is [`ALPN::H2`];
+//!   an [`ALPN::H2H1`] peer without TLS gets HTTP/1.1, since nothing would tell us it speaks
+//!   HTTP/2.
 //! * Requests that arrive together for a peer allowing several HTTP/2 streams per connection
 //!   (`max_h2_streams` above 1) and find no connection with room wait for the one connection
 //!   the first of them opens, rather than each opening its own.
@@ -71,7 +72,8 @@ impl Connector {
     ) -> Result<(HttpSession, bool)> {
         let alpn = self.alpn(peer);
         let key = peer.reuse_hash();
-        if alpn.get_max_http_version() == 2 {
+        let h2_possible = may_speak_h2(peer, &alpn);
+        if h2_possible {
             let found = self.h2.get(key);
             if found.wants_h1 && alpn.get_min_http_version() == 1 {
                 self.transport.prefer_h1(peer);
@@ -87,7 +89,7 @@ impl Connector {
                 return Ok((HttpSession::H1(session), true));
             }
         }
-        let _connecting = if alpn.get_max_http_version() == 2 && max_h2_streams(peer) > 1 {
+        let _connecting = if h2_possible && max_h2_streams(peer) > 1 {
             // Requests arriving together at a cold pool wait for one connection rather than
             // each opening its own.
             match self.connecting.join(key).await {
@@ -106,10 +108,9 @@ impl Connector {
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             Some(_) => false,
-            // Over TLS without a negotiated protocol, HTTP/1.1 unless the peer allows only
-            // HTTP/2; without TLS, HTTP/2 with prior knowledge when the peer allows it.
-            None if peer.tls() => alpn.get_min_http_version() == 2,
-            None => alpn.get_max_http_version() == 2,
+            // Nothing negotiated (no TLS, or a TLS server without ALPN): HTTP/2 with prior
+            // knowledge only when the peer allows nothing else.
+            None => alpn.get_min_http_version() == 2,
         };
         if !h2 {
             return Ok((
@@ -207,6 +208,16 @@ impl Connector {
             return ALPN::H1;
         }
         own
+    }
+}
+
+/// Whether a session to `peer` may be HTTP/2: over TLS when its ALPN offers `h2`, without TLS
+/// only when HTTP/2 is all it allows.
+fn may_speak_h2<P: Peer>(peer: &P, alpn: &ALPN) -> bool {
+    if peer.tls() {
+        alpn.get_max_http_version() == 2
+    } else {
+        alpn.get_min_http_version() == 2
     }
 }
 

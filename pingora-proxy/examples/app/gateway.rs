@@ -5,10 +5,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
+
+/// How the gateway serves clients: HTTP/1, and HTTP/2 without TLS (h2c with prior knowledge)
+/// on the same port.
+pub fn server_options() -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    options
+}
 
 /// The password `/login` requires in the `Authorization` header.
 pub const PASSWORD: &str = "open sesame";

@@ -75,6 +75,13 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Starts a graceful shutdown (what SIGTERM does) without waiting for it.
+    pub fn begin_graceful_shutdown(&self) {
+        let _ = self.stop.send(ShutdownSignal::GracefulTerminate);
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.stop.send(ShutdownSignal::FastShutdown);

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use http::{header, Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
-use pingora::apps::ServerApp;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
+use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::protocols::http::v2::server::default_options;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
@@ -69,7 +70,12 @@ impl ServeHttp for HttpEchoApp {
         }
         if body.is_empty() {
             let req = session.req_header();
-            body = format!("{} {}\n", req.method, req.uri).into_bytes();
+            body = format!(
+                "{} {}\n",
+                req.method,
+                String::from_utf8_lossy(req.raw_path())
+            )
+            .into_bytes();
         }
         plain(StatusCode::OK, body)
     }
@@ -83,4 +89,18 @@ fn plain(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
         header::HeaderValue::from_static("text/plain"),
     );
     resp
+}
+
+/// [`HttpEchoApp`] served over HTTP/1 and over h2c (HTTP/2 without TLS, "prior knowledge"),
+/// on the same port: connections starting with the HTTP/2 preface speak HTTP/2, one task per
+/// stream. Its HTTP/2 connections allow 200 concurrent streams and 2 MiB stream windows.
+pub fn h2c_http_echo() -> HttpServer<HttpEchoApp> {
+    let mut server = HttpServer::new_app(HttpEchoApp);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    server.server_options = Some(options);
+    let mut h2 = default_options();
+    h2.max_concurrent_streams(200).initial_window_size(2 << 20);
+    server.h2_options = Some(h2);
+    server
 }

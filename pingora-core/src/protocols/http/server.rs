@@ -424,7 +424,7 @@ impl Session {
 
     /// Sends `100 Continue` if nothing was sent yet.
     pub async fn write_continue_response(&mut self) -> Result<()> {
-        h1_only!(mut self, s => s.write_continue_response().await, Ok(()))
+        each!(mut self, s => s.write_continue_response().await)
     }
 
     /// Whether the request asks to switch protocols.

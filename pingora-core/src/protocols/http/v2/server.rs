@@ -10,6 +10,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,16 +44,31 @@ const RETRY_BUFFER_SIZE: usize = 64 * 1024;
 /// Default bound on each read of the request body.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The connection settings used when the application gives none: at most 100 concurrent
-/// streams, 1 MiB stream windows and a 4 MiB connection window (the protocol's 64 KiB default
-/// throttles uploads on any link with latency), header lists up to 64 KiB.
+/// The connection settings used when the application gives none:
+///
+/// * at most 100 concurrent streams (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+/// * 1 MiB stream windows and a 4 MiB connection window (the protocol's 64 KiB default
+///   throttles uploads on any link with latency);
+/// * header lists up to 64 KiB (`SETTINGS_MAX_HEADER_LIST_SIZE`; a larger request is answered
+///   431, a much larger one ends the connection);
+/// * against floods: at most 20 streams reset by the client while waiting to be accepted, 10
+///   reset streams remembered at once, and 1024 streams reset by us for the client's protocol
+///   errors, each limit ending the connection with `GOAWAY(ENHANCE_YOUR_CALM)` when passed;
+///   at most 400 KiB of response queued per stream.
+///
+/// These values may change between releases. Build your own [`H2Options`] (starting from this
+/// function's result) to change them.
 pub fn default_options() -> H2Options {
     let mut options = H2Options::new();
     options
         .max_concurrent_streams(100)
         .initial_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
-        .max_header_list_size(64 << 10);
+        .max_header_list_size(64 << 10)
+        .max_pending_accept_reset_streams(20)
+        .max_concurrent_reset_streams(10)
+        .max_local_error_reset_streams(Some(1024))
+        .max_send_buffer_size(400 << 10);
     options
 }
 
@@ -94,6 +110,8 @@ pub struct HttpSession {
     ended: bool,
     /// The request body ended (`END_STREAM` read).
     body_done: bool,
+    /// `100 Continue` was sent.
+    continue_sent: bool,
     body_read: usize,
     body_sent: usize,
     read_timeout: Option<Duration>,
@@ -149,6 +167,7 @@ impl HttpSession {
             response: None,
             ended: false,
             body_done,
+            continue_sent: false,
             body_read: 0,
             body_sent: 0,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
@@ -209,10 +228,36 @@ impl HttpSession {
         false
     }
 
-    /// Always `false`: `100 Continue` is not sent on HTTP/2 streams, whose clients send the
-    /// body without waiting for one for long.
+    /// Whether the client asked for `100 Continue` (`Expect: 100-continue`) before sending the
+    /// body it has not sent yet.
     pub fn is_expect_continue_req(&self) -> bool {
-        false
+        !self.continue_sent
+            && !self.is_body_done()
+            && self
+                .request
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    }
+
+    /// Sends `100 Continue` (an informational HEADERS frame) if the client asked for it and
+    /// nothing was sent on the stream yet.
+    ///
+    /// # Errors
+    /// The stream was reset or the connection failed.
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        if !self.is_expect_continue_req() || self.response.is_some() || self.ended {
+            return Ok(());
+        }
+        self.continue_sent = true;
+        let interim = http::Response::builder()
+            .status(StatusCode::CONTINUE)
+            .body(())
+            .or_err(ErrorType::InternalError, "building 100 Continue")?;
+        self.send_response
+            .send_informational(interim)
+            .or_err(ErrorType::WriteError, "writing HTTP/2 100 Continue")
+            .map_err(|e| e.into_down())
     }
 
     /// Whether the whole request body was read.
@@ -339,6 +384,12 @@ impl HttpSession {
         reset.or_err(ErrorType::H2Error, "HTTP/2 connection failed")
     }
 
+    /// Whether the client already reset the stream, without waiting for it to.
+    pub(crate) async fn was_reset(&mut self) -> bool {
+        let send_response = &mut self.send_response;
+        poll_fn(|cx| Poll::Ready(send_response.poll_reset(cx).is_ready())).await
+    }
+
     /// Reads and discards the rest of the request body.
     pub async fn drain_request_body(&mut self) -> Result<()> {
         let limit = self.total_drain_timeout;
@@ -355,7 +406,8 @@ impl HttpSession {
 impl HttpSession {
     /// Writes the response head; `end` ends the stream with it (no body follows).
     ///
-    /// Informational (1xx) heads are dropped. `Date` is added when missing and the fields HTTP/2
+    /// Informational (1xx) heads are dropped (see [`HttpSession::write_continue_response`]
+    /// for `100 Continue`). `Date` is added when missing and the fields HTTP/2
     /// forbids (`Transfer-Encoding`, `Connection`, `Upgrade`, `Keep-Alive`, `Proxy-Connection`)
     /// are removed. A second final head is ignored with a warning.
     ///
