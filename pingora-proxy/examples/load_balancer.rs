@@ -4,6 +4,7 @@
 //! cargo run --release --example load_balancer                      # local backends
 //! cargo run --release --example load_balancer -- 10.0.0.1:80 10.0.0.2:80
 //! curl 127.0.0.1:6188/
+//! curl --http2-prior-knowledge 127.0.0.1:6188/      # h2c on the same port
 //! ```
 //!
 //! With no addresses it starts two local backends of its own plus one address where nothing
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -74,6 +76,12 @@ fn main() {
     let upstreams: Arc<LoadBalancer<RoundRobin>> = health_check.task();
 
     let mut lb = http_proxy_service(&server.configuration, app::load_balancer::LB(upstreams));
+    // Clients may speak HTTP/1.1 or HTTP/2 with prior knowledge (h2c) on the same port.
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    lb.app_logic_mut()
+        .expect("a new service has its application")
+        .server_options = Some(options);
     lb.add_tcp(&args.listen);
     println!("load balancer listening on http://{}", args.listen);
 
