@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{Server, ShutdownSignal};
 use pingora_core::services::listening::Service;
 use server_support::*;
@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 /// A bootstrapped server with one echo service on `127.0.0.1:0`, running.
 fn start_echo_server(conf: ServerConf) -> (RunningServer, SocketAddr, Arc<EchoStats>) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
     let echo = Echo::default();
     let stats = Arc::clone(&echo.stats);
     let mut service = Service::new("echo".to_string(), echo);
@@ -138,19 +139,108 @@ fn fast_shutdown_drops_everything() {
 }
 
 #[test]
-fn graceful_upgrade_without_handover_shuts_down_gracefully() {
+fn failed_graceful_upgrade_keeps_serving() {
     let rt = client_runtime();
-    let (mut running, addr, stats) = start_echo_server(conf());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, addr, stats) = start_echo_server(ServerConf {
+        upgrade_sock: dir.path().join("nobody.sock").display().to_string(),
+        upgrade_sock_connect_accept_max_retries: Some(1),
+        ..conf()
+    });
     rt.block_on(async {
         running.wait_phase("Running").await;
         let mut client = TcpStream::connect(addr).await.unwrap();
         echo_round_trip(&mut client, b"x").await;
+        // No new process listens on the upgrade socket: the server says so and stays up.
+        running.signal(ShutdownSignal::GracefulUpgrade);
+        running.wait_phase("GracefulUpgradeTransferringFds").await;
+        echo_round_trip(&mut client, b"still served").await;
+        let mut fresh = TcpStream::connect(addr).await.unwrap();
+        echo_round_trip(&mut fresh, b"and accepting").await;
     });
-    running.signal(ShutdownSignal::GracefulUpgrade);
+    running.signal(ShutdownSignal::GracefulTerminate);
     let rest = running.join();
-    // No socket was handed over, so no hand-over phases.
+    assert!(!rest.contains(&"GracefulUpgradeCloseTimeout"), "{rest:?}");
+    assert_eq!(rest.last(), Some(&"Terminated"));
+    assert_eq!(stats.cleanups.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
+    let rt = client_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    let upgrade_conf = ServerConf {
+        upgrade_sock: upgrade_sock.display().to_string(),
+        upgrade_sock_connect_accept_max_retries: Some(30),
+        ..conf()
+    };
+
+    // The old server; bootstrapped, so its listening socket is recorded for the hand-over.
+    let mut old = Server::new_with_opt_and_conf(None, upgrade_conf.clone());
+    old.bootstrap();
+    let old_echo = Echo::default();
+    let old_stats = Arc::clone(&old_echo.stats);
+    let mut service = Service::new("echo".to_string(), old_echo);
+    service.add_tcp("127.0.0.1:0");
+    let old_addrs = service.local_addrs();
+    old.add_service(service);
+    let mut old = RunningServer::start(old);
+    let (addr, mut early_client) = rt.block_on(async {
+        let addr = *tokio::time::timeout(TIMEOUT, old_addrs.wait())
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .as_inet()
+            .unwrap();
+        old.wait_phase("Running").await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        echo_round_trip(&mut client, b"old").await;
+        (addr, client)
+    });
+
+    // The new server waits on the upgrade socket while bootstrapping.
+    let new_opt = Opt {
+        upgrade: true,
+        ..Opt::default()
+    };
+    let mut new = Server::new_with_opt_and_conf(new_opt, upgrade_conf);
+    let bootstrapping = std::thread::spawn(move || {
+        let outcome = new.try_bootstrap();
+        (new, outcome)
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !upgrade_sock.exists() {
+        assert!(Instant::now() < deadline, "the new server never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    old.signal(ShutdownSignal::GracefulUpgrade);
+    let (mut new, outcome) = bootstrapping.join().unwrap();
+    outcome.unwrap();
+
+    // Same configured address: the new server takes the old socket over instead of binding.
+    let new_echo = Echo::default();
+    let new_stats = Arc::clone(&new_echo.stats);
+    let mut service = Service::new("echo".to_string(), new_echo);
+    service.add_tcp("127.0.0.1:0");
+    let new_addrs = service.local_addrs();
+    new.add_service(service);
+    let mut new = RunningServer::start(new);
+    rt.block_on(async {
+        let bound = tokio::time::timeout(TIMEOUT, new_addrs.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*bound[0].as_inet().unwrap(), addr);
+        new.wait_phase("Running").await;
+        old.wait_phase("GracefulUpgradeCloseTimeout").await;
+        // The old server still serves its connection while it drains.
+        echo_round_trip(&mut early_client, b"still old").await;
+    });
+    drop(early_client);
+    let old_rest = old.join();
     assert_eq!(
-        rest,
+        old_rest,
         [
             "ShutdownStarted",
             "ShutdownGracePeriod",
@@ -158,23 +248,16 @@ fn graceful_upgrade_without_handover_shuts_down_gracefully() {
             "Terminated"
         ]
     );
-    assert_eq!(stats.cleanups.load(Ordering::SeqCst), 1);
-}
+    assert_eq!(old_stats.cleanups.load(Ordering::SeqCst), 1);
 
-#[test]
-fn daemon_request_runs_in_the_foreground() {
-    let rt = client_runtime();
-    let (mut running, addr, _stats) = start_echo_server(ServerConf {
-        daemon: true,
-        ..conf()
-    });
+    // The old server is gone; the socket lives on in the new one.
     rt.block_on(async {
-        running.wait_phase("Running").await;
         let mut client = TcpStream::connect(addr).await.unwrap();
-        echo_round_trip(&mut client, b"still here").await;
+        echo_round_trip(&mut client, b"new").await;
     });
-    running.signal(ShutdownSignal::FastShutdown);
-    assert_eq!(running.join().last(), Some(&"Terminated"));
+    assert!(new_stats.connections.load(Ordering::SeqCst) >= 1);
+    new.signal(ShutdownSignal::GracefulTerminate);
+    assert_eq!(new.join().last(), Some(&"Terminated"));
 }
 
 #[test]

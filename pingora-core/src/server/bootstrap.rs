@@ -1,6 +1,7 @@
 //! Bootstrap: the preparation a server does before its services start, run once either by
 //! [`Server::bootstrap`](super::Server::bootstrap) or as a service of its own.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use pingora_error::Result;
 use tokio::sync::broadcast;
 
 use super::configuration::{Opt, ServerConf};
-use super::transfer_fd::Fds;
+use super::transfer_fd::{Fds, TransferRetry};
 use super::{ExecutionPhase, ListenFds, ShutdownWatch};
 use crate::services::background::BackgroundService;
 use crate::services::ServiceReadyNotifier;
@@ -62,7 +63,9 @@ impl Bootstrap {
     /// Prepares the server, once: later calls return [`BootstrapOutcome::Ready`] at once.
     ///
     /// With `-t`, validates the configuration and returns [`BootstrapOutcome::TestPassed`].
-    /// Otherwise sets up the table of listening sockets.
+    /// Otherwise sets up the table of listening sockets; with `-u`, fills it with the sockets
+    /// of the old process, received over `upgrade_sock` (this blocks until the old process
+    /// sends them or the retries run out).
     pub(crate) fn try_bootstrap(&mut self) -> Result<BootstrapOutcome> {
         if self.completed {
             return Ok(BootstrapOutcome::Ready);
@@ -77,14 +80,15 @@ impl Bootstrap {
             return Ok(BootstrapOutcome::TestPassed);
         }
 
+        let mut fds = Fds::new();
         if self.upgrade {
-            tracing::warn!(
-                "taking over listening sockets (-u) is not supported yet; binding new sockets \
-                 (upgrade socket {})",
-                self.conf.upgrade_sock
-            );
+            let retry = TransferRetry::new(self.conf.upgrade_sock_connect_accept_max_retries);
+            let count = fds
+                .get_from_sock_with(Path::new(&self.conf.upgrade_sock), retry)
+                .map_err(|e| e.more_context("graceful upgrade (--upgrade) failed"))?;
+            tracing::info!("took over {count} listening sockets from the old process");
         }
-        self.listen_fds = Some(Arc::new(Mutex::new(Fds::new())));
+        self.listen_fds = Some(Arc::new(Mutex::new(fds)));
         self.completed = true;
         tracing::info!("bootstrap done");
         let _ = self

@@ -21,14 +21,25 @@
 //!   services stop accepting work and finish what they have; the server waits until every
 //!   service has finished, for at most `grace_period_seconds` (300), then gives the runtimes
 //!   `graceful_shutdown_timeout_seconds` (5) to stop.
-//! * `SIGQUIT` ([`ShutdownSignal::GracefulUpgrade`]): meant to hand the listening sockets to a
-//!   new process first; that hand-over is not implemented yet, so this shuts down gracefully.
+//! * `SIGQUIT` ([`ShutdownSignal::GracefulUpgrade`]): the listening sockets are handed to a new
+//!   process started with `--upgrade` (see [`Fds`] for the protocol over `upgrade_sock`); after
+//!   a pause of five seconds for the new process to start accepting, the server shuts down
+//!   gracefully as for `SIGTERM`. If the hand-over fails (no new process, or it does not
+//!   confirm), the server logs why and **keeps serving**, waiting for the next signal.
 //!
 //! Each step is announced on the [`ExecutionPhase`] broadcast
 //! ([`Server::watch_execution_phase`]).
+//!
+//! # Daemon
+//!
+//! With `daemon: true` (or `-d`), [`Server::run`] first forks into the background (see the
+//! `daemon`, `pid_file`, `error_log`, `user`, `group`, `working_directory` and
+//! `daemon_wait_for_ready` keys of [`ServerConf`]). Threads started before `run` do not
+//! survive into the daemon.
 
 mod bootstrap;
 pub mod configuration;
+mod daemon;
 mod transfer_fd;
 
 use std::fmt;
@@ -48,6 +59,7 @@ use crate::services::{
 };
 use bootstrap::{Bootstrap, BootstrapService};
 use configuration::{Opt, ServerConf};
+use transfer_fd::TransferRetry;
 
 pub use bootstrap::BootstrapOutcome;
 pub use transfer_fd::Fds;
@@ -58,6 +70,9 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the runtimes get to stop after a graceful shutdown when the configuration does not
 /// say (`graceful_shutdown_timeout_seconds`).
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an old process keeps accepting after handing its sockets over, so that the new
+/// process is accepting before the old one stops.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many execution phases a slow subscriber may fall behind before missing some.
 const EXECUTION_PHASE_CAPACITY: usize = 100;
 
@@ -301,15 +316,34 @@ impl Server {
     pub fn run(mut self, run_args: RunArgs) {
         tracing::info!("server starting");
         let conf = Arc::clone(&self.configuration);
-        if conf.daemon {
-            tracing::error!("daemonization is not supported yet; running in the foreground");
-        }
+        let ready_notifier = if conf.daemon {
+            match daemon::daemonize(&conf) {
+                Ok(notifier) => Some(notifier),
+                Err(e) => {
+                    tracing::error!("cannot daemonize: {e}");
+                    eprintln!("cannot daemonize: {e}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            None
+        };
 
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let runtimes = self.start_services(&conf, &done_tx);
         drop(done_tx);
 
         let server_runtime = Runtime::new_steal(1, "Server");
+        if let Some(mut notifier) = ready_notifier {
+            let watches = self.dependencies.lock().ready_watches();
+            server_runtime.get_handle().spawn(async move {
+                for mut watch in watches {
+                    // A service whose notifier is gone counts as ready.
+                    let _ = watch.wait_for(|ready| *ready).await;
+                }
+                notifier.notify();
+            });
+        }
         let shutdown_type = server_runtime
             .get_handle()
             .block_on(self.main_loop(run_args));
@@ -404,36 +438,77 @@ impl Server {
         let _ = self
             .execution_phase_watch
             .send(ExecutionPhase::Running(handle.clone()));
-        match run_args.shutdown_signal.recv().await {
-            ShutdownSignal::FastShutdown => {
-                tracing::info!("fast shutdown requested (SIGINT), exiting");
-                ShutdownType::Quick
+        loop {
+            match run_args.shutdown_signal.recv().await {
+                ShutdownSignal::FastShutdown => {
+                    tracing::info!("fast shutdown requested (SIGINT), exiting");
+                    return ShutdownType::Quick;
+                }
+                ShutdownSignal::GracefulTerminate => {
+                    tracing::info!("graceful shutdown requested (SIGTERM)");
+                    self.broadcast_shutdown();
+                    let _ = self
+                        .execution_phase_watch
+                        .send(ExecutionPhase::GracefulTerminate(handle));
+                    return ShutdownType::Graceful;
+                }
+                ShutdownSignal::GracefulUpgrade => {
+                    tracing::info!("graceful upgrade requested (SIGQUIT)");
+                    if self.hand_over_listeners(&handle).await {
+                        self.broadcast_shutdown();
+                        return ShutdownType::Graceful;
+                    }
+                }
             }
-            ShutdownSignal::GracefulTerminate => {
-                tracing::info!("graceful shutdown requested (SIGTERM)");
-                self.broadcast_shutdown();
+        }
+    }
+
+    /// Hands the listening sockets to the new process, then gives it [`CLOSE_TIMEOUT`] to
+    /// start accepting. Returns whether the server should shut down: after a hand-over, or
+    /// when there was nothing to hand over; not when the hand-over failed, since the server
+    /// is then the only one serving.
+    async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> bool {
+        let fds = self
+            .bootstrap
+            .lock()
+            .listen_fds()
+            .filter(|fds| !fds.lock().is_empty());
+        let Some(fds) = fds else {
+            tracing::info!("no listening sockets to hand over; shutting down gracefully");
+            return true;
+        };
+        let _ = self
+            .execution_phase_watch
+            .send(ExecutionPhase::GracefulUpgradeTransferringFds(
+                handle.clone(),
+            ));
+        let path = std::path::PathBuf::from(&self.configuration.upgrade_sock);
+        let retry = TransferRetry::new(self.configuration.upgrade_sock_connect_accept_max_retries);
+        // Connecting retries with blocking sleeps: keep them off the runtime.
+        let sent =
+            tokio::task::spawn_blocking(move || fds.lock().send_to_sock_with(&path, retry)).await;
+        match sent {
+            Ok(Ok(count)) => {
+                tracing::info!(
+                    "handed {count} listening sockets over to the new process; stopping in \
+                     {CLOSE_TIMEOUT:?}"
+                );
                 let _ = self
                     .execution_phase_watch
-                    .send(ExecutionPhase::GracefulTerminate(handle));
-                ShutdownType::Graceful
+                    .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle.clone()));
+                tokio::time::sleep(CLOSE_TIMEOUT).await;
+                true
             }
-            ShutdownSignal::GracefulUpgrade => {
-                tracing::info!("graceful upgrade requested (SIGQUIT)");
-                let has_fds = self
-                    .bootstrap
-                    .lock()
-                    .listen_fds()
-                    .is_some_and(|fds| !fds.lock().is_empty());
-                if has_fds {
-                    tracing::warn!(
-                        "handing listening sockets to a new process is not supported yet; \
-                         shutting down gracefully without handing them over"
-                    );
-                } else {
-                    tracing::info!("no listening sockets to hand over");
-                }
-                self.broadcast_shutdown();
-                ShutdownType::Graceful
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "graceful upgrade failed, still serving: {e}. Start the new process with \
+                     --upgrade, then send SIGQUIT again"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!("graceful upgrade failed, still serving: {e}");
+                false
             }
         }
     }
