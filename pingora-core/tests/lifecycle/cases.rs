@@ -1,0 +1,241 @@
+//! The process tests.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+/// The tests, by name.
+pub(crate) const TESTS: &[(&str, fn())] = &[
+    ("graceful_upgrade_under_load", graceful_upgrade_under_load),
+    ("sigterm_drains_then_exits", sigterm_drains_then_exits),
+    ("daemon_detaches_and_logs", daemon_detaches_and_logs),
+];
+
+/// The pause the old process keeps accepting after the hand-over (the server's
+/// `CLOSE_TIMEOUT`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `grace_period_seconds` in the test configuration.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// The old process hands its socket to a new one while clients keep sending requests, on
+/// kept-alive and on fresh connections, and a long response streams: nothing fails, nothing
+/// is refused, and the old process exits once it has finished its requests.
+fn graceful_upgrade_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+    assert_eq!(old_pid, old.pid());
+
+    let load = Load::start(addr, 2, 1);
+    // 100 chunks 100 ms apart: about 10 s, past the hand-over pause and into the drain.
+    let long = LongResponse::start(addr, 100, 100);
+    wait_until("load on the old process", || load.stats.ok() >= 20);
+
+    // The new process listens on the upgrade socket first; then the old one is told.
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    let upgrade_started = Instant::now();
+    old.signal(Signal::SIGQUIT);
+
+    let (new_addr, new_pid) = parse_ready(&new.wait_line("ready "));
+    assert_eq!(new_addr, addr, "the new process took the same socket over");
+    assert_ne!(new_pid, old_pid);
+
+    let status = old.wait_exit(CLOSE_TIMEOUT + GRACE + Duration::from_secs(30));
+    let old_took = upgrade_started.elapsed();
+    assert!(
+        status.success(),
+        "old process: {status:?}\n{}",
+        old.output()
+    );
+    assert!(
+        old_took < CLOSE_TIMEOUT + GRACE,
+        "the old process took {old_took:?} to exit"
+    );
+    let body = long.finish().expect("the long response completes");
+    check_stream(&body, 100, old_pid);
+
+    // The load goes on against the new process alone.
+    let after_old = load.stats.ok();
+    wait_until("load on the new process", || {
+        load.stats.ok() >= after_old + 30
+    });
+    let stats = load.stop();
+    println!("    upgrade load: {}", stats.summary());
+    assert!(
+        stats.failures.lock().unwrap().is_empty(),
+        "{}",
+        stats.summary()
+    );
+    assert_eq!(stats.refused(), 0, "{}", stats.summary());
+    let pids = stats.pids.lock().unwrap().clone();
+    assert!(
+        pids.contains(&old_pid) && pids.contains(&new_pid),
+        "{pids:?}"
+    );
+
+    let old_log = old.output();
+    for phase in [
+        "phase GracefulUpgradeTransferringFds",
+        "phase GracefulUpgradeCloseTimeout",
+        "phase ShutdownGracePeriod",
+        "phase Terminated",
+    ] {
+        assert!(old_log.contains(phase), "{phase} missing from:\n{old_log}");
+    }
+    assert!(
+        new.output()
+            .contains("took over 1 listening sockets from the old process"),
+        "{}",
+        new.output()
+    );
+
+    new.signal(Signal::SIGTERM);
+    let status = new.wait_exit(GRACE + Duration::from_secs(30));
+    assert!(status.success(), "new process: {status:?}");
+}
+
+/// `SIGTERM`: the listener closes at once (new connections are refused from then on), the
+/// requests in flight complete, and the process exits with status 0.
+fn sigterm_drains_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, pid) = parse_ready(&server.wait_line("ready "));
+
+    let load = Load::start(addr, 1, 1);
+    let long = LongResponse::start(addr, 50, 100);
+    wait_until("load before the signal", || load.stats.ok() >= 10);
+    server.signal(Signal::SIGTERM);
+
+    // The listener is closed while the long response is still streaming.
+    wait_until("a refused connection", || load.stats.refused() > 0);
+    assert!(
+        server.is_running(),
+        "the process must still be draining its requests"
+    );
+    let body = long.finish().expect("the long response completes");
+    check_stream(&body, 50, pid);
+    let status = server.wait_exit(GRACE + Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+
+    let stats = load.stop();
+    println!("    sigterm load: {}", stats.summary());
+    // Every connection accepted was answered in full; none was accepted after the first
+    // refusal.
+    assert!(
+        stats.failures.lock().unwrap().is_empty(),
+        "{}",
+        stats.summary()
+    );
+    assert_eq!(
+        stats
+            .ok_after_refused
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{}",
+        stats.summary()
+    );
+    let log = server.output();
+    for phase in ["phase GracefulTerminate", "phase Terminated"] {
+        assert!(log.contains(phase), "{phase} missing from:\n{log}");
+    }
+}
+
+/// `-d`: the launching process exits once the daemon is ready; the daemon runs in its own
+/// session, in its working directory, with its pid in the pid file (the previous one kept as
+/// `.old`) and its standard error in the error log.
+fn daemon_detaches_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let conf = write_conf(
+        dir.path(),
+        &format!(
+            "daemon_wait_for_ready: true\nworking_directory: {}\n",
+            work.display()
+        ),
+    );
+    let pid_file = dir.path().join("server.pid");
+    std::fs::write(&pid_file, "999999\n").unwrap();
+
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    let status = launcher.wait_exit(TIMEOUT);
+    assert!(
+        status.success(),
+        "launcher: {status:?}\n{}",
+        launcher.output()
+    );
+    let daemon_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid in the pid file");
+    assert_ne!(daemon_pid, launcher.pid());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("server.pid.old")).unwrap(),
+        "999999\n"
+    );
+    let daemon = Pid::from_raw(daemon_pid as i32);
+    assert_eq!(
+        nix::unistd::getsid(Some(daemon)).unwrap(),
+        daemon,
+        "own session"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{daemon_pid}/cwd")).unwrap(),
+        work
+    );
+
+    // Standard error goes to the error log: the example prints its address there.
+    let error_log = dir.path().join("error.log");
+    let ready = wait_for_log_line(&error_log, "ready ");
+    let (addr, logged_pid) = parse_ready(&ready);
+    assert_eq!(logged_pid, daemon_pid);
+    let mut conn = HttpConn::connect(addr).expect("connect to the daemon");
+    let (head, body) = conn.get("/").expect("the daemon answers");
+    assert_eq!(head.status, 200);
+    assert_eq!(body, format!("hello from pid {daemon_pid}\n").into_bytes());
+    drop(conn);
+
+    send_signal(daemon_pid, Signal::SIGTERM);
+    // This test process is a subreaper, so the orphaned daemon is its child now.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match waitpid(daemon, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                assert_eq!(code, 0);
+                break;
+            }
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(other) => panic!("the daemon ended with {other:?}"),
+            // Not our child (no subreaper support): watch /proc instead.
+            Err(_) if !Path::new(&format!("/proc/{daemon_pid}")).exists() => break,
+            Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "the daemon did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_log_line(&error_log, "phase Terminated");
+}
+
+/// Waits for a line starting with `prefix` in the file at `path`; returns it.
+fn wait_for_log_line(path: &Path, prefix: &str) -> String {
+    let mut found = None;
+    wait_until(&format!("{prefix:?} in {}", path.display()), || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        found = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string);
+        found.is_some()
+    });
+    found.expect("found")
+}
