@@ -169,6 +169,17 @@ struct ServiceWrapper {
 /// A `Box<S>` as a service, so boxes of other trait objects can be added.
 struct BoxedService<S: ?Sized>(Box<S>);
 
+/// How handing the listening sockets over went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// The new process confirmed it has them.
+    Sent,
+    /// There were none: an upgrade is then a plain graceful shutdown.
+    NothingToSend,
+    /// The new process could not be reached or did not confirm: the server keeps serving.
+    Failed,
+}
+
 /// How the main loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ShutdownType {
@@ -454,20 +465,40 @@ impl Server {
                 }
                 ShutdownSignal::GracefulUpgrade => {
                     tracing::info!("graceful upgrade requested (SIGQUIT)");
-                    if self.hand_over_listeners(&handle).await {
-                        self.broadcast_shutdown();
-                        return ShutdownType::Graceful;
+                    match self.hand_over_listeners(&handle).await {
+                        HandOver::Failed => continue,
+                        HandOver::NothingToSend => {}
+                        HandOver::Sent => {
+                            let _ = self
+                                .execution_phase_watch
+                                .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle));
+                            let close = tokio::time::sleep(CLOSE_TIMEOUT);
+                            tokio::pin!(close);
+                            // Keep accepting while the new process starts up; only a fast
+                            // shutdown cuts that short.
+                            loop {
+                                tokio::select! {
+                                    () = &mut close => break,
+                                    signal = run_args.shutdown_signal.recv() => {
+                                        if signal == ShutdownSignal::FastShutdown {
+                                            tracing::info!("fast shutdown requested (SIGINT) during the upgrade");
+                                            return ShutdownType::Quick;
+                                        }
+                                        tracing::info!("already upgrading; {signal:?} ignored");
+                                    }
+                                }
+                            }
+                        }
                     }
+                    self.broadcast_shutdown();
+                    return ShutdownType::Graceful;
                 }
             }
         }
     }
 
-    /// Hands the listening sockets to the new process, then gives it [`CLOSE_TIMEOUT`] to
-    /// start accepting. Returns whether the server should shut down: after a hand-over, or
-    /// when there was nothing to hand over; not when the hand-over failed, since the server
-    /// is then the only one serving.
-    async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> bool {
+    /// Hands the listening sockets to the new process.
+    async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> HandOver {
         let fds = self
             .bootstrap
             .lock()
@@ -475,13 +506,11 @@ impl Server {
             .filter(|fds| !fds.lock().is_empty());
         let Some(fds) = fds else {
             tracing::info!("no listening sockets to hand over; shutting down gracefully");
-            return true;
+            return HandOver::NothingToSend;
         };
         let _ = self
             .execution_phase_watch
-            .send(ExecutionPhase::GracefulUpgradeTransferringFds(
-                handle.clone(),
-            ));
+            .send(ExecutionPhase::GracefulUpgradeTransferringFds(handle.clone()));
         let path = std::path::PathBuf::from(&self.configuration.upgrade_sock);
         let retry = TransferRetry::new(self.configuration.upgrade_sock_connect_accept_max_retries);
         // Connecting retries with blocking sleeps: keep them off the runtime.
@@ -493,22 +522,18 @@ impl Server {
                     "handed {count} listening sockets over to the new process; stopping in \
                      {CLOSE_TIMEOUT:?}"
                 );
-                let _ = self
-                    .execution_phase_watch
-                    .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle.clone()));
-                tokio::time::sleep(CLOSE_TIMEOUT).await;
-                true
+                HandOver::Sent
             }
             Ok(Err(e)) => {
                 tracing::error!(
                     "graceful upgrade failed, still serving: {e}. Start the new process with \
                      --upgrade, then send SIGQUIT again"
                 );
-                false
+                HandOver::Failed
             }
             Err(e) => {
                 tracing::error!("graceful upgrade failed, still serving: {e}");
-                false
+                HandOver::Failed
             }
         }
     }
