@@ -510,7 +510,9 @@ impl Server {
         };
         let _ = self
             .execution_phase_watch
-            .send(ExecutionPhase::GracefulUpgradeTransferringFds(handle.clone()));
+            .send(ExecutionPhase::GracefulUpgradeTransferringFds(
+                handle.clone(),
+            ));
         let path = std::path::PathBuf::from(&self.configuration.upgrade_sock);
         let retry = TransferRetry::new(self.configuration.upgrade_sock_connect_accept_max_retries);
         // Connecting retries with blocking sleeps: keep them off the runtime.

@@ -1,24 +1,5 @@
 //! The table of listening sockets, keyed by listen address, and its hand-over from the old
-//! server process to the new one during a graceful upgrade.
-//!
-//! # The hand-over protocol
-//!
-//! Both processes name the same Unix socket (`upgrade_sock` in the configuration).
-//!
-//! 1. The new process, started with `--upgrade`, removes any stale file at that path, binds
-//!    and listens there, and waits for the old process to connect: it checks once per retry
-//!    interval, for a bounded number of intervals.
-//! 2. The old process, told to upgrade (`SIGQUIT`), connects to the socket (retrying the same
-//!    way while nobody listens yet) and sends **one** message: the listen addresses, separated
-//!    by spaces, as the payload, and the listening sockets, in the same order, as `SCM_RIGHTS`
-//!    ancillary data. It then closes its writing side.
-//! 3. The new process reads the payload to its end, checks that there are as many addresses as
-//!    sockets, keeps the sockets, and answers with one byte to confirm. The old process waits
-//!    for that byte: only a confirmed hand-over lets it stop serving.
-//!
-//! The kernel duplicates the sockets into the new process, so both processes accept on the
-//! same sockets until the old one stops; connections waiting in a socket's queue stay there
-//! for the new process, and none is refused.
+//! server process to the new one during a graceful upgrade (see [`Fds`]).
 
 // Sockets received through `SCM_RIGHTS` arrive as raw descriptor numbers; taking ownership of
 // them needs `OwnedFd::from_raw_fd`, the one unsafe operation of this module.
@@ -74,6 +55,25 @@ impl TransferRetry {
 /// listeners that bound them do. The sockets received from an old process during a graceful
 /// upgrade ([`Fds::get_from_sock`]) are owned by the table until a listener of the same
 /// address takes them over; any left unclaimed are closed with the table.
+///
+/// # The hand-over protocol
+///
+/// Both processes name the same Unix socket (`upgrade_sock` in the configuration).
+///
+/// 1. The new process, started with `--upgrade`, removes any stale file at that path, binds
+///    and listens there, and waits for the old process to connect: it checks once per retry
+///    interval, for a bounded number of intervals.
+/// 2. The old process, told to upgrade (`SIGQUIT`), connects to the socket (retrying the same
+///    way while nobody listens yet) and sends **one** message: the listen addresses, separated
+///    by spaces, as the payload, and the listening sockets, in the same order, as `SCM_RIGHTS`
+///    ancillary data (at most 253, the kernel's limit). It then closes its writing side.
+/// 3. The new process reads the payload to its end, checks that there are as many addresses as
+///    sockets, keeps the sockets, and answers with one byte to confirm. The old process waits
+///    for that byte: only a confirmed hand-over lets it stop serving.
+///
+/// The kernel duplicates the sockets into the new process, so both processes accept on the
+/// same sockets until the old one stops; connections waiting in a socket's queue stay there
+/// for the new process, and none is refused.
 #[derive(Default)]
 pub struct Fds {
     map: HashMap<String, RawFd>,
@@ -130,8 +130,8 @@ impl Fds {
     }
 
     /// Sends every socket of the table to the new process listening on the Unix socket
-    /// `path`, as described in the [module docs](self). Connecting is tried five times, one
-    /// second apart. Returns how many sockets were sent.
+    /// `path`, following [the protocol](Fds#the-hand-over-protocol). Connecting is tried five
+    /// times, one second apart. Returns how many sockets were sent.
     ///
     /// # Errors
     ///
@@ -141,9 +141,9 @@ impl Fds {
         self.send_to_sock_with(path.as_ref(), TransferRetry::new(None))
     }
 
-    /// Receives the sockets of the old process on the Unix socket `path`, as described in the
-    /// [module docs](self), and keeps them for the listeners to take over. Waits for the old
-    /// process for five seconds, checking once a second.
+    /// Receives the sockets of the old process on the Unix socket `path`, following
+    /// [the protocol](Fds#the-hand-over-protocol), and keeps them for the listeners to take
+    /// over. Waits for the old process for five seconds, checking once a second.
     ///
     /// # Errors
     ///
