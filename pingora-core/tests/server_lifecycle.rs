@@ -165,9 +165,19 @@ fn failed_graceful_upgrade_keeps_serving() {
     assert_eq!(stats.cleanups.load(Ordering::SeqCst), 1);
 }
 
-#[test]
-fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
-    let rt = client_runtime();
+/// An old server running an echo service, and a new server that has taken the old one's
+/// listening socket over during its bootstrap (the old one was sent `SIGQUIT`).
+struct Upgrade {
+    old: RunningServer,
+    old_stats: Arc<EchoStats>,
+    /// A connection the old server accepted before the upgrade.
+    early_client: TcpStream,
+    addr: SocketAddr,
+    new: Server,
+    _dir: tempfile::TempDir,
+}
+
+fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
     let dir = tempfile::tempdir().unwrap();
     let upgrade_sock = dir.path().join("upgrade.sock");
     let upgrade_conf = ServerConf {
@@ -186,7 +196,7 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
     let old_addrs = service.local_addrs();
     old.add_service(service);
     let mut old = RunningServer::start(old);
-    let (addr, mut early_client) = rt.block_on(async {
+    let (addr, early_client) = rt.block_on(async {
         let addr = *tokio::time::timeout(TIMEOUT, old_addrs.wait())
             .await
             .unwrap()
@@ -215,8 +225,29 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
         std::thread::sleep(Duration::from_millis(10));
     }
     old.signal(ShutdownSignal::GracefulUpgrade);
-    let (mut new, outcome) = bootstrapping.join().unwrap();
+    let (new, outcome) = bootstrapping.join().unwrap();
     outcome.unwrap();
+    Upgrade {
+        old,
+        old_stats,
+        early_client,
+        addr,
+        new,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
+    let rt = client_runtime();
+    let Upgrade {
+        mut old,
+        old_stats,
+        mut early_client,
+        addr,
+        mut new,
+        _dir,
+    } = start_upgrade(&rt);
 
     // Same configured address: the new server takes the old socket over instead of binding.
     let new_echo = Echo::default();
@@ -258,6 +289,28 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
     assert!(new_stats.connections.load(Ordering::SeqCst) >= 1);
     new.signal(ShutdownSignal::GracefulTerminate);
     assert_eq!(new.join().last(), Some(&"Terminated"));
+}
+
+#[test]
+fn fast_shutdown_cuts_the_upgrade_overlap_short() {
+    let rt = client_runtime();
+    let mut upgrade = start_upgrade(&rt);
+    rt.block_on(upgrade.old.wait_phase("GracefulUpgradeCloseTimeout"));
+    let signalled = Instant::now();
+    upgrade.old.signal(ShutdownSignal::FastShutdown);
+    let rest = upgrade.old.join();
+    assert_eq!(rest, ["ShutdownStarted", "ShutdownRuntimes", "Terminated"]);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "waited out the overlap: {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(upgrade.old_stats.cleanups.load(Ordering::SeqCst), 0);
+    // The socket was handed over: it still accepts connections, queued for the new server.
+    rt.block_on(async {
+        TcpStream::connect(upgrade.addr).await.unwrap();
+    });
+    drop(upgrade.early_client);
 }
 
 #[test]
