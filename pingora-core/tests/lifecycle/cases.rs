@@ -50,6 +50,7 @@ fn graceful_upgrade_under_load() {
 
     let status = old.wait_exit(CLOSE_TIMEOUT + GRACE + Duration::from_secs(30));
     let old_took = upgrade_started.elapsed();
+    println!("    old process exited {old_took:.1?} after SIGQUIT");
     assert!(
         status.success(),
         "old process: {status:?}\n{}",
