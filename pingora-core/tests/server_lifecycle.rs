@@ -177,17 +177,23 @@ struct Upgrade {
     _dir: tempfile::TempDir,
 }
 
-fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
-    let dir = tempfile::tempdir().unwrap();
-    let upgrade_sock = dir.path().join("upgrade.sock");
-    let upgrade_conf = ServerConf {
-        upgrade_sock: upgrade_sock.display().to_string(),
+/// The configuration both servers of an upgrade use, with its upgrade socket in `dir`.
+fn upgrade_conf(dir: &std::path::Path) -> ServerConf {
+    ServerConf {
+        upgrade_sock: dir.join("upgrade.sock").display().to_string(),
         upgrade_sock_connect_accept_max_retries: Some(30),
         ..conf()
-    };
+    }
+}
 
-    // The old server; bootstrapped, so its listening socket is recorded for the hand-over.
-    let mut old = Server::new_with_opt_and_conf(None, upgrade_conf.clone());
+/// Starts the old server of an upgrade; returns it with its stats, address and a connection
+/// it accepted.
+fn start_old(
+    rt: &tokio::runtime::Runtime,
+    conf: ServerConf,
+) -> (RunningServer, Arc<EchoStats>, SocketAddr, TcpStream) {
+    // Bootstrapped, so its listening socket is recorded for the hand-over.
+    let mut old = Server::new_with_opt_and_conf(None, conf);
     old.bootstrap();
     let old_echo = Echo::default();
     let old_stats = Arc::clone(&old_echo.stats);
@@ -208,22 +214,37 @@ fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
         echo_round_trip(&mut client, b"old").await;
         (addr, client)
     });
+    (old, old_stats, addr, early_client)
+}
 
-    // The new server waits on the upgrade socket while bootstrapping.
-    let new_opt = Opt {
-        upgrade: true,
-        ..Opt::default()
-    };
-    let mut new = Server::new_with_opt_and_conf(new_opt, upgrade_conf);
-    let bootstrapping = std::thread::spawn(move || {
-        let outcome = new.try_bootstrap();
-        (new, outcome)
-    });
+/// Waits until the new server listens on the upgrade socket in `dir`.
+fn wait_for_upgrade_sock(dir: &std::path::Path) {
+    let upgrade_sock = dir.join("upgrade.sock");
     let deadline = Instant::now() + TIMEOUT;
     while !upgrade_sock.exists() {
         assert!(Instant::now() < deadline, "the new server never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+fn upgrade_opt() -> Opt {
+    Opt {
+        upgrade: true,
+        ..Opt::default()
+    }
+}
+
+fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, old_stats, addr, early_client) = start_old(rt, upgrade_conf(dir.path()));
+
+    // The new server waits on the upgrade socket while bootstrapping.
+    let mut new = Server::new_with_opt_and_conf(upgrade_opt(), upgrade_conf(dir.path()));
+    let bootstrapping = std::thread::spawn(move || {
+        let outcome = new.try_bootstrap();
+        (new, outcome)
+    });
+    wait_for_upgrade_sock(dir.path());
     old.signal(ShutdownSignal::GracefulUpgrade);
     let (new, outcome) = bootstrapping.join().unwrap();
     outcome.unwrap();
@@ -235,6 +256,39 @@ fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
         new,
         _dir: dir,
     }
+}
+
+#[test]
+fn bootstrap_service_takes_the_sockets_over_before_its_dependents_bind() {
+    let rt = client_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, _old_stats, addr, early_client) = start_old(&rt, upgrade_conf(dir.path()));
+
+    // The new server bootstraps as a service; the echo service depends on it, so it starts
+    // once the sockets have arrived and takes the old one over.
+    let mut new = Server::new_with_opt_and_conf(upgrade_opt(), upgrade_conf(dir.path()));
+    let bootstrap = new.bootstrap_as_a_service();
+    let mut service = Service::new("echo".to_string(), Echo::default());
+    service.add_tcp("127.0.0.1:0");
+    let new_addrs = service.local_addrs();
+    let echo = new.add_service(service);
+    echo.add_dependency(&bootstrap);
+    let mut new = RunningServer::start(new);
+    wait_for_upgrade_sock(dir.path());
+    assert!(new_addrs.get().is_none(), "bound before the bootstrap");
+    old.signal(ShutdownSignal::GracefulUpgrade);
+    rt.block_on(async {
+        let bound = tokio::time::timeout(TIMEOUT, new_addrs.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*bound[0].as_inet().unwrap(), addr);
+        new.wait_phase("Running").await;
+    });
+    drop(early_client);
+    assert_eq!(old.join().last(), Some(&"Terminated"));
+    new.signal(ShutdownSignal::GracefulTerminate);
+    assert_eq!(new.join().last(), Some(&"Terminated"));
 }
 
 #[test]

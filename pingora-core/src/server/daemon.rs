@@ -259,6 +259,12 @@ fn resolve_identity(conf: &ServerConf) -> Result<Identity> {
 /// Switches to the configured group, then user (with that user's supplementary groups).
 fn drop_privileges(identity: Identity) -> Result<()> {
     let gid = identity.group.or(identity.user.as_ref().map(|u| u.gid));
+    let uid = identity.user.as_ref().map(|u| u.uid);
+    if uid.is_none_or(|uid| uid == Uid::current()) && gid.is_none_or(|gid| gid == Gid::current()) {
+        // Already that user and group: nothing to switch, and an unprivileged process could
+        // not set its supplementary groups anyway.
+        return Ok(());
+    }
     if let Some(gid) = gid {
         if let Some(user) = &identity.user {
             let name = std::ffi::CString::new(user.name.as_str())

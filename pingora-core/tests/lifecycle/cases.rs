@@ -157,10 +157,19 @@ fn daemon_detaches_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
+    // As root, also switch to an unprivileged user.
+    let drop_to = nix::unistd::Uid::current()
+        .is_root()
+        .then(|| nix::unistd::User::from_name("nobody").ok().flatten())
+        .flatten();
+    let user_line = drop_to
+        .as_ref()
+        .map(|u| format!("user: {}\n", u.name))
+        .unwrap_or_default();
     let conf = write_conf(
         dir.path(),
         &format!(
-            "daemon_wait_for_ready: true\nworking_directory: {}\n",
+            "daemon_wait_for_ready: true\nworking_directory: {}\n{user_line}",
             work.display()
         ),
     );
@@ -194,6 +203,25 @@ fn daemon_detaches_and_logs() {
         std::fs::read_link(format!("/proc/{daemon_pid}/cwd")).unwrap(),
         work
     );
+
+    if let Some(user) = &drop_to {
+        let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
+        let uids = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .expect("a Uid line");
+        let expected = user.uid.to_string();
+        assert!(
+            uids.split_whitespace().skip(1).all(|id| id == expected),
+            "{uids}"
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&pid_file).unwrap().uid(),
+            user.uid.as_raw()
+        );
+        println!("    daemon runs as {}", user.name);
+    }
 
     // Standard error goes to the error log: the example prints its address there.
     let error_log = dir.path().join("error.log");
