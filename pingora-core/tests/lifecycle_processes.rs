@@ -38,6 +38,10 @@ fn main() {
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--skip" => skips.extend(iter.next().cloned()),
+            // libtest options that take a value, which is not a filter.
+            "--format" | "--color" | "--test-threads" | "--logfile" | "-Z" => {
+                iter.next();
+            }
             a if a.starts_with('-') => {}
             a => filters.push(a.to_string()),
         }

@@ -13,6 +13,7 @@ use crate::support::*;
 pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
+    ("sigint_stops_at_once", sigint_stops_at_once),
     ("daemon_detaches_and_logs", daemon_detaches_and_logs),
 ];
 
@@ -148,6 +149,29 @@ fn sigterm_drains_then_exits() {
     for phase in ["phase GracefulTerminate", "phase Terminated"] {
         assert!(log.contains(phase), "{phase} missing from:\n{log}");
     }
+}
+
+/// `SIGINT`: the process exits at once, cutting the requests in flight.
+fn sigint_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, _) = parse_ready(&server.wait_line("ready "));
+    // A minute of streaming: only a fast shutdown ends it early.
+    let long = LongResponse::start(addr, 600, 100);
+    let signalled = Instant::now();
+    server.signal(Signal::SIGINT);
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(long.finish().is_err(), "the long response was cut");
+    let log = server.output();
+    assert!(!log.contains("phase ShutdownGracePeriod"), "{log}");
+    assert!(log.contains("phase Terminated"), "{log}");
 }
 
 /// `-d`: the launching process exits once the daemon is ready; the daemon runs in its own
