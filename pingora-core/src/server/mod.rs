@@ -472,21 +472,8 @@ impl Server {
                             let _ = self
                                 .execution_phase_watch
                                 .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle));
-                            let close = tokio::time::sleep(CLOSE_TIMEOUT);
-                            tokio::pin!(close);
-                            // Keep accepting while the new process starts up; only a fast
-                            // shutdown cuts that short.
-                            loop {
-                                tokio::select! {
-                                    () = &mut close => break,
-                                    signal = run_args.shutdown_signal.recv() => {
-                                        if signal == ShutdownSignal::FastShutdown {
-                                            tracing::info!("fast shutdown requested (SIGINT) during the upgrade");
-                                            return ShutdownType::Quick;
-                                        }
-                                        tracing::info!("already upgrading; {signal:?} ignored");
-                                    }
-                                }
+                            if !overlap_with_new_process(&run_args).await {
+                                return ShutdownType::Quick;
                             }
                         }
                     }
@@ -560,6 +547,25 @@ impl fmt::Debug for Server {
             .field("configuration", &self.configuration)
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+/// Keeps serving for [`CLOSE_TIMEOUT`] after a hand-over, so that the new process is accepting
+/// before this one stops. Returns `false` if a fast shutdown cut that short; other signals are
+/// ignored meanwhile.
+async fn overlap_with_new_process(run_args: &RunArgs) -> bool {
+    let close = tokio::time::sleep(CLOSE_TIMEOUT);
+    tokio::pin!(close);
+    loop {
+        let signal = tokio::select! {
+            () = &mut close => return true,
+            signal = run_args.shutdown_signal.recv() => signal,
+        };
+        if signal == ShutdownSignal::FastShutdown {
+            tracing::info!("fast shutdown requested (SIGINT) during the upgrade");
+            return false;
+        }
+        tracing::info!("already upgrading; {signal:?} ignored");
     }
 }
 
