@@ -94,8 +94,8 @@ impl Fds {
         self.map.insert(bind, fd);
     }
 
-    /// The socket listening on `bind`, if there is one: one recorded with [`Fds::add`], or one
-    /// received from the old process and not yet taken over.
+    /// The socket recorded for `bind` with [`Fds::add`] (or taken over by a listener after a
+    /// graceful upgrade), if any.
     pub fn get(&self, bind: &str) -> Option<&RawFd> {
         self.map.get(bind)
     }
