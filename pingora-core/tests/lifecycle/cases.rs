@@ -14,6 +14,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
     ("sigint_stops_at_once", sigint_stops_at_once),
+    (
+        "upgrade_without_old_process_exits_1",
+        upgrade_without_old_process_exits_1,
+    ),
     ("daemon_detaches_and_logs", daemon_detaches_and_logs),
 ];
 
@@ -172,6 +176,19 @@ fn sigint_stops_at_once() {
     let log = server.output();
     assert!(!log.contains("phase ShutdownGracePeriod"), "{log}");
     assert!(log.contains("phase Terminated"), "{log}");
+}
+
+/// `-u` with nobody to take over from: the new process says why and exits with status 1.
+fn upgrade_without_old_process_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "upgrade_sock_connect_accept_max_retries: 1\n");
+    let mut server = ServerProcess::start(&["-u", "-c", &conf]);
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", server.output());
+    let log = server.output();
+    assert!(log.contains("graceful upgrade (--upgrade) failed"), "{log}");
+    assert!(log.contains("no old process"), "{log}");
+    assert!(server.find_line("ready ").is_none(), "{log}");
 }
 
 /// `-d`: the launching process exits once the daemon is ready; the daemon runs in its own

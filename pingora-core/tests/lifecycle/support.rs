@@ -35,10 +35,15 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Writes the server configuration (with the example's `listen` key) into `dir`.
 pub(crate) fn write_conf(dir: &Path, extra: &str) -> String {
     let path = dir.join("conf.yaml");
+    let retries = if extra.contains("upgrade_sock_connect_accept_max_retries") {
+        ""
+    } else {
+        "upgrade_sock_connect_accept_max_retries: 30\n"
+    };
     let text = format!(
         "---\nversion: 1\nthreads: 2\ngrace_period_seconds: 20\n\
          graceful_shutdown_timeout_seconds: 2\nupgrade_sock: {dir}/upgrade.sock\n\
-         upgrade_sock_connect_accept_max_retries: 30\npid_file: {dir}/server.pid\n\
+         {retries}pid_file: {dir}/server.pid\n\
          error_log: {dir}/error.log\nlisten: [\"127.0.0.1:0\"]\n{extra}",
         dir = dir.display()
     );
