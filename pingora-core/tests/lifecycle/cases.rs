@@ -19,6 +19,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         upgrade_without_old_process_exits_1,
     ),
     ("daemon_detaches_and_logs", daemon_detaches_and_logs),
+    (
+        "daemon_upgrade_like_a_systemd_reload",
+        daemon_upgrade_like_a_systemd_reload,
+    ),
 ];
 
 /// The pause the old process keeps accepting after the hand-over (the server's
@@ -276,24 +280,81 @@ fn daemon_detaches_and_logs() {
     drop(conn);
 
     send_signal(daemon_pid, Signal::SIGTERM);
-    // This test process is a subreaper, so the orphaned daemon is its child now.
+    assert_eq!(wait_daemon_exit(daemon_pid), 0);
+    wait_for_log_line(&error_log, "phase Terminated");
+}
+
+/// The upgrade a systemd `ExecReload` performs: `SIGQUIT` to the running daemon, then a new
+/// daemon started with `-u -d`, whose launcher returns once it is ready.
+fn daemon_upgrade_like_a_systemd_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "daemon_wait_for_ready: true\n");
+    let pid_file = dir.path().join("server.pid");
+    let error_log = dir.path().join("error.log");
+    let read_pid = || -> u32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("a pid in the pid file")
+    };
+
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    assert!(
+        launcher.wait_exit(TIMEOUT).success(),
+        "{}",
+        launcher.output()
+    );
+    let old_pid = read_pid();
+    let (addr, _) = parse_ready(&wait_for_log_line(&error_log, "ready "));
+
+    // Signal first, then start the new process: the old one retries until it can connect.
+    send_signal(old_pid, Signal::SIGQUIT);
+    let mut launcher = ServerProcess::start(&["-u", "-d", "-c", &conf]);
+    assert!(
+        launcher.wait_exit(TIMEOUT).success(),
+        "{}",
+        launcher.output()
+    );
+    let new_pid = read_pid();
+    assert_ne!(new_pid, old_pid);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("server.pid.old")).unwrap(),
+        format!("{old_pid}\n")
+    );
+    let new_ready = wait_for_log_line(&error_log, &format!("ready {addr} pid {new_pid}"));
+    assert_eq!(parse_ready(&new_ready), (addr, new_pid));
+
+    assert_eq!(
+        wait_daemon_exit(old_pid),
+        0,
+        "the old daemon drains and exits"
+    );
+    let mut conn = HttpConn::connect(addr).expect("connect after the upgrade");
+    let (_, body) = conn.get("/").expect("the new daemon answers");
+    assert_eq!(body, format!("hello from pid {new_pid}\n").into_bytes());
+    drop(conn);
+    send_signal(new_pid, Signal::SIGTERM);
+    assert_eq!(wait_daemon_exit(new_pid), 0);
+}
+
+/// Waits for a daemon to exit; returns its exit status.
+fn wait_daemon_exit(pid: u32) -> i32 {
+    let daemon = Pid::from_raw(pid as i32);
+    // This test process is a subreaper, so an orphaned daemon is its child.
     let deadline = Instant::now() + TIMEOUT;
     loop {
         match waitpid(daemon, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                assert_eq!(code, 0);
-                break;
-            }
+            Ok(WaitStatus::Exited(_, code)) => return code,
             Ok(WaitStatus::StillAlive) => {}
             Ok(other) => panic!("the daemon ended with {other:?}"),
             // Not our child (no subreaper support): watch /proc instead.
-            Err(_) if !Path::new(&format!("/proc/{daemon_pid}")).exists() => break,
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return 0,
             Err(_) => {}
         }
-        assert!(Instant::now() < deadline, "the daemon did not exit");
+        assert!(Instant::now() < deadline, "daemon {pid} did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
-    wait_for_log_line(&error_log, "phase Terminated");
 }
 
 /// Waits for a line starting with `prefix` in the file at `path`; returns it.
