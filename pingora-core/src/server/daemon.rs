@@ -116,17 +116,30 @@ pub(crate) fn daemonize(conf: &ServerConf) -> Result<ReadyNotifier> {
                     write
                 }),
             };
-            match set_up_daemon(conf, identity, error_log.as_ref(), &dev_null) {
-                Ok(()) => Ok(notifier),
-                Err(e) => {
-                    // Standard error may already be the error log.
-                    eprintln!("the daemon cannot start: {e}");
-                    tracing::error!("the daemon cannot start: {e}");
-                    std::process::exit(1)
-                }
+            if let Err(e) = set_up_daemon(conf, &identity) {
+                fail(&e, error_log.as_ref());
             }
+            if let Err(e) = redirect_stdio(error_log.as_ref(), &dev_null) {
+                fail(&e, error_log.as_ref());
+            }
+            if let Err(e) = drop_privileges(identity) {
+                // Standard error is the error log by now.
+                fail(&e, None);
+            }
+            Ok(notifier)
         }
     }
+}
+
+/// In the child: reports why the daemon cannot start, on standard error and in `error_log`,
+/// and exits with status 1 (which the parent, if waiting, notices).
+fn fail(e: &Error, error_log: Option<&File>) -> ! {
+    let message = format!("the daemon cannot start: {e}");
+    eprintln!("{message}");
+    if let Some(mut log) = error_log {
+        let _ = writeln!(log, "{message}");
+    }
+    std::process::exit(1)
 }
 
 /// In the parent: waits for the daemon's readiness byte. Returns the exit status.
@@ -164,13 +177,8 @@ fn wait_for_ready(read: OwnedFd, child: unistd::Pid, timeout: Duration) -> i32 {
     }
 }
 
-/// In the child: the steps that make it a daemon.
-fn set_up_daemon(
-    conf: &ServerConf,
-    identity: Identity,
-    error_log: Option<&File>,
-    dev_null: &File,
-) -> Result<()> {
+/// In the child: the steps that make it a daemon, up to the pid file.
+fn set_up_daemon(conf: &ServerConf, identity: &Identity) -> Result<()> {
     unistd::setsid().or_err(ErrorType::InternalError, "setsid() failed")?;
     if let Some(dir) = &conf.working_directory {
         unistd::chdir(dir.as_str()).or_err_with(ErrorType::InternalError, || {
@@ -179,15 +187,16 @@ fn set_up_daemon(
     }
     // Files the daemon creates are not readable by others.
     umask(Mode::from_bits_truncate(0o007));
-    write_pid_file(&conf.pid_file, &identity)?;
+    write_pid_file(&conf.pid_file, identity)
+}
 
+/// Points standard input and output at `/dev/null`, and standard error at the error log (or
+/// `/dev/null`).
+fn redirect_stdio(error_log: Option<&File>, dev_null: &File) -> Result<()> {
     unistd::dup2_stdin(dev_null).or_err(ErrorType::InternalError, "cannot redirect stdin")?;
     unistd::dup2_stdout(dev_null).or_err(ErrorType::InternalError, "cannot redirect stdout")?;
-    let stderr_target = error_log.unwrap_or(dev_null);
-    unistd::dup2_stderr(stderr_target)
-        .or_err(ErrorType::InternalError, "cannot redirect stderr")?;
-
-    drop_privileges(identity)
+    unistd::dup2_stderr(error_log.unwrap_or(dev_null))
+        .or_err(ErrorType::InternalError, "cannot redirect stderr")
 }
 
 /// Writes this process's id to `path`, first renaming an existing file to `<path>.old` (the

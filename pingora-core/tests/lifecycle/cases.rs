@@ -20,6 +20,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     ),
     ("daemon_detaches_and_logs", daemon_detaches_and_logs),
     (
+        "daemon_set_up_failure_is_reported",
+        daemon_set_up_failure_is_reported,
+    ),
+    (
         "daemon_upgrade_like_a_systemd_reload",
         daemon_upgrade_like_a_systemd_reload,
     ),
@@ -282,6 +286,30 @@ fn daemon_detaches_and_logs() {
     send_signal(daemon_pid, Signal::SIGTERM);
     assert_eq!(wait_daemon_exit(daemon_pid), 0);
     wait_for_log_line(&error_log, "phase Terminated");
+}
+
+/// A daemon that cannot set itself up after forking (here, a missing working directory) says
+/// why on the terminal and in the error log, and its waiting parent exits with status 1.
+fn daemon_set_up_failure_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let conf = write_conf(
+        dir.path(),
+        &format!(
+            "daemon_wait_for_ready: true\nworking_directory: {}\n",
+            missing.display()
+        ),
+    );
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    assert_eq!(launcher.wait_exit(TIMEOUT).code(), Some(1));
+    launcher.wait_line("the daemon (pid ");
+    let reason = format!(
+        "cannot change to the working directory {}",
+        missing.display()
+    );
+    let logged = std::fs::read_to_string(dir.path().join("error.log")).unwrap();
+    assert!(logged.contains(&reason), "{logged}");
+    assert!(launcher.output().contains(&reason), "{}", launcher.output());
 }
 
 /// The upgrade a systemd `ExecReload` performs: `SIGQUIT` to the running daemon, then a new
