@@ -10,7 +10,7 @@ use pingora_error::Result;
 use tokio::sync::broadcast;
 
 use super::configuration::{Opt, ServerConf};
-use super::transfer_fd::{Fds, TransferRetry};
+use super::transfer_fd::{Fds, TransferRetry, TrustedPeers};
 use super::{ExecutionPhase, ListenFds, ShutdownWatch};
 use crate::services::background::BackgroundService;
 use crate::services::ServiceReadyNotifier;
@@ -83,8 +83,19 @@ impl Bootstrap {
         let mut fds = Fds::new();
         if self.upgrade {
             let retry = TransferRetry::new(self.conf.upgrade_sock_connect_accept_max_retries);
+            // An old daemon may run as the configured user.
+            let user_uid = self
+                .conf
+                .user
+                .as_deref()
+                .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
+                .map(|user| user.uid.as_raw());
             let count = fds
-                .get_from_sock_with(Path::new(&self.conf.upgrade_sock), retry)
+                .get_from_sock_with(
+                    Path::new(&self.conf.upgrade_sock),
+                    retry,
+                    &TrustedPeers::new(user_uid),
+                )
                 .map_err(|e| e.more_context("graceful upgrade (--upgrade) failed"))?;
             tracing::info!("took over {count} listening sockets from the old process");
         }

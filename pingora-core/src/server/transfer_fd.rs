@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{
+    getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
+};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 
 /// The most sockets one hand-over carries: the kernel's limit on descriptors in one
@@ -49,6 +51,27 @@ impl TransferRetry {
     }
 }
 
+/// The users whose processes may hand sockets over: root, the user of this process and,
+/// when a daemon switches users, the configured `user` (an old daemon runs as that user while
+/// the new process may be started as root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrustedPeers {
+    uids: Vec<u32>,
+}
+
+impl TrustedPeers {
+    /// Root, this process's effective user, and `extra`.
+    pub(crate) fn new(extra: Option<u32>) -> Self {
+        let mut uids = vec![0, nix::unistd::geteuid().as_raw()];
+        uids.extend(extra);
+        TrustedPeers { uids }
+    }
+
+    fn allows(&self, uid: u32) -> bool {
+        self.uids.contains(&uid)
+    }
+}
+
 /// Listening sockets by listen address (such as `0.0.0.0:80` or a Unix socket path).
 ///
 /// The table records the sockets the services bind ([`Fds::add`]); it does not own them, the
@@ -67,6 +90,8 @@ impl TransferRetry {
 ///    way while nobody listens yet) and sends **one** message: the listen addresses, separated
 ///    by spaces, as the payload, and the listening sockets, in the same order, as `SCM_RIGHTS`
 ///    ancillary data (at most 253, the kernel's limit). It then closes its writing side.
+///    The new process only accepts a connection from a process of root, of its own user, or
+///    of the configured `user`; others are refused and it goes on waiting.
 /// 3. The new process reads the payload to its end, checks that there are as many addresses as
 ///    sockets, keeps the sockets, and answers with one byte to confirm. The old process waits
 ///    for that byte: only a confirmed hand-over lets it stop serving.
@@ -150,8 +175,12 @@ impl Fds {
     /// If `path` cannot be bound, if no old process connects in time, or if its message is
     /// malformed.
     pub fn get_from_sock<P: AsRef<Path> + ?Sized>(&mut self, path: &P) -> Result<()> {
-        self.get_from_sock_with(path.as_ref(), TransferRetry::new(None))
-            .map(|_| ())
+        self.get_from_sock_with(
+            path.as_ref(),
+            TransferRetry::new(None),
+            &TrustedPeers::new(None),
+        )
+        .map(|_| ())
     }
 
     /// [`send_to_sock`](Self::send_to_sock) with the given retries.
@@ -199,15 +228,16 @@ impl Fds {
         }
     }
 
-    /// [`get_from_sock`](Self::get_from_sock) with the given retries. Returns how many
-    /// sockets were received.
+    /// [`get_from_sock`](Self::get_from_sock) with the given retries, accepting the sockets
+    /// only from a process of a `trusted` user. Returns how many sockets were received.
     pub(crate) fn get_from_sock_with(
         &mut self,
         path: &Path,
         retry: TransferRetry,
+        trusted: &TrustedPeers,
     ) -> Result<usize> {
         let listener = bind_upgrade_sock(path)?;
-        let accepted = accept_with_retry(&listener, path, retry);
+        let accepted = accept_with_retry(&listener, path, retry, trusted);
         // The socket file has served its purpose either way; a stale one would only mislead
         // the next old process into connecting to nobody.
         let _ = std::fs::remove_file(path);
@@ -334,25 +364,25 @@ fn bind_upgrade_sock(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Waits for the old process to connect, for `retry.attempts` intervals.
+/// Waits for the old process to connect, for `retry.attempts` intervals. Connections from
+/// untrusted users are refused.
 fn accept_with_retry(
     listener: &UnixListener,
     path: &Path,
     retry: TransferRetry,
+    trusted: &TrustedPeers,
 ) -> Result<UnixStream> {
     tracing::info!(
         "waiting on {} for the old process to hand its listening sockets over",
         path.display()
     );
-    for attempt in 1..=retry.attempts {
+    for attempt in 0..=retry.attempts {
+        // The extra turn takes a connection that arrived during the final wait.
         match listener.accept() {
             Ok((stream, _)) => {
-                stream.set_nonblocking(false).or_err(
-                    ErrorType::AcceptError,
-                    "cannot make the upgrade connection blocking",
-                )?;
-                set_timeouts(&stream)?;
-                return Ok(stream);
+                if let Some(stream) = check_peer(stream, trusted)? {
+                    return Ok(stream);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -364,23 +394,17 @@ fn accept_with_retry(
                 )
             }
         }
-        if attempt < retry.attempts {
+        if attempt == retry.attempts {
+            break;
+        }
+        if attempt > 0 {
             tracing::info!(
-                "no old process connected to {} yet (attempt {attempt} of {})",
+                "no old process connected to {} yet (waited {attempt} of {} intervals)",
                 path.display(),
                 retry.attempts
             );
         }
         wait_readable(listener.as_fd(), retry.interval);
-    }
-    // One last look: a connection may have arrived during the final wait.
-    if let Ok((stream, _)) = listener.accept() {
-        stream.set_nonblocking(false).or_err(
-            ErrorType::AcceptError,
-            "cannot make the upgrade connection blocking",
-        )?;
-        set_timeouts(&stream)?;
-        return Ok(stream);
     }
     Error::e_explain(
         ErrorType::AcceptError,
@@ -392,6 +416,30 @@ fn accept_with_retry(
             retry.interval * retry.attempts as u32
         ),
     )
+}
+
+/// Returns the connection ready to use if its peer is trusted, `None` (the connection is
+/// dropped) if not.
+fn check_peer(stream: UnixStream, trusted: &TrustedPeers) -> Result<Option<UnixStream>> {
+    let creds = getsockopt(&stream, sockopt::PeerCredentials).or_err(
+        ErrorType::AcceptError,
+        "cannot read the credentials of the upgrade connection",
+    )?;
+    if !trusted.allows(creds.uid()) {
+        tracing::warn!(
+            "refused a hand-over from process {} of user id {}: only root, this process's \
+             user and the configured user may hand sockets over",
+            creds.pid(),
+            creds.uid()
+        );
+        return Ok(None);
+    }
+    stream.set_nonblocking(false).or_err(
+        ErrorType::AcceptError,
+        "cannot make the upgrade connection blocking",
+    )?;
+    set_timeouts(&stream)?;
+    Ok(Some(stream))
 }
 
 /// Waits until `fd` is readable or `timeout` passes.

@@ -207,10 +207,7 @@ fn daemon_detaches_and_logs() {
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     // As root, also switch to an unprivileged user.
-    let drop_to = nix::unistd::Uid::current()
-        .is_root()
-        .then(|| nix::unistd::User::from_name("nobody").ok().flatten())
-        .flatten();
+    let drop_to = nobody_if_root();
     let user_line = drop_to
         .as_ref()
         .map(|u| format!("user: {}\n", u.name))
@@ -254,16 +251,7 @@ fn daemon_detaches_and_logs() {
     );
 
     if let Some(user) = &drop_to {
-        let status = std::fs::read_to_string(format!("/proc/{daemon_pid}/status")).unwrap();
-        let uids = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .expect("a Uid line");
-        let expected = user.uid.to_string();
-        assert!(
-            uids.split_whitespace().skip(1).all(|id| id == expected),
-            "{uids}"
-        );
+        assert_runs_as(daemon_pid, user);
         use std::os::unix::fs::MetadataExt;
         assert_eq!(
             std::fs::metadata(&pid_file).unwrap().uid(),
@@ -316,7 +304,22 @@ fn daemon_set_up_failure_is_reported() {
 /// daemon started with `-u -d`, whose launcher returns once it is ready.
 fn daemon_upgrade_like_a_systemd_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = write_conf(dir.path(), "daemon_wait_for_ready: true\n");
+    // As root, the daemons switch to an unprivileged user, as a hardened unit would: the old
+    // daemon then connects to the upgrade socket as that user, the new process as root.
+    let drop_to = nobody_if_root();
+    let user_line = match &drop_to {
+        Some(user) => {
+            use std::os::unix::fs::PermissionsExt;
+            let search_only = std::fs::Permissions::from_mode(0o711);
+            std::fs::set_permissions(dir.path(), search_only).unwrap();
+            format!("user: {}\n", user.name)
+        }
+        None => String::new(),
+    };
+    let conf = write_conf(
+        dir.path(),
+        &format!("daemon_wait_for_ready: true\n{user_line}"),
+    );
     let pid_file = dir.path().join("server.pid");
     let error_log = dir.path().join("error.log");
     let read_pid = || -> u32 {
@@ -334,6 +337,9 @@ fn daemon_upgrade_like_a_systemd_reload() {
         launcher.output()
     );
     let old_pid = read_pid();
+    if let Some(user) = &drop_to {
+        assert_runs_as(old_pid, user);
+    }
     let (addr, _) = parse_ready(&wait_for_log_line(&error_log, "ready "));
 
     // Signal first, then start the new process: the old one retries until it can connect.
@@ -364,6 +370,28 @@ fn daemon_upgrade_like_a_systemd_reload() {
     drop(conn);
     send_signal(new_pid, Signal::SIGTERM);
     assert_eq!(wait_daemon_exit(new_pid), 0);
+}
+
+/// Checks that process `pid` runs as `user` (real, effective, saved and file-system ids).
+fn assert_runs_as(pid: u32, user: &nix::unistd::User) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid line");
+    let expected = user.uid.to_string();
+    assert!(
+        uids.split_whitespace().skip(1).all(|id| id == expected),
+        "{uids}"
+    );
+}
+
+/// The `nobody` user when the tests run as root (and it exists).
+fn nobody_if_root() -> Option<nix::unistd::User> {
+    if !nix::unistd::Uid::current().is_root() {
+        return None;
+    }
+    nix::unistd::User::from_name("nobody").ok().flatten()
 }
 
 /// Waits for a daemon to exit; returns its exit status.

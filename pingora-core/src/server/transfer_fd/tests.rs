@@ -54,7 +54,9 @@ fn sockets_are_handed_over_and_keep_their_queue() {
     let receiver_path = path.clone();
     let receiver = thread::spawn(move || {
         let mut new = Fds::new();
-        let count = new.get_from_sock_with(&receiver_path, quick(100)).unwrap();
+        let count = new
+            .get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None))
+            .unwrap();
         (new, count)
     });
     let sent = old.send_to_sock_with(&path, quick(100)).unwrap();
@@ -113,7 +115,9 @@ fn receiving_without_an_old_process_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("upgrade.sock");
     let mut fds = Fds::new();
-    let err = fds.get_from_sock_with(&path, quick(2)).unwrap_err();
+    let err = fds
+        .get_from_sock_with(&path, quick(2), &TrustedPeers::new(None))
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("no old process"), "{text}");
     assert!(text.contains("SIGQUIT"), "{text}");
@@ -121,7 +125,9 @@ fn receiving_without_an_old_process_fails_clearly() {
     assert!(fds.is_empty());
 
     let missing_dir = dir.path().join("missing/upgrade.sock");
-    let err = fds.get_from_sock_with(&missing_dir, quick(1)).unwrap_err();
+    let err = fds
+        .get_from_sock_with(&missing_dir, quick(1), &TrustedPeers::new(None))
+        .unwrap_err();
     assert!(err.to_string().contains("directory exist"), "{err}");
 }
 
@@ -132,7 +138,7 @@ fn a_malformed_message_is_refused_and_not_confirmed() {
     let receiver_path = path.clone();
     let receiver = thread::spawn(move || {
         let mut new = Fds::new();
-        let result = new.get_from_sock_with(&receiver_path, quick(100));
+        let result = new.get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None));
         (result.map_err(|e| e.to_string()), new.len())
     });
     // Two addresses but one socket.
@@ -167,4 +173,25 @@ fn an_unconfirmed_hand_over_is_an_error() {
     let (payload, count) = peer.join().unwrap();
     assert_eq!(payload, b"127.0.0.1:0");
     assert_eq!(count, 1);
+}
+
+#[test]
+fn only_trusted_users_may_hand_sockets_over() {
+    let me = nix::unistd::geteuid().as_raw();
+    let trusted = TrustedPeers::new(Some(4242));
+    assert!(trusted.allows(0));
+    assert!(trusted.allows(me));
+    assert!(trusted.allows(4242));
+    assert!(!trusted.allows(4243) || me == 4243);
+
+    // A peer of an untrusted user is refused, and the receiver keeps waiting.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upgrade.sock");
+    let listener = bind_upgrade_sock(&path).unwrap();
+    let _client = UnixStream::connect(&path).unwrap();
+    let nobody = TrustedPeers {
+        uids: vec![u32::MAX - 1],
+    };
+    let err = accept_with_retry(&listener, &path, quick(1), &nobody).unwrap_err();
+    assert!(err.to_string().contains("no old process"), "{err}");
 }
