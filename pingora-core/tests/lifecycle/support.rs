@@ -57,6 +57,8 @@ pub(crate) fn write_conf(dir: &Path, extra: &str) -> String {
 pub(crate) struct ServerProcess {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Set once standard error is read to its end.
+    eof: Arc<AtomicBool>,
 }
 
 impl ServerProcess {
@@ -75,13 +77,16 @@ impl ServerProcess {
         let stderr = child.stderr.take().expect("piped stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
+        let eof = Arc::new(AtomicBool::new(false));
+        let reached_eof = Arc::clone(&eof);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
             }
+            reached_eof.store(true, Ordering::SeqCst);
         });
-        ServerProcess { child, lines }
+        ServerProcess { child, lines, eof }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -126,6 +131,12 @@ impl ServerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the last lines it printed be read. A daemon it forked does not hold the
+                // pipe (its standard error goes elsewhere), so the end comes promptly.
+                let read_by = Instant::now() + Duration::from_secs(10);
+                while !self.eof.load(Ordering::SeqCst) && Instant::now() < read_by {
+                    thread::sleep(POLL);
+                }
                 return status;
             }
             assert!(
