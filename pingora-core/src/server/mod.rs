@@ -502,9 +502,16 @@ impl Server {
             ));
         let path = std::path::PathBuf::from(&self.configuration.upgrade_sock);
         let retry = TransferRetry::new(self.configuration.upgrade_sock_connect_accept_max_retries);
-        // Connecting retries with blocking sleeps: keep them off the runtime.
-        let sent =
-            tokio::task::spawn_blocking(move || fds.lock().send_to_sock_with(&path, retry)).await;
+        // Taken under the lock, sent without it: sending may wait for seconds.
+        let (binds, raw_fds) = fds.lock().sendable();
+        // Connecting retries with blocking sleeps: keep them off the runtime. The table
+        // travels along, keeping the sockets it owns open until they are sent.
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = transfer_fd::send_listeners(&path, &binds, &raw_fds, retry);
+            drop(fds);
+            sent
+        })
+        .await;
         match sent {
             Ok(Ok(count)) => {
                 tracing::info!(

@@ -186,46 +186,7 @@ impl Fds {
     /// [`send_to_sock`](Self::send_to_sock) with the given retries.
     pub(crate) fn send_to_sock_with(&self, path: &Path, retry: TransferRetry) -> Result<usize> {
         let (binds, fds) = self.sendable();
-        if fds.len() > MAX_FDS {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!(
-                    "cannot hand over {} listening sockets: at most {MAX_FDS} fit in one message",
-                    fds.len()
-                ),
-            );
-        }
-        if fds.is_empty() {
-            return Ok(0);
-        }
-        let stream = connect_with_retry(path, retry)?;
-        let payload = binds.join(" ");
-        send_all(&stream, payload.as_bytes(), &fds).or_err_with(ErrorType::WriteError, || {
-            format!("cannot send the listening sockets over {}", path.display())
-        })?;
-        // The end of the payload tells the new process the message is complete.
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        let mut ack = [0u8; 1];
-        match (&stream).read(&mut ack) {
-            Ok(1) if ack[0] == ACK => Ok(fds.len()),
-            Ok(_) => Error::e_explain(
-                ErrorType::ReadError,
-                format!(
-                    "the new process on {} closed the connection without confirming it took \
-                     the listening sockets over (see its log)",
-                    path.display()
-                ),
-            ),
-            Err(e) => Error::e_because(
-                ErrorType::ReadError,
-                format!(
-                    "no confirmation from the new process on {} that it took the listening \
-                     sockets over",
-                    path.display()
-                ),
-                e,
-            ),
-        }
+        send_listeners(path, &binds, &fds, retry)
     }
 
     /// [`get_from_sock`](Self::get_from_sock) with the given retries, accepting the sockets
@@ -275,7 +236,7 @@ impl Fds {
 
     /// The entries to hand over: the recorded sockets and the received ones nobody took, minus
     /// addresses the space-separated payload cannot carry.
-    fn sendable(&self) -> (Vec<String>, Vec<RawFd>) {
+    pub(crate) fn sendable(&self) -> (Vec<String>, Vec<RawFd>) {
         self.map
             .iter()
             .map(|(bind, fd)| (bind, *fd))
@@ -296,6 +257,56 @@ impl Fds {
             })
             .map(|(bind, fd)| (bind.clone(), fd))
             .unzip()
+    }
+}
+
+/// Sends the sockets `fds`, listening on `binds`, to the new process on the Unix socket
+/// `path` (see [`Fds`]), and waits for its confirmation. The sockets must stay open meanwhile.
+pub(crate) fn send_listeners(
+    path: &Path,
+    binds: &[String],
+    fds: &[RawFd],
+    retry: TransferRetry,
+) -> Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Error::e_explain(
+            ErrorType::InternalError,
+            format!(
+                "cannot hand over {} listening sockets: at most {MAX_FDS} fit in one message",
+                fds.len()
+            ),
+        );
+    }
+    if fds.is_empty() {
+        return Ok(0);
+    }
+    let stream = connect_with_retry(path, retry)?;
+    let payload = binds.join(" ");
+    send_all(&stream, payload.as_bytes(), fds).or_err_with(ErrorType::WriteError, || {
+        format!("cannot send the listening sockets over {}", path.display())
+    })?;
+    // The end of the payload tells the new process the message is complete.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut ack = [0u8; 1];
+    match (&stream).read(&mut ack) {
+        Ok(1) if ack[0] == ACK => Ok(fds.len()),
+        Ok(_) => Error::e_explain(
+            ErrorType::ReadError,
+            format!(
+                "the new process on {} closed the connection without confirming it took the \
+                 listening sockets over (see its log)",
+                path.display()
+            ),
+        ),
+        Err(e) => Error::e_because(
+            ErrorType::ReadError,
+            format!(
+                "no confirmation from the new process on {} that it took the listening \
+                 sockets over",
+                path.display()
+            ),
+            e,
+        ),
     }
 }
 
