@@ -349,6 +349,8 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
 fn fast_shutdown_cuts_the_upgrade_overlap_short() {
     let rt = client_runtime();
     let mut upgrade = start_upgrade(&rt);
+    // The new server, once running (it has no services, so it is ready at once), confirms.
+    let new = RunningServer::start(upgrade.new);
     rt.block_on(upgrade.old.wait_phase("GracefulUpgradeCloseTimeout"));
     let signalled = Instant::now();
     upgrade.old.signal(ShutdownSignal::FastShutdown);
@@ -365,6 +367,36 @@ fn fast_shutdown_cuts_the_upgrade_overlap_short() {
         TcpStream::connect(upgrade.addr).await.unwrap();
     });
     drop(upgrade.early_client);
+    new.signal(ShutdownSignal::FastShutdown);
+    new.join();
+}
+
+#[test]
+fn new_server_failing_before_it_serves_leaves_the_old_one_serving() {
+    let rt = client_runtime();
+    let Upgrade {
+        mut old,
+        old_stats,
+        mut early_client,
+        addr,
+        new,
+        _dir,
+    } = start_upgrade(&rt);
+    // The new server took the sockets but stops before serving: it never confirms.
+    drop(new);
+    rt.block_on(async {
+        old.wait_phase("GracefulUpgradeTransferringFds").await;
+        // Still serving its connections, and accepting new ones.
+        echo_round_trip(&mut early_client, b"still here").await;
+        let mut fresh = TcpStream::connect(addr).await.unwrap();
+        echo_round_trip(&mut fresh, b"still accepting").await;
+    });
+    old.signal(ShutdownSignal::GracefulTerminate);
+    drop(early_client);
+    let rest = old.join();
+    assert!(!rest.contains(&"GracefulUpgradeCloseTimeout"), "{rest:?}");
+    assert_eq!(rest.last(), Some(&"Terminated"));
+    assert_eq!(old_stats.cleanups.load(Ordering::SeqCst), 1);
 }
 
 #[test]

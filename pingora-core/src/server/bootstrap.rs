@@ -10,7 +10,7 @@ use pingora_error::Result;
 use tokio::sync::broadcast;
 
 use super::configuration::{Opt, ServerConf};
-use super::transfer_fd::{Fds, TransferRetry, TrustedPeers};
+use super::transfer_fd::{Fds, PendingAck, TransferRetry, TrustedPeers};
 use super::{ExecutionPhase, ListenFds, ShutdownWatch};
 use crate::services::background::BackgroundService;
 use crate::services::ServiceReadyNotifier;
@@ -34,6 +34,8 @@ pub(crate) struct Bootstrap {
     conf: Arc<ServerConf>,
     execution_phase_watch: broadcast::Sender<ExecutionPhase>,
     listen_fds: Option<ListenFds>,
+    /// After taking the sockets over, the confirmation owed to the old process.
+    upgrade_ack: Option<PendingAck>,
 }
 
 /// A background service that bootstraps the server, so that other services can depend on it.
@@ -57,6 +59,7 @@ impl Bootstrap {
             conf: Arc::clone(conf),
             execution_phase_watch: execution_phase_watch.clone(),
             listen_fds: None,
+            upgrade_ack: None,
         }
     }
 
@@ -90,13 +93,15 @@ impl Bootstrap {
                 .as_deref()
                 .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
                 .map(|user| user.uid.as_raw());
-            let count = fds
+            let (count, ack) = fds
                 .get_from_sock_with(
                     Path::new(&self.conf.upgrade_sock),
                     retry,
                     &TrustedPeers::new(user_uid),
                 )
                 .map_err(|e| e.more_context("graceful upgrade (--upgrade) failed"))?;
+            // Sent by the server once its services serve on the sockets.
+            self.upgrade_ack = Some(ack);
             tracing::info!("took over {count} listening sockets from the old process");
         }
         self.listen_fds = Some(Arc::new(Mutex::new(fds)));
@@ -120,6 +125,12 @@ impl Bootstrap {
                 std::process::exit(1);
             }
         }
+    }
+
+    /// The confirmation owed to the old process after a hand-over, to send once the services
+    /// serve on the sockets.
+    pub(crate) fn take_upgrade_ack(&mut self) -> Option<PendingAck> {
+        self.upgrade_ack.take()
     }
 
     /// The table of listening sockets, once bootstrapped.

@@ -22,10 +22,11 @@
 //!   service has finished, for at most `grace_period_seconds` (300), then gives the runtimes
 //!   `graceful_shutdown_timeout_seconds` (5) to stop.
 //! * `SIGQUIT` ([`ShutdownSignal::GracefulUpgrade`]): the listening sockets are handed to a new
-//!   process started with `--upgrade` (see [`Fds`] for the protocol over `upgrade_sock`); after
-//!   a pause of five seconds for the new process to start accepting, the server shuts down
-//!   gracefully as for `SIGTERM`. If the hand-over fails (no new process, or it does not
-//!   confirm), the server logs why and **keeps serving**, waiting for the next signal.
+//!   process started with `--upgrade` (see [`Fds`] for the protocol over `upgrade_sock`). Once
+//!   the new process confirms that its services are ready, and five more seconds during which
+//!   both accept, the server shuts down gracefully as for `SIGTERM`. If the hand-over fails
+//!   (no new process, or it exits before confirming), the server logs why and **keeps
+//!   serving**, waiting for the next signal.
 //!
 //! Each step is announced on the [`ExecutionPhase`] broadcast
 //! ([`Server::watch_execution_phase`]).
@@ -345,16 +346,23 @@ impl Server {
         drop(done_tx);
 
         let server_runtime = Runtime::new_steal(1, "Server");
-        if let Some(mut notifier) = ready_notifier {
-            let watches = self.dependencies.lock().ready_watches();
-            server_runtime.get_handle().spawn(async move {
-                for mut watch in watches {
-                    // A service whose notifier is gone counts as ready.
-                    let _ = watch.wait_for(|ready| *ready).await;
-                }
+        // Once every service is ready: confirm a hand-over to the old process, and tell the
+        // parent of a daemon.
+        let watches = self.dependencies.lock().ready_watches();
+        let bootstrap = Arc::clone(&self.bootstrap);
+        server_runtime.get_handle().spawn(async move {
+            for mut watch in watches {
+                // A service whose notifier is gone counts as ready.
+                let _ = watch.wait_for(|ready| *ready).await;
+            }
+            let ack = bootstrap.lock().take_upgrade_ack();
+            if let Some(ack) = ack {
+                ack.confirm();
+            }
+            if let Some(mut notifier) = ready_notifier {
                 notifier.notify();
-            });
-        }
+            }
+        });
         let shutdown_type = server_runtime
             .get_handle()
             .block_on(self.main_loop(run_args));

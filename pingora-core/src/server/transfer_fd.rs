@@ -29,8 +29,12 @@ pub(crate) const MAX_FDS: usize = 253;
 const MAX_PAYLOAD: usize = 64 * 1024;
 /// How long one read or write on a connected upgrade socket may block.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The byte the new process answers with once it holds the sockets.
+/// The byte the new process answers with once it serves on the sockets.
 const ACK: u8 = b'1';
+/// How long the old process waits for that answer. A new process that dies first closes the
+/// connection sooner, which the old one takes as a failed upgrade; one still starting after
+/// this long is trusted to finish.
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often connecting to or accepting on the upgrade socket is tried, and how far apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,24 @@ impl TrustedPeers {
     }
 }
 
+/// The new process's confirmation of a hand-over, not sent yet: it is sent once the new
+/// process serves on the sockets. Dropping it unsent closes the connection, which tells the
+/// old process that the upgrade failed, so that it keeps serving.
+#[derive(Debug)]
+pub(crate) struct PendingAck {
+    stream: UnixStream,
+}
+
+impl PendingAck {
+    /// Tells the old process it can stop.
+    pub(crate) fn confirm(self) {
+        match (&self.stream).write_all(&[ACK]) {
+            Ok(()) => tracing::info!("told the old process that the sockets are taken over"),
+            Err(e) => tracing::warn!("cannot confirm the hand-over to the old process: {e}"),
+        }
+    }
+}
+
 /// Listening sockets by listen address (such as `0.0.0.0:80` or a Unix socket path).
 ///
 /// The table records the sockets the services bind ([`Fds::add`]); it does not own them, the
@@ -93,8 +115,11 @@ impl TrustedPeers {
 ///    The new process only accepts a connection from a process of root, of its own user, or
 ///    of the configured `user`; others are refused and it goes on waiting.
 /// 3. The new process reads the payload to its end, checks that there are as many addresses as
-///    sockets, keeps the sockets, and answers with one byte to confirm. The old process waits
-///    for that byte: only a confirmed hand-over lets it stop serving.
+///    sockets and keeps the sockets. Once its services serve on them (a server answers when
+///    all its services are ready), it answers with one byte. The old process waits for that
+///    byte (for a minute at most): if the new process closes the connection instead, because
+///    it failed or exited while starting, the upgrade has failed and the old process goes on
+///    serving.
 ///
 /// The kernel duplicates the sockets into the new process, so both processes accept on the
 /// same sockets until the old one stops; connections waiting in a socket's queue stay there
@@ -175,12 +200,13 @@ impl Fds {
     /// If `path` cannot be bound, if no old process connects in time, or if its message is
     /// malformed.
     pub fn get_from_sock<P: AsRef<Path> + ?Sized>(&mut self, path: &P) -> Result<()> {
-        self.get_from_sock_with(
+        let (_, ack) = self.get_from_sock_with(
             path.as_ref(),
             TransferRetry::new(None),
             &TrustedPeers::new(None),
-        )
-        .map(|_| ())
+        )?;
+        ack.confirm();
+        Ok(())
     }
 
     /// [`send_to_sock`](Self::send_to_sock) with the given retries.
@@ -190,13 +216,14 @@ impl Fds {
     }
 
     /// [`get_from_sock`](Self::get_from_sock) with the given retries, accepting the sockets
-    /// only from a process of a `trusted` user. Returns how many sockets were received.
+    /// only from a process of a `trusted` user. Returns how many sockets were received, and the
+    /// confirmation to send the old process once they are in use.
     pub(crate) fn get_from_sock_with(
         &mut self,
         path: &Path,
         retry: TransferRetry,
         trusted: &TrustedPeers,
-    ) -> Result<usize> {
+    ) -> Result<(usize, PendingAck)> {
         let listener = bind_upgrade_sock(path)?;
         let accepted = accept_with_retry(&listener, path, retry, trusted);
         // The socket file has served its purpose either way; a stale one would only mislead
@@ -228,10 +255,7 @@ impl Fds {
         for (bind, fd) in binds.into_iter().zip(fds) {
             self.received.insert(bind.to_string(), fd);
         }
-        if let Err(e) = (&stream).write_all(&[ACK]) {
-            tracing::warn!("cannot confirm the hand-over to the old process: {e}");
-        }
-        Ok(count)
+        Ok((count, PendingAck { stream }))
     }
 
     /// The entries to hand over: the recorded sockets and the received ones nobody took, minus
@@ -287,9 +311,24 @@ pub(crate) fn send_listeners(
     })?;
     // The end of the payload tells the new process the message is complete.
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(ACK_TIMEOUT));
     let mut ack = [0u8; 1];
     match (&stream).read(&mut ack) {
         Ok(1) if ack[0] == ACK => Ok(fds.len()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            // Alive, holding the sockets, but slow to start: it is the one serving now.
+            tracing::warn!(
+                "the new process on {} has not confirmed within {ACK_TIMEOUT:?}; handing over \
+                 anyway",
+                path.display()
+            );
+            Ok(fds.len())
+        }
         Ok(_) => Error::e_explain(
             ErrorType::ReadError,
             format!(

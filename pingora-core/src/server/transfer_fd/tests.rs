@@ -54,9 +54,11 @@ fn sockets_are_handed_over_and_keep_their_queue() {
     let receiver_path = path.clone();
     let receiver = thread::spawn(move || {
         let mut new = Fds::new();
-        let count = new
+        let (count, ack) = new
             .get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None))
             .unwrap();
+        // The new process confirms once it uses the sockets.
+        ack.confirm();
         (new, count)
     });
     let sent = old.send_to_sock_with(&path, quick(100)).unwrap();
@@ -138,7 +140,9 @@ fn a_malformed_message_is_refused_and_not_confirmed() {
     let receiver_path = path.clone();
     let receiver = thread::spawn(move || {
         let mut new = Fds::new();
-        let result = new.get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None));
+        let result = new
+            .get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None))
+            .map(|(count, _)| count);
         (result.map_err(|e| e.to_string()), new.len())
     });
     // Two addresses but one socket.
@@ -194,4 +198,26 @@ fn only_trusted_users_may_hand_sockets_over() {
     };
     let err = accept_with_retry(&listener, &path, quick(1), &nobody).unwrap_err();
     assert!(err.to_string().contains("no old process"), "{err}");
+}
+
+#[test]
+fn a_new_process_that_gives_up_before_confirming_fails_the_hand_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upgrade.sock");
+    let receiver_path = path.clone();
+    // The new process receives the sockets, then fails to start: its confirmation is dropped.
+    let receiver = thread::spawn(move || {
+        let mut new = Fds::new();
+        let (count, ack) = new
+            .get_from_sock_with(&receiver_path, quick(100), &TrustedPeers::new(None))
+            .unwrap();
+        drop(ack);
+        count
+    });
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut old = Fds::new();
+    old.add("127.0.0.1:0".into(), tcp.as_raw_fd());
+    let err = old.send_to_sock_with(&path, quick(100)).unwrap_err();
+    assert!(err.to_string().contains("without confirming"), "{err}");
+    assert_eq!(receiver.join().unwrap(), 1);
 }
