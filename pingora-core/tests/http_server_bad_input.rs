@@ -970,6 +970,28 @@ async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
 }
 
 #[tokio::test]
+async fn request_sent_just_after_shutdown_on_an_idle_connection_is_served_and_closes_it() {
+    let (server, _events) = TestServer::echo(None).await;
+    let mut conn = server.connect().await;
+    conn.send(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(
+        conn.response().await.header("Connection"),
+        Some("keep-alive")
+    );
+    // The client had been told it may reuse the connection and sends its next request a
+    // moment after the shutdown started: the request is answered, with the connection closed
+    // after it, rather than lost to a connection closed under it.
+    server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.send(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let resp = conn.response().await;
+    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.header("Connection"), Some("close"));
+    conn.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn full_server_graceful_terminate_closes_idle_keepalive_connections() {
     let conf = ServerConf {
         grace_period_seconds: Some(60),

@@ -123,37 +123,50 @@ impl ReusedHttpStream {
 /// How long an idle HTTP/1 connection waits for its next request, in seconds.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
 
+/// How long an idle HTTP/1 connection still waits for a request once a graceful shutdown has
+/// started. A client that got a keep-alive response just before the shutdown may already be
+/// sending its next request; that request is served (with `Connection: close`) rather than
+/// lost to a connection closed under it.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
 /// Waits for the first bytes of the next request on an idle connection.
 ///
 /// Gives up (`None`, the connection is closed quietly) when the client closes it, after `idle`
-/// seconds of silence, or as soon as a graceful shutdown starts, so that idle keepalive
-/// connections never hold a shutdown up.
+/// seconds of silence, or [`SHUTDOWN_LINGER`] after a graceful shutdown starts, so that idle
+/// keepalive connections never hold a shutdown up.
 async fn wait_for_request(
     stream: &mut Stream,
     idle: u64,
     shutdown: &mut ShutdownWatch,
 ) -> Option<BytesMut> {
     let mut buf = BytesMut::with_capacity(FIRST_READ_CAPACITY);
-    if *shutdown.borrow() {
-        return None;
-    }
-    let read = stream.read_buf(&mut buf);
-    let stop = async {
-        // An error means the server is gone: stop as well.
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
-    };
-    tokio::select! {
-        // Bytes already waiting win over a shutdown that starts at the same time.
-        biased;
-        read = pingora_timeout::timeout(Duration::from_secs(idle), read) => match read {
-            Ok(Ok(n)) if n > 0 => Some(buf),
-            _ => None,
-        },
-        _ = stop => {
-            debug!("graceful shutdown: closing an idle connection");
+    let got_bytes = {
+        let read = stream.read_buf(&mut buf);
+        tokio::pin!(read);
+        let before_shutdown = if *shutdown.borrow() {
             None
-        }
-    }
+        } else {
+            let stop = async {
+                // An error means the server is gone: stop as well.
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            };
+            tokio::select! {
+                // Bytes already waiting win over a shutdown that starts at the same time.
+                biased;
+                read = pingora_timeout::timeout(Duration::from_secs(idle), &mut read) => Some(read),
+                _ = stop => None,
+            }
+        };
+        let read = match before_shutdown {
+            Some(read) => read,
+            None => {
+                debug!("graceful shutdown: closing an idle connection unless a request comes");
+                pingora_timeout::timeout(SHUTDOWN_LINGER, &mut read).await
+            }
+        };
+        matches!(read, Ok(Ok(n)) if n > 0)
+    };
+    got_bytes.then_some(buf)
 }
 
 /// Reads on until `buf` holds as many bytes as the HTTP/2 preface or stops matching it.

@@ -3,6 +3,7 @@
 use std::fs::Permissions;
 use std::io;
 use std::net::SocketAddr as InetSocketAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::time::Duration;
@@ -102,6 +103,58 @@ impl ServerAddress {
             ServerAddress::Tcp(_, opt) => opt.as_ref(),
             ServerAddress::Uds(..) => None,
         }
+    }
+
+    /// Makes a listener of a socket already listening on this address, handed over by the
+    /// previous server process during a graceful upgrade.
+    ///
+    /// # Errors
+    ///
+    /// A [`ErrorType::BindError`] if the socket is not a listening socket of this address's
+    /// kind (TCP or Unix-domain).
+    pub(crate) fn adopt(&self, fd: OwnedFd) -> Result<Listener> {
+        let addr = self.as_ref();
+        let socket = Socket::from(fd);
+        let adopt_err =
+            |what: &str| format!("cannot use the socket handed over for {addr}: {what}");
+        let local = socket
+            .local_addr()
+            .or_err_with(ErrorType::BindError, || adopt_err("getsockname() failed"))?;
+        let listening = socket
+            .is_listener()
+            .or_err_with(ErrorType::BindError, || adopt_err("getsockopt() failed"))?;
+        let kind_matches = match self {
+            ServerAddress::Tcp(..) => local.is_ipv4() || local.is_ipv6(),
+            ServerAddress::Uds(..) => local.is_unix(),
+        };
+        if !kind_matches || !listening {
+            return Error::e_explain(
+                ErrorType::BindError,
+                adopt_err("it is not a listening socket of the expected kind"),
+            );
+        }
+        socket
+            .set_nonblocking(true)
+            .or_err_with(ErrorType::BindError, || {
+                adopt_err("cannot make it non-blocking")
+            })?;
+        let listener: Listener = match self {
+            ServerAddress::Tcp(..) => tokio::net::TcpListener::from_std(socket.into())
+                .or_err_with(ErrorType::BindError, || {
+                    adopt_err("cannot register it with the runtime")
+                })?
+                .into(),
+            ServerAddress::Uds(..) => {
+                let std_listener: std::os::unix::net::UnixListener = socket.into();
+                tokio::net::UnixListener::from_std(std_listener)
+                    .or_err_with(ErrorType::BindError, || {
+                        adopt_err("cannot register it with the runtime")
+                    })?
+                    .into()
+            }
+        };
+        tracing::info!("took over the listening socket of {addr} from the old process");
+        Ok(listener)
     }
 
     /// Binds a listening socket on this address.

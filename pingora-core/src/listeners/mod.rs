@@ -256,12 +256,14 @@ impl Listeners {
     async fn bind_all(&self, fds: Option<ListenFds>) -> Result<Vec<TransportStack>> {
         let mut stacks = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
-            let listener = endpoint.l4.bind().await?;
-            if let Some(fds) = &fds {
-                use std::os::unix::io::AsRawFd;
-                fds.lock()
-                    .add(endpoint.l4.as_ref().to_string(), listener.as_raw_fd());
-            }
+            let key = endpoint.l4.as_ref();
+            // During a graceful upgrade the old process's socket for this address is used
+            // instead of binding a new one.
+            let handed_over = fds.as_ref().and_then(|fds| fds.lock().take_received(key));
+            let listener = match handed_over {
+                Some(fd) => endpoint.l4.adopt(fd)?,
+                None => endpoint.l4.bind().await?,
+            };
             stacks.push(TransportStack {
                 listener: Arc::new(listener),
                 settings: Arc::new(ConnectionSettings {
@@ -269,6 +271,15 @@ impl Listeners {
                     l4_buffer: endpoint.l4_buffer,
                 }),
             });
+        }
+        // Recorded only once every endpoint is bound: the sockets of a failed start are
+        // closed, and a later upgrade must not hand their numbers over.
+        if let Some(fds) = &fds {
+            use std::os::unix::io::AsRawFd;
+            let mut fds = fds.lock();
+            for stack in &stacks {
+                fds.add(stack.as_str().to_string(), stack.listener.as_raw_fd());
+            }
         }
         Ok(stacks)
     }
@@ -320,6 +331,18 @@ impl TransportStack {
     /// The address of the endpoint, as configured.
     pub(crate) fn as_str(&self) -> &str {
         self.settings.addr.as_ref()
+    }
+
+    /// Accepts a connection already queued, without waiting (see [`Listener::try_accept`]).
+    pub(crate) fn try_accept(&self) -> io::Result<Option<UninitializedStream>> {
+        Ok(self
+            .listener
+            .try_accept()?
+            .map(|(l4, peer)| UninitializedStream {
+                l4,
+                peer,
+                settings: Arc::clone(&self.settings),
+            }))
     }
 
     /// Accepts the next connection.

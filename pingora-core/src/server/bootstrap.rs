@@ -1,6 +1,7 @@
 //! Bootstrap: the preparation a server does before its services start, run once either by
 //! [`Server::bootstrap`](super::Server::bootstrap) or as a service of its own.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use pingora_error::Result;
 use tokio::sync::broadcast;
 
 use super::configuration::{Opt, ServerConf};
-use super::transfer_fd::Fds;
+use super::transfer_fd::{Fds, PendingAck, TransferRetry, TrustedPeers};
 use super::{ExecutionPhase, ListenFds, ShutdownWatch};
 use crate::services::background::BackgroundService;
 use crate::services::ServiceReadyNotifier;
@@ -33,6 +34,8 @@ pub(crate) struct Bootstrap {
     conf: Arc<ServerConf>,
     execution_phase_watch: broadcast::Sender<ExecutionPhase>,
     listen_fds: Option<ListenFds>,
+    /// After taking the sockets over, the confirmation owed to the old process.
+    upgrade_ack: Option<PendingAck>,
 }
 
 /// A background service that bootstraps the server, so that other services can depend on it.
@@ -56,13 +59,16 @@ impl Bootstrap {
             conf: Arc::clone(conf),
             execution_phase_watch: execution_phase_watch.clone(),
             listen_fds: None,
+            upgrade_ack: None,
         }
     }
 
     /// Prepares the server, once: later calls return [`BootstrapOutcome::Ready`] at once.
     ///
     /// With `-t`, validates the configuration and returns [`BootstrapOutcome::TestPassed`].
-    /// Otherwise sets up the table of listening sockets.
+    /// Otherwise sets up the table of listening sockets; with `-u`, fills it with the sockets
+    /// of the old process, received over `upgrade_sock` (this blocks until the old process
+    /// sends them or the retries run out).
     pub(crate) fn try_bootstrap(&mut self) -> Result<BootstrapOutcome> {
         if self.completed {
             return Ok(BootstrapOutcome::Ready);
@@ -77,14 +83,28 @@ impl Bootstrap {
             return Ok(BootstrapOutcome::TestPassed);
         }
 
+        let mut fds = Fds::new();
         if self.upgrade {
-            tracing::warn!(
-                "taking over listening sockets (-u) is not supported yet; binding new sockets \
-                 (upgrade socket {})",
-                self.conf.upgrade_sock
-            );
+            let retry = TransferRetry::new(self.conf.upgrade_sock_connect_accept_max_retries);
+            // An old daemon may run as the configured user.
+            let user_uid = self
+                .conf
+                .user
+                .as_deref()
+                .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
+                .map(|user| user.uid.as_raw());
+            let (count, ack) = fds
+                .get_from_sock_with(
+                    Path::new(&self.conf.upgrade_sock),
+                    retry,
+                    &TrustedPeers::new(user_uid),
+                )
+                .map_err(|e| e.more_context("graceful upgrade (--upgrade) failed"))?;
+            // Sent by the server once its services serve on the sockets.
+            self.upgrade_ack = Some(ack);
+            tracing::info!("took over {count} listening sockets from the old process");
         }
-        self.listen_fds = Some(Arc::new(Mutex::new(Fds::new())));
+        self.listen_fds = Some(Arc::new(Mutex::new(fds)));
         self.completed = true;
         tracing::info!("bootstrap done");
         let _ = self
@@ -105,6 +125,12 @@ impl Bootstrap {
                 std::process::exit(1);
             }
         }
+    }
+
+    /// The confirmation owed to the old process after a hand-over, to send once the services
+    /// serve on the sockets.
+    pub(crate) fn take_upgrade_ack(&mut self) -> Option<PendingAck> {
+        self.upgrade_ack.take()
     }
 
     /// The table of listening sockets, once bootstrapped.

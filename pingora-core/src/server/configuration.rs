@@ -36,22 +36,31 @@ pub struct ServerConf {
     pub version: usize,
     /// Whether to run the server in the background (also turned on by `-d`). Default `false`.
     ///
-    /// Daemonization is not supported yet: a server asked to daemonize logs an error and keeps
-    /// running in the foreground.
+    /// [`Server::run`](super::Server::run) then forks: the process started exits (at once, or
+    /// once the daemon is ready with `daemon_wait_for_ready`) and the daemon runs in a session
+    /// of its own, with the settings below. Threads started before `run` do not survive the
+    /// fork.
     pub daemon: bool,
-    /// When daemonized, the file standard error is appended to. Default: none.
+    /// When daemonized, the file standard error is appended to (created if needed); standard
+    /// output and input go to `/dev/null`. Default: none (standard error goes to `/dev/null`
+    /// too).
     pub error_log: Option<String>,
-    /// When daemonized, the file the process ID is written to. Default `/tmp/pingora.pid`.
+    /// When daemonized, the file the process ID is written to. An existing file (such as that
+    /// of the process being upgraded) is first renamed to `<pid_file>.old`. Default
+    /// `/tmp/pingora.pid`.
     pub pid_file: String,
     /// The Unix socket through which an old and a new server process hand the listening sockets
     /// over during a graceful upgrade. Both must agree on it. Default
     /// `/tmp/pingora_upgrade.sock`.
     pub upgrade_sock: String,
-    /// When daemonized, the user to switch to. Default: none.
+    /// When daemonized, the user to switch to (with its supplementary groups), after the pid
+    /// file and error log are opened. Listening sockets are bound later, as that user, unless
+    /// they are taken over in a graceful upgrade. Default: none.
     pub user: Option<String>,
-    /// When daemonized, the group to switch to. Default: none.
+    /// When daemonized, the group to switch to. Default: none (the user's primary group when
+    /// `user` is set).
     pub group: Option<String>,
-    /// When daemonized, the working directory to change to. Default: none.
+    /// When daemonized, the working directory to change to. Default: none (unchanged).
     pub working_directory: Option<String>,
     /// How many worker threads **each** service gets; services do not share threads. Default 1.
     pub threads: usize,
@@ -91,20 +100,23 @@ pub struct ServerConf {
     pub upstream_debug_ssl_keylog: bool,
     /// The most times a retryable proxy error is retried: a fail-safe. Default 16.
     pub max_retries: usize,
-    /// How many times, one second apart, connecting to and accepting on the upgrade socket are
-    /// tried during a graceful upgrade. Default: none (5).
+    /// How many times, one second apart, connecting to (old process) and accepting on (new
+    /// process) the upgrade socket are tried during a graceful upgrade. Default: none (5).
     pub upgrade_sock_connect_accept_max_retries: Option<usize>,
     /// The most threads in each runtime's blocking pool. Default: none (Tokio's 512).
     pub max_blocking_threads: Option<usize>,
     /// How long an idle blocking thread is kept, in seconds. Default: none (Tokio's 10).
     pub blocking_threads_ttl_seconds: Option<u64>,
-    /// When daemonizing, whether the parent process waits for the daemon to finish its
-    /// bootstrap before exiting. Default `false`.
+    /// When daemonizing, whether the process started waits until the daemon is ready (every
+    /// service started and ready, listening services bound) before exiting, with status 0;
+    /// it exits with status 1 if the daemon exits first or is not ready in time. Useful under
+    /// a supervisor such as systemd (`Type=forking`). Default `false`.
     pub daemon_wait_for_ready: bool,
     /// How long the parent waits for the daemon to be ready, in seconds. Default: none (600).
     pub daemon_ready_timeout_seconds: Option<NonZeroU64>,
-    /// How long the daemon keeps retrying to notify its parent when refused permission, in
-    /// seconds. Default: none (60).
+    /// Accepted for compatibility and unused: the daemon reports readiness through a pipe
+    /// inherited from its parent, which cannot be refused, rather than a signal that a
+    /// privilege drop could make fail and retry. Default: none.
     pub daemon_notify_timeout_seconds: Option<NonZeroU64>,
 }
 
@@ -158,12 +170,18 @@ impl Default for ServerConf {
 #[derive(Parser, Debug, Default, Clone, PartialEq, Eq)]
 #[clap(name = "basic", long_about = None)]
 pub struct Opt {
-    /// Take over the listening sockets of a running server (graceful upgrade).
-    #[clap(short, long)]
+    /// Take over the listening sockets of a running server (graceful upgrade): wait on
+    /// `upgrade_sock` for the old server to send them when it receives `SIGQUIT`.
+    #[clap(
+        short,
+        long,
+        help = "Take over the listening sockets of the running server (graceful upgrade): \
+                start this process, then send SIGQUIT to the old one."
+    )]
     pub upgrade: bool,
 
-    /// Run in the background.
-    #[clap(short, long)]
+    /// Run in the background (same as `daemon: true` in the configuration).
+    #[clap(short, long, help = "Run in the background as a daemon.")]
     pub daemon: bool,
 
     /// Accepted and ignored, so that `cargo test -- --nocapture` arguments do not upset a

@@ -21,14 +21,26 @@
 //!   services stop accepting work and finish what they have; the server waits until every
 //!   service has finished, for at most `grace_period_seconds` (300), then gives the runtimes
 //!   `graceful_shutdown_timeout_seconds` (5) to stop.
-//! * `SIGQUIT` ([`ShutdownSignal::GracefulUpgrade`]): meant to hand the listening sockets to a
-//!   new process first; that hand-over is not implemented yet, so this shuts down gracefully.
+//! * `SIGQUIT` ([`ShutdownSignal::GracefulUpgrade`]): the listening sockets are handed to a new
+//!   process started with `--upgrade` (see [`Fds`] for the protocol over `upgrade_sock`). Once
+//!   the new process confirms that its services are ready, and five more seconds during which
+//!   both accept, the server shuts down gracefully as for `SIGTERM`. If the hand-over fails
+//!   (no new process, or it exits before confirming), the server logs why and **keeps
+//!   serving**, waiting for the next signal.
 //!
 //! Each step is announced on the [`ExecutionPhase`] broadcast
 //! ([`Server::watch_execution_phase`]).
+//!
+//! # Daemon
+//!
+//! With `daemon: true` (or `-d`), [`Server::run`] first forks into the background (see the
+//! `daemon`, `pid_file`, `error_log`, `user`, `group`, `working_directory` and
+//! `daemon_wait_for_ready` keys of [`ServerConf`]). Threads started before `run` do not
+//! survive into the daemon.
 
 mod bootstrap;
 pub mod configuration;
+mod daemon;
 mod transfer_fd;
 
 use std::fmt;
@@ -48,6 +60,7 @@ use crate::services::{
 };
 use bootstrap::{Bootstrap, BootstrapService};
 use configuration::{Opt, ServerConf};
+use transfer_fd::TransferRetry;
 
 pub use bootstrap::BootstrapOutcome;
 pub use transfer_fd::Fds;
@@ -58,6 +71,9 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the runtimes get to stop after a graceful shutdown when the configuration does not
 /// say (`graceful_shutdown_timeout_seconds`).
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an old process keeps accepting after handing its sockets over, so that the new
+/// process is accepting before the old one stops.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many execution phases a slow subscriber may fall behind before missing some.
 const EXECUTION_PHASE_CAPACITY: usize = 100;
 
@@ -153,6 +169,17 @@ struct ServiceWrapper {
 
 /// A `Box<S>` as a service, so boxes of other trait objects can be added.
 struct BoxedService<S: ?Sized>(Box<S>);
+
+/// How handing the listening sockets over went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// The new process confirmed it has them.
+    Sent,
+    /// There were none: an upgrade is then a plain graceful shutdown.
+    NothingToSend,
+    /// The new process could not be reached or did not confirm: the server keeps serving.
+    Failed,
+}
 
 /// How the main loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,15 +328,41 @@ impl Server {
     pub fn run(mut self, run_args: RunArgs) {
         tracing::info!("server starting");
         let conf = Arc::clone(&self.configuration);
-        if conf.daemon {
-            tracing::error!("daemonization is not supported yet; running in the foreground");
-        }
+        let ready_notifier = if conf.daemon {
+            match daemon::daemonize(&conf) {
+                Ok(notifier) => Some(notifier),
+                Err(e) => {
+                    tracing::error!("cannot daemonize: {e}");
+                    eprintln!("cannot daemonize: {e}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            None
+        };
 
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let runtimes = self.start_services(&conf, &done_tx);
         drop(done_tx);
 
         let server_runtime = Runtime::new_steal(1, "Server");
+        // Once every service is ready: confirm a hand-over to the old process, and tell the
+        // parent of a daemon.
+        let watches = self.dependencies.lock().ready_watches();
+        let bootstrap = Arc::clone(&self.bootstrap);
+        server_runtime.get_handle().spawn(async move {
+            for mut watch in watches {
+                // A service whose notifier is gone counts as ready.
+                let _ = watch.wait_for(|ready| *ready).await;
+            }
+            let ack = bootstrap.lock().take_upgrade_ack();
+            if let Some(ack) = ack {
+                ack.confirm();
+            }
+            if let Some(mut notifier) = ready_notifier {
+                notifier.notify();
+            }
+        });
         let shutdown_type = server_runtime
             .get_handle()
             .block_on(self.main_loop(run_args));
@@ -404,36 +457,87 @@ impl Server {
         let _ = self
             .execution_phase_watch
             .send(ExecutionPhase::Running(handle.clone()));
-        match run_args.shutdown_signal.recv().await {
-            ShutdownSignal::FastShutdown => {
-                tracing::info!("fast shutdown requested (SIGINT), exiting");
-                ShutdownType::Quick
-            }
-            ShutdownSignal::GracefulTerminate => {
-                tracing::info!("graceful shutdown requested (SIGTERM)");
-                self.broadcast_shutdown();
-                let _ = self
-                    .execution_phase_watch
-                    .send(ExecutionPhase::GracefulTerminate(handle));
-                ShutdownType::Graceful
-            }
-            ShutdownSignal::GracefulUpgrade => {
-                tracing::info!("graceful upgrade requested (SIGQUIT)");
-                let has_fds = self
-                    .bootstrap
-                    .lock()
-                    .listen_fds()
-                    .is_some_and(|fds| !fds.lock().is_empty());
-                if has_fds {
-                    tracing::warn!(
-                        "handing listening sockets to a new process is not supported yet; \
-                         shutting down gracefully without handing them over"
-                    );
-                } else {
-                    tracing::info!("no listening sockets to hand over");
+        loop {
+            match run_args.shutdown_signal.recv().await {
+                ShutdownSignal::FastShutdown => {
+                    tracing::info!("fast shutdown requested (SIGINT), exiting");
+                    return ShutdownType::Quick;
                 }
-                self.broadcast_shutdown();
-                ShutdownType::Graceful
+                ShutdownSignal::GracefulTerminate => {
+                    tracing::info!("graceful shutdown requested (SIGTERM)");
+                    self.broadcast_shutdown();
+                    let _ = self
+                        .execution_phase_watch
+                        .send(ExecutionPhase::GracefulTerminate(handle));
+                    return ShutdownType::Graceful;
+                }
+                ShutdownSignal::GracefulUpgrade => {
+                    tracing::info!("graceful upgrade requested (SIGQUIT)");
+                    match self.hand_over_listeners(&handle).await {
+                        HandOver::Failed => continue,
+                        HandOver::NothingToSend => {}
+                        HandOver::Sent => {
+                            let _ = self
+                                .execution_phase_watch
+                                .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle));
+                            if !overlap_with_new_process(&run_args).await {
+                                return ShutdownType::Quick;
+                            }
+                        }
+                    }
+                    self.broadcast_shutdown();
+                    return ShutdownType::Graceful;
+                }
+            }
+        }
+    }
+
+    /// Hands the listening sockets to the new process.
+    async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> HandOver {
+        let fds = self
+            .bootstrap
+            .lock()
+            .listen_fds()
+            .filter(|fds| !fds.lock().is_empty());
+        let Some(fds) = fds else {
+            tracing::info!("no listening sockets to hand over; shutting down gracefully");
+            return HandOver::NothingToSend;
+        };
+        let _ = self
+            .execution_phase_watch
+            .send(ExecutionPhase::GracefulUpgradeTransferringFds(
+                handle.clone(),
+            ));
+        let path = std::path::PathBuf::from(&self.configuration.upgrade_sock);
+        let retry = TransferRetry::new(self.configuration.upgrade_sock_connect_accept_max_retries);
+        // Taken under the lock, sent without it: sending may wait for seconds.
+        let (binds, raw_fds) = fds.lock().sendable();
+        // Connecting retries with blocking sleeps: keep them off the runtime. The table
+        // travels along, keeping the sockets it owns open until they are sent.
+        let sent = tokio::task::spawn_blocking(move || {
+            let sent = transfer_fd::send_listeners(&path, &binds, &raw_fds, retry);
+            drop(fds);
+            sent
+        })
+        .await;
+        match sent {
+            Ok(Ok(count)) => {
+                tracing::info!(
+                    "handed {count} listening sockets over to the new process; stopping in \
+                     {CLOSE_TIMEOUT:?}"
+                );
+                HandOver::Sent
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    "graceful upgrade failed, still serving: {e}. Start the new process with \
+                     --upgrade, then send SIGQUIT again"
+                );
+                HandOver::Failed
+            }
+            Err(e) => {
+                tracing::error!("graceful upgrade failed, still serving: {e}");
+                HandOver::Failed
             }
         }
     }
@@ -458,6 +562,25 @@ impl fmt::Debug for Server {
             .field("configuration", &self.configuration)
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+/// Keeps serving for [`CLOSE_TIMEOUT`] after a hand-over, so that the new process is accepting
+/// before this one stops. Returns `false` if a fast shutdown cut that short; other signals are
+/// ignored meanwhile.
+async fn overlap_with_new_process(run_args: &RunArgs) -> bool {
+    let close = tokio::time::sleep(CLOSE_TIMEOUT);
+    tokio::pin!(close);
+    loop {
+        let signal = tokio::select! {
+            () = &mut close => return true,
+            signal = run_args.shutdown_signal.recv() => signal,
+        };
+        if signal == ShutdownSignal::FastShutdown {
+            tracing::info!("fast shutdown requested (SIGINT) during the upgrade");
+            return false;
+        }
+        tracing::info!("already upgrading; {signal:?} ignored");
     }
 }
 

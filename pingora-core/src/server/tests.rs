@@ -120,13 +120,21 @@ fn bootstrap_with_test_flag() {
 }
 
 #[test]
-fn upgrade_flag_still_bootstraps() {
-    let mut server = Server::new(Opt {
+fn upgrade_flag_without_an_old_process_fails_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = ServerConf {
+        upgrade_sock: dir.path().join("upgrade.sock").display().to_string(),
+        upgrade_sock_connect_accept_max_retries: Some(1),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
         upgrade: true,
         ..Opt::default()
-    })
-    .unwrap();
-    assert_eq!(server.try_bootstrap().unwrap(), BootstrapOutcome::Ready);
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    let err = server.try_bootstrap().unwrap_err().to_string();
+    assert!(err.contains("graceful upgrade (--upgrade) failed"), "{err}");
+    assert!(err.contains("no old process"), "{err}");
 }
 
 struct Named(&'static str);

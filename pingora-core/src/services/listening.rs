@@ -36,8 +36,10 @@
 //! [`process_new`](ServerApp::process_new) is called, and called again for as long as it hands
 //! the connection back.
 //!
-//! When the server shuts down gracefully, the service stops accepting and closes its listening
-//! sockets (new connections are refused), calls the application's
+//! When the server shuts down gracefully, the service stops accepting, serves the connections
+//! already waiting in the accept queues, and closes its listening sockets (new connections are
+//! refused, unless a new process took the sockets over in a graceful upgrade), calls the
+//! application's
 //! [`cleanup`](ServerApp::cleanup), then waits for the connections in flight to finish.
 
 use std::fmt;
@@ -220,8 +222,12 @@ async fn run_endpoint<A>(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
-            accepted = stack.accept() => accepted,
+            _ = shutdown.wait_for(|stopping| *stopping) => None,
+            accepted = stack.accept() => Some(accepted),
+        };
+        let Some(accepted) = accepted else {
+            serve_queued(&stack, &app_logic, &shutdown, &in_flight);
+            break;
         };
         match accepted {
             Ok(io) => {
@@ -253,6 +259,45 @@ async fn run_endpoint<A>(
         }
     }
     tracing::info!("stopped accepting on {}", stack.as_str());
+}
+
+/// Serves the connections still waiting in the accept queue of a listener about to close:
+/// their handshake is complete, so closing the listener would reset them.
+fn serve_queued<A>(
+    stack: &TransportStack,
+    app_logic: &Arc<A>,
+    shutdown: &ShutdownWatch,
+    in_flight: &InFlightGuard,
+) where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let mut served = 0usize;
+    loop {
+        match stack.try_accept() {
+            Ok(Some(io)) => {
+                served += 1;
+                let task = handle_connection(
+                    io,
+                    Arc::clone(app_logic),
+                    shutdown.clone(),
+                    in_flight.clone(),
+                );
+                current_handle().spawn(task);
+            }
+            Ok(None) => break,
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                tracing::warn!("accept on {} failed while closing: {e}", stack.as_str());
+                break;
+            }
+        }
+    }
+    if served > 0 {
+        tracing::info!(
+            "served {served} connections still queued on {} before closing it",
+            stack.as_str()
+        );
+    }
 }
 
 /// Sets up and serves one accepted connection.

@@ -432,6 +432,11 @@ impl DependencyGraph {
         order
     }
 
+    /// The readiness watches of every service.
+    pub(crate) fn ready_watches(&self) -> Vec<ServiceReadyWatch> {
+        self.nodes.iter().map(|n| n.ready_watch.clone()).collect()
+    }
+
     /// The name of a service.
     pub(crate) fn name(&self, id: usize) -> &str {
         self.nodes.get(id).map_or("", |node| node.name.as_str())

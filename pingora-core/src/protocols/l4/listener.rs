@@ -55,6 +55,47 @@ impl Listener {
         Ok((stream, peer))
     }
 
+    /// Accepts a connection already waiting in the accept queue, without waiting for one:
+    /// `Ok(None)` when the queue is empty.
+    ///
+    /// Unlike [`accept`](Self::accept), this asks the kernel directly instead of relying on
+    /// the runtime's readiness events, so it sees every connection queued at the moment of the
+    /// call: a listener about to close uses it to serve, rather than reset, the connections
+    /// the kernel has already completed. Must be called within the runtime.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `accept`, as for [`accept`](Self::accept).
+    pub fn try_accept(&self) -> io::Result<Option<(Stream, SocketAddr)>> {
+        let sock = match self {
+            Listener::Tcp(l) => socket2::SockRef::from(l),
+            Listener::Unix(l) => socket2::SockRef::from(l),
+        };
+        let (socket, _) = match sock.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        socket.set_nonblocking(true)?;
+        let (stream, peer) = match self {
+            Listener::Tcp(_) => {
+                let stream = tokio::net::TcpStream::from_std(socket.into())?;
+                let peer = stream.peer_addr()?;
+                (Stream::from(stream), SocketAddr::Inet(peer))
+            }
+            Listener::Unix(_) => {
+                let std_stream: std::os::unix::net::UnixStream = socket.into();
+                let stream = tokio::net::UnixStream::from_std(std_stream)?;
+                let peer: std::os::unix::net::SocketAddr = stream.peer_addr()?.into();
+                (Stream::from(stream), SocketAddr::Unix(peer))
+            }
+        };
+        if let Some(digest) = stream.get_socket_digest() {
+            let _ = digest.peer_addr.set(Some(peer.clone()));
+        }
+        Ok(Some((stream, peer)))
+    }
+
     /// The address this listener is bound to.
     ///
     /// # Errors

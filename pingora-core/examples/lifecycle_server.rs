@@ -1,0 +1,207 @@
+//! A small HTTP server to try the process lifecycle on: graceful upgrade (`-u` + `SIGQUIT`),
+//! graceful shutdown (`SIGTERM`), fast shutdown (`SIGINT`) and daemon mode (`-d`).
+//!
+//! ```sh
+//! cat > /tmp/lifecycle.yaml <<EOF
+//! ---
+//! version: 1
+//! threads: 2
+//! upgrade_sock: /tmp/lifecycle_upgrade.sock
+//! pid_file: /tmp/lifecycle.pid
+//! error_log: /tmp/lifecycle.err
+//! listen: ["127.0.0.1:6190"]
+//! EOF
+//! cargo run -p pingora-core --example lifecycle_server -- -c /tmp/lifecycle.yaml &
+//! curl http://127.0.0.1:6190/                       # hello from pid <old>
+//! curl -N 'http://127.0.0.1:6190/stream?chunks=50&ms=100' &
+//! # Upgrade: start the new process first, then tell the old one to hand over.
+//! cargo run -p pingora-core --example lifecycle_server -- -u -c /tmp/lifecycle.yaml &
+//! kill -QUIT <old pid>
+//! curl http://127.0.0.1:6190/                       # hello from pid <new>
+//! ```
+//!
+//! The configuration file is the server's (see `ServerConf`) plus one key of this example:
+//! `listen`, the addresses to listen on (default `127.0.0.1:6190`). Unknown keys are ignored by
+//! `ServerConf`, so both read the same file.
+//!
+//! Routes: `/stream?chunks=N&ms=M` answers with `N` chunks (default 10), one every `M`
+//! milliseconds (default 100); anything else answers `hello from pid <pid>`.
+//!
+//! On standard error (the error log when daemonized) it prints `ready <addresses> pid <pid>`
+//! once listening, and, when it stops, the execution phases it went through (`phase <name>`)
+//! and `exited pid <pid>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora_core::listeners::LocalAddrs;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::{ExecutionPhase, RunArgs, Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+use pingora_http::ResponseHeader;
+use serde::Deserialize;
+
+/// The keys of the configuration file that belong to this example.
+#[derive(Debug, Deserialize)]
+struct ExampleConf {
+    #[serde(default = "default_listen")]
+    listen: Vec<String>,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:6190".to_string()]
+}
+
+/// Serves `/` and `/stream`.
+#[derive(Debug)]
+struct LifecycleApp;
+
+/// Prints where the server listens, once it does.
+#[derive(Debug)]
+struct ReadyReporter {
+    addrs: LocalAddrs,
+}
+
+pub(crate) fn main() {
+    env_logger::init();
+    let opt = Opt::parse_args();
+    let listen = match &opt.conf {
+        Some(path) => read_listen(path),
+        None => default_listen(),
+    };
+    let mut server = match Server::new(Some(opt)) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut phases = server.watch_execution_phase();
+    server.bootstrap();
+
+    let mut service = Service::new("lifecycle http".to_string(), LifecycleApp);
+    for addr in &listen {
+        service.add_tcp(addr);
+    }
+    let addrs = service.local_addrs();
+    let http = server.add_service(service);
+    let reporter = server.add_service(background_service("ready", ReadyReporter { addrs }));
+    reporter.add_dependency(&http);
+
+    server.run(RunArgs::default());
+
+    // Every phase was kept in the channel; list them now that the server has stopped.
+    while let Ok(phase) = phases.try_recv() {
+        eprintln!("phase {}", phase_name(&phase));
+    }
+    eprintln!("exited pid {}", std::process::id());
+    std::process::exit(0);
+}
+
+/// The `listen` key of the configuration file at `path`.
+fn read_listen(path: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match serde_yaml::from_str::<ExampleConf>(&text) {
+        Ok(conf) => conf.listen,
+        // `Server::new` reports unreadable files; a file without the key gets the default.
+        Err(_) => default_listen(),
+    }
+}
+
+/// The name of a phase, without the runtime handle some carry.
+fn phase_name(phase: &ExecutionPhase) -> String {
+    let text = format!("{phase:?}");
+    text.split('(').next().unwrap_or_default().to_string()
+}
+
+#[async_trait]
+impl HttpServerApp for LifecycleApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !session.read_request().await.ok()? {
+            return None;
+        }
+        if *shutdown.borrow() {
+            // The server is draining: this is the connection's last request.
+            session.set_keepalive(None);
+        }
+        let uri = session.req_header().uri.clone();
+        let written = if uri.path() == "/stream" {
+            let chunks = query_number(uri.query(), "chunks").unwrap_or(10);
+            let ms = query_number(uri.query(), "ms").unwrap_or(100);
+            stream(&mut session, chunks, Duration::from_millis(ms)).await
+        } else {
+            let body = format!("hello from pid {}\n", std::process::id());
+            respond(&mut session, body).await
+        };
+        if let Err(e) = written {
+            tracing::debug!("cannot answer {uri}: {e}");
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
+            _ => None,
+        }
+    }
+}
+
+/// Answers with `body` in one piece.
+async fn respond(session: &mut ServerSession, body: String) -> pingora_error::Result<()> {
+    let mut resp = ResponseHeader::build(200, None)?;
+    resp.insert_header("Content-Type", "text/plain")?;
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(Bytes::from(body), true).await
+}
+
+/// Answers with `chunks` chunks, `pause` apart.
+async fn stream(
+    session: &mut ServerSession,
+    chunks: u64,
+    pause: Duration,
+) -> pingora_error::Result<()> {
+    let mut resp = ResponseHeader::build(200, None)?;
+    resp.insert_header("Content-Type", "text/plain")?;
+    resp.insert_header("Transfer-Encoding", "chunked")?;
+    session.write_response_header(Box::new(resp)).await?;
+    let pid = std::process::id();
+    for i in 0..chunks {
+        let line = format!("chunk {i} of {chunks} from pid {pid}\n");
+        session
+            .write_response_body(Bytes::from(line), false)
+            .await?;
+        tokio::time::sleep(pause).await;
+    }
+    session.write_response_body(Bytes::new(), true).await
+}
+
+/// The number `name=<n>` in a query string.
+fn query_number(query: Option<&str>, name: &str) -> Option<u64> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+#[async_trait]
+impl BackgroundService for ReadyReporter {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        match self.addrs.wait().await {
+            Ok(addrs) => {
+                let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                eprintln!("ready {} pid {}", addrs.join(","), std::process::id());
+            }
+            Err(e) => eprintln!("not listening: {e}"),
+        }
+    }
+}

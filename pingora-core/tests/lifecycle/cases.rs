@@ -1,0 +1,428 @@
+//! The process tests.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::support::*;
+
+/// The tests, by name.
+pub(crate) const TESTS: &[(&str, fn())] = &[
+    ("graceful_upgrade_under_load", graceful_upgrade_under_load),
+    ("sigterm_drains_then_exits", sigterm_drains_then_exits),
+    ("sigint_stops_at_once", sigint_stops_at_once),
+    (
+        "upgrade_without_old_process_exits_1",
+        upgrade_without_old_process_exits_1,
+    ),
+    ("daemon_detaches_and_logs", daemon_detaches_and_logs),
+    (
+        "daemon_set_up_failure_is_reported",
+        daemon_set_up_failure_is_reported,
+    ),
+    (
+        "daemon_upgrade_like_a_systemd_reload",
+        daemon_upgrade_like_a_systemd_reload,
+    ),
+];
+
+/// The pause the old process keeps accepting after the hand-over (the server's
+/// `CLOSE_TIMEOUT`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `grace_period_seconds` in the test configuration.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// The old process hands its socket to a new one while clients keep sending requests, on
+/// kept-alive and on fresh connections, and a long response streams: nothing fails, nothing
+/// is refused, and the old process exits once it has finished its requests.
+fn graceful_upgrade_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+    assert_eq!(old_pid, old.pid());
+
+    let load = Load::start(addr, 2, 1);
+    // 100 chunks 100 ms apart: about 10 s, past the hand-over pause and into the drain.
+    let long = LongResponse::start(addr, 100, 100);
+    wait_until("load on the old process", || load.stats.ok() >= 20);
+
+    // The new process listens on the upgrade socket first; then the old one is told.
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    let upgrade_started = Instant::now();
+    old.signal(Signal::SIGQUIT);
+
+    let (new_addr, new_pid) = parse_ready(&new.wait_line("ready "));
+    assert_eq!(new_addr, addr, "the new process took the same socket over");
+    assert_ne!(new_pid, old_pid);
+
+    let status = old.wait_exit(CLOSE_TIMEOUT + GRACE + Duration::from_secs(30));
+    let old_took = upgrade_started.elapsed();
+    println!("    old process exited {old_took:.1?} after SIGQUIT");
+    assert!(
+        status.success(),
+        "old process: {status:?}\n{}",
+        old.output()
+    );
+    assert!(
+        old_took < CLOSE_TIMEOUT + GRACE,
+        "the old process took {old_took:?} to exit"
+    );
+    let body = long.finish().expect("the long response completes");
+    check_stream(&body, 100, old_pid);
+
+    // The load goes on against the new process alone.
+    let after_old = load.stats.ok();
+    wait_until("load on the new process", || {
+        load.stats.ok() >= after_old + 30
+    });
+    let stats = load.stop();
+    println!("    upgrade load: {}", stats.summary());
+    assert!(
+        stats.failures.lock().unwrap().is_empty(),
+        "{}",
+        stats.summary()
+    );
+    assert_eq!(stats.refused(), 0, "{}", stats.summary());
+    let pids = stats.pids.lock().unwrap().clone();
+    assert!(
+        pids.contains(&old_pid) && pids.contains(&new_pid),
+        "{pids:?}"
+    );
+
+    let old_log = old.output();
+    for phase in [
+        "phase GracefulUpgradeTransferringFds",
+        "phase GracefulUpgradeCloseTimeout",
+        "phase ShutdownGracePeriod",
+        "phase Terminated",
+    ] {
+        assert!(old_log.contains(phase), "{phase} missing from:\n{old_log}");
+    }
+    assert!(
+        new.output()
+            .contains("took over 1 listening sockets from the old process"),
+        "{}",
+        new.output()
+    );
+
+    new.signal(Signal::SIGTERM);
+    let status = new.wait_exit(GRACE + Duration::from_secs(30));
+    assert!(status.success(), "new process: {status:?}");
+}
+
+/// `SIGTERM`: the listener closes at once (new connections are refused from then on), the
+/// requests in flight complete, and the process exits with status 0.
+fn sigterm_drains_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, pid) = parse_ready(&server.wait_line("ready "));
+
+    let load = Load::start(addr, 1, 1);
+    let long = LongResponse::start(addr, 50, 100);
+    wait_until("load before the signal", || load.stats.ok() >= 10);
+    server.signal(Signal::SIGTERM);
+
+    // The listener is closed while the long response is still streaming.
+    wait_until("a refused connection", || load.stats.refused() > 0);
+    assert!(
+        server.is_running(),
+        "the process must still be draining its requests"
+    );
+    let body = long.finish().expect("the long response completes");
+    check_stream(&body, 50, pid);
+    let status = server.wait_exit(GRACE + Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+
+    let stats = load.stop();
+    println!("    sigterm load: {}", stats.summary());
+    // Every connection accepted was answered in full; none was accepted after the first
+    // refusal.
+    assert!(
+        stats.failures.lock().unwrap().is_empty(),
+        "{}",
+        stats.summary()
+    );
+    assert_eq!(
+        stats
+            .ok_after_refused
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{}",
+        stats.summary()
+    );
+    let log = server.output();
+    for phase in ["phase GracefulTerminate", "phase Terminated"] {
+        assert!(log.contains(phase), "{phase} missing from:\n{log}");
+    }
+}
+
+/// `SIGINT`: the process exits at once, cutting the requests in flight.
+fn sigint_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, _) = parse_ready(&server.wait_line("ready "));
+    // A minute of streaming: only a fast shutdown ends it early.
+    let long = LongResponse::start(addr, 600, 100);
+    let signalled = Instant::now();
+    server.signal(Signal::SIGINT);
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(long.finish().is_err(), "the long response was cut");
+    let log = server.output();
+    assert!(!log.contains("phase ShutdownGracePeriod"), "{log}");
+    assert!(log.contains("phase Terminated"), "{log}");
+}
+
+/// `-u` with nobody to take over from: the new process says why and exits with status 1.
+fn upgrade_without_old_process_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "upgrade_sock_connect_accept_max_retries: 1\n");
+    let mut server = ServerProcess::start(&["-u", "-c", &conf]);
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", server.output());
+    let log = server.output();
+    assert!(log.contains("graceful upgrade (--upgrade) failed"), "{log}");
+    assert!(log.contains("no old process"), "{log}");
+    assert!(server.find_line("ready ").is_none(), "{log}");
+}
+
+/// `-d`: the launching process exits once the daemon is ready; the daemon runs in its own
+/// session, in its working directory, with its pid in the pid file (the previous one kept as
+/// `.old`) and its standard error in the error log.
+fn daemon_detaches_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    // As root, also switch to an unprivileged user.
+    let drop_to = nobody_if_root();
+    let user_line = drop_to
+        .as_ref()
+        .map(|u| format!("user: {}\n", u.name))
+        .unwrap_or_default();
+    let conf = write_conf(
+        dir.path(),
+        &format!(
+            "daemon_wait_for_ready: true\nworking_directory: {}\n{user_line}",
+            work.display()
+        ),
+    );
+    let pid_file = dir.path().join("server.pid");
+    std::fs::write(&pid_file, "999999\n").unwrap();
+
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    let status = launcher.wait_exit(TIMEOUT);
+    assert!(
+        status.success(),
+        "launcher: {status:?}\n{}",
+        launcher.output()
+    );
+    let daemon_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid in the pid file");
+    assert_ne!(daemon_pid, launcher.pid());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("server.pid.old")).unwrap(),
+        "999999\n"
+    );
+    let daemon = Pid::from_raw(daemon_pid as i32);
+    assert_eq!(
+        nix::unistd::getsid(Some(daemon)).unwrap(),
+        daemon,
+        "own session"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{daemon_pid}/cwd")).unwrap(),
+        work
+    );
+
+    if let Some(user) = &drop_to {
+        assert_runs_as(daemon_pid, user);
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&pid_file).unwrap().uid(),
+            user.uid.as_raw()
+        );
+        println!("    daemon runs as {}", user.name);
+    }
+
+    // Standard error goes to the error log: the example prints its address there.
+    let error_log = dir.path().join("error.log");
+    let ready = wait_for_log_line(&error_log, "ready ");
+    let (addr, logged_pid) = parse_ready(&ready);
+    assert_eq!(logged_pid, daemon_pid);
+    let mut conn = HttpConn::connect(addr).expect("connect to the daemon");
+    let (head, body) = conn.get("/").expect("the daemon answers");
+    assert_eq!(head.status, 200);
+    assert_eq!(body, format!("hello from pid {daemon_pid}\n").into_bytes());
+    drop(conn);
+
+    send_signal(daemon_pid, Signal::SIGTERM);
+    assert_eq!(wait_daemon_exit(daemon_pid), 0);
+    wait_for_log_line(&error_log, "phase Terminated");
+}
+
+/// A daemon that cannot set itself up after forking (here, a missing working directory) says
+/// why on the terminal and in the error log, and its waiting parent exits with status 1.
+fn daemon_set_up_failure_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let conf = write_conf(
+        dir.path(),
+        &format!(
+            "daemon_wait_for_ready: true\nworking_directory: {}\n",
+            missing.display()
+        ),
+    );
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    assert_eq!(launcher.wait_exit(TIMEOUT).code(), Some(1));
+    launcher.wait_line("the daemon (pid ");
+    let reason = format!(
+        "cannot change to the working directory {}",
+        missing.display()
+    );
+    let logged = std::fs::read_to_string(dir.path().join("error.log")).unwrap();
+    assert!(logged.contains(&reason), "{logged}");
+    assert!(launcher.output().contains(&reason), "{}", launcher.output());
+}
+
+/// The upgrade a systemd `ExecReload` performs: `SIGQUIT` to the running daemon, then a new
+/// daemon started with `-u -d`, whose launcher returns once it is ready.
+fn daemon_upgrade_like_a_systemd_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    // As root, the daemons switch to an unprivileged user, as a hardened unit would: the old
+    // daemon then connects to the upgrade socket as that user, the new process as root.
+    let drop_to = nobody_if_root();
+    let user_line = match &drop_to {
+        Some(user) => {
+            use std::os::unix::fs::PermissionsExt;
+            let search_only = std::fs::Permissions::from_mode(0o711);
+            std::fs::set_permissions(dir.path(), search_only).unwrap();
+            format!("user: {}\n", user.name)
+        }
+        None => String::new(),
+    };
+    let conf = write_conf(
+        dir.path(),
+        &format!("daemon_wait_for_ready: true\n{user_line}"),
+    );
+    let pid_file = dir.path().join("server.pid");
+    let error_log = dir.path().join("error.log");
+    let read_pid = || -> u32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("a pid in the pid file")
+    };
+
+    let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
+    assert!(
+        launcher.wait_exit(TIMEOUT).success(),
+        "{}",
+        launcher.output()
+    );
+    let old_pid = read_pid();
+    if let Some(user) = &drop_to {
+        assert_runs_as(old_pid, user);
+    }
+    let (addr, _) = parse_ready(&wait_for_log_line(&error_log, "ready "));
+
+    // Signal first, then start the new process: the old one retries until it can connect.
+    send_signal(old_pid, Signal::SIGQUIT);
+    let mut launcher = ServerProcess::start(&["-u", "-d", "-c", &conf]);
+    assert!(
+        launcher.wait_exit(TIMEOUT).success(),
+        "{}",
+        launcher.output()
+    );
+    let new_pid = read_pid();
+    assert_ne!(new_pid, old_pid);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("server.pid.old")).unwrap(),
+        format!("{old_pid}\n")
+    );
+    let new_ready = wait_for_log_line(&error_log, &format!("ready {addr} pid {new_pid}"));
+    assert_eq!(parse_ready(&new_ready), (addr, new_pid));
+
+    assert_eq!(
+        wait_daemon_exit(old_pid),
+        0,
+        "the old daemon drains and exits"
+    );
+    let mut conn = HttpConn::connect(addr).expect("connect after the upgrade");
+    let (_, body) = conn.get("/").expect("the new daemon answers");
+    assert_eq!(body, format!("hello from pid {new_pid}\n").into_bytes());
+    drop(conn);
+    send_signal(new_pid, Signal::SIGTERM);
+    assert_eq!(wait_daemon_exit(new_pid), 0);
+}
+
+/// Checks that process `pid` runs as `user` (real, effective, saved and file-system ids).
+fn assert_runs_as(pid: u32, user: &nix::unistd::User) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid line");
+    let expected = user.uid.to_string();
+    assert!(
+        uids.split_whitespace().skip(1).all(|id| id == expected),
+        "{uids}"
+    );
+}
+
+/// The `nobody` user when the tests run as root (and it exists).
+fn nobody_if_root() -> Option<nix::unistd::User> {
+    if !nix::unistd::Uid::current().is_root() {
+        return None;
+    }
+    nix::unistd::User::from_name("nobody").ok().flatten()
+}
+
+/// Waits for a daemon to exit; returns its exit status.
+fn wait_daemon_exit(pid: u32) -> i32 {
+    let daemon = Pid::from_raw(pid as i32);
+    // This test process is a subreaper, so an orphaned daemon is its child.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match waitpid(daemon, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(other) => panic!("the daemon ended with {other:?}"),
+            // Not our child (no subreaper support): watch /proc instead.
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => return 0,
+            Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "daemon {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for a line starting with `prefix` in the file at `path`; returns it.
+fn wait_for_log_line(path: &Path, prefix: &str) -> String {
+    let mut found = None;
+    wait_until(&format!("{prefix:?} in {}", path.display()), || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        found = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string);
+        found.is_some()
+    });
+    found.expect("found")
+}
