@@ -41,7 +41,9 @@ impl TestServer {
     ) -> (TestServer, Vec<SocketAddr>) {
         let conf = ServerConf {
             threads: 2,
-            grace_period_seconds: Some(0),
+            // A graceful shutdown waits for the connections in flight (tests that start one
+            // rely on that); dropping the server is a fast shutdown and does not wait.
+            grace_period_seconds: Some(10),
             graceful_shutdown_timeout_seconds: Some(1),
             ..ServerConf::default()
         };
