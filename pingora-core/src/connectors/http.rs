@@ -6,7 +6,7 @@
 //! * Otherwise a stream on a pooled HTTP/2 connection with room is used first; then, if the
 //!   peer accepts HTTP/1 too, a pooled HTTP/1 connection; then a new connection.
 //! * On a new connection, the protocol the TLS handshake negotiated decides (see
-//!   [`Stream::selected_alpn_proto`](crate::protocols::IO::selected_alpn_proto)); when TLS
+//!   [`Stream::selected_alpn_proto`](crate::protocols::Ssl::selected_alpn_proto)); when TLS
 //!   negotiated none, HTTP/1.1 unless the peer allows only HTTP/2. Without TLS, as in Pingora,
 //!   HTTP/2 is spoken with prior knowledge ("h2c") only to peers whose ALPN is [`ALPN::H2`];
 //!   an [`ALPN::H2H1`] peer without TLS gets HTTP/1.1, since nothing would tell us it speaks
