@@ -265,6 +265,8 @@ def main():
                           f"p50 {med['p50']:.2f} ms  p99 {med['p99']:.2f} ms  "
                           f"cpu {med['cpu']:.2f} s  {med['per_cpu']:>8.0f} req/cpu-s  "
                           f"non-2xx {med['errors']} {med['socket_errors']}", flush=True)
+        # Peak RSS after the HTTP/1.1 runs (up to 200 connections), before h2c's 1000 streams.
+        rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
         for size in SIZES if "h2c" in PROTOS else []:
             for target in TARGETS:
                 pids = descendants(procs[target].pid)
@@ -275,7 +277,7 @@ def main():
                 print(f"{size:>4} h2c {H2_CONNS}x{H2_STREAMS} {target:<8} {med['rps']:>9.0f} req/s  "
                       f"mean {med['mean']:.2f} ms  cpu {med['cpu']:.2f} s  "
                       f"{med['per_cpu']:>8.0f} req/cpu-s  failed {med['failed']}", flush=True)
-        rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
+        h2_rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -298,11 +300,11 @@ def main():
                       f"{r['p99']:.2f} | {r['cpu']:.2f} | {r['per_cpu']:.0f} | {rss[target]:.0f} |")
     if h2_results:
         print()
-        print(f"| workload | target | req/s | mean ms | CPU s | req per CPU-s | failed |")
-        print(f"|---|---|---:|---:|---:|---:|---:|")
+        print(f"| workload | target | req/s | mean ms | CPU s | req per CPU-s | failed | peak RSS MiB |")
+        print(f"|---|---|---:|---:|---:|---:|---:|---:|")
         for (size, target), r in h2_results.items():
             print(f"| h2c {size}, {H2_CONNS}x{H2_STREAMS} streams | {target} | {r['rps']:.0f} | {r['mean']:.2f} | "
-                  f"{r['cpu']:.2f} | {r['per_cpu']:.0f} | {r['failed']} |")
+                  f"{r['cpu']:.2f} | {r['per_cpu']:.0f} | {r['failed']} | {h2_rss[target]:.0f} |")
     if "pingora" in TARGETS:
         print()
         print("| workload | ours / nginx (req per CPU-s) | ours / haproxy (req per CPU-s) |")
