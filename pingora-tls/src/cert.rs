@@ -128,6 +128,53 @@ impl CertKey {
     }
 }
 
+/// PEM encoding, for backends that load PEM only.
+impl CertKey {
+    /// The chain as PEM, leaf first.
+    pub fn certs_pem(&self) -> String {
+        self.certs
+            .iter()
+            .map(|der| pem_encode("CERTIFICATE", der))
+            .collect()
+    }
+
+    /// The private key as PEM, labelled by its format (PKCS#8, PKCS#1 or SEC1).
+    pub fn key_pem(&self) -> String {
+        let label = match PrivateKeyDer::try_from(self.key.as_slice()) {
+            Ok(PrivateKeyDer::Pkcs1(_)) => "RSA PRIVATE KEY",
+            Ok(PrivateKeyDer::Sec1(_)) => "EC PRIVATE KEY",
+            _ => "PRIVATE KEY",
+        };
+        pem_encode(label, &self.key)
+    }
+}
+
+/// `der` as a PEM block labelled `label`.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = Vec::with_capacity(der.len().div_ceil(3) * 4);
+    for chunk in der.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]);
+            } else {
+                b64.push(b'=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// The DER certificates of a PEM file, in file order.
 ///
 /// # Errors
@@ -224,6 +271,25 @@ mod tests {
         // Moving bytes between certificates is a different chain.
         let shifted = CertKey::new(vec![b"lea".to_vec(), b"fmid".to_vec()], b"secret".to_vec());
         assert_ne!(ck.fingerprint(), shifted.fingerprint());
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        for len in [0usize, 1, 2, 3, 4, 47, 48, 49, 100] {
+            let der: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let pem = pem_encode("CERTIFICATE", &der);
+            let back = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            assert_eq!(back.as_ref(), der.as_slice(), "{len}");
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let ck = CertKey::new(vec![cert.der().to_vec()], key.serialize_der());
+        let again = CertKey::from_pem(ck.certs_pem().as_bytes(), ck.key_pem().as_bytes()).unwrap();
+        assert_eq!(again, ck);
+        assert!(ck.key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use pingora_error::Result;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use cert::{load_pem_certs, load_pem_key, CaType, CertKey};
+pub use cert::{load_pem_certs, load_pem_key, pem_encode, CaType, CertKey};
 
 /// A boxed future, as the provider traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

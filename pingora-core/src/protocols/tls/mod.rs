@@ -72,6 +72,8 @@ impl Backend {
         let provider: Option<Arc<dyn TlsProvider>> = match self {
             #[cfg(feature = "openssl")]
             Backend::OpenSsl => Some(pingora_openssl::provider()),
+            #[cfg(feature = "s2n")]
+            Backend::S2n => Some(pingora_s2n::provider()),
             #[cfg(feature = "rustls")]
             Backend::Rustls => Some(pingora_rustls::provider()),
             _ => None,
@@ -163,6 +165,7 @@ mod tests {
             cfg!(feature = "openssl"),
             compiled.contains(&Backend::OpenSsl)
         );
+        assert_eq!(cfg!(feature = "s2n"), compiled.contains(&Backend::S2n));
         match default_provider() {
             Ok(provider) => assert!(
                 !compiled.is_empty() || INSTALLED.get().is_some(),
