@@ -6,6 +6,11 @@
 //! curl 127.0.0.1:6188/
 //! ```
 //!
+//! Built with a TLS backend (`cargo run -p pingora-proxy --example load_balancer --features
+//! rustls`, or `openssl`, `s2n`, `boringssl`), it also terminates TLS on port 6189, with the
+//! certificate given by `--tls-cert`/`--tls-key` or else a self-signed one for `localhost`
+//! generated at start: `curl -k https://127.0.0.1:6189/`.
+//!
 //! With no addresses it starts two local backends of its own plus one address where nothing
 //! listens: the TCP health check finds that one dead before the proxy opens, so no request
 //! ever goes there. The server's options (`-c conf.yaml`, `-d`, ...) work as usual:
@@ -33,6 +38,15 @@ struct Args {
     /// Where the proxy listens.
     #[arg(long, default_value = "0.0.0.0:6188")]
     listen: String,
+    /// Where the proxy listens with TLS, when a TLS backend is compiled in.
+    #[arg(long, default_value = "0.0.0.0:6189")]
+    tls_listen: String,
+    /// PEM certificate chain for the TLS listener (default: a generated self-signed one).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<String>,
     /// Backend addresses (`ip:port`); none starts local backends.
     backends: Vec<String>,
 }
@@ -76,6 +90,22 @@ fn main() {
     let mut lb = http_proxy_service(&server.configuration, app::load_balancer::LB(upstreams));
     lb.add_tcp(&args.listen);
     println!("load balancer listening on http://{}", args.listen);
+    if pingora_core::tls::Backend::compiled_in().is_empty() {
+        println!(
+            "no TLS backend compiled in (build with --features rustls, for one): no TLS listener"
+        );
+    } else {
+        let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => app::self_signed::localhost_pem_files(),
+        };
+        lb.add_tls(&args.tls_listen, &cert, &key)
+            .expect("usable TLS certificate and key");
+        println!(
+            "load balancer listening on https://{} ({cert})",
+            args.tls_listen
+        );
+    }
 
     let health_check = server.add_service(health_check);
     let lb = server.add_service(lb);

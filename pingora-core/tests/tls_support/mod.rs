@@ -410,7 +410,7 @@ pub(crate) async fn sni_certificate_callback(provider: Arc<dyn TlsProvider>) {
     let err = round_trip(&connector, &peer(server.addr, "c.test", &pki))
         .await
         .unwrap_err();
-    assert_eq!(err.etype(), &ErrorType::TLSHandshakeFailure);
+    assert_eq!(err.etype(), &ErrorType::TLSHandshakeFailure, "{err}");
 }
 
 /// ALPN: server preference with H2H1, h1 only, none configured, h2 only.

@@ -27,6 +27,12 @@ use std::sync::{Arc, OnceLock};
 
 use pingora_error::{Error, ErrorType, Result};
 
+#[cfg(all(feature = "openssl", feature = "boringssl"))]
+compile_error!(
+    "the `openssl` and `boringssl` features cannot be enabled together: BoringSSL and the \
+     system OpenSSL export the same symbols and do not link into one binary"
+);
+
 pub use pingora_tls::{
     der, hello, verify, AcceptParams, CaType, CertKey, ClientAuth, ClientConfig, ConnectParams,
     HandshakeInfo, ServerConfig, TlsClient, TlsProvider, TlsServer, TlsSession, TlsVersion,
@@ -72,6 +78,8 @@ impl Backend {
         let provider: Option<Arc<dyn TlsProvider>> = match self {
             #[cfg(feature = "openssl")]
             Backend::OpenSsl => Some(pingora_openssl::provider()),
+            #[cfg(feature = "boringssl")]
+            Backend::BoringSsl => Some(pingora_boringssl::provider()),
             #[cfg(feature = "s2n")]
             Backend::S2n => Some(pingora_s2n::provider()),
             #[cfg(feature = "rustls")]
