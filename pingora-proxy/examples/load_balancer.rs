@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -99,8 +100,9 @@ fn main() {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             _ => app::self_signed::localhost_pem_files(),
         };
-        lb.add_tls(&args.tls_listen, &cert, &key)
-            .expect("usable TLS certificate and key");
+        let mut tls = TlsSettings::intermediate(&cert, &key).expect("readable certificate and key");
+        tls.enable_h2();
+        lb.add_tls_with_settings(&args.tls_listen, None, tls);
         println!(
             "load balancer listening on https://{} ({cert})",
             args.tls_listen
