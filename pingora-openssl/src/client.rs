@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use openssl::nid::Nid;
-use openssl::ssl::{Ssl, SslConnector, SslMethod, SslRef, SslSessionCacheMode, SslVerifyMode};
+use openssl::ssl::{
+    Ssl, SslConnector, SslMethod, SslRef, SslSession, SslSessionCacheMode, SslVerifyMode,
+};
 use openssl::x509::X509Ref;
 use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
@@ -160,8 +162,14 @@ fn build_connector(
     builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
     let store = Arc::clone(sessions);
     builder.set_new_session_callback(move |ssl, session| {
-        if let Some(key) = SESSION_KEY_INDEX.as_ref().and_then(|i| ssl.ex_data(*i)) {
-            store.store(key.clone(), session);
+        // Keep a copy: the library marks the connection's own session object unresumable when
+        // the connection is dropped without a close_notify, as pooled connections often are.
+        let copy = session.to_der().and_then(|der| SslSession::from_der(&der));
+        if let (Some(key), Ok(copy)) = (
+            SESSION_KEY_INDEX.as_ref().and_then(|i| ssl.ex_data(*i)),
+            copy,
+        ) {
+            store.store(key.clone(), copy);
         }
     });
     if keylog {

@@ -11,7 +11,7 @@
 //!    [`TlsSettings::set_alpn`]).
 //! 4. The backend runs the handshake over the replayed bytes.
 //! 5. [`TlsAccept::handshake_complete_callback`] runs, if set; its value is stored in the
-//!    connection's [`SslDigest`](crate::protocols::digest::SslDigest) `extension`.
+//!    connection's [`SslDigest`] `extension`.
 //!
 //! Doing steps 1 to 3 here makes certificate selection and ALPN behave the same with every
 //! backend.
