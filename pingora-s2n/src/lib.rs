@@ -38,12 +38,21 @@ pub fn provider() -> Arc<dyn TlsProvider> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct S2nProvider {
     max_blinding_delay: Option<u32>,
+    security_policy: Option<&'static str>,
 }
 
 impl S2nProvider {
     /// The backend with s2n's defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Uses the s2n security policy named `version` (such as `"default_tls13"`, the default,
+    /// or a dated one like `"20230317"`) instead of the one chosen from the TLS versions of the
+    /// settings. An unknown name fails when the listener or connector is created.
+    pub fn with_security_policy(mut self, version: &'static str) -> Self {
+        self.security_policy = Some(version);
+        self
     }
 
     /// Bounds the delay, in seconds, before a failed handshake's connection is closed.
@@ -75,10 +84,11 @@ fn config_builder(
     max: Option<TlsVersion>,
 ) -> Result<s2n_tls::config::Builder> {
     let mut builder = s2n_tls::config::Config::builder();
-    let policy = match (min, max) {
-        (_, Some(TlsVersion::Tls12)) => Policy::from_version("20240501"),
-        (Some(TlsVersion::Tls13), _) => Policy::from_version("20190801"),
-        _ => Ok(s2n_tls::security::DEFAULT_TLS13),
+    let policy = match (provider.security_policy, min, max) {
+        (Some(version), _, _) => Policy::from_version(version),
+        (None, _, Some(TlsVersion::Tls12)) => Policy::from_version("20240501"),
+        (None, Some(TlsVersion::Tls13), _) => Policy::from_version("20190801"),
+        (None, _, _) => Ok(s2n_tls::security::DEFAULT_TLS13),
     }
     .map_err(|e| s2n_error(e, "no s2n security policy for these TLS versions"))?;
     builder

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The certificates (one for `localhost`, one for any other name) are self-signed and
-//! generated at start.
+//! generated at start. With several backends compiled in, `PINGORA_TLS_BACKEND=rustls` (or
+//! `openssl`, `boringssl`, `s2n`) picks one at run time.
 
 mod app;
 
@@ -55,6 +56,23 @@ fn main() {
             "no TLS backend compiled in: run with --features rustls (or openssl, s2n, boringssl)"
         );
         std::process::exit(2);
+    }
+    if let Ok(name) = std::env::var("PINGORA_TLS_BACKEND") {
+        let backend = match name.as_str() {
+            "openssl" => Backend::OpenSsl,
+            "boringssl" => Backend::BoringSsl,
+            "s2n" => Backend::S2n,
+            "rustls" => Backend::Rustls,
+            other => {
+                eprintln!("unknown TLS backend {other:?}");
+                std::process::exit(2);
+            }
+        };
+        let provider = backend.provider().unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2);
+        });
+        let _ = pingora::tls::install_default_provider(provider);
     }
     let mut server = Server::new(Some(Opt::parse_args())).expect("server set-up");
     server.bootstrap();

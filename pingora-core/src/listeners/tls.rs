@@ -436,6 +436,17 @@ mod tests {
         assert_eq!(err.etype(), &ErrorType::InternalError);
     }
 
+    #[test]
+    fn no_backend_is_a_typed_error() {
+        if !neutral::Backend::compiled_in().is_empty() {
+            return; // built with a backend feature: covered by the conformance suite
+        }
+        let cert_key = Arc::new(CertKey::new(vec![b"cert".to_vec()], b"key".to_vec()));
+        let err = TlsSettings::with_cert_key(cert_key).build().unwrap_err();
+        assert_eq!(err.etype(), &ErrorType::InternalError);
+        assert!(err.to_string().contains("no TLS backend"), "{err}");
+    }
+
     #[derive(Debug)]
     struct NoProvider;
 
