@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
+# TLS: `openssl s_client` is a test peer; openssl-sys needs pkg-config and libssl-dev;
+# BoringSSL (pingora-boringssl) is built from source with cmake, clang and libclang-dev.
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
+command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
+command -v clang >/dev/null 2>&1 || need_pkgs+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing: ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -26,8 +34,17 @@ cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings
 echo "== cargo test (lib, bins, tests, examples, doc tests)"
 cargo test --workspace -j "$JOBS"
 
-echo "== cargo test -p pingora --all-features (the umbrella's optional parts)"
-cargo test -p pingora --all-features -j "$JOBS"
+# The TLS conformance suite runs in the workspace tests above, one test binary per backend:
+# pingora-core/tests/tls_{openssl,s2n,rustls}.rs and pingora-boringssl/tests/conformance.rs
+# (its own crate, so that BoringSSL never links next to the system OpenSSL).
+
+# Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
+# refuses to build with both. Every other feature, then boringssl on its own.
+echo "== cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
+cargo test -p pingora --features "time proxy lb openssl s2n rustls" -j "$JOBS"
+
+echo "== cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
+cargo check -p pingora --features "proxy lb boringssl" --all-targets -j "$JOBS"
 
 echo "== docs build with -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -j "$JOBS" >/dev/null

@@ -20,6 +20,9 @@ pub mod utils;
 
 pub use pingora_error::{ErrorType::*, *};
 
+/// TLS: the backend-neutral API and the choice of backend. Same as [`protocols::tls`].
+pub use protocols::tls;
+
 /// The items most programs need.
 pub mod prelude {
     pub use crate::server::configuration::Opt;

@@ -7,6 +7,11 @@
 //! curl --http2-prior-knowledge 127.0.0.1:6188/      # h2c on the same port
 //! ```
 //!
+//! Built with a TLS backend (`cargo run -p pingora-proxy --example load_balancer --features
+//! rustls`, or `openssl`, `s2n`, `boringssl`), it also terminates TLS on port 6189, with the
+//! certificate given by `--tls-cert`/`--tls-key` or else a self-signed one for `localhost`
+//! generated at start: `curl -k https://127.0.0.1:6189/`.
+//!
 //! With no addresses it starts two local backends of its own plus one address where nothing
 //! listens: the TCP health check finds that one dead before the proxy opens, so no request
 //! ever goes there. The server's options (`-c conf.yaml`, `-d`, ...) work as usual:
@@ -19,6 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -35,6 +41,15 @@ struct Args {
     /// Where the proxy listens.
     #[arg(long, default_value = "0.0.0.0:6188")]
     listen: String,
+    /// Where the proxy listens with TLS, when a TLS backend is compiled in.
+    #[arg(long, default_value = "0.0.0.0:6189")]
+    tls_listen: String,
+    /// PEM certificate chain for the TLS listener (default: a generated self-signed one).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<String>,
     /// Backend addresses (`ip:port`); none starts local backends.
     backends: Vec<String>,
 }
@@ -84,6 +99,23 @@ fn main() {
         .server_options = Some(options);
     lb.add_tcp(&args.listen);
     println!("load balancer listening on http://{}", args.listen);
+    if pingora_core::tls::Backend::compiled_in().is_empty() {
+        println!(
+            "no TLS backend compiled in (build with --features rustls, for one): no TLS listener"
+        );
+    } else {
+        let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => app::self_signed::localhost_pem_files(),
+        };
+        let mut tls = TlsSettings::intermediate(&cert, &key).expect("readable certificate and key");
+        tls.enable_h2();
+        lb.add_tls_with_settings(&args.tls_listen, None, tls);
+        println!(
+            "load balancer listening on https://{} ({cert})",
+            args.tls_listen
+        );
+    }
 
     let health_check = server.add_service(health_check);
     let lb = server.add_service(lb);

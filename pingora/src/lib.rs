@@ -9,10 +9,8 @@
 //! * `time` (feature `time`): cheap timeouts (`pingora-timeout`);
 //! * `proxy` (feature `proxy`): the programmable HTTP proxy (`pingora-proxy`);
 //! * `lb` (feature `lb`): load balancing (`pingora-load-balancing`);
+//! * [`tls`]: TLS listeners and upstreams through the backend chosen by the features below;
 //! * [`prelude`]: what most programs need, for `use pingora::prelude::*;`.
-//!
-//! Later parts (the proxy, load balancing, caching, TLS backends) are added as features of this
-//! crate as they land.
 //!
 //! ## A first server
 //!
@@ -47,6 +45,14 @@
 //! | `time` | `time`: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
 //! | `proxy` | `proxy`: `pingora-proxy` (`ProxyHttp`, `http_proxy_service`), in the prelude too |
 //! | `lb` | `lb`: `pingora-load-balancing` (`LoadBalancer`, `RoundRobin`, `TcpHealthCheck`), in the prelude too |
+//! | `openssl` | the system OpenSSL 3 TLS backend (`pingora-openssl`) |
+//! | `boringssl` | the BoringSSL TLS backend (`pingora-boringssl`); not together with `openssl` |
+//! | `s2n` | the s2n-tls TLS backend (`pingora-s2n`) |
+//! | `rustls` | the rustls TLS backend, ring provider (`pingora-rustls`) |
+//!
+//! Without a TLS feature, plaintext works and TLS listeners or upstreams fail with a "no TLS
+//! backend" error. With several, [`tls::default_provider`] picks one in a documented order, or
+//! the program chooses with [`tls::Backend`] and [`tls::install_default_provider`].
 
 pub use pingora_core::*;
 

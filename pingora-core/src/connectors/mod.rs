@@ -41,6 +41,7 @@ pub mod l4;
 mod offload;
 pub mod raw_connect;
 mod sys;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -163,6 +164,7 @@ pub struct TransportConnector {
     bind_to_v6: Vec<InetSocketAddr>,
     preferred_http_version: PreferredHttpVersion,
     unexpected_data: Arc<AtomicUsize>,
+    tls: Arc<tls::TlsConnector>,
 }
 
 // === impl TransportConnector ===
@@ -173,6 +175,7 @@ impl TransportConnector {
         let options = options.unwrap_or_else(|| ConnectorOptions::new(DEFAULT_POOL_SIZE));
         let unexpected_data = Arc::new(AtomicUsize::new(0));
         TransportConnector {
+            tls: Arc::new(tls::TlsConnector::new(&options)),
             pool: IdlePool::new(options.keepalive_pool_size, Arc::clone(&unexpected_data)),
             offload: options
                 .offload_threadpool
@@ -191,8 +194,9 @@ impl TransportConnector {
     /// [`ErrorType::ConnectRefused`], [`ErrorType::ConnectTimedout`] (the peer's
     /// `connection_timeout` or `total_connection_timeout`), [`ErrorType::ConnectNoRoute`],
     /// [`ErrorType::BindError`], [`ErrorType::ConnectError`] and, through a proxy, the errors
-    /// of [`raw_connect::connect`]. A TLS peer is an [`ErrorType::InternalError`] until a TLS
-    /// backend is built in.
+    /// of [`raw_connect::connect`]. For TLS peers, [`ErrorType::InvalidCert`] (verification
+    /// failed), [`ErrorType::TLSHandshakeFailure`], [`ErrorType::TLSHandshakeTimedout`], and
+    /// [`ErrorType::InternalError`] when no TLS backend is available.
     pub async fn new_stream<P: Peer + Send + Sync + 'static>(&self, peer: &P) -> Result<Stream> {
         let bind_to = l4::bind_to_random(peer, &self.bind_to_v4, &self.bind_to_v6);
         let alpn_override = self.preferred_http_version.get(peer);
@@ -203,12 +207,13 @@ impl TransportConnector {
         {
             Some(runtime) => {
                 let peer = peer.clone();
+                let tls = Arc::clone(&self.tls);
                 runtime
-                    .spawn(async move { do_connect(&peer, bind_to, alpn_override).await })
+                    .spawn(async move { do_connect(&peer, bind_to, alpn_override, &tls).await })
                     .await
                     .or_err(ErrorType::InternalError, "connect offload task failed")?
             }
-            None => do_connect(peer, bind_to, alpn_override).await,
+            None => do_connect(peer, bind_to, alpn_override, &self.tls).await,
         }
     }
 
@@ -263,6 +268,12 @@ impl TransportConnector {
         Ok((self.new_stream(peer).await?, false))
     }
 
+    /// Speaks TLS through `provider` instead of the
+    /// [default provider](crate::protocols::tls::default_provider).
+    pub fn set_tls_provider(&self, provider: Arc<dyn crate::protocols::tls::TlsProvider>) {
+        self.tls.set_provider(provider);
+    }
+
     /// Remembers to offer only HTTP/1.1 with ALPN to `peer` from now on, such as after it
     /// failed to speak HTTP/2 properly.
     pub fn prefer_h1(&self, peer: &impl Peer) {
@@ -307,11 +318,12 @@ async fn do_connect<P: Peer + Send + Sync>(
     peer: &P,
     bind_to: Option<BindTo>,
     alpn_override: Option<ALPN>,
+    tls: &tls::TlsConnector,
 ) -> Result<Stream> {
     let connect = async {
         let stream = l4::connect(peer, bind_to).await?;
         if peer.tls() {
-            tls_connect(stream, peer, alpn_override)
+            tls.connect(stream, peer, alpn_override).await
         } else {
             Ok(stream)
         }
@@ -327,14 +339,6 @@ async fn do_connect<P: Peer + Send + Sync>(
             })?,
         None => connect.await,
     }
-}
-
-/// The TLS handshake over `stream`, which needs a TLS backend.
-fn tls_connect<P: Peer>(_stream: Stream, peer: &P, _alpn: Option<ALPN>) -> Result<Stream> {
-    Error::e_explain(
-        ErrorType::InternalError,
-        format!("cannot speak TLS to {peer}: no TLS backend is built in"),
-    )
 }
 
 /// The HTTP versions peers were found to need, by reuse hash.

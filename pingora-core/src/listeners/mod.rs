@@ -17,6 +17,7 @@
 //! ```
 
 mod l4;
+pub mod tls;
 
 use std::fmt;
 use std::fs::Permissions;
@@ -36,6 +37,7 @@ use l4::ConnectionSettings;
 pub use crate::protocols::l4::stream::L4BufferSettings;
 pub use crate::protocols::TcpKeepalive;
 pub use l4::{ServerAddress, TcpSocketOptions};
+pub use tls::{TlsAccept, TlsSettings};
 
 /// One listening endpoint: an address and its settings.
 ///
@@ -54,6 +56,7 @@ pub use l4::{ServerAddress, TcpSocketOptions};
 pub struct ListenerConfig {
     l4: ServerAddress,
     l4_buffer: Option<L4BufferSettings>,
+    tls: Option<TlsSettings>,
 }
 
 /// The listening endpoints of a service.
@@ -85,6 +88,7 @@ enum BindState {
 pub(crate) struct TransportStack {
     listener: Arc<Listener>,
     settings: Arc<ConnectionSettings>,
+    tls: Option<Arc<tls::Acceptor>>,
 }
 
 /// A connection just accepted, before its per-connection setup (socket options now, the TLS
@@ -94,6 +98,7 @@ pub(crate) struct UninitializedStream {
     l4: L4Stream,
     peer: SocketAddr,
     settings: Arc<ConnectionSettings>,
+    tls: Option<Arc<tls::Acceptor>>,
 }
 
 // === impl ListenerConfig ===
@@ -104,6 +109,7 @@ impl ListenerConfig {
         ListenerConfig {
             l4: ServerAddress::Tcp(addr.into(), None),
             l4_buffer: None,
+            tls: None,
         }
     }
 
@@ -112,6 +118,7 @@ impl ListenerConfig {
         ListenerConfig {
             l4: ServerAddress::Uds(addr.into(), None),
             l4_buffer: None,
+            tls: None,
         }
     }
 
@@ -146,6 +153,13 @@ impl ListenerConfig {
         self
     }
 
+    /// Serves TLS on the endpoint: each accepted connection completes a TLS handshake before
+    /// it reaches the service (see [`tls`]).
+    pub fn tls(mut self, settings: TlsSettings) -> Self {
+        self.tls = Some(settings);
+        self
+    }
+
     /// The address of the endpoint.
     pub fn address(&self) -> &ServerAddress {
         &self.l4
@@ -157,6 +171,7 @@ impl From<ServerAddress> for ListenerConfig {
         ListenerConfig {
             l4,
             l4_buffer: None,
+            tls: None,
         }
     }
 }
@@ -207,6 +222,54 @@ impl Listeners {
         });
     }
 
+    /// One TLS endpoint at `addr`, serving the PEM certificate chain at `cert_path` with the
+    /// key at `key_path` ([`TlsSettings::intermediate`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsSettings::intermediate`].
+    pub fn tls(addr: &str, cert_path: &str, key_path: &str) -> Result<Self> {
+        let mut listeners = Listeners::new();
+        listeners.add_tls(addr, cert_path, key_path)?;
+        Ok(listeners)
+    }
+
+    /// Adds a TLS endpoint at `addr`, serving the PEM certificate chain at `cert_path` with
+    /// the key at `key_path` ([`TlsSettings::intermediate`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsSettings::intermediate`]. A missing TLS backend is reported when the service
+    /// starts.
+    pub fn add_tls(&mut self, addr: &str, cert_path: &str, key_path: &str) -> Result<()> {
+        let settings = TlsSettings::intermediate(cert_path, key_path)?;
+        self.add_tls_with_settings(addr, None, settings);
+        Ok(())
+    }
+
+    /// Adds a TLS endpoint at `addr` with TCP socket options and TLS settings.
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: TlsSettings,
+    ) {
+        let config = ListenerConfig::tcp(addr).tls(settings);
+        self.add_listener(match sock_opt {
+            Some(opt) => config.tcp_socket_options(opt),
+            None => config,
+        });
+    }
+
+    /// Adds an endpoint at `addr`, serving TLS when `tls` is set.
+    pub fn add_endpoint(&mut self, addr: ServerAddress, tls: Option<TlsSettings>) {
+        let config = ListenerConfig::from(addr);
+        self.add_listener(match tls {
+            Some(tls) => config.tls(tls),
+            None => config,
+        });
+    }
+
     /// Adds an endpoint at `addr`.
     pub fn add_address(&mut self, addr: ServerAddress) {
         self.add_listener(addr.into());
@@ -253,9 +316,16 @@ impl Listeners {
         }
     }
 
-    async fn bind_all(&self, fds: Option<ListenFds>) -> Result<Vec<TransportStack>> {
+    async fn bind_all(&mut self, fds: Option<ListenFds>) -> Result<Vec<TransportStack>> {
         let mut stacks = Vec::with_capacity(self.endpoints.len());
-        for endpoint in &self.endpoints {
+        for endpoint in &mut self.endpoints {
+            // Built before binding, so that bad TLS settings fail the start cleanly.
+            let tls = match endpoint.tls.take() {
+                Some(settings) => Some(Arc::new(settings.build().map_err(|e| {
+                    e.more_context(format!("TLS settings of {}", endpoint.l4.as_ref()))
+                })?)),
+                None => None,
+            };
             let key = endpoint.l4.as_ref();
             // During a graceful upgrade the old process's socket for this address is used
             // instead of binding a new one.
@@ -270,6 +340,7 @@ impl Listeners {
                     addr: endpoint.l4.clone(),
                     l4_buffer: endpoint.l4_buffer,
                 }),
+                tls,
             });
         }
         // Recorded only once every endpoint is bound: the sockets of a failed start are
@@ -356,6 +427,7 @@ impl TransportStack {
             l4,
             peer,
             settings: Arc::clone(&self.settings),
+            tls: self.tls.clone(),
         })
     }
 }
@@ -363,10 +435,14 @@ impl TransportStack {
 // === impl UninitializedStream ===
 
 impl UninitializedStream {
-    /// Sets the connection up for its endpoint (TCP options, write buffer).
+    /// Sets the connection up for its endpoint (TCP options, write buffer), then runs the
+    /// TLS handshake if the endpoint serves TLS.
     pub(crate) async fn handshake(mut self) -> Result<Stream> {
         self.settings.apply(&mut self.l4)?;
-        Ok(Box::new(self.l4))
+        match self.tls {
+            Some(acceptor) => acceptor.handshake(Box::new(self.l4)).await,
+            None => Ok(Box::new(self.l4)),
+        }
     }
 
     /// The address of the peer.

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod http;
 pub mod l4;
 mod prefixed;
+pub mod tls;
 
 use std::any::Any;
 use std::fmt::Debug;

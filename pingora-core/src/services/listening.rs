@@ -122,6 +122,32 @@ impl<A> Service<A> {
         self.listeners.add_uds(addr, perm);
     }
 
+    /// Adds a TLS endpoint at `addr`, serving the PEM certificate chain at `cert_path` with
+    /// the key at `key_path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listeners::add_tls`].
+    pub fn add_tls(
+        &mut self,
+        addr: &str,
+        cert_path: &str,
+        key_path: &str,
+    ) -> pingora_error::Result<()> {
+        self.listeners.add_tls(addr, cert_path, key_path)
+    }
+
+    /// Adds a TLS endpoint at `addr` with TCP socket options and TLS settings.
+    pub fn add_tls_with_settings(
+        &mut self,
+        addr: &str,
+        sock_opt: Option<TcpSocketOptions>,
+        settings: crate::listeners::TlsSettings,
+    ) {
+        self.listeners
+            .add_tls_with_settings(addr, sock_opt, settings);
+    }
+
     /// Adds an endpoint.
     pub fn add_listener(&mut self, config: ListenerConfig) {
         self.listeners.add_listener(config);

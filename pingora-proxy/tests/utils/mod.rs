@@ -125,7 +125,12 @@ pub fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
             .position(|w| w == b"\r\n\r\n")
             .expect("a complete head");
         let head = String::from_utf8_lossy(&rest[..end + 4]).to_string();
-        let status: u16 = head[9..12].parse().expect("a status code");
+        // `HTTP/1.1 200` or, from curl over HTTP/2, `HTTP/2 200`.
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("a status code");
         rest = &rest[end + 4..];
         if !(100..200).contains(&status) || status == 101 {
             return (status, head, rest.to_vec());

@@ -1,0 +1,708 @@
+//! The TLS conformance suite: every check is a function taking a backend's provider, so each
+//! backend's test file (`tests/tls_<backend>.rs`) is a list of one-line calls.
+//!
+//! Certificates are generated at run time with rcgen; nothing is committed. Peers are
+//! pingora-core's own connector and listener, `curl`, and `openssl s_client`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::http_app::{HttpServer, ServeHttp};
+use pingora_core::apps::ServerApp;
+use pingora_core::connectors::TransportConnector;
+use pingora_core::listeners::tls::{TlsAccept, TlsRef, TlsSettings};
+use pingora_core::protocols::digest::SslDigest;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::tls::{der, TlsProvider, TlsStream, TlsVersion};
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::listening::Service;
+use pingora_core::services::Service as _;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::{CaType, CertKey};
+use pingora_error::{ErrorType, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+/// How long any single wait may take before the test fails.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The organization of every generated leaf certificate.
+pub(crate) const ORG: &str = "Pingora Test";
+
+// === certificates ===
+
+/// A test CA, and files for external tools.
+pub(crate) struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+}
+
+/// A generated leaf certificate.
+pub(crate) struct Leaf {
+    /// The chain and key.
+    pub(crate) cert_key: Arc<CertKey>,
+    /// The certificate, PEM.
+    pub(crate) cert_pem: String,
+    /// The key, PEM.
+    pub(crate) key_pem: String,
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+impl Pki {
+    /// A new CA named `name`.
+    pub(crate) fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "pingora-tls-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { ca, dir };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        pki
+    }
+
+    /// The CA certificate as a trust set.
+    pub(crate) fn ca(&self) -> Arc<CaType> {
+        Arc::new(vec![self.ca.der().to_vec()].into_boxed_slice())
+    }
+
+    /// A path in this CA's temporary directory.
+    pub(crate) fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    /// A server certificate valid now for `names`.
+    pub(crate) fn server(&self, names: &[&str]) -> Leaf {
+        self.leaf(names, false, false)
+    }
+
+    /// A client certificate valid now.
+    pub(crate) fn client(&self, name: &str) -> Leaf {
+        self.leaf(&[name], true, false)
+    }
+
+    /// A leaf certificate for `names`, for clients or servers, expired or valid.
+    pub(crate) fn leaf(&self, names: &[&str], client: bool, expired: bool) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, ORG);
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        Leaf {
+            cert_key: Arc::new(CertKey::new(vec![cert.der().to_vec()], key.serialize_der())),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Writes `leaf` to `<name>.crt` and `<name>.key`; returns the paths.
+    pub(crate) fn write(&self, leaf: &Leaf, name: &str) -> (String, String) {
+        let cert = self.path(&format!("{name}.crt"));
+        let key = self.path(&format!("{name}.key"));
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// === server ===
+
+/// What the server saw of one connection.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub(crate) digest: Option<Arc<SslDigest>>,
+    pub(crate) alpn: Option<ALPN>,
+}
+
+/// Echoes bytes back, reporting each connection's TLS facts.
+struct EchoApp(mpsc::UnboundedSender<Seen>);
+
+#[async_trait]
+impl ServerApp for EchoApp {
+    async fn process_new(self: &Arc<Self>, mut io: Stream, _: &ShutdownWatch) -> Option<Stream> {
+        let _ = self.0.send(Seen {
+            digest: io.get_ssl_digest(),
+            alpn: io.selected_alpn_proto(),
+        });
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = io.read(&mut buf).await {
+            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            let _ = io.flush().await;
+        }
+        None
+    }
+}
+
+/// A TLS listener on `127.0.0.1:0`, stopped when dropped.
+pub(crate) struct TlsServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl TlsServer {
+    /// Serves the echo app with `settings` through `provider`.
+    pub(crate) async fn echo(provider: &Arc<dyn TlsProvider>, settings: TlsSettings) -> TlsServer {
+        let (tx, seen) = mpsc::unbounded_channel();
+        Self::start(provider, settings, EchoApp(tx), seen).await
+    }
+
+    /// Serves HTTP (body `hello <version>`) with `settings` through `provider`.
+    pub(crate) async fn http(provider: &Arc<dyn TlsProvider>, settings: TlsSettings) -> TlsServer {
+        let (_tx, seen) = mpsc::unbounded_channel();
+        Self::start(provider, settings, HttpServer::new_app(Hello), seen).await
+    }
+
+    async fn start<A: ServerApp + Send + Sync + 'static>(
+        provider: &Arc<dyn TlsProvider>,
+        mut settings: TlsSettings,
+        app: A,
+        seen: mpsc::UnboundedReceiver<Seen>,
+    ) -> TlsServer {
+        settings.set_provider(Arc::clone(provider));
+        let mut service = Service::new("tls test".to_string(), app);
+        service.add_tls_with_settings("127.0.0.1:0", None, settings);
+        let addrs = service.local_addrs();
+        let (shutdown, watch) = watch::channel(false);
+        tokio::spawn(async move { service.start_service(None, watch, 1).await });
+        let bound = tokio::time::timeout(TIMEOUT, addrs.wait())
+            .await
+            .expect("binding timed out")
+            .expect("binding failed");
+        TlsServer {
+            addr: *bound[0].as_inet().expect("a TCP endpoint"),
+            seen,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// What the server saw of its next connection.
+    pub(crate) async fn next_seen(&mut self) -> Seen {
+        tokio::time::timeout(TIMEOUT, self.seen.recv())
+            .await
+            .expect("no connection seen")
+            .expect("server gone")
+    }
+}
+
+struct Hello;
+
+#[async_trait]
+impl ServeHttp for Hello {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let body = format!("hello {:?}", session.req_header().version).into_bytes();
+        http::Response::builder()
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap()
+    }
+}
+
+// === client ===
+
+/// A connector speaking TLS through `provider`.
+pub(crate) fn connector(provider: &Arc<dyn TlsProvider>) -> TransportConnector {
+    let connector = TransportConnector::new(None);
+    connector.set_tls_provider(Arc::clone(provider));
+    connector
+}
+
+/// A TLS peer at `addr` with SNI `sni`, trusting `ca`.
+pub(crate) fn peer(addr: SocketAddr, sni: &str, ca: &Pki) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, true, sni.to_string());
+    peer.options.ca = Some(ca.ca());
+    peer
+}
+
+/// Connects, sends a line and expects it back; returns the client stream.
+pub(crate) async fn round_trip(connector: &TransportConnector, peer: &HttpPeer) -> Result<Stream> {
+    let mut stream = tokio::time::timeout(TIMEOUT, connector.new_stream(peer))
+        .await
+        .expect("connect timed out")?;
+    stream.write_all(b"ping\n").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut buf = [0u8; 5];
+    match tokio::time::timeout(TIMEOUT, stream.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => {
+            assert_eq!(&buf, b"ping\n");
+            Ok(stream)
+        }
+        // A server may reject a client certificate only after the client finished (TLS 1.3).
+        Ok(Err(e)) => Err(pingora_error::Error::because(
+            ErrorType::TLSHandshakeFailure,
+            "the server closed the connection",
+            e,
+        )),
+        Err(_) => panic!("echo timed out"),
+    }
+}
+
+fn error_type(result: Result<Stream>) -> ErrorType {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.etype().clone(),
+    }
+}
+
+// === the suite ===
+
+/// A full handshake both ways, with the digests on both sides.
+pub(crate) async fn handshake_and_digest(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("handshake CA");
+    let leaf = pki.server(&["localhost"]);
+    let mut server = TlsServer::echo(
+        &provider,
+        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)),
+    )
+    .await;
+    let connector = connector(&provider);
+    let stream = round_trip(&connector, &peer(server.addr, "localhost", &pki))
+        .await
+        .expect("handshake");
+
+    let client = stream.get_ssl_digest().expect("client digest");
+    assert_eq!(client.version, "TLSv1.3");
+    assert!(!client.cipher.is_empty() && client.cipher != "unknown");
+    assert_eq!(client.organization.as_deref(), Some(ORG));
+    let leaf_der = leaf.cert_key.leaf();
+    assert_eq!(client.cert_digest, der::sha256(leaf_der));
+    assert_eq!(client.serial_number, der::summarize(leaf_der).serial_number);
+    assert!(client.serial_number.is_some());
+    assert_eq!(stream.get_timing_digest().len(), 2, "TCP and TLS layers");
+    assert!(stream.get_socket_digest().is_some());
+    // The peer offers http/1.1 but the listener has no ALPN.
+    assert_eq!(stream.selected_alpn_proto(), None);
+
+    let seen = server.next_seen().await;
+    let digest = seen.digest.expect("server digest");
+    assert_eq!(digest.version, "TLSv1.3");
+    assert_eq!(digest.cipher, client.cipher);
+    // No client certificate.
+    assert!(digest.organization.is_none() && digest.cert_digest.is_empty());
+}
+
+/// TLS 1.2 when the listener allows no more.
+pub(crate) async fn tls12(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("tls12 CA");
+    let leaf = pki.server(&["localhost"]);
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.set_max_version(TlsVersion::Tls12);
+    let mut server = TlsServer::echo(&provider, settings).await;
+    let stream = round_trip(&connector(&provider), &peer(server.addr, "localhost", &pki))
+        .await
+        .expect("handshake");
+    assert_eq!(stream.get_ssl_digest().unwrap().version, "TLSv1.2");
+    assert_eq!(server.next_seen().await.digest.unwrap().version, "TLSv1.2");
+}
+
+/// A second connection from the same connector resumes the session.
+pub(crate) async fn resumption(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("resumption CA");
+    let leaf = pki.server(&["localhost"]);
+    let _server = TlsServer::echo(
+        &provider,
+        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)),
+    )
+    .await;
+    let connector = connector(&provider);
+    let peer = peer(_server.addr, "localhost", &pki);
+    let first = round_trip(&connector, &peer).await.expect("first");
+    assert!(
+        !first
+            .as_any()
+            .downcast_ref::<TlsStream>()
+            .unwrap()
+            .handshake_info()
+            .resumed
+    );
+    // Dropped without a close_notify, as pooled connections often are: still resumable.
+    drop(first);
+    let second = round_trip(&connector, &peer).await.expect("second");
+    let second = second.as_any().downcast_ref::<TlsStream>().unwrap();
+    assert!(
+        second.handshake_info().resumed,
+        "the second handshake was full"
+    );
+}
+
+/// Callbacks: the certificate chosen by SNI, asynchronously; the completion value stored in
+/// the digest; no certificate chosen fails the handshake.
+pub(crate) async fn sni_certificate_callback(provider: Arc<dyn TlsProvider>) {
+    struct BySni {
+        a: Arc<CertKey>,
+        b: Arc<CertKey>,
+    }
+    #[async_trait]
+    impl TlsAccept for BySni {
+        async fn certificate_callback(&self, ssl: &mut TlsRef) {
+            tokio::task::yield_now().await; // the handshake waits for async work
+            match ssl.server_name() {
+                Some("a.test") => ssl.set_certificate(Arc::clone(&self.a)),
+                Some("b.test") => ssl.set_certificate(Arc::clone(&self.b)),
+                _ => {}
+            }
+        }
+        async fn handshake_complete_callback(
+            &self,
+            ssl: &TlsRef,
+        ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+            let version = ssl.ssl_digest()?.version;
+            Some(Arc::new(format!("{}/{version}", ssl.server_name()?)))
+        }
+    }
+    let pki = Pki::new("sni CA");
+    let a = pki.server(&["a.test"]);
+    let b = pki.server(&["b.test"]);
+    let settings = TlsSettings::with_callbacks(Box::new(BySni {
+        a: Arc::clone(&a.cert_key),
+        b: Arc::clone(&b.cert_key),
+    }))
+    .unwrap();
+    let mut server = TlsServer::echo(&provider, settings).await;
+    let connector = connector(&provider);
+    for (sni, leaf) in [("a.test", &a), ("b.test", &b)] {
+        let stream = round_trip(&connector, &peer(server.addr, sni, &pki))
+            .await
+            .expect("handshake");
+        let digest = stream.get_ssl_digest().unwrap();
+        assert_eq!(
+            digest.cert_digest,
+            der::sha256(leaf.cert_key.leaf()),
+            "{sni}"
+        );
+        let seen = server.next_seen().await.digest.unwrap();
+        let ext = seen.extension.get::<String>().expect("extension");
+        assert_eq!(ext, &format!("{sni}/TLSv1.3"));
+    }
+    let err = round_trip(&connector, &peer(server.addr, "c.test", &pki))
+        .await
+        .unwrap_err();
+    assert_eq!(err.etype(), &ErrorType::TLSHandshakeFailure, "{err}");
+}
+
+/// ALPN: server preference with H2H1, h1 only, none configured, h2 only.
+pub(crate) async fn alpn(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("alpn CA");
+    let leaf = pki.server(&["localhost"]);
+    let connector = connector(&provider);
+    let with = |alpn: Option<ALPN>| {
+        let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+        if let Some(alpn) = alpn {
+            settings.set_alpn(alpn);
+        }
+        settings
+    };
+    let client = |server: &TlsServer, alpn: ALPN| {
+        let mut p = peer(server.addr, "localhost", &pki);
+        p.options.alpn = alpn;
+        p
+    };
+
+    let mut server = TlsServer::echo(&provider, with(Some(ALPN::H2H1))).await;
+    for (offer, expected) in [
+        (ALPN::H2H1, Some(ALPN::H2)),
+        (ALPN::H1, Some(ALPN::H1)),
+        (ALPN::H2, Some(ALPN::H2)),
+    ] {
+        let stream = round_trip(&connector, &client(&server, offer.clone()))
+            .await
+            .unwrap();
+        assert_eq!(stream.selected_alpn_proto(), expected, "offer {offer}");
+        assert_eq!(server.next_seen().await.alpn, expected, "offer {offer}");
+    }
+
+    let mut server = TlsServer::echo(&provider, with(None)).await;
+    let stream = round_trip(&connector, &client(&server, ALPN::H2H1))
+        .await
+        .unwrap();
+    assert_eq!(stream.selected_alpn_proto(), None);
+    assert_eq!(server.next_seen().await.alpn, None);
+
+    let server = TlsServer::echo(&provider, with(Some(ALPN::H2))).await;
+    let result = round_trip(&connector, &client(&server, ALPN::H1)).await;
+    assert_eq!(error_type(result), ErrorType::TLSHandshakeFailure);
+}
+
+/// Mutual TLS: a required client certificate present, missing, and from an unknown CA.
+pub(crate) async fn mtls(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("mtls CA");
+    let leaf = pki.server(&["localhost"]);
+    let client_leaf = pki.client("client.test");
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.set_client_ca(pki.ca().to_vec().into_boxed_slice(), true);
+    let mut server = TlsServer::echo(&provider, settings).await;
+    let connector = connector(&provider);
+
+    let mut with_cert = HttpPeer::new_mtls(
+        server.addr,
+        "localhost".to_string(),
+        Arc::clone(&client_leaf.cert_key),
+    );
+    with_cert.options.ca = Some(pki.ca());
+    round_trip(&connector, &with_cert)
+        .await
+        .expect("with a client certificate");
+    let seen = server.next_seen().await.digest.unwrap();
+    assert_eq!(seen.organization.as_deref(), Some(ORG));
+    assert_eq!(seen.cert_digest, der::sha256(client_leaf.cert_key.leaf()));
+
+    let without = peer(server.addr, "localhost", &pki);
+    let result = round_trip(&connector, &without).await;
+    let etype = error_type(result);
+    assert!(
+        etype == ErrorType::InvalidCert || etype == ErrorType::TLSHandshakeFailure,
+        "{etype:?}"
+    );
+
+    let other = Pki::new("other CA").client("client.test");
+    let mut stranger = HttpPeer::new_mtls(
+        server.addr,
+        "localhost".to_string(),
+        Arc::clone(&other.cert_key),
+    );
+    stranger.options.ca = Some(pki.ca());
+    let etype = error_type(round_trip(&connector, &stranger).await);
+    assert!(
+        etype == ErrorType::InvalidCert || etype == ErrorType::TLSHandshakeFailure,
+        "{etype:?}"
+    );
+}
+
+/// Upstream verification: failures are `InvalidCert`; the switches and name rules.
+pub(crate) async fn verification(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("verify CA");
+    let connector = connector(&provider);
+    let serve = |leaf: Leaf| {
+        let provider = Arc::clone(&provider);
+        async move { TlsServer::echo(&provider, TlsSettings::with_cert_key(leaf.cert_key)).await }
+    };
+
+    // Expired.
+    let expired = serve(pki.leaf(&["localhost"], false, true)).await;
+    let result = round_trip(&connector, &peer(expired.addr, "localhost", &pki)).await;
+    assert_eq!(error_type(result), ErrorType::InvalidCert, "expired");
+    let mut lax = peer(expired.addr, "localhost", &pki);
+    lax.options.verify_cert = false;
+    round_trip(&connector, &lax).await.expect("verify_cert off");
+
+    // Unknown CA.
+    let server = serve(pki.server(&["localhost", "my-host.test", "*.wild.test"])).await;
+    let stranger = Pki::new("unrelated CA");
+    let result = round_trip(&connector, &peer(server.addr, "localhost", &stranger)).await;
+    assert_eq!(error_type(result), ErrorType::InvalidCert, "unknown CA");
+    // An empty SNI turns verification off.
+    round_trip(&connector, &peer(server.addr, "", &stranger))
+        .await
+        .expect("no SNI, no verification");
+
+    // Wrong host.
+    let result = round_trip(&connector, &peer(server.addr, "other.test", &pki)).await;
+    assert_eq!(error_type(result), ErrorType::InvalidCert, "wrong host");
+    let mut no_host = peer(server.addr, "other.test", &pki);
+    no_host.options.verify_hostname = false;
+    round_trip(&connector, &no_host)
+        .await
+        .expect("verify_hostname off");
+    let mut alt = peer(server.addr, "other.test", &pki);
+    alt.options.alternative_cn = Some("localhost".to_string());
+    round_trip(&connector, &alt).await.expect("alternative_cn");
+    // Underscores in the leftmost label match the certificate's dashes.
+    round_trip(&connector, &peer(server.addr, "my_host.test", &pki))
+        .await
+        .expect("underscore variant");
+    round_trip(&connector, &peer(server.addr, "x.wild.test", &pki))
+        .await
+        .expect("wildcard");
+    let result = round_trip(&connector, &peer(server.addr, "x.y.wild.test", &pki)).await;
+    assert_eq!(error_type(result), ErrorType::InvalidCert, "wildcard depth");
+}
+
+/// Bytes that are not TLS close the connection; the listener keeps serving.
+pub(crate) async fn garbage_and_timeout(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("garbage CA");
+    let leaf = pki.server(&["localhost"]);
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.set_handshake_timeout(Duration::from_millis(300));
+    let server = TlsServer::echo(&provider, settings).await;
+    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut buf))
+        .await
+        .expect("closed");
+    assert!(n.is_err() || buf.is_empty(), "{buf:?}");
+    // A client that says nothing is cut off by the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let closed = tokio::time::timeout(TIMEOUT, silent.read(&mut [0u8; 8])).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    round_trip(&connector(&provider), &peer(server.addr, "localhost", &pki))
+        .await
+        .expect("still serving");
+}
+
+/// Missing files and a key that does not load fail cleanly.
+pub(crate) async fn bad_settings(provider: Arc<dyn TlsProvider>) {
+    let err =
+        TlsSettings::intermediate("/nonexistent/cert.pem", "/nonexistent/key.pem").unwrap_err();
+    assert_eq!(err.etype(), &ErrorType::FileReadError);
+    let pki = Pki::new("bad CA");
+    let leaf = pki.server(&["localhost"]);
+    let broken = Arc::new(CertKey::new(
+        leaf.cert_key.certs().to_vec(),
+        b"not a key".to_vec(),
+    ));
+    let mut settings = TlsSettings::with_cert_key(broken);
+    settings.set_provider(Arc::clone(&provider));
+    let mut service = Service::new("bad".to_string(), EchoApp(mpsc::unbounded_channel().0));
+    service.add_tls_with_settings("127.0.0.1:0", None, settings);
+    let addrs = service.local_addrs();
+    let (_shutdown, watch) = watch::channel(false);
+    tokio::spawn(async move { service.start_service(None, watch, 1).await });
+    let err = tokio::time::timeout(TIMEOUT, addrs.wait())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.etype(), &ErrorType::BindError, "{err}");
+}
+
+// === external clients ===
+
+/// curl over TLS 1.2 and 1.3 with ALPN http/1.1 and h2 (h2 served by the HTTP/2 server
+/// session); PEM files loaded by `TlsSettings::intermediate`.
+pub(crate) async fn curl(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("curl CA");
+    let (cert, key) = pki.write(&pki.server(&["localhost"]), "server");
+    let mut settings = TlsSettings::intermediate(&cert, &key).unwrap();
+    settings.enable_h2();
+    let server = TlsServer::http(&provider, settings).await;
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.addr.port());
+    for (tls, max, http, body, version) in [
+        ("--tlsv1.2", "1.2", "--http1.1", "hello HTTP/1.1", "1.1"),
+        ("--tlsv1.3", "1.3", "--http1.1", "hello HTTP/1.1", "1.1"),
+        ("--tlsv1.3", "1.3", "--http2", "hello HTTP/2.0", "2"),
+    ] {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sSv", "--max-time", "10", "--cacert", &pki.path("ca.pem")])
+            .args(["--resolve", &resolve, tls, "--tls-max", max, http])
+            .args(["-w", "\n%{http_version}", &url])
+            .output()
+            .await
+            .expect("curl runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{tls} {http}: {stdout} {stderr}");
+        assert_eq!(stdout, format!("{body}\n{version}"), "{tls} {http}");
+        let expected_tls = format!("SSL connection using TLSv{max}");
+        assert!(stderr.contains(&expected_tls), "{tls} {http}: {stderr}");
+    }
+}
+
+/// `openssl s_client`: handshake, verification against the CA, ALPN h2, and mTLS.
+pub(crate) async fn openssl_s_client(provider: Arc<dyn TlsProvider>) {
+    let pki = Pki::new("s_client CA");
+    let leaf = pki.server(&["localhost"]);
+    let (client_cert, client_key) = pki.write(&pki.client("client.test"), "client");
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.enable_h2();
+    settings.set_client_ca(pki.ca().to_vec().into_boxed_slice(), false);
+    let mut server = TlsServer::echo(&provider, settings).await;
+    let addr = server.addr;
+    let run = |extra: Vec<String>| {
+        let ca = pki.path("ca.pem");
+        async move {
+            let mut child = tokio::process::Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &addr.to_string(),
+                    "-servername",
+                    "localhost",
+                ])
+                .args([
+                    "-CAfile",
+                    &ca,
+                    "-verify_return_error",
+                    "-alpn",
+                    "h2,http/1.1",
+                ])
+                .args(extra)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("openssl runs");
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"Q\n").await.unwrap();
+            drop(stdin);
+            let out = tokio::time::timeout(TIMEOUT, child.wait_with_output())
+                .await
+                .expect("s_client finished")
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    };
+    let out = run(vec![]).await;
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    assert!(out.contains("TLSv1.3"), "{out}");
+    assert!(server
+        .next_seen()
+        .await
+        .digest
+        .unwrap()
+        .organization
+        .is_none());
+
+    let out = run(vec!["-cert".into(), client_cert, "-key".into(), client_key]).await;
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    let seen = server.next_seen().await.digest.unwrap();
+    assert_eq!(seen.organization.as_deref(), Some(ORG));
+}

@@ -1,0 +1,169 @@
+//! The server side: one `SslAcceptor` (Mozilla intermediate v5 profile) per listener;
+//! per-handshake certificates and the ALPN protocol chosen by pingora-core are set on each
+//! connection.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+
+use openssl::ssl::{AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use parking_lot::Mutex;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_tls::{
+    AcceptParams, BoxFuture, CertKey, ClientAuth, ServerConfig, TlsServer, TlsSession, Transport,
+};
+use tokio_openssl::SslStream;
+
+use crate::session::{handshake_error, OpensslSession};
+use crate::{internal, ssl_version, x509_store, Identity};
+
+/// Where each connection keeps the ALPN protocol to select.
+static ALPN_INDEX: LazyLock<Option<openssl::ex_data::Index<Ssl, Vec<u8>>>> =
+    LazyLock::new(|| Ssl::new_ex_index().ok());
+
+/// An OpenSSL server for one listener.
+pub(crate) struct OpensslServer {
+    acceptor: SslAcceptor,
+    default: Option<Identity>,
+    /// The last certificate a callback chose, parsed; most handshakes reuse it.
+    last_override: Mutex<Option<(Arc<CertKey>, Arc<Identity>)>>,
+}
+
+impl OpensslServer {
+    pub(crate) fn new(config: ServerConfig) -> Result<Self> {
+        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| internal(e, "cannot create an OpenSSL acceptor"))?;
+        if let Some(min) = config.min_version {
+            builder
+                .set_min_proto_version(Some(ssl_version(min)))
+                .map_err(|e| internal(e, "cannot set the minimum TLS version"))?;
+        }
+        if let Some(max) = config.max_version {
+            builder
+                .set_max_proto_version(Some(ssl_version(max)))
+                .map_err(|e| internal(e, "cannot set the maximum TLS version"))?;
+        }
+        // Resumption needs a session id context once client certificates are verified.
+        builder
+            .set_session_id_context(b"pingora")
+            .map_err(|e| internal(e, "cannot set the session id context"))?;
+        match &config.client_auth {
+            ClientAuth::None => {}
+            ClientAuth::Optional(ca) | ClientAuth::Required(ca) => {
+                let mut mode = SslVerifyMode::PEER;
+                if matches!(config.client_auth, ClientAuth::Required(_)) {
+                    mode |= SslVerifyMode::FAIL_IF_NO_PEER_CERT;
+                }
+                builder.set_verify(mode);
+                for der in ca.iter() {
+                    let cert = openssl::x509::X509::from_der(der).map_err(|e| {
+                        Error::because(ErrorType::InvalidCert, "unusable client CA", e)
+                    })?;
+                    builder
+                        .add_client_ca(&cert)
+                        .map_err(|e| internal(e, "cannot add a client CA"))?;
+                }
+                builder
+                    .set_verify_cert_store(x509_store(ca)?)
+                    .map_err(|e| internal(e, "cannot set the client CA store"))?;
+            }
+        }
+        builder.set_alpn_select_callback(|ssl, offered| {
+            let chosen = ALPN_INDEX
+                .as_ref()
+                .and_then(|index| ssl.ex_data(*index))
+                .ok_or(AlpnError::NOACK)?;
+            // Return the client's own bytes, as OpenSSL requires.
+            let mut rest = offered;
+            while let Some((&len, tail)) = rest.split_first() {
+                let len = usize::from(len).min(tail.len());
+                let (name, next) = tail.split_at(len);
+                if name == chosen.as_slice() {
+                    return Ok(name);
+                }
+                rest = next;
+            }
+            Err(AlpnError::NOACK)
+        });
+        let default = match &config.cert_key {
+            Some(cert_key) => {
+                let identity = Identity::parse(cert_key)?;
+                builder
+                    .set_certificate(&identity.leaf)
+                    .and_then(|()| builder.set_private_key(&identity.key))
+                    .and_then(|()| builder.check_private_key())
+                    .map_err(|e| {
+                        Error::because(ErrorType::InvalidCert, "the key does not fit", e)
+                    })?;
+                for cert in &identity.chain {
+                    builder
+                        .add_extra_chain_cert(cert.clone())
+                        .map_err(|e| internal(e, "cannot add an intermediate"))?;
+                }
+                Some(identity)
+            }
+            None => None,
+        };
+        Ok(OpensslServer {
+            acceptor: builder.build(),
+            default,
+            last_override: Mutex::new(None),
+        })
+    }
+
+    fn identity_for(&self, cert_key: &Arc<CertKey>) -> Result<Arc<Identity>> {
+        let mut last = self.last_override.lock();
+        if let Some((key, identity)) = &*last {
+            if key == cert_key {
+                return Ok(Arc::clone(identity));
+            }
+        }
+        let identity = Arc::new(Identity::parse(cert_key)?);
+        *last = Some((Arc::clone(cert_key), Arc::clone(&identity)));
+        Ok(identity)
+    }
+}
+
+impl fmt::Debug for OpensslServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpensslServer")
+            .field("default_cert", &self.default.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServer for OpensslServer {
+    fn accept(
+        &self,
+        io: Transport,
+        params: AcceptParams,
+    ) -> BoxFuture<'_, Result<Box<dyn TlsSession>>> {
+        Box::pin(async move {
+            let mut ssl = Ssl::new(self.acceptor.context())
+                .map_err(|e| internal(e, "cannot create an OpenSSL session"))?;
+            match &params.cert_key {
+                Some(cert_key) => self.identity_for(cert_key)?.apply(&mut ssl)?,
+                None if self.default.is_none() => {
+                    return Error::e_explain(
+                        ErrorType::TLSHandshakeFailure,
+                        "no certificate for this handshake",
+                    )
+                }
+                None => {}
+            }
+            if let (Some(alpn), Some(index)) = (params.alpn, ALPN_INDEX.as_ref()) {
+                ssl.set_ex_data(*index, alpn);
+            }
+            let mut stream = SslStream::new(ssl, io)
+                .map_err(|e| internal(e, "cannot create an OpenSSL stream"))?;
+            if let Err(e) = Pin::new(&mut stream).accept().await {
+                return Err(handshake_error(
+                    stream.ssl(),
+                    e,
+                    "TLS handshake with the client failed",
+                ));
+            }
+            Ok(Box::new(OpensslSession::new(stream)) as Box<dyn TlsSession>)
+        })
+    }
+}
