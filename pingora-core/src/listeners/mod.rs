@@ -413,6 +413,7 @@ impl TransportStack {
                 l4,
                 peer,
                 settings: Arc::clone(&self.settings),
+                tls: self.tls.clone(),
             }))
     }
 
