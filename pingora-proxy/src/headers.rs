@@ -113,6 +113,43 @@ pub(crate) fn upstream_request(req: &RequestHeader, body_expected: bool) -> Requ
     up
 }
 
+/// Fields that must not be sent as request trailers (RFC 9110 section 6.5.1): framing, routing,
+/// hop-by-hop, and those that decide how the body is read or the request handled. They are
+/// dropped rather than passed on, as an upstream might act on them as if they were in the head.
+const NOT_TRAILERS: [HeaderName; 19] = [
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::UPGRADE,
+    header::TRAILER,
+    header::CONTENT_ENCODING,
+    header::CONTENT_TYPE,
+    header::CONTENT_RANGE,
+    header::EXPECT,
+    header::RANGE,
+    header::MAX_FORWARDS,
+    header::CACHE_CONTROL,
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+];
+
+/// The client's request `trailers` as they go upstream: the fields listed in [`NOT_TRAILERS`]
+/// and those the trailers' own `Connection` would name are removed. `None` if nothing is left.
+pub(crate) fn upstream_trailers(mut trailers: HeaderMap) -> Option<HeaderMap> {
+    for name in connection_options(&trailers) {
+        trailers.remove(name);
+    }
+    for name in &NOT_TRAILERS {
+        trailers.remove(name);
+    }
+    (!trailers.is_empty()).then_some(trailers)
+}
+
 /// Prepares the upstream's response head `resp` for the client: hop-by-hop fields removed
 /// (kept for a 101), and a body without a length made chunked so that the client's connection
 /// can be kept.
@@ -188,6 +225,31 @@ mod tests {
         assert_eq!(up.headers["transfer-encoding"], "chunked");
         let up = upstream_request(&req(&[("Host", "a"), ("Content-Length", "3")]), true);
         assert!(up.headers.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn forbidden_trailers_dropped() {
+        let mut t = HeaderMap::new();
+        for (name, value) in [
+            ("transfer-encoding", "chunked"),
+            ("content-length", "9"),
+            ("host", "evil"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("authorization", "secret"),
+            ("x-sum", "ab"),
+            ("grpc-status", "0"),
+        ] {
+            t.append(name, HeaderValue::from_static(value));
+        }
+        let up = upstream_trailers(t).expect("some fields are left");
+        let names: Vec<_> = up.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-sum", "grpc-status"]);
+        let mut only_bad = HeaderMap::new();
+        only_bad.insert(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+        assert!(upstream_trailers(only_bad).is_none());
     }
 
     #[test]

@@ -171,9 +171,22 @@ impl Exchange {
         app.request_body_filter(session, &mut body, end, ctx)
             .await?;
         let data = body.unwrap_or_default();
-        if !data.is_empty() || end {
+        // The client's trailers, once its body ended, go after the body and end the request.
+        let trailers = if end {
+            session.downstream_session.read_request_trailers().await?
+        } else {
+            None
+        };
+        match trailers.and_then(|t| headers::upstream_trailers(*t)) {
+            Some(trailers) => {
+                if !data.is_empty() {
+                    client.queue_request_body(&data, false)?;
+                }
+                client.queue_request_trailers(trailers)?;
+            }
             // Written while the response is read, so neither direction waits on the other.
-            client.queue_request_body(&data, end)?;
+            None if !data.is_empty() || end => client.queue_request_body(&data, end)?,
+            None => {}
         }
         if end {
             self.request_done = true;

@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use e2e::*;
-use h2::client::SendRequest;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -113,88 +112,6 @@ fn echo_origin(rt: &tokio::runtime::Runtime) -> Origin {
             conn.send(resp).await;
         }
     })
-}
-
-/// Opens an h2c connection to `addr`, its driver running as a task.
-async fn h2_client(addr: SocketAddr) -> SendRequest<Bytes> {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (send, conn) = within("h2 handshake", h2::client::handshake(tcp))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
-}
-
-/// A whole response.
-struct Got {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    trailers: Option<HeaderMap>,
-}
-
-/// Sends `req` with `body` and reads the whole response.
-async fn exchange(send: &SendRequest<Bytes>, req: Request<()>, body: Option<Vec<u8>>) -> Got {
-    exchange_with_trailers(send, req, body, None).await
-}
-
-/// Sends `req` with `body` then `trailers`, and reads the whole response.
-async fn exchange_with_trailers(
-    send: &SendRequest<Bytes>,
-    req: Request<()>,
-    body: Option<Vec<u8>>,
-    trailers: Option<HeaderMap>,
-) -> Got {
-    let run = async {
-        let mut send = send.clone().ready().await.expect("connection ready");
-        let ends_with_head = body.is_none() && trailers.is_none();
-        let (resp, mut stream) = send
-            .send_request(req, ends_with_head)
-            .expect("send request");
-        if let Some(body) = body {
-            let mut data = Bytes::from(body);
-            let last = trailers.is_none();
-            while !data.is_empty() {
-                stream.reserve_capacity(data.len());
-                let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))
-                    .await
-                    .expect("stream open")
-                    .expect("capacity");
-                let piece = data.split_to(granted.min(data.len()));
-                stream
-                    .send_data(piece, last && data.is_empty())
-                    .expect("send data");
-            }
-        }
-        if let Some(trailers) = trailers {
-            stream.send_trailers(trailers).expect("send trailers");
-        }
-        let (parts, mut recv) = resp.await.expect("response").into_parts();
-        let mut body = Vec::new();
-        while let Some(piece) = recv.data().await {
-            let piece = piece.expect("body piece");
-            let _ = recv.flow_control().release_capacity(piece.len());
-            body.extend_from_slice(&piece);
-        }
-        let trailers = recv.trailers().await.expect("trailers");
-        Got {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            trailers,
-        }
-    };
-    within("h2 exchange", run).await
-}
-
-fn request(method: Method, path: &str) -> Request<()> {
-    Request::builder()
-        .method(method)
-        .uri(format!("http://example.test{path}"))
-        .body(())
-        .expect("a valid request")
 }
 
 #[test]

@@ -10,10 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use e2e::*;
-use h2::server::SendResponse;
-use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
@@ -21,9 +19,6 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_proxy::{ProxyHttp, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
-use tokio::sync::watch;
 
 // === the proxy ===
 
@@ -57,73 +52,7 @@ fn start(addr: SocketAddr, versions: (u8, u8)) -> (utils::TestServer, SocketAddr
     )
 }
 
-// === the h2c origin ===
-
-type Handler = Arc<dyn Fn(Request<RecvStream>, SendResponse<Bytes>) -> Handled + Send + Sync>;
-type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// An h2c origin (the `h2` crate's server).
-struct H2Origin {
-    addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
-    /// Set to `true` to make every connection send GOAWAY.
-    goaway: watch::Sender<bool>,
-}
-
-fn h2_origin(rt: &Runtime, handler: Handler) -> H2Origin {
-    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let (goaway, goaway_rx) = watch::channel(false);
-    let counter = accepts.clone();
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            let mut goaway = goaway_rx.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                    return;
-                };
-                let mut shutting_down = false;
-                loop {
-                    tokio::select! {
-                        next = conn.accept() => match next {
-                            Some(Ok((req, respond))) => {
-                                tokio::spawn(handler(req, respond));
-                            }
-                            _ => break,
-                        },
-                        changed = goaway.changed(), if !shutting_down => {
-                            if changed.is_ok() && *goaway.borrow() {
-                                shutting_down = true;
-                                conn.graceful_shutdown();
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    H2Origin {
-        addr,
-        accepts,
-        goaway,
-    }
-}
-
-async fn read_body(body: &mut RecvStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(piece) = body.data().await {
-        let piece = piece.expect("request body piece");
-        let _ = body.flow_control().release_capacity(piece.len());
-        out.extend_from_slice(&piece);
-    }
-    out
-}
+// === the h2c origins ===
 
 /// Echoes the request body; `x-seen` lists what reached the origin (method, authority, the
 /// connection fields that should not have); trailers follow when the request has
@@ -322,29 +251,6 @@ fn h2h1_peer_without_tls_is_spoken_to_in_h1() {
 
 // === gRPC over HTTP/2 on both sides ===
 
-/// One gRPC message: uncompressed flag, 4-byte length, payload.
-fn grpc_frame(payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(5 + payload.len());
-    out.put_u8(0);
-    out.put_u32(u32::try_from(payload.len()).unwrap());
-    out.put_slice(payload);
-    out.freeze()
-}
-
-/// Splits whole gRPC messages off the front of `buf`.
-fn grpc_messages(buf: &mut BytesMut) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while buf.len() >= 5 {
-        let len = (&buf[1..5]).get_u32() as usize;
-        if buf.len() < 5 + len {
-            break;
-        }
-        let frame = buf.split_to(5 + len);
-        out.push(frame[5..].to_vec());
-    }
-    out
-}
-
 /// A gRPC echo service: answers each request message as it arrives with "echo: <message>",
 /// then `grpc-status: 0` in trailers.
 fn grpc_echo() -> Handler {
@@ -379,16 +285,6 @@ fn grpc_echo() -> Handler {
             send.send_trailers(trailers).unwrap();
         })
     })
-}
-
-/// An h2c client connection to `addr`.
-async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
 }
 
 fn grpc_request(addr: SocketAddr, method: &str) -> Request<()> {

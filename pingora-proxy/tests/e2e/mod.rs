@@ -21,9 +21,11 @@ use tokio::runtime::Runtime;
 use crate::utils::TestServer;
 
 mod bodies;
+mod http2;
 mod recorder;
 
 pub use bodies::*;
+pub use http2::*;
 pub use recorder::*;
 
 /// How long any single step may take before the test fails.
@@ -301,14 +303,29 @@ impl Conn {
 
     /// Reads a chunked body, trailers discarded; `None` if it is cut short or malformed.
     async fn try_read_chunked(&mut self) -> Option<Vec<u8>> {
+        self.try_read_chunked_with_trailers()
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// Reads a chunked body and its trailer fields (name as sent, value trimmed); `None` if it
+    /// is cut short or malformed.
+    async fn try_read_chunked_with_trailers(&mut self) -> Option<(Vec<u8>, Vec<(String, String)>)> {
         let mut body = Vec::new();
         loop {
             let line = self.try_read_line().await?;
             let size = line.split(';').next().unwrap_or_default().trim();
             let size = usize::from_str_radix(size, 16).ok()?;
             if size == 0 {
-                while !self.try_read_line().await?.is_empty() {}
-                return Some(body);
+                let mut trailers = Vec::new();
+                loop {
+                    let line = self.try_read_line().await?;
+                    if line.is_empty() {
+                        return Some((body, trailers));
+                    }
+                    let (name, value) = line.split_once(':')?;
+                    trailers.push((name.to_string(), value.trim().to_string()));
+                }
             }
             body.extend(self.try_read_exact(size).await?);
             if !self.try_read_line().await?.is_empty() {
@@ -345,6 +362,22 @@ impl Conn {
             head,
             body,
         })
+    }
+
+    /// Reads a request with its body and, for a chunked one, its trailer fields; `None` if the
+    /// peer closed (or broke the framing) first.
+    pub async fn read_request_with_trailers(&mut self) -> Option<(Message, Vec<(String, String)>)> {
+        let head = self.try_read_head().await?;
+        let (body, trailers) = match head.framing() {
+            BodyFraming::Chunked => self.try_read_chunked_with_trailers().await?,
+            framing => (self.try_read_body(framing, false).await?, Vec::new()),
+        };
+        let message = Message {
+            interim: Vec::new(),
+            head,
+            body,
+        };
+        Some((message, trailers))
     }
 
     /// Reads a response (1xx heads collected in `interim`) to a request of `method`.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -97,6 +98,37 @@ impl HttpSession {
         match self {
             HttpSession::H1(s) => s.queue_body(data, end),
             HttpSession::H2(s) => s.queue_request_body(data.clone(), end),
+        }
+    }
+
+    /// Queues the end of the request body with `trailers`, after every piece of body queued
+    /// before: the request ends here, as with [`queue_request_body`](Self::queue_request_body)
+    /// and `end`, and nothing is queued if it ended already.
+    ///
+    /// Over HTTP/2 they go in a `HEADERS` frame with `END_STREAM`. Over HTTP/1 they end a
+    /// chunked body (`0\r\nName: value\r\n\r\n`); a body framed by `Content-Length` cannot
+    /// carry them and they are dropped (RFC 9110 section 6.5 lets an intermediary discard
+    /// trailers). Fields that must not be trailers (framing, routing, hop-by-hop ones) are the
+    /// caller's to remove.
+    ///
+    /// # Errors
+    /// Before the request head; an HTTP/1 body shorter than its `Content-Length`.
+    pub fn queue_request_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.queue_trailers(&trailers),
+            HttpSession::H2(s) => s.queue_request_trailers(trailers),
+        }
+    }
+
+    /// Ends the request body with `trailers` and writes what is still queued. See
+    /// [`queue_request_trailers`](Self::queue_request_trailers).
+    ///
+    /// # Errors
+    /// As [`queue_request_trailers`](Self::queue_request_trailers), and a failed write.
+    pub async fn write_request_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        match self {
+            HttpSession::H1(s) => s.write_trailers(&trailers).await,
+            HttpSession::H2(s) => s.write_request_trailers(trailers).await,
         }
     }
 

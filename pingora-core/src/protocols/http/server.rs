@@ -22,6 +22,9 @@ pub struct Session {
     inner: Inner,
     /// What the application left for this request on the previous request of the connection.
     persisted: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The request trailers, once read from the protocol session.
+    request_trailers: Option<Box<HeaderMap>>,
+    request_trailers_read: bool,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,8 @@ impl Session {
         Session {
             inner: Inner::H1(Box::new(SessionV1::new(stream))),
             persisted: None,
+            request_trailers: None,
+            request_trailers_read: false,
         }
     }
 
@@ -86,6 +91,8 @@ impl Session {
         Session {
             inner: Inner::H1(Box::new(SessionV1::new_with_buffer(stream, buf))),
             persisted: None,
+            request_trailers: None,
+            request_trailers_read: false,
         }
     }
 
@@ -94,6 +101,8 @@ impl Session {
         Session {
             inner: Inner::H1(Box::new(session)),
             persisted: None,
+            request_trailers: None,
+            request_trailers_read: false,
         }
     }
 
@@ -102,6 +111,8 @@ impl Session {
         Session {
             inner: Inner::H2(Box::new(session)),
             persisted: None,
+            request_trailers: None,
+            request_trailers_read: false,
         }
     }
 
@@ -187,6 +198,29 @@ impl Session {
     /// client to disconnect (an error) while a response is being produced.
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
         each!(mut self, s => s.read_body_or_idle(no_body_expected).await)
+    }
+
+    /// The request trailers, once the request body was read whole: the trailer section of a
+    /// chunked HTTP/1 body, or the trailing `HEADERS` frame of an HTTP/2 stream. `None` if the
+    /// request has none, or while its body is not read whole (nothing is waited for then).
+    ///
+    /// The trailers are kept once read: later calls return them again, so that a request sent
+    /// upstream a second time (a retry) carries them too.
+    ///
+    /// # Errors
+    /// An HTTP/2 stream that failed while its trailers were read.
+    pub async fn read_request_trailers(&mut self) -> Result<Option<Box<HeaderMap>>> {
+        if !self.request_trailers_read {
+            if !self.is_body_done() {
+                return Ok(None);
+            }
+            self.request_trailers = match &mut self.inner {
+                Inner::H1(s) => s.take_request_trailers(),
+                Inner::H2(s) => s.read_trailers().await?.map(Box::new),
+            };
+            self.request_trailers_read = true;
+        }
+        Ok(self.request_trailers.clone())
     }
 
     /// Reads and discards the rest of the request body.

@@ -318,6 +318,44 @@ impl HttpSession {
         Ok(())
     }
 
+    /// Queues the end of the request body with `trailers`, like
+    /// [`queue_body`](Self::queue_body) with `end`: the trailers go after every byte queued
+    /// before them. A chunked body ends with them (`0\r\nName: value\r\n\r\n`); a body framed
+    /// by `Content-Length` has nowhere to carry them, so they are dropped, as RFC 9110
+    /// section 6.5 allows. Nothing is queued if the body already ended.
+    ///
+    /// The fields are written as given: leave out those that must not travel as trailers.
+    ///
+    /// # Errors
+    /// Before the head; a body shorter than its `Content-Length`.
+    pub fn queue_trailers(&mut self, trailers: &http::HeaderMap) -> Result<()> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Error::e_explain(ErrorType::InternalError, "request trailers before the head");
+        };
+        if encoder.is_finished() {
+            return Ok(());
+        }
+        let mut tail = Vec::new();
+        let finished = encoder.finish(Some(trailers), &mut tail);
+        if !self.queue_failed {
+            self.queued.extend_from_slice(&tail);
+        }
+        if self.upgraded {
+            self.half_close_queued = true;
+        }
+        finished.inspect_err(|_| self.broken = true)
+    }
+
+    /// Ends the request body with `trailers` and writes what is still queued. See
+    /// [`queue_trailers`](Self::queue_trailers) for when trailers are sent.
+    ///
+    /// # Errors
+    /// As [`queue_trailers`](Self::queue_trailers), and a failed write.
+    pub async fn write_trailers(&mut self, trailers: &http::HeaderMap) -> Result<()> {
+        self.queue_trailers(trailers)?;
+        self.flush_pending().await
+    }
+
     /// Bytes of request queued by [`queue_body`](Self::queue_body) and not written yet.
     pub fn queued_len(&self) -> usize {
         self.queued.len()

@@ -212,6 +212,46 @@ impl Http2Session {
         Ok(())
     }
 
+    /// Queues the end of the request with `trailers` (a `HEADERS` frame with `END_STREAM`),
+    /// sent after all the body queued before them, like
+    /// [`queue_request_body`](Self::queue_request_body) with `end`. Fields HTTP/2 forbids
+    /// (those describing a connection, as for the head, and `TE`) are left out; empty
+    /// trailers end the request with an empty `DATA` frame instead. Nothing is queued if the
+    /// request already ended.
+    ///
+    /// # Errors
+    /// Before the request head.
+    pub fn queue_request_trailers(&mut self, mut trailers: HeaderMap) -> Result<()> {
+        if self.body.writer.is_none() {
+            return Error::e_explain(ErrorType::InternalError, "request trailers before the head");
+        }
+        for name in NOT_FORWARDED.iter().chain([&header::TE]) {
+            trailers.remove(name);
+        }
+        if trailers.is_empty() {
+            self.body.queue(Bytes::new(), true);
+        } else {
+            self.body.queue_trailers(trailers);
+        }
+        Ok(())
+    }
+
+    /// Ends the request with `trailers` and sends what is queued, as flow control allows.
+    /// See [`queue_request_trailers`](Self::queue_request_trailers).
+    ///
+    /// # Errors
+    /// As [`write_request_body`](Self::write_request_body).
+    pub async fn write_request_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        self.queue_request_trailers(trailers)?;
+        let limit = self.write_timeout;
+        let flushed = with_timeout(limit, ErrorType::WriteTimedout, self.body.flush()).await;
+        if let Err(e) = flushed {
+            self.reset(Reason::CANCEL);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Bytes of request body queued and not sent yet.
     pub fn queued_request_body_len(&self) -> usize {
         self.body.queued_len

@@ -455,3 +455,96 @@ async fn response_split_across_many_reads() {
     s.respect_keepalive();
     assert!(s.reuse().await.is_some());
 }
+
+fn trailers(fields: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in fields {
+        map.append(*name, HeaderValue::from_static(value));
+    }
+    map
+}
+
+#[tokio::test]
+async fn queued_chunked_body_ends_with_trailers() {
+    let (mut s, mut up) = session();
+    s.write_request_header(post(&[("Transfer-Encoding", "chunked")]))
+        .await
+        .unwrap();
+    s.queue_body(b"hello", false).unwrap();
+    s.queue_trailers(&trailers(&[("grpc-status", "0"), ("x-sum", "a1")]))
+        .unwrap();
+    // The body ended once: what comes after is ignored.
+    s.queue_body(b"late", true).unwrap();
+    s.queue_trailers(&trailers(&[("x-late", "1")])).unwrap();
+    assert_eq!(
+        s.queued_len(),
+        b"5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx-sum: a1\r\n\r\n".len()
+    );
+    up.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    // Reading the response writes the queued request.
+    s.read_response().await.unwrap();
+    let wire = read_until(&mut up, b"a1\r\n\r\n").await;
+    assert!(
+        wire.ends_with("\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx-sum: a1\r\n\r\n"),
+        "{wire}"
+    );
+    assert_eq!(s.queued_len(), 0);
+    assert_eq!(s.body_bytes_sent(), 5);
+    s.respect_keepalive();
+    assert!(s.will_keepalive());
+}
+
+#[tokio::test]
+async fn written_trailers_follow_the_queued_body() {
+    let (mut s, mut up) = session();
+    s.write_request_header(post(&[("Transfer-Encoding", "chunked")]))
+        .await
+        .unwrap();
+    s.queue_body(b"abc", false).unwrap();
+    s.write_trailers(&trailers(&[("x-a", "1"), ("x-a", "2")]))
+        .await
+        .unwrap();
+    let wire = read_until(&mut up, b"x-a: 2\r\n\r\n").await;
+    assert!(
+        wire.ends_with("\r\n\r\n3\r\nabc\r\n0\r\nx-a: 1\r\nx-a: 2\r\n\r\n"),
+        "{wire}"
+    );
+    // Empty trailers give the plain terminator.
+    let (mut s, mut up) = session();
+    s.write_request_header(post(&[("Transfer-Encoding", "chunked")]))
+        .await
+        .unwrap();
+    s.write_trailers(&http::HeaderMap::new()).await.unwrap();
+    let wire = read_until(&mut up, b"0\r\n\r\n").await;
+    assert!(wire.ends_with("chunked\r\n\r\n0\r\n\r\n"), "{wire}");
+}
+
+#[tokio::test]
+async fn trailers_of_a_length_body_are_dropped() {
+    let (mut s, mut up) = session();
+    s.write_request_header(post(&[("Content-Length", "4")]))
+        .await
+        .unwrap();
+    s.queue_body(b"abcd", false).unwrap();
+    s.queue_trailers(&trailers(&[("x-dropped", "1")])).unwrap();
+    assert_eq!(s.queued_len(), 4, "only the body is queued");
+    up.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_response().await.unwrap();
+    let wire = read_until(&mut up, b"abcd").await;
+    assert!(wire.ends_with("Content-Length: 4\r\n\r\nabcd"), "{wire}");
+    s.respect_keepalive();
+    assert!(s.will_keepalive());
+
+    // A body cut short cannot be ended by trailers either.
+    let (mut s, _up) = session();
+    s.write_request_header(post(&[("Content-Length", "4")]))
+        .await
+        .unwrap();
+    s.queue_body(b"ab", false).unwrap();
+    assert!(s.queue_trailers(&trailers(&[("x-a", "1")])).is_err());
+    assert!(!s.will_keepalive());
+}

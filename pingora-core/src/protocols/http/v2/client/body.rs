@@ -23,6 +23,8 @@ pub(super) struct BodyQueue {
     pub(super) queued_len: usize,
     /// The end of the body was queued.
     pub(super) end_queued: bool,
+    /// Trailers to end the request with, once the queued body is sent.
+    pub(super) trailers: Option<http::HeaderMap>,
     /// `END_STREAM` was sent.
     pub(super) end_sent: bool,
     /// Sending failed (the server reset the stream): what is queued is discarded.
@@ -43,6 +45,15 @@ impl BodyQueue {
         self.end_queued = end;
     }
 
+    /// Queues the end of the body with `trailers`, sent after the body queued before them.
+    pub(super) fn queue_trailers(&mut self, trailers: http::HeaderMap) {
+        if self.end_queued || self.failed {
+            return;
+        }
+        self.trailers = Some(trailers);
+        self.end_queued = true;
+    }
+
     pub(super) fn notify_below(&mut self, len: usize) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         if self.queued_len <= len {
@@ -61,6 +72,7 @@ impl BodyQueue {
     pub(super) fn discard(&mut self) {
         self.failed = true;
         self.pieces.clear();
+        self.trailers = None;
         self.queued_len = 0;
         self.wake_watcher();
     }
@@ -91,9 +103,14 @@ impl BodyQueue {
         let writer = self.writer.as_mut().expect("queued only with a stream");
         let Some(piece) = self.pieces.front_mut() else {
             // Only the end is left.
-            writer
-                .send_data(Bytes::new(), true)
-                .or_err(ErrorType::WriteError, "ending the HTTP/2 request body")?;
+            match self.trailers.take() {
+                Some(trailers) => writer
+                    .send_trailers(trailers)
+                    .or_err(ErrorType::WriteError, "writing HTTP/2 request trailers")?,
+                None => writer
+                    .send_data(Bytes::new(), true)
+                    .or_err(ErrorType::WriteError, "ending the HTTP/2 request body")?,
+            }
             self.end_sent = true;
             return Ok(());
         };
@@ -121,7 +138,7 @@ impl BodyQueue {
             piece.split_to(granted)
         };
         let len = data.len();
-        let end = self.end_queued && self.pieces.is_empty();
+        let end = self.end_queued && self.pieces.is_empty() && self.trailers.is_none();
         writer
             .send_data(data, end)
             .or_err(ErrorType::WriteError, "writing the HTTP/2 request body")?;

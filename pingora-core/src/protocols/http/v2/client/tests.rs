@@ -188,3 +188,74 @@ async fn a_body_ended_by_an_empty_frame_ends_the_response() {
     assert!(session.response_finished(), "no trailers to wait for");
     assert!(session.exchange_done());
 }
+
+#[tokio::test]
+async fn queued_trailers_follow_the_body_and_end_the_stream() {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut conn = h2::server::handshake(server).await.unwrap();
+        let Some(Ok((req, mut respond))) = conn.accept().await else {
+            return;
+        };
+        // The stream is served in a task of its own: the connection must be driven meanwhile.
+        tokio::spawn(async move {
+            let mut body = req.into_body();
+            let mut data = Vec::new();
+            while let Some(piece) = body.data().await {
+                let piece = piece.unwrap();
+                let _ = body.flow_control().release_capacity(piece.len());
+                data.extend_from_slice(&piece);
+            }
+            let trailers = body.trailers().await.unwrap();
+            let _ = seen_tx.send((data, trailers));
+            let resp = http::Response::builder().status(200).body(()).unwrap();
+            let _ = respond.send_response(resp, true);
+        });
+        while conn.accept().await.is_some() {}
+    });
+    let stream: Stream = Box::new(client);
+    let conn = handshake(stream, H2HandshakeSettings::default())
+        .await
+        .unwrap();
+    let mut session = conn.spawn_stream().unwrap();
+    let req = request(
+        "POST",
+        "/",
+        &[("Host", "h"), ("Transfer-Encoding", "chunked")],
+    );
+    session
+        .write_request_header(Box::new(req), false)
+        .await
+        .unwrap();
+    session
+        .queue_request_body(Bytes::from_static(b"abc"), false)
+        .unwrap();
+    session
+        .queue_request_body(Bytes::from_static(b"def"), false)
+        .unwrap();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-sum", HeaderValue::from_static("1"));
+    trailers.insert("connection", HeaderValue::from_static("close"));
+    trailers.insert("te", HeaderValue::from_static("trailers"));
+    session.queue_request_trailers(trailers).unwrap();
+    // The request ended once: later body is ignored.
+    session
+        .queue_request_body(Bytes::from_static(b"late"), true)
+        .unwrap();
+    assert_eq!(session.queued_request_body_len(), 6);
+    // Reading the response sends what is queued.
+    let read = session.read_response_header();
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("response in time")
+        .unwrap();
+    assert_eq!(session.response_header().unwrap().status, 200);
+    let (data, trailers) = seen_rx.await.unwrap();
+    assert_eq!(data, b"abcdef");
+    let trailers = trailers.expect("trailers arrived");
+    assert_eq!(trailers.len(), 1, "connection-specific fields left out");
+    assert_eq!(trailers["x-sum"], "1");
+    assert!(session.request_finished());
+    assert!(session.exchange_done());
+}
