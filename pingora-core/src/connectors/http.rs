@@ -14,9 +14,9 @@
 //! * Requests that arrive together for a peer allowing several HTTP/2 streams per connection
 //!   (`max_h2_streams` above 1) and find no connection with room wait for the one connection
 //!   the first of them opens, rather than each opening its own.
-//! * A peer that accepts both versions and turned out not to speak HTTP/2 (its first HTTP/2
-//!   connection failed before any response, or it answered `HTTP_1_1_REQUIRED`) is remembered
-//!   as preferring HTTP/1 ([`Connector::prefer_h1`]); the failed request is marked retryable.
+//! * A peer that accepts both versions and answered a stream with `HTTP_1_1_REQUIRED` is
+//!   remembered as preferring HTTP/1 ([`Connector::prefer_h1`]), so later connections offer
+//!   only `http/1.1` in ALPN; the failed request is marked retryable.
 
 pub mod v2;
 
@@ -118,9 +118,9 @@ impl Connector {
                 false,
             ));
         }
-        // Prior knowledge without TLS is a guess when the peer accepts HTTP/1 too.
-        let guessed = stream.selected_alpn_proto().is_none() && alpn.get_min_http_version() == 1;
-        let session = self.new_h2_session(stream, peer, guessed).await?;
+        // A peer that accepts HTTP/1 too may ask for it (`HTTP_1_1_REQUIRED`).
+        let accepts_h1 = alpn.get_min_http_version() == 1;
+        let session = self.new_h2_session(stream, peer, accepts_h1).await?;
         Ok((HttpSession::H2(session), false))
     }
 

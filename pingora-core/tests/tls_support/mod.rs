@@ -194,7 +194,7 @@ impl TlsServer {
         Self::start(provider, settings, HttpServer::new_app(Hello), seen).await
     }
 
-    async fn start<A: ServerApp + Send + Sync + 'static>(
+    pub(crate) async fn start<A: ServerApp + Send + Sync + 'static>(
         provider: &Arc<dyn TlsProvider>,
         mut settings: TlsSettings,
         app: A,

@@ -58,8 +58,8 @@ pub struct H2HandshakeSettings {
     pub stream_window_size: Option<u32>,
     /// The flow-control window of the connection (default 8 MiB; 1 to 2^31 - 1).
     pub connection_window_size: Option<u32>,
-    /// HTTP/2 is a guess: spoken with prior knowledge to a peer that also accepts HTTP/1. A
-    /// connection failing before any response then says the peer wants HTTP/1 (see
+    /// The peer also accepts HTTP/1: a stream the server resets with `HTTP_1_1_REQUIRED` then
+    /// makes the request retryable and marks the peer as wanting HTTP/1 (see
     /// [`ConnectionRef::wants_h1`]).
     pub downgradable: bool,
 }

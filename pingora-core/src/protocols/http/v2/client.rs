@@ -307,7 +307,6 @@ impl Http2Session {
                 return Err(e.into_up());
             }
         };
-        self.conn.set_responded();
         let (parts, ()) = response.into_parts();
         let mut header = ResponseHeader::from(parts);
         header.set_version(Version::HTTP_2);
@@ -520,17 +519,11 @@ impl Http2Session {
             self.conn.mark_closed();
         }
         let downgrade = self.conn.may_downgrade();
-        // A connection opened on a guess that fails before any response: the server does not
-        // speak HTTP/2 (an HTTP/1 server answers the preface with an error and closes).
-        let guessed_wrong = downgrade && connection_wide && !self.conn.responded();
         let (etype, retry) = if reason == Some(Reason::HTTP_1_1_REQUIRED) {
             if downgrade {
                 self.conn.set_wants_h1();
             }
             (ErrorType::H2Downgrade, RetryType::Decided(downgrade))
-        } else if guessed_wrong {
-            self.conn.set_wants_h1();
-            (ErrorType::InvalidH2, RetryType::Decided(true))
         } else if e.is_go_away() && e.is_library() && reason == Some(Reason::PROTOCOL_ERROR) {
             // We could not make sense of what the server sent.
             (ErrorType::InvalidH2, RetryType::Decided(downgrade))

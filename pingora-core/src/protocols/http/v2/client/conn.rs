@@ -48,11 +48,8 @@ pub(crate) struct ConnState {
     idle_timeout: AtomicU64,
     /// Told when the stream count, the closed state or the idle timeout changes.
     changed: Notify,
-    /// The connection was opened on a guess (HTTP/2 with prior knowledge to a peer that also
-    /// accepts HTTP/1): failing before any response says the guess was wrong.
+    /// The peer also accepts HTTP/1.
     may_downgrade: bool,
-    /// A response head arrived on this connection.
-    responded: AtomicBool,
     /// The connection failed in a way that says the server wants HTTP/1.
     wants_h1: AtomicBool,
 }
@@ -73,8 +70,8 @@ impl std::fmt::Debug for ConnectionRef {
 impl ConnectionRef {
     /// A handle on the connection `send_req` opens streams on, allowing at most `max_streams`
     /// of them at once (at least one). `id` identifies the connection (its file descriptor),
-    /// `tls` tells the request scheme; `may_downgrade` says HTTP/2 was a guess that may turn
-    /// out wrong (the peer also accepts HTTP/1).
+    /// `tls` tells the request scheme; `may_downgrade` says the peer also accepts HTTP/1, so a
+    /// server asking for HTTP/1.1 can be obliged.
     pub fn new(
         send_req: SendRequest<Bytes>,
         max_streams: usize,
@@ -93,7 +90,6 @@ impl ConnectionRef {
             idle_timeout: AtomicU64::new(NO_IDLE_TIMEOUT),
             changed: Notify::new(),
             may_downgrade,
-            responded: AtomicBool::new(false),
             wants_h1: AtomicBool::new(false),
         };
         ConnectionRef(Arc::new(Inner {
@@ -190,19 +186,9 @@ impl ConnectionRef {
         self.0.state.ping_timedout.load(Ordering::Acquire)
     }
 
-    /// Whether the connection was opened on a guess that the server speaks HTTP/2.
+    /// Whether the peer also accepts HTTP/1.
     pub(super) fn may_downgrade(&self) -> bool {
         self.0.state.may_downgrade
-    }
-
-    /// Records that a response head arrived.
-    pub(super) fn set_responded(&self) {
-        self.0.state.responded.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether any response head arrived on this connection.
-    pub(super) fn responded(&self) -> bool {
-        self.0.state.responded.load(Ordering::Relaxed)
     }
 
     /// Records that the server wants HTTP/1, and closes.
