@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::io;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use parking_lot::RwLock;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
-use tracing::{debug, warn};
+use tokio::sync::{oneshot, Notify};
+use tracing::debug;
 
 use crate::lru::{slot_of, CachePadded, Claim, IdleLru};
 use crate::node::Node;
+use crate::sweep::Sweeper;
 use crate::{ConnectionMeta, GroupKey, ID};
 
 /// Number of independently locked shards of the group map.
@@ -30,11 +30,18 @@ const MIN_SWEEP: usize = 32;
 /// one key are interchangeable. At most `size` connections are kept idle: releasing one more
 /// evicts the least recently released idle connection, of whatever group.
 ///
-/// `put` returns two signals for the connection's *idle watcher*, a task that should run
-/// [`idle_poll`](Self::idle_poll) (or [`idle_timeout`](Self::idle_timeout)) while the
-/// connection is idle: the watcher ends when the connection is picked up or evicted, and it
-/// closes the connection and removes it from the pool when the peer closes it, sends
-/// unexpected data, or the idle timeout passes.
+/// Idle connections are looked after in one of two ways, chosen per connection:
+///
+/// * [`put`](Self::put) returns two signals for the connection's *idle watcher*, a task that
+///   should run [`idle_poll`](Self::idle_poll) (or [`idle_timeout`](Self::idle_timeout))
+///   while the connection is idle: the watcher ends when the connection is picked up or
+///   evicted, and it closes the connection and removes it from the pool when the peer closes
+///   it, sends unexpected data, or the idle timeout passes. This is Pingora's API.
+/// * [`release`](Self::release) needs no task, channel or allocation per connection: the
+///   connection type says how to look at an idle connection without waiting
+///   ([`IdleCheck`](crate::IdleCheck)), one sweeper task per pool closes the connections
+///   that went bad or timed out, and [`get_checked`](Self::get_checked) checks a connection
+///   once more as it hands it out. This is what `pingora-core`'s connectors use.
 ///
 /// ```
 /// use pingora_pool::{ConnectionMeta, ConnectionPool};
@@ -71,23 +78,40 @@ const MIN_SWEEP: usize = 32;
 // the address cannot be reused while they might look for it.
 pub struct ConnectionPool<S> {
     shards: Box<[CachePadded<RwLock<Shard<S>>>]>,
-    lru: IdleLru,
+    pub(crate) lru: IdleLru,
+    /// Looks after the connections given with [`release`](Self::release).
+    pub(crate) sweeper: Sweeper,
+    /// Connections closed because data arrived on them while idle.
+    pub(crate) unexpected_data: AtomicUsize,
 }
 
 /// One lock's worth of the group map.
 struct Shard<S> {
-    groups: HashMap<GroupKey, Box<Node<usize, Entry<S>>>, KeyHasher>,
+    groups: HashMap<GroupKey, Box<Node<u64, Entry<S>>>, KeyHasher>,
     /// Remove empty groups when a new group would grow the map past this.
     sweep_at: usize,
 }
 
 /// An idle connection as stored in its group.
-struct Entry<S> {
-    claim: Claim,
+pub(crate) struct Entry<S> {
+    pub(crate) claim: Claim,
     id: ID,
-    conn: S,
-    /// Tells the idle watcher the connection was picked up.
-    picked_up: oneshot::Sender<bool>,
+    pub(crate) conn: S,
+    pub(crate) watch: Watch,
+}
+
+/// Who looks after an idle connection.
+pub(crate) enum Watch {
+    /// A task of its own (see [`ConnectionPool::idle_poll`]), told here when the connection
+    /// is picked up.
+    Task(oneshot::Sender<bool>),
+    /// The pool's sweeper.
+    Swept {
+        /// When the connection was released.
+        released: Instant,
+        /// When its idle timeout passes.
+        deadline: Option<Instant>,
+    },
 }
 
 /// Hashes [`GroupKey`]s for the group map: a folded multiply keyed with per-map random
@@ -102,14 +126,6 @@ struct KeyHasher {
 struct KeyHash {
     seed: [u64; 2],
     hash: u64,
-}
-
-/// Why an idle watcher stopped waiting.
-enum IdleEnd {
-    Data,
-    Closed,
-    Error(io::Error),
-    TimedOut,
 }
 
 // === impl ConnectionPool ===
@@ -127,6 +143,8 @@ impl<S> ConnectionPool<S> {
                 })
                 .collect(),
             lru: IdleLru::new(size),
+            sweeper: Sweeper::default(),
+            unexpected_data: AtomicUsize::new(0),
         }
     }
 
@@ -137,6 +155,16 @@ impl<S> ConnectionPool<S> {
     /// shares it with its watcher (say `Arc<tokio::sync::Mutex<_>>`) should wait for the
     /// watcher to let go and then check it.
     pub fn get(&self, key: &GroupKey) -> Option<S> {
+        let Entry { conn, watch, .. } = self.take_entry(key)?;
+        if let Watch::Task(picked_up) = watch {
+            // An error means the watcher is gone already: nothing to tell.
+            let _ = picked_up.send(true);
+        }
+        Some(conn)
+    }
+
+    /// Takes an idle entry of group `key` whose claim this call won.
+    pub(crate) fn take_entry(&self, key: &GroupKey) -> Option<Entry<S>> {
         // Entries evicted or closed a moment ago, by someone who could not find them because
         // we held them: dropping them is what closes them. Dropped after the lock is released,
         // as a connection's drop may run arbitrary code.
@@ -153,12 +181,7 @@ impl<S> ConnectionPool<S> {
             }
         };
         drop(dead);
-        let Entry {
-            conn, picked_up, ..
-        } = found?;
-        // An error means the watcher is gone already: nothing to tell.
-        let _ = picked_up.send(true);
-        Some(conn)
+        found
     }
 
     /// Releases `connection` to the pool, as idle, under `meta.key`.
@@ -177,13 +200,26 @@ impl<S> ConnectionPool<S> {
     ) -> (Arc<Notify>, oneshot::Receiver<bool>) {
         let evicted = Arc::new(Notify::new());
         let (picked_up, watch_use) = oneshot::channel();
-        let slot = slot_of(&evicted);
-        let (claim, victims) = self.lru.push(meta.key, &evicted);
+        self.add(meta, connection, Watch::Task(picked_up), Some(&evicted));
+        (evicted, watch_use)
+    }
+
+    /// Adds an idle connection to its group and to the LRU, and evicts what goes over the
+    /// capacity.
+    pub(crate) fn add(
+        &self,
+        meta: &ConnectionMeta,
+        connection: S,
+        watch: Watch,
+        evicted: Option<&Arc<Notify>>,
+    ) {
+        let (claim, victims) = self.lru.push(meta.key, evicted);
+        let slot = slot_of(claim, evicted);
         let entry = Entry {
             claim,
             id: meta.id,
             conn: connection,
-            picked_up,
+            watch,
         };
         self.insert(meta.key, slot, entry);
         if !self.lru.is_unclaimed(claim) {
@@ -192,12 +228,13 @@ impl<S> ConnectionPool<S> {
         }
         for victim in victims {
             debug!(key = victim.key, "evicting idle connection");
-            // `notify_one` stores a permit, so a watcher that is not waiting yet still sees it.
-            victim.evicted.notify_one();
+            if let Some(notify) = &victim.evicted {
+                // `notify_one` stores a permit, so a watcher not waiting yet still sees it.
+                notify.notify_one();
+            }
             // None: a `get`, or the `put` still inserting it, holds the entry and drops it.
-            drop(self.remove_slot(victim.key, slot_of(&victim.evicted)));
+            drop(self.remove_slot(victim.key, victim.slot()));
         }
-        (evicted, watch_use)
     }
 
     /// Removes the idle connection with `meta.id` from group `meta.key`, if any, and drops it.
@@ -218,105 +255,13 @@ impl<S> ConnectionPool<S> {
         }
     }
 
-    /// Watches an idle connection until it is picked up, evicted, or found unusable.
-    ///
-    /// Meant to run as its own task for as long as the connection is idle, holding the
-    /// connection's lock (`connection`) so that a caller who [`get`](Self::get)s it waits
-    /// until this watcher lets go. It returns when:
-    ///
-    /// * the connection is picked up (`watch_use` resolves) or evicted (`notify_evicted`
-    ///   fires), leaving the connection alone;
-    /// * the peer sends data (logged as a warning: an idle connection must stay silent),
-    ///   closes it, or errors, or `timeout` passes: the connection is removed from the pool and
-    ///   dropped, so no later `get` returns it.
-    ///
-    /// The lock is held until after the removal, so a caller that won a `get` against this
-    /// watcher only proceeds once the watcher is done with the connection. In that race the
-    /// watcher may already have consumed one byte of unexpected data; the caller sees the
-    /// connection's state (closed, failed, or further data) when it checks it before use.
-    pub async fn idle_poll<Stream>(
-        &self,
-        connection: OwnedMutexGuard<Stream>,
-        meta: &ConnectionMeta,
-        timeout: Option<Duration>,
-        notify_evicted: Arc<Notify>,
-        watch_use: oneshot::Receiver<bool>,
-    ) where
-        Stream: AsyncRead + Unpin + Send,
-    {
-        let mut connection = connection;
-        let end = tokio::select! {
-            biased;
-            picked_up = watch_use => {
-                log_pick_up(meta, picked_up.is_ok());
-                return;
-            }
-            () = notify_evicted.notified() => {
-                debug!(?meta, "idle connection evicted");
-                return;
-            }
-            end = wait_for_end(&mut *connection, timeout) => end,
-        };
-        match end {
-            IdleEnd::Data => warn!(?meta, "data on idle connection, closing it"),
-            IdleEnd::Closed => debug!(?meta, "idle connection closed by peer"),
-            IdleEnd::Error(error) => debug!(?meta, %error, "idle connection failed, closing it"),
-            IdleEnd::TimedOut => debug!(?meta, ?timeout, "idle connection timed out, closing it"),
-        }
-        self.close_slot(meta.key, &notify_evicted);
-        drop(connection);
-    }
-
-    /// Watches an idle connection that cannot be read while idle (such as a multiplexed
-    /// HTTP/2 connection, whose own task reads it) until it is picked up, evicted, closed, or
-    /// idle for `timeout`.
-    ///
-    /// `notify_closed` reports the connection's closed state: when it becomes `true` (or its
-    /// sender is dropped), or when `timeout` passes first, the connection is removed from the
-    /// pool and dropped. Picked up or evicted, it is left alone.
-    pub async fn idle_timeout(
-        &self,
-        meta: &ConnectionMeta,
-        timeout: Duration,
-        notify_evicted: Arc<Notify>,
-        mut notify_closed: watch::Receiver<bool>,
-        watch_use: oneshot::Receiver<bool>,
-    ) {
-        tokio::select! {
-            biased;
-            picked_up = watch_use => log_pick_up(meta, picked_up.is_ok()),
-            () = notify_evicted.notified() => {
-                debug!(?meta, "idle connection evicted");
-            }
-            closed = notify_closed.wait_for(|closed| *closed) => {
-                drop(closed);
-                debug!(?meta, "idle connection closed");
-                self.close_slot(meta.key, &notify_evicted);
-            }
-            () = tokio::time::sleep(timeout) => {
-                debug!(?meta, ?timeout, "idle connection timed out");
-                self.close_slot(meta.key, &notify_evicted);
-            }
-        }
-    }
-
     /// The number of idle connections in the pool.
-    #[cfg(test)]
-    pub(crate) fn idle(&self) -> usize {
+    pub fn idle_count(&self) -> usize {
         self.lru.idle()
     }
 
-    /// Removes and drops the idle connection whose eviction signal is `evicted`, if it is
-    /// still in the pool.
-    fn close_slot(&self, key: GroupKey, evicted: &Arc<Notify>) {
-        if let Some(entry) = self.remove_slot(key, slot_of(evicted)) {
-            self.close_entry(entry);
-        }
-        // Else a `get` or an eviction holds it and decides its fate.
-    }
-
     /// Drops an entry taken out of its group for closing.
-    fn close_entry(&self, entry: Entry<S>) {
+    pub(crate) fn close_entry(&self, entry: Entry<S>) {
         // A lost claim means it was evicted a moment ago; the evictor could not find it since
         // we held it. Either way it is ours to drop.
         let _ = self.lru.claim(entry.claim);
@@ -324,13 +269,13 @@ impl<S> ConnectionPool<S> {
     }
 
     /// Takes the entry with identity `slot` out of group `key`.
-    fn remove_slot(&self, key: GroupKey, slot: usize) -> Option<Entry<S>> {
+    pub(crate) fn remove_slot(&self, key: GroupKey, slot: u64) -> Option<Entry<S>> {
         let shard = self.shard(key).read();
         shard.groups.get(&key)?.remove(&slot)
     }
 
     /// Stores an entry in its group, creating the group if needed.
-    fn insert(&self, key: GroupKey, slot: usize, entry: Entry<S>) {
+    fn insert(&self, key: GroupKey, slot: u64, entry: Entry<S>) {
         let lock = self.shard(key);
         {
             let shard = lock.read();
@@ -340,6 +285,20 @@ impl<S> ConnectionPool<S> {
             }
         }
         lock.write().group(key).insert(slot, entry);
+    }
+
+    /// Takes out of every group the entries for which `keep` says no, into `removed`.
+    pub(crate) fn retain_all(
+        &self,
+        mut keep: impl FnMut(&mut Entry<S>) -> bool,
+        removed: &mut Vec<Entry<S>>,
+    ) {
+        for shard in self.shards.iter() {
+            let shard = shard.read();
+            for group in shard.groups.values() {
+                group.retain(&mut keep, removed);
+            }
+        }
     }
 
     fn shard(&self, key: GroupKey) -> &RwLock<Shard<S>> {
@@ -405,7 +364,7 @@ impl<S> Shard<S> {
     /// Returns group `key`, creating it. Creating a group may first sweep out empty ones, so
     /// that the map stays proportional to the groups in use; a sweep is O(groups), and the
     /// threshold doubles with the survivors, so it is O(1) amortised per created group.
-    fn group(&mut self, key: GroupKey) -> &Node<usize, Entry<S>> {
+    fn group(&mut self, key: GroupKey) -> &Node<u64, Entry<S>> {
         if !self.groups.contains_key(&key) && self.groups.len() >= self.sweep_at {
             // Every insert and removal holds this shard's lock, so `is_empty` is exact here.
             self.groups.retain(|_, group| !group.is_empty());
@@ -414,37 +373,6 @@ impl<S> Shard<S> {
         self.groups
             .entry(key)
             .or_insert_with(|| Box::new(Node::new()))
-    }
-}
-
-/// Logs why `watch_use` resolved: a pick-up, or the pool dropping the connection.
-fn log_pick_up(meta: &ConnectionMeta, picked_up: bool) {
-    if picked_up {
-        debug!(?meta, "idle connection picked up");
-    } else {
-        debug!(?meta, "idle connection dropped by the pool");
-    }
-}
-
-/// Waits until an idle connection becomes unusable: readable (data, EOF or error) or idle for
-/// longer than `timeout`.
-async fn wait_for_end<R>(connection: &mut R, timeout: Option<Duration>) -> IdleEnd
-where
-    R: AsyncRead + Unpin,
-{
-    let mut byte = [0u8; 1];
-    let read = connection.read(&mut byte);
-    let result = match timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, read).await {
-            Ok(result) => result,
-            Err(_) => return IdleEnd::TimedOut,
-        },
-        None => read.await,
-    };
-    match result {
-        Ok(0) => IdleEnd::Closed,
-        Ok(_) => IdleEnd::Data,
-        Err(error) => IdleEnd::Error(error),
     }
 }
 

@@ -11,8 +11,13 @@
 //! * a global LRU caps the number of idle connections: releasing one more than the capacity
 //!   evicts the least recently released idle connection, of whatever group, and tells its idle
 //!   watcher; [`ConnectionPool::get`] never touches the LRU's lock;
-//! * [`ConnectionPool::idle_poll`] watches an idle connection and drops it from the pool when
-//!   the peer closes it, sends unexpected data, or it stays idle too long.
+//! * an idle connection is dropped from the pool when the peer closes it, sends unexpected
+//!   data, or it stays idle too long. Either a task per connection watches it
+//!   ([`ConnectionPool::put`] and [`ConnectionPool::idle_poll`], Pingora's API), or the pool
+//!   looks after it by itself with one sweeper task ([`ConnectionPool::release`] and
+//!   [`ConnectionPool::get_checked`], for connection types that implement [`IdleCheck`]):
+//!   that costs no task, channel or allocation per connection, and is what `pingora-core`'s
+//!   connectors use.
 //!
 //! [`PoolNode`] is the per-group store on its own, for callers that pool items by ID.
 //!
@@ -44,9 +49,12 @@
 mod connection;
 mod lru;
 mod node;
+mod sweep;
+mod watch;
 
 pub use connection::ConnectionPool;
 pub use node::PoolNode;
+pub use sweep::{IdleCheck, IdleState, SWEEP_INTERVAL, THOROUGH_CHECK_AFTER};
 
 /// Identifies a group of interchangeable connections, such as those to one peer.
 pub type GroupKey = u64;

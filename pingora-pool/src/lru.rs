@@ -28,10 +28,19 @@ pub(crate) struct Record {
     pub(crate) claim: Claim,
     /// The group the connection was released to.
     pub(crate) key: GroupKey,
-    /// Told when the connection is evicted. The record keeps this allocation alive, so its
-    /// address (the connection's identity in its group, see [`slot_of`]) is not reused while
-    /// the record exists.
-    pub(crate) evicted: Arc<Notify>,
+    /// Told when the connection is evicted, for connections watched by a task of their own.
+    /// The record keeps this allocation alive, so its address (the connection's identity in
+    /// its group, see [`slot_of`]) is not reused while the record exists.
+    pub(crate) evicted: Option<Arc<Notify>>,
+}
+
+// === impl Record ===
+
+impl Record {
+    /// The identity of the record's connection in its group.
+    pub(crate) fn slot(&self) -> u64 {
+        slot_of(self.claim, self.evicted.as_ref())
+    }
 }
 
 /// The idle connections of a pool, oldest release first, capped at `size`.
@@ -90,9 +99,27 @@ const UNCLAIMED: u64 = 1;
 /// The queue length below which stale records are never swept.
 const MIN_SWEEP: usize = 64;
 
-/// The identity of the connection whose eviction `notify` reports.
-pub(crate) fn slot_of(notify: &Arc<Notify>) -> usize {
-    Arc::as_ptr(notify) as usize
+/// Marks identities made from a claim: no heap address has the top bit set.
+const CLAIM_IDENTITY: u64 = 1 << 63;
+
+/// The identity of an idle connection in its group, unique among the connections that can
+/// be in the pool at once.
+///
+/// A connection with an eviction signal is known by that signal's address: its idle watcher
+/// only has the signal to find it by. Others (checked by the sweeper) are known by their
+/// claim: the slot and the low 31 bits of its generation, tagged so that they never equal an
+/// address. A slot's generation would have to advance 2^31 times while one of its old
+/// connections is still in its group for two identities to meet.
+pub(crate) fn slot_of(claim: Claim, evicted: Option<&Arc<Notify>>) -> u64 {
+    match evicted {
+        Some(notify) => signal_identity(notify),
+        None => CLAIM_IDENTITY | (claim.generation & 0x7fff_ffff) << 32 | u64::from(claim.slot),
+    }
+}
+
+/// The identity of the connection whose eviction `notify` reports (see [`slot_of`]).
+pub(crate) fn signal_identity(notify: &Arc<Notify>) -> u64 {
+    Arc::as_ptr(notify) as usize as u64
 }
 
 // === impl IdleLru ===
@@ -117,7 +144,11 @@ impl IdleLru {
     ///
     /// Returns the new connection's claim and the evicted records: their connections must be
     /// notified and removed from their groups. The new connection may be among them.
-    pub(crate) fn push(&self, key: GroupKey, evicted: &Arc<Notify>) -> (Claim, Vec<Record>) {
+    pub(crate) fn push(
+        &self,
+        key: GroupKey,
+        evicted: Option<&Arc<Notify>>,
+    ) -> (Claim, Vec<Record>) {
         let mut victims = Vec::new();
         let mut records = self.records.lock();
         let claim = records.new_claim(&self.states);
@@ -125,7 +156,7 @@ impl IdleLru {
         records.queue.push_back(Record {
             claim,
             key,
-            evicted: Arc::clone(evicted),
+            evicted: evicted.cloned(),
         });
         while self.idle.load(Ordering::Relaxed) > self.size {
             // Never empty here: every unclaimed connection has a record.
@@ -261,7 +292,7 @@ mod tests {
     use super::*;
 
     fn add(lru: &IdleLru, key: GroupKey) -> (Claim, Vec<GroupKey>) {
-        let (claim, victims) = lru.push(key, &Arc::new(Notify::new()));
+        let (claim, victims) = lru.push(key, Some(&Arc::new(Notify::new())));
         (claim, victims.iter().map(|r| r.key).collect())
     }
 
@@ -314,7 +345,7 @@ mod tests {
     fn a_reused_slot_rejects_old_claims() {
         let lru = IdleLru::new(0);
         let (old, _) = add(&lru, 1); // evicted at once: its slot is free again
-        let (new, _) = lru.push(2, &Arc::new(Notify::new()));
+        let (new, _) = lru.push(2, None);
         assert_eq!(old.slot, new.slot);
         assert_ne!(old.generation, new.generation);
         assert!(!lru.claim(old));

@@ -112,6 +112,33 @@ impl<K: Copy + Eq + Hash, T> Node<K, T> {
         )
     }
 
+    /// Takes out every item for which `keep` says no, into `removed`.
+    ///
+    /// Serialised with the other removals. Like them it rotates the hot queue, so concurrent
+    /// [`pop`](Self::pop)s may miss its items meanwhile.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&mut T) -> bool, removed: &mut Vec<T>) {
+        let _serial = self.remove_lock.lock();
+        if self.overflow_len.load(Ordering::Relaxed) > 0 {
+            let mut overflow = self.overflow.lock();
+            let doomed: Vec<K> = overflow
+                .iter_mut()
+                .filter_map(|(key, value)| (!keep(value)).then_some(*key))
+                .collect();
+            removed.extend(doomed.iter().filter_map(|key| overflow.pop(key)));
+            self.overflow_len.store(overflow.len(), Ordering::Relaxed);
+        }
+        for _ in 0..self.hot.len() {
+            let Some((key, mut value)) = self.hot.pop() else {
+                break;
+            };
+            if keep(&mut value) {
+                self.insert(key, value);
+            } else {
+                removed.push(value);
+            }
+        }
+    }
+
     /// Whether no item is stored (items held by a concurrent remover count as stored).
     pub(crate) fn is_empty(&self) -> bool {
         self.hot.is_empty() && self.overflow_len.load(Ordering::Relaxed) == 0

@@ -6,20 +6,23 @@
 //!
 //! # Reuse
 //!
+//! The pool is `pingora-pool`'s [`ConnectionPool`], in the mode where it looks after idle
+//! connections by itself ([`ConnectionPool::release`]): releasing and taking a connection cost
+//! no allocation, channel or task per connection.
 //! [`release_stream`](TransportConnector::release_stream) checks that a connection is idle and
-//! clean (no end of stream, no unread data, no error) and puts it in the pool. Releasing and
-//! taking cost one short lock and no allocation or task: one sweeper task per connector looks
-//! after the idle connections, closing those that the server closed or wrote to, and those idle
-//! past their idle timeout (at their deadline; closes and data are noticed within a second).
-//! The pool keeps at most [`ConnectorOptions::keepalive_pool_size`] idle connections, evicting
-//! the least recently released.
+//! clean (no end of stream, no unread data, no error) and puts it in the pool. One sweeper
+//! task per connector looks after the idle connections, closing those that the server closed
+//! or wrote to, and those idle past their idle timeout (at their deadline; closes and data are
+//! noticed within [`SWEEP_INTERVAL`](pingora_pool::SWEEP_INTERVAL)). The pool keeps at most
+//! [`ConnectorOptions::keepalive_pool_size`] idle connections, evicting the least recently
+//! released.
 //!
-//! [`reused_stream`](TransportConnector::reused_stream) takes the most recently released idle
-//! connection of the peer's group and checks it again before handing it out: it must still
-//! lead to the peer (the remote address recorded at connect time, or else
-//! [`Peer::matches_fd`], must be the peer's), and be neither closed nor readable as far as the
-//! reactor knows. A connection idle for 200 ms or more is also checked with the kernel, which
-//! sees a close the reactor has not reported yet. A connection closed by the server in the
+//! [`reused_stream`](TransportConnector::reused_stream) takes an idle connection of the peer's
+//! group and checks it again before handing it out: it must still lead to the peer (the
+//! remote address recorded at connect time, or else [`Peer::matches_fd`], must be the
+//! peer's), and be neither closed nor readable as far as the reactor knows. A connection idle
+//! for [`THOROUGH_CHECK_AFTER`](pingora_pool::THOROUGH_CHECK_AFTER) (200 ms) or more is also
+//! checked with the kernel, which sees a close the reactor has not reported yet. A connection closed by the server in the
 //! instant before reuse can still be handed out: the request then fails before any response
 //! byte, with an error marked retryable on reused connections
 //! ([`RetryType::ReusedOnly`](pingora_error::RetryType::ReusedOnly)).
@@ -46,18 +49,17 @@ mod tls;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr as InetSocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, OrErr, Result};
+use pingora_pool::{ConnectionMeta, ConnectionPool};
 use tracing::{debug, warn};
 
 use crate::protocols::{Stream, ALPN};
 use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{self, Peer};
-use idle::{Idle, IdlePool};
 use l4::BindTo;
 use offload::OffloadRuntime;
 
@@ -158,12 +160,11 @@ fn parse_bind_addrs(addrs: &[String], v4: bool) -> Vec<InetSocketAddr> {
 /// Connects to servers over TCP, Unix-domain sockets or CONNECT tunnels, and pools idle
 /// connections for reuse. See the [module docs](self).
 pub struct TransportConnector {
-    pool: Arc<IdlePool>,
+    pool: Arc<ConnectionPool<Stream>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<InetSocketAddr>,
     bind_to_v6: Vec<InetSocketAddr>,
     preferred_http_version: PreferredHttpVersion,
-    unexpected_data: Arc<AtomicUsize>,
     tls: Arc<tls::TlsConnector>,
 }
 
@@ -173,17 +174,15 @@ impl TransportConnector {
     /// A connector with `options`, or the defaults (a pool of 128).
     pub fn new(options: Option<ConnectorOptions>) -> Self {
         let options = options.unwrap_or_else(|| ConnectorOptions::new(DEFAULT_POOL_SIZE));
-        let unexpected_data = Arc::new(AtomicUsize::new(0));
         TransportConnector {
             tls: Arc::new(tls::TlsConnector::new(&options)),
-            pool: IdlePool::new(options.keepalive_pool_size, Arc::clone(&unexpected_data)),
+            pool: Arc::new(ConnectionPool::new(options.keepalive_pool_size)),
             offload: options
                 .offload_threadpool
                 .map(|(pools, threads)| OffloadRuntime::new(pools, threads)),
             bind_to_v4: options.bind_to_v4,
             bind_to_v6: options.bind_to_v6,
             preferred_http_version: PreferredHttpVersion::default(),
-            unexpected_data,
         }
     }
 
@@ -221,7 +220,7 @@ impl TransportConnector {
     /// found closed, readable or no longer leading to the peer are closed on the way.
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
         let key = peer.reuse_hash();
-        while let Some(stream) = self.pool.take(key) {
+        while let Some(stream) = self.pool.get_checked(&key) {
             if leads_to_peer(&stream, peer) {
                 return Some(stream);
             }
@@ -237,19 +236,9 @@ impl TransportConnector {
     /// The caller must only release connections whose protocol allows reuse and that are at
     /// a message boundary. A connection found closed or with unread data is closed instead.
     /// Dropping a connection instead of releasing it closes it.
-    pub fn release_stream(&self, mut stream: Stream, key: u64, idle_timeout: Option<Duration>) {
-        if idle_timeout.is_some_and(|t| t.is_zero()) {
-            debug!("idle timeout is zero, closing the connection");
-            return;
-        }
-        match idle::probe(&mut stream, false) {
-            Idle::Clean => self.pool.put(key, stream, idle_timeout),
-            Idle::Data => {
-                warn!("unexpected data on an idle upstream connection, closing it");
-                self.unexpected_data.fetch_add(1, Ordering::Relaxed);
-            }
-            Idle::Closed | Idle::Failed => debug!("released connection is closed, dropping it"),
-        }
+    pub fn release_stream(&self, stream: Stream, key: u64, idle_timeout: Option<Duration>) {
+        let meta = ConnectionMeta::new(key, stream.id());
+        self.pool.release(&meta, stream, idle_timeout);
     }
 
     /// A pooled connection to `peer` if there is a usable one (`true`), else a new one
@@ -288,7 +277,7 @@ impl TransportConnector {
 
     /// How many connections were closed because data arrived on them while idle.
     pub fn unexpected_data_connection_count(&self) -> usize {
-        self.unexpected_data.load(Ordering::Relaxed)
+        self.pool.unexpected_data_count()
     }
 }
 

@@ -1,11 +1,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+
+use pingora_pool::{IdleCheck, IdleState};
 
 use super::*;
 use crate::protocols::l4::socket::SocketAddr;
@@ -457,7 +459,7 @@ async fn connection_closed_while_pooled_is_not_reused() {
     connector.release_stream(stream, peer.reuse_hash(), None);
     drop(server);
     // Past the threshold, taking a connection checks it with the kernel.
-    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
+    tokio::time::sleep(pingora_pool::THOROUGH_CHECK_AFTER + Duration::from_millis(10)).await;
 
     let (mut fresh, reused) = connector.get_stream(&peer).await.unwrap();
     assert!(!reused);
@@ -475,7 +477,7 @@ async fn connection_closed_before_release_is_not_pooled() {
     let (server, _) = accept(&listener).await;
     drop(server);
     connector.release_stream(stream, peer.reuse_hash(), None);
-    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
+    tokio::time::sleep(pingora_pool::THOROUGH_CHECK_AFTER + Duration::from_millis(10)).await;
     assert!(connector.reused_stream(&peer).await.is_none());
     assert_eq!(connector.unexpected_data_connection_count(), 0);
 }
@@ -489,7 +491,7 @@ async fn unexpected_data_while_pooled_discards_and_counts() {
     let (mut server, _) = accept(&listener).await;
     connector.release_stream(stream, peer.reuse_hash(), None);
     server.write_all(b"junk").await.unwrap();
-    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
+    tokio::time::sleep(pingora_pool::THOROUGH_CHECK_AFTER + Duration::from_millis(10)).await;
 
     let (_fresh, reused) = connector.get_stream(&peer).await.unwrap();
     assert!(!reused);
@@ -507,7 +509,7 @@ async fn unexpected_data_before_release_discards_and_counts() {
     server.write_all(b"junk").await.unwrap();
     connector.release_stream(stream, peer.reuse_hash(), None);
     // Seen at the latest when the connection is taken after the kernel-check threshold.
-    tokio::time::sleep(idle::KERNEL_CHECK_AFTER + Duration::from_millis(10)).await;
+    tokio::time::sleep(pingora_pool::THOROUGH_CHECK_AFTER + Duration::from_millis(10)).await;
     assert!(connector.reused_stream(&peer).await.is_none());
     assert_eq!(connector.unexpected_data_connection_count(), 1);
     expect_eof(&mut server).await;
@@ -812,25 +814,25 @@ async fn pair() -> (Stream, TcpStream) {
 #[tokio::test]
 async fn probe_sees_the_socket_state_at_once() {
     let (mut clean, _server) = pair().await;
-    assert_eq!(idle::probe(&mut clean, true), Idle::Clean);
-    assert_eq!(idle::probe(&mut clean, true), Idle::Clean);
+    assert_eq!(clean.check_idle(true), IdleState::Clean);
+    assert_eq!(clean.check_idle(true), IdleState::Clean);
 
     let (mut closed, server) = pair().await;
     drop(server);
-    assert_eq!(idle::probe(&mut closed, true), Idle::Closed);
+    assert_eq!(closed.check_idle(true), IdleState::Closed);
 
     let (mut dirty, mut server) = pair().await;
     server.write_all(b"x").await.unwrap();
-    assert_eq!(idle::probe(&mut dirty, true), Idle::Data);
+    assert_eq!(dirty.check_idle(true), IdleState::Data);
 
     let (plain, _server) = pair().await;
     let mut prefixed = PrefixedStream::prepend(plain, bytes::Bytes::from_static(b"left"));
-    assert_eq!(idle::probe(&mut prefixed, true), Idle::Data);
+    assert_eq!(prefixed.check_idle(true), IdleState::Data);
 
     // Streams without a socket can only be polled.
     let (memory, other) = tokio::io::duplex(8);
     let mut memory: Stream = Box::new(memory);
-    assert_eq!(idle::probe(&mut memory, true), Idle::Clean);
+    assert_eq!(memory.check_idle(true), IdleState::Clean);
     drop(other);
-    assert_eq!(idle::probe(&mut memory, true), Idle::Closed);
+    assert_eq!(memory.check_idle(true), IdleState::Closed);
 }

@@ -9,6 +9,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use std::time::Duration;
+
+use tokio::io::AsyncRead;
+use tokio::sync::watch;
+
 use super::*;
 
 /// Bound on waiting for something that should happen promptly.
@@ -88,7 +93,7 @@ fn get_returns_connections_of_the_right_group() {
     assert_eq!(got, [Some("a1"), Some("a3")]);
     assert_eq!(pool.get(&101), None);
     assert_eq!(pool.get(&999), None, "unknown group");
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 #[test]
@@ -107,12 +112,12 @@ fn overflow_serves_newest_first_after_the_hot_queue() {
     for id in 0..24 {
         pool.put(&meta(7, id), id);
     }
-    assert_eq!(pool.idle(), 24);
+    assert_eq!(pool.idle_count(), 24);
     let got: Vec<_> = std::iter::from_fn(|| pool.get(&7)).collect();
     let mut expected: Vec<_> = (0..16).collect();
     expected.extend((16..24).rev());
     assert_eq!(got, expected);
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 #[test]
@@ -146,7 +151,7 @@ fn evicts_least_recently_released_across_groups() {
         let expected = if i == 0 { Some(false) } else { None };
         assert_eq!(pick_up_state(picked_up), expected, "pick-up signal of {i}");
     }
-    assert_eq!(pool.idle(), 3);
+    assert_eq!(pool.idle_count(), 3);
     assert_eq!(pool.get(&1).map(|t| t.id), Some(2));
     assert!(pool.get(&1).is_none());
 }
@@ -163,7 +168,7 @@ fn eviction_skips_connections_already_picked_up() {
     assert!(fired(&b), "b is now the least recently released");
     assert!(!fired(&a) && !fired(&c) && !fired(&d));
     assert_eq!(pool.get(&2), None);
-    assert_eq!(pool.idle(), 2);
+    assert_eq!(pool.idle_count(), 2);
 }
 
 #[test]
@@ -177,14 +182,14 @@ fn eviction_from_the_hot_queue_and_from_the_overflow() {
     for id in 100..114 {
         pool.put(&meta(6, id), id);
     }
-    assert_eq!(pool.idle(), 20);
+    assert_eq!(pool.idle_count(), 20);
     assert!(signals.iter().all(|(evicted, _)| !fired(evicted)));
     for id in 114..117 {
         pool.put(&meta(6, id), id);
     }
     let evicted: Vec<_> = (0..20).filter(|&i| fired(&signals[i].0)).collect();
     assert_eq!(evicted, vec![14, 15, 16]);
-    assert_eq!(pool.idle(), 20);
+    assert_eq!(pool.idle_count(), 20);
     let left: Vec<_> = std::iter::from_fn(|| pool.get(&5)).collect();
     assert_eq!(left, vec![19, 18, 17], "overflow: newest first");
 }
@@ -198,7 +203,7 @@ fn size_zero_keeps_nothing() {
     assert!(fired(&evicted));
     assert_eq!(pick_up_state(&mut picked_up), Some(false));
     assert!(pool.get(&1).is_none());
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 #[test]
@@ -213,7 +218,7 @@ fn pop_closed_removes_by_id() {
     assert_eq!(drops[1].load(Ordering::SeqCst), 1);
     pool.pop_closed(&meta(1, 1));
     pool.pop_closed(&meta(2, 0));
-    assert_eq!(pool.idle(), 2);
+    assert_eq!(pool.idle_count(), 2);
     let mut left: Vec<_> = std::iter::from_fn(|| pool.get(&1).map(|t| t.id)).collect();
     left.sort();
     assert_eq!(left, vec![0, 2]);
@@ -227,9 +232,9 @@ fn a_stale_watcher_never_closes_a_newer_connection_with_the_same_id() {
     // The fd is closed and reused by a new connection, released under the same meta.
     let (new_evicted, _) = pool.put(&meta(1, 5), "new");
     pool.close_slot(1, &old_evicted);
-    assert_eq!(pool.idle(), 1);
+    assert_eq!(pool.idle_count(), 1);
     pool.close_slot(1, &new_evicted);
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
     assert_eq!(pool.get(&1), None);
 }
 
@@ -242,7 +247,7 @@ fn empty_groups_are_swept() {
     }
     let groups: usize = pool.shards.iter().map(|s| s.read().groups.len()).sum();
     assert!(groups <= SHARDS * MIN_SWEEP, "{groups} groups kept");
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 // --- idle watchers ---
@@ -305,7 +310,7 @@ async fn idle_poll_closes_on_peer_eof() {
     drop(server);
     finishes(watcher).await;
     assert!(pool.get(&1).is_none());
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 #[tokio::test]
@@ -316,7 +321,7 @@ async fn idle_poll_closes_on_unexpected_data() {
     server.write_all(b"unsolicited").await.unwrap();
     finishes(watcher).await;
     assert!(pool.get(&1).is_none());
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
     assert_closed_by_pool(server).await;
 }
 
@@ -327,7 +332,7 @@ async fn idle_poll_closes_after_the_idle_timeout() {
     let start = tokio::time::Instant::now();
     let watcher = release::<DuplexStream>(&pool, meta(1, 1), client, Some(Duration::from_secs(60)));
     tokio::time::sleep(Duration::from_secs(59)).await;
-    assert_eq!(pool.idle(), 1, "still idle before the timeout");
+    assert_eq!(pool.idle_count(), 1, "still idle before the timeout");
     finishes(watcher).await;
     assert!(start.elapsed() >= Duration::from_secs(60));
     assert!(pool.get(&1).is_none());
@@ -346,7 +351,7 @@ async fn pick_up_ends_the_watcher_and_leaves_the_connection_usable() {
     let mut buf = [0u8; 4];
     client.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"ping");
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 }
 
 #[tokio::test]
@@ -390,7 +395,7 @@ async fn idle_timeout_closes_when_the_connection_closes() {
         }
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(pool.idle(), 1);
+    assert_eq!(pool.idle_count(), 1);
     closed_tx.send(true).unwrap();
     finishes(watcher).await;
     assert_eq!(pool.get(&1), None);
@@ -467,8 +472,8 @@ fn stress_put_get_accounts_for_every_connection() {
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
 
-    assert!(pool.idle() <= 24, "{} idle", pool.idle());
-    let idle_before_drain = pool.idle();
+    assert!(pool.idle_count() <= 24, "{} idle", pool.idle_count());
+    let idle_before_drain = pool.idle_count();
     let mut drained = 0;
     for key in 0..5 {
         while let Some(conn) = pool.get(&key) {
@@ -480,7 +485,7 @@ fn stress_put_get_accounts_for_every_connection() {
         drained, idle_before_drain,
         "idle count matches the pool's content"
     );
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
 
     for (id, (evicted, mut picked_up)) in signals.into_iter().flatten() {
         let was_got = got[id].load(Ordering::SeqCst);
@@ -550,7 +555,7 @@ fn stress_get_races_idle_close_and_eviction() {
     });
 
     // Every watcher has returned: nothing is idle any more.
-    assert_eq!(pool.idle(), 0);
+    assert_eq!(pool.idle_count(), 0);
     for id in 0..N {
         assert_eq!(
             drops[id].load(Ordering::SeqCst),
