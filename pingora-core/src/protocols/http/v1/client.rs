@@ -22,10 +22,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tracing::debug;
 
-use super::common::ConnectionTokens;
-use super::decode::{BodyDecoder, Decoded, Framing};
-use super::encode::BodyEncoder;
-use super::head;
+use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
+use pingora_http_codec::h1::encode::BodyEncoder;
+use pingora_http_codec::h1::fields::ConnectionTokens;
+use pingora_http_codec::h1::{head, Framing};
+
 use super::io::{read_more_sized, with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
 use super::Limits;
 use crate::protocols::digest::Digest;

@@ -15,10 +15,12 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
-use super::common;
-use super::decode::{BodyDecoder, Decoded, Framing};
-use super::encode::BodyEncoder;
-use super::head::{self, RequestHead};
+use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
+use pingora_http_codec::h1::encode::BodyEncoder;
+use pingora_http_codec::h1::fields;
+use pingora_http_codec::h1::head::{self, RequestHead};
+use pingora_http_codec::h1::Framing;
+
 use super::io::{
     read_more, read_more_sized, with_timeout, write_all_vectored, write_deadline, BODY_READ_CHUNK,
 };
@@ -570,7 +572,7 @@ impl HttpSession {
         if !self.is_body_done() && self.close_on_response_before_downstream_finish && !tunnel {
             self.keepalive = Keepalive::Off;
         }
-        if common::ConnectionTokens::from_headers(&header.headers).close {
+        if fields::ConnectionTokens::from_headers(&header.headers).close {
             self.keepalive = Keepalive::Off;
         }
         self.fill_response_headers(&mut header, tunnel);
