@@ -17,15 +17,14 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
 use pingora_error::{Error, ErrorType, OrErr, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
-use std::future::Future;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
-use tracing::debug;
-
 use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
 use pingora_http_codec::h1::encode::BodyEncoder;
 use pingora_http_codec::h1::fields::ConnectionTokens;
 use pingora_http_codec::h1::{head, Framing};
+use std::future::Future;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use tracing::debug;
 
 use super::io::{read_more_sized, with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
 use super::Limits;
