@@ -342,7 +342,7 @@ async fn conflicting_content_lengths_are_400() {
 #[tokio::test]
 async fn identical_content_lengths_are_accepted() {
     // RFC 9110 section 8.6 lets a recipient accept repeated identical values; the parser
-    // (head.rs `FramingChecks::observe`) does.
+    // (`FramingChecks::observe` in `pingora-http-codec/src/h1/head.rs`) does.
     let (server, mut events) = TestServer::echo(None).await;
     for request in [
         &b"POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"[..],

@@ -12,13 +12,14 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
+use pingora_http_codec::h1::encode::BodyEncoder;
+use pingora_http_codec::h1::fields;
+use pingora_http_codec::h1::head::{self, RequestHead};
+use pingora_http_codec::h1::Framing;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
-use super::common;
-use super::decode::{BodyDecoder, Decoded, Framing};
-use super::encode::BodyEncoder;
-use super::head::{self, RequestHead};
 use super::io::{
     read_more, read_more_sized, with_timeout, write_all_vectored, write_deadline, BODY_READ_CHUNK,
 };
@@ -570,7 +571,7 @@ impl HttpSession {
         if !self.is_body_done() && self.close_on_response_before_downstream_finish && !tunnel {
             self.keepalive = Keepalive::Off;
         }
-        if common::ConnectionTokens::from_headers(&header.headers).close {
+        if fields::ConnectionTokens::from_headers(&header.headers).close {
             self.keepalive = Keepalive::Off;
         }
         self.fill_response_headers(&mut header, tunnel);

@@ -27,9 +27,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use pingora_error::{Error, ErrorType, OrErr, Result, RetryType};
+use http::HeaderMap;
+use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http_codec::h2 as h2_heads;
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -41,20 +42,10 @@ use crate::protocols::l4::socket::SocketAddr;
 use body::{while_flushing, BodyQueue};
 pub(crate) use conn::ConnState;
 pub use conn::ConnectionRef;
+pub use pingora_http_codec::h2::request_has_no_body;
 
 /// The error type of a request that failed because its connection missed a keepalive PING.
 pub const PING_TIMEDOUT: ErrorType = ErrorType::new("PingTimedout");
-
-/// Request fields that describe a connection, which HTTP/2 forbids (RFC 9113 section 8.2.2),
-/// and `Host`, which becomes `:authority`.
-const NOT_FORWARDED: [HeaderName; 6] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
 
 /// The client side of one HTTP/2 stream: a request and its response.
 pub struct Http2Session {
@@ -129,7 +120,7 @@ impl Http2Session {
         if self.request.is_some() {
             return Error::e_explain(ErrorType::InternalError, "request head already sent");
         }
-        let request = to_h2_request(&req, self.conn.is_tls())?;
+        let request = h2_heads::to_h2_request(&req, self.conn.is_tls())?;
         let send_req = &mut self.send_req;
         let ready = with_timeout(self.write_timeout, ErrorType::WriteTimedout, async {
             Ok(poll_fn(|cx| send_req.poll_ready(cx)).await)
@@ -225,9 +216,7 @@ impl Http2Session {
         if self.body.writer.is_none() {
             return Error::e_explain(ErrorType::InternalError, "request trailers before the head");
         }
-        for name in NOT_FORWARDED.iter().chain([&header::TE]) {
-            trailers.remove(name);
-        }
+        h2_heads::strip_request_trailers(&mut trailers);
         if trailers.is_empty() {
             self.body.queue(Bytes::new(), true);
         } else {
@@ -308,8 +297,7 @@ impl Http2Session {
             }
         };
         let (parts, ()) = response.into_parts();
-        let mut header = ResponseHeader::from(parts);
-        header.set_version(Version::HTTP_2);
+        let header = h2_heads::response_from_h2(parts);
         if let Some(body) = body {
             self.response_ended = body.is_end_stream();
             self.body_ended = self.response_ended;
@@ -564,77 +552,6 @@ impl Drop for Http2Session {
             self.conn.release_stream();
         }
     }
-}
-
-/// The `http` request to send for `req`: see [`Http2Session::write_request_header`].
-fn to_h2_request(req: &RequestHeader, tls: bool) -> Result<http::Request<()>> {
-    let authority = req
-        .headers
-        .get(header::HOST)
-        .map(|h| h.as_bytes())
-        .filter(|h| !h.is_empty())
-        .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
-    let path = req
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .as_bytes();
-    let mut builder = Uri::builder();
-    let mut version = Version::HTTP_2;
-    match authority {
-        // CONNECT names only the authority (RFC 9113 section 8.5).
-        Some(authority) if req.method == Method::CONNECT => builder = builder.authority(authority),
-        Some(authority) => {
-            builder = builder
-                .scheme(if tls { "https" } else { "http" })
-                .authority(authority)
-                .path_and_query(path);
-        }
-        None => {
-            // Without an authority `h2` sends the request the way it forwards HTTP/1.0 ones.
-            version = Version::HTTP_11;
-            builder = builder.path_and_query(path);
-        }
-    }
-    let uri = builder.build().or_err(
-        ErrorType::InvalidHTTPHeader,
-        "request target cannot be sent over HTTP/2",
-    )?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    let listed = connection_options(&req.headers);
-    for (name, value) in req.headers.iter() {
-        if NOT_FORWARDED.contains(name) || listed.contains(name) {
-            continue;
-        }
-        if name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    let mut request = http::Request::new(());
-    *request.method_mut() = req.method.clone();
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    Ok(request)
-}
-
-/// The field names a `Connection` field lists (hop-by-hop too).
-fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .collect()
-}
-
-/// Whether a request head says no body follows: neither `Content-Length` (other than 0) nor
-/// `Transfer-Encoding`, as HTTP/1 frames requests.
-pub fn request_has_no_body(req: &RequestHeader) -> bool {
-    let length = req.headers.get(header::CONTENT_LENGTH);
-    !req.headers.contains_key(header::TRANSFER_ENCODING)
-        && length.is_none_or(|v: &HeaderValue| v.as_bytes() == b"0")
 }
 
 #[cfg(test)]

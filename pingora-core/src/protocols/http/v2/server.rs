@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http_codec::h2 as h2_heads;
 use tracing::{debug, warn};
 
 use crate::protocols::digest::Digest;
@@ -28,6 +29,8 @@ use crate::protocols::http::v1::io::with_timeout;
 use crate::protocols::http::HttpTask;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
+
+pub use pingora_http_codec::h2::response_has_no_body;
 
 /// The settings of an HTTP/2 server connection (window sizes, most concurrent streams, largest
 /// header list...): the `h2` crate's server builder.
@@ -150,14 +153,7 @@ impl HttpSession {
         digest: Arc<Digest>,
     ) -> Self {
         let (parts, body_reader) = request.into_parts();
-        let mut request = RequestHeader::from(parts);
-        if !request.headers.contains_key(header::HOST) {
-            let authority = request.uri.authority().map(|a| a.as_str().to_owned());
-            if let Some(authority) = authority {
-                let _ = request.insert_header(header::HOST, authority);
-            }
-        }
-        join_cookies(&mut request.headers);
+        let request = h2_heads::request_from_h2(parts);
         let body_done = body_reader.is_end_stream();
         HttpSession {
             request: Box::new(request),
@@ -202,15 +198,7 @@ impl HttpSession {
     /// The request head in HTTP/1 wire form (with `HTTP/2` as the version), for logs and
     /// caches keyed on raw heads.
     pub fn pseudo_raw_h1_request_header(&self) -> Bytes {
-        let req = &self.request;
-        let mut out = BytesMut::with_capacity(64 + req.headers.len() * 32);
-        out.put_slice(req.method.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(req.raw_path());
-        out.put_slice(b" HTTP/2\r\n");
-        req.header_to_h1_wire(&mut out);
-        out.put_slice(b"\r\n");
-        out.freeze()
+        h2_heads::pseudo_raw_h1_request_header(&self.request)
     }
 
     /// "METHOD path, Host: host", for logs.
@@ -429,14 +417,10 @@ impl HttpSession {
             );
             return Ok(());
         }
-        for name in CONNECTION_SPECIFIC {
-            header.remove_header(&name);
-        }
-        header.remove_header(&header::TE);
+        h2_heads::prepare_h2_response(&mut header);
         if !header.headers.contains_key(header::DATE) {
             let _ = header.insert_header(header::DATE, get_cached_date());
         }
-        header.set_version(Version::HTTP_2);
         let response = http::Response::from_parts(header.as_owned_parts(), ());
         let sent = self.send_response.send_response(response, end);
         self.response = Some(header);
@@ -608,15 +592,6 @@ impl Drop for HttpSession {
     }
 }
 
-/// Response fields that describe a connection, which HTTP/2 forbids (RFC 9113 section 8.2.2).
-const CONNECTION_SPECIFIC: [HeaderName; 5] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
-
 /// Sends `data` on `writer` in pieces as the peer's window allows, ending the stream with the
 /// last one when `end`.
 async fn send_data(writer: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<()> {
@@ -650,33 +625,4 @@ async fn send_data(writer: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -
             .or_err(ErrorType::WriteError, "writing the HTTP/2 response body")?;
     }
     Ok(())
-}
-
-/// Joins the `cookie` fields HTTP/2 clients send one per cookie into the single field HTTP/1
-/// expects (RFC 9113 section 8.2.3).
-fn join_cookies(headers: &mut HeaderMap) {
-    let mut cookies = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
-        return;
-    };
-    let mut joined = first.as_bytes().to_vec();
-    for value in headers.get_all(header::COOKIE).iter().skip(1) {
-        joined.extend_from_slice(b"; ");
-        joined.extend_from_slice(value.as_bytes());
-    }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
-    }
-}
-
-/// Whether a response to `method` with `status` and `header` can carry no body, so its head
-/// may end the stream.
-pub fn response_has_no_body(method: &Method, header: &ResponseHeader) -> bool {
-    *method == Method::HEAD
-        || header.status == StatusCode::NO_CONTENT
-        || header.status == StatusCode::NOT_MODIFIED
-        || header
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
 }

@@ -1,9 +1,10 @@
-//! Tests of the HTTP/2 client session: the request translation, and stream accounting over an
-//! in-memory connection.
+//! Tests of the HTTP/2 client session: stream accounting over an in-memory connection. The
+//! request translation is tested in `pingora-http-codec`.
 
 use super::*;
 use crate::connectors::http::v2::{handshake, H2HandshakeSettings};
 use crate::protocols::Stream;
+use http::HeaderValue;
 
 fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
     let mut req = RequestHeader::build(method, path.as_bytes(), None).unwrap();
@@ -11,76 +12,6 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader 
         req.append_header(name.to_string(), *value).unwrap();
     }
     req
-}
-
-#[test]
-fn host_becomes_authority_and_connection_fields_go() {
-    let req = request(
-        "POST",
-        "/a/b?c=d",
-        &[
-            ("Host", "example.com:8443"),
-            ("Connection", "keep-alive, X-Hop"),
-            ("X-Hop", "1"),
-            ("Keep-Alive", "timeout=5"),
-            ("Proxy-Connection", "keep-alive"),
-            ("Transfer-Encoding", "chunked"),
-            ("Upgrade", "foo"),
-            ("TE", "trailers"),
-            ("X-Kept", "yes"),
-        ],
-    );
-    let out = to_h2_request(&req, true).unwrap();
-    assert_eq!(out.uri().to_string(), "https://example.com:8443/a/b?c=d");
-    assert_eq!(out.version(), Version::HTTP_2);
-    let names: Vec<_> = out.headers().keys().map(|k| k.as_str()).collect();
-    assert_eq!(names, ["te", "x-kept"]);
-}
-
-#[test]
-fn te_other_than_trailers_is_dropped_and_scheme_follows_tls() {
-    let req = request("GET", "/", &[("Host", "h"), ("TE", "gzip")]);
-    let out = to_h2_request(&req, false).unwrap();
-    assert_eq!(out.uri().scheme_str(), Some("http"));
-    assert!(out.headers().get("te").is_none());
-}
-
-#[test]
-fn authority_from_the_uri_without_host() {
-    let req = request("GET", "http://from-uri.test/x", &[]);
-    let out = to_h2_request(&req, false).unwrap();
-    assert_eq!(out.uri().authority().unwrap().as_str(), "from-uri.test");
-    assert_eq!(out.uri().path(), "/x");
-    // Without any authority the request goes out the way h2 forwards HTTP/1.0 ones.
-    let out = to_h2_request(&request("GET", "/x", &[]), false).unwrap();
-    assert_eq!(out.version(), Version::HTTP_11);
-}
-
-#[test]
-fn connect_names_only_the_authority() {
-    let req = request("CONNECT", "/", &[("Host", "tunnel.test:443")]);
-    let out = to_h2_request(&req, false).unwrap();
-    assert_eq!(out.uri().to_string(), "tunnel.test:443");
-}
-
-#[test]
-fn a_head_without_framing_has_no_body() {
-    assert!(request_has_no_body(&request("GET", "/", &[])));
-    assert!(request_has_no_body(&request(
-        "POST",
-        "/",
-        &[("Content-Length", "0")]
-    )));
-    assert!(!request_has_no_body(&request(
-        "POST",
-        "/",
-        &[("Content-Length", "3")]
-    )));
-    assert!(!request_has_no_body(&request(
-        "POST",
-        "/",
-        &[("Transfer-Encoding", "chunked")]
-    )));
 }
 
 /// A client connection over memory to an `h2` server that answers every request with 200.

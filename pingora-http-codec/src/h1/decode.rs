@@ -2,36 +2,24 @@
 //! the connection closes.
 //!
 //! The decoder is sans-IO: it consumes bytes from a buffer and says what it found. The session
-//! owning the socket reads more bytes when asked to.
+//! owning the socket reads more bytes when asked to. Any byte sequence is a valid input:
+//! malformed framing gives an error, never a panic.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use pingora_error::{Error, ErrorType, Result};
 
-use super::Limits;
+use super::{Framing, Limits};
 
 /// What the decoder made of the bytes it was given.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// A piece of the body.
     Data(Bytes),
     /// More bytes are needed.
     NeedMore,
     /// The body is complete.
     Done,
-}
-
-/// How the body of a message is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// No body at all.
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Everything until the peer closes (responses, and upgraded connections).
-    UntilClose,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +42,10 @@ enum ChunkState {
     End,
 }
 
-/// Decodes a body from a buffer, in place.
+/// Decodes a body from a buffer, in place: body pieces are split off the front of the buffer
+/// without copying.
 #[derive(Debug)]
-pub(crate) struct BodyDecoder {
+pub struct BodyDecoder {
     kind: Kind,
     /// Body bytes produced so far.
     decoded: u64,
@@ -73,8 +62,12 @@ enum Kind {
     Done,
 }
 
+// === impl BodyDecoder ===
+
 impl BodyDecoder {
-    pub(crate) fn new(framing: Framing) -> Self {
+    /// A decoder for a body delimited by `framing`.
+    #[inline]
+    pub fn new(framing: Framing) -> Self {
         let kind = match framing {
             Framing::Empty | Framing::Length(0) => Kind::Done,
             Framing::Length(n) => Kind::Length { remaining: n },
@@ -90,34 +83,37 @@ impl BodyDecoder {
     }
 
     /// Whether the whole body has been decoded.
-    pub(crate) fn is_done(&self) -> bool {
+    #[inline]
+    pub fn is_done(&self) -> bool {
         matches!(self.kind, Kind::Done)
     }
 
     /// Body bytes produced so far.
-    pub(crate) fn decoded_bytes(&self) -> u64 {
+    #[inline]
+    pub fn decoded_bytes(&self) -> u64 {
         self.decoded
     }
 
     /// The trailers of a chunked body, once it is done.
-    pub(crate) fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
+    #[inline]
+    pub fn take_trailers(&mut self) -> Option<Box<HeaderMap>> {
         self.trailers.take()
     }
 
     /// Whether the body ends only when the connection closes.
-    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-    pub(crate) fn is_until_close(&self) -> bool {
+    #[inline]
+    pub fn is_until_close(&self) -> bool {
         matches!(self.kind, Kind::UntilClose { .. })
     }
 
     /// Consumes body bytes from `buf`. `eof` says the peer closed the connection and no more
     /// bytes will come after those in `buf`.
-    pub(crate) fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-        eof: bool,
-        limits: &Limits,
-    ) -> Result<Decoded> {
+    ///
+    /// # Errors
+    /// [`ErrorType::InvalidHTTPHeader`] for malformed chunked framing or trailers, or limits
+    /// exceeded; [`ErrorType::ConnectionClosed`] when `eof` comes before the end of a delimited
+    /// body.
+    pub fn decode(&mut self, buf: &mut BytesMut, eof: bool, limits: &Limits) -> Result<Decoded> {
         let result = match &mut self.kind {
             Kind::Done => return Ok(Decoded::Done),
             Kind::Length { remaining } => {

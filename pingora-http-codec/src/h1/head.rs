@@ -4,6 +4,10 @@
 //! Heads are parsed with `httparse`; the checks a proxy needs on top of it (one framing, one
 //! Host, no conflicting lengths) are here. Header values are not copied: they are slices of the
 //! buffer the head was read into.
+//!
+//! The parsers take the buffer a session reads into and remove a complete head from its front,
+//! leaving what follows (body bytes, a pipelined request) in place; `Ok(None)` asks for more
+//! bytes. Any byte sequence is a valid input: malformed ones give an error, never a panic.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -13,9 +17,8 @@ use http::{HeaderValue, Method, StatusCode, Version};
 use pingora_error::{BError, Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use super::common::{self, ConnectionTokens};
-use super::decode::Framing;
-use super::Limits;
+use super::fields::{self, ConnectionTokens};
+use super::{Framing, Limits};
 
 /// Header fields parsed without allocating, up to this many (the default limit); beyond, the
 /// slots are on the heap. The slots take 8 KiB of stack in a synchronous call.
@@ -23,30 +26,37 @@ const STACK_HEADERS: usize = 256;
 
 /// A parsed request head with what the session needs to know about it.
 #[derive(Debug)]
-pub(crate) struct RequestHead {
-    pub(crate) header: RequestHeader,
-    pub(crate) framing: Framing,
+#[non_exhaustive]
+pub struct RequestHead {
+    /// The request line and header fields; values share the bytes of [`RequestHead::raw`].
+    pub header: RequestHeader,
+    /// How the request body is delimited.
+    pub framing: Framing,
     /// What the request asks for; the server's own settings may still turn keepalive off.
-    pub(crate) keepalive: bool,
-    pub(crate) expect_continue: bool,
+    pub keepalive: bool,
+    /// The request carries `Expect: 100-continue` (HTTP/1.1 only).
+    pub expect_continue: bool,
     /// The request asks to switch protocols (HTTP/1.1 `Upgrade`).
-    pub(crate) upgrade: bool,
+    pub upgrade: bool,
     /// The raw bytes of the head.
-    pub(crate) raw: Bytes,
+    pub raw: Bytes,
 }
 
 /// A parsed response head.
 #[derive(Debug)]
-#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-pub(crate) struct ResponseHead {
-    pub(crate) header: ResponseHeader,
+#[non_exhaustive]
+pub struct ResponseHead {
+    /// The status line and header fields; values share the bytes of [`ResponseHead::raw`].
+    pub header: ResponseHeader,
     /// How the body would be framed if the response has one; the caller applies the
     /// request-dependent rules (HEAD, 1xx, 204, 304, CONNECT) with [`response_framing`].
-    pub(crate) framing: Framing,
-    pub(crate) connection: ConnectionTokens,
+    pub framing: Framing,
+    /// The tokens of the response's `Connection` fields.
+    pub connection: ConnectionTokens,
     /// A `Keep-Alive: timeout=N` parameter.
-    pub(crate) keepalive_timeout: Option<u64>,
-    pub(crate) raw: Bytes,
+    pub keepalive_timeout: Option<u64>,
+    /// The raw bytes of the head.
+    pub raw: Bytes,
 }
 
 /// Byte ranges of one header field within the head.
@@ -165,7 +175,7 @@ fn has_version_shape(buf: &[u8]) -> bool {
 /// # Errors
 /// [`ErrorType::HTTPStatus`] with the status to answer: 400 for malformed or ambiguous requests,
 /// 414/431 for oversized heads, 501 for unsupported transfer codings, 505 for other versions.
-pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>> {
+pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>> {
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
     let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
@@ -229,7 +239,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         })?;
     }
     let framing = checks.request_framing(minor)?;
-    let keepalive = common::request_keepalive(minor, &checks.connection);
+    let keepalive = fields::request_keepalive(minor, &checks.connection);
     let upgrade = minor == 1 && checks.upgrade;
     Ok(Some(RequestHead {
         header,
@@ -265,7 +275,7 @@ enum TransferCoding {
 impl FramingChecks {
     fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<()> {
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = common::parse_content_length(value)
+            let n = fields::parse_content_length(value)
                 .ok_or_else(|| reject(400, "invalid Content-Length"))?;
             if self.content_length.is_some_and(|prev| prev != n) {
                 return Err(reject(400, "conflicting Content-Length values"));
@@ -275,7 +285,7 @@ impl FramingChecks {
             // Several fields form one list (RFC 9110 section 5.3); a second field after
             // `chunked` makes `chunked` not last, so any repetition is unsupported.
             self.transfer_encoding = Some(match self.transfer_encoding {
-                None if common::is_exactly_chunked(value) => TransferCoding::Chunked,
+                None if fields::is_exactly_chunked(value) => TransferCoding::Chunked,
                 _ => TransferCoding::Unsupported,
             });
         } else if name.eq_ignore_ascii_case(b"host") {
@@ -288,7 +298,7 @@ impl FramingChecks {
             self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"keep-alive") {
             self.keepalive_timeout =
-                common::parse_keepalive_timeout(value).or(self.keepalive_timeout);
+                fields::parse_keepalive_timeout(value).or(self.keepalive_timeout);
         }
         Ok(())
     }
@@ -324,8 +334,7 @@ impl FramingChecks {
 /// # Errors
 /// [`ErrorType::InvalidHTTPHeader`] for malformed heads, too-large heads or ambiguous framing;
 /// the connection must not be reused.
-#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-pub(crate) fn parse_response(
+pub fn parse_response(
     buf: &mut BytesMut,
     limits: &Limits,
     strict_length: bool,
@@ -444,11 +453,8 @@ pub(crate) fn parse_response(
 
 /// The framing of a response body given the request it answers (RFC 9112 section 6.3 rules
 /// 1-2): none for HEAD, 1xx, 204 and 304; a tunnel after a 2xx to CONNECT.
-pub(crate) fn response_framing(
-    request_method: &Method,
-    status: StatusCode,
-    framing: Framing,
-) -> Framing {
+#[inline]
+pub fn response_framing(request_method: &Method, status: StatusCode, framing: Framing) -> Framing {
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -462,18 +468,20 @@ pub(crate) fn response_framing(
     framing
 }
 
-/// The framing a response to be sent announces with its own headers.
-pub(crate) fn outgoing_framing(headers: &http::HeaderMap) -> Framing {
+/// The framing a message to be sent announces with its own headers: chunked when the last
+/// `Transfer-Encoding` coding is `chunked`, else its `Content-Length`, else until close.
+#[inline]
+pub fn outgoing_framing(headers: &http::HeaderMap) -> Framing {
     let te = headers.get_all(http::header::TRANSFER_ENCODING);
     if te
         .iter()
         .next_back()
-        .is_some_and(|v| common::last_coding_is_chunked(v.as_bytes()))
+        .is_some_and(|v| fields::last_coding_is_chunked(v.as_bytes()))
     {
         return Framing::Chunked;
     }
     match headers.get(http::header::CONTENT_LENGTH) {
-        Some(v) => match common::parse_content_length(v.as_bytes()) {
+        Some(v) => match fields::parse_content_length(v.as_bytes()) {
             Some(n) => Framing::Length(n),
             None => Framing::UntilClose,
         },
@@ -490,8 +498,7 @@ fn version_str(version: Version) -> &'static [u8] {
 }
 
 /// Writes the request line and header fields of `req`, and the empty line after them.
-#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-pub(crate) fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
+pub fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
     let path = req.raw_path();
     out.reserve(64 + path.len() + req.headers.len() * 32);
     out.put_slice(req.method.as_str().as_bytes());
@@ -509,7 +516,7 @@ pub(crate) fn write_request_head(req: &RequestHeader, out: &mut BytesMut) {
 }
 
 /// Writes the status line and header fields of `resp`, and the empty line after them.
-pub(crate) fn write_response_head(resp: &ResponseHeader, out: &mut BytesMut) {
+pub fn write_response_head(resp: &ResponseHeader, out: &mut BytesMut) {
     out.reserve(64 + resp.headers.len() * 32);
     out.put_slice(version_str(resp.version));
     out.put_u8(b' ');

@@ -1,11 +1,13 @@
-//! Field-value helpers shared by the HTTP/1 client and server.
+//! The header fields that decide HTTP/1 framing and connection handling: `Connection` tokens,
+//! `Content-Length`, `Transfer-Encoding` codings, `Keep-Alive` parameters, hop-by-hop fields.
+//!
+//! Each function reads one field value as bytes, so it can be tested on any input.
 
 use http::header::{self, HeaderMap, HeaderName};
 
 /// The hop-by-hop fields of RFC 9110 section 7.6.1, which describe one connection and are never
 /// forwarded (`Transfer-Encoding` is handled by the framing code instead).
-#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-pub(crate) const HOP_BY_HOP: [HeaderName; 6] = [
+pub const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,15 +18,20 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// The tokens of `Connection` fields that matter to HTTP/1 (RFC 9110 section 7.6.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct ConnectionTokens {
-    pub(crate) close: bool,
-    pub(crate) keep_alive: bool,
-    pub(crate) upgrade: bool,
+pub struct ConnectionTokens {
+    /// `close`: the connection ends after this message.
+    pub close: bool,
+    /// `keep-alive`: an HTTP/1.0 peer asks to keep the connection.
+    pub keep_alive: bool,
+    /// `upgrade`: the `Upgrade` field is meant for this connection.
+    pub upgrade: bool,
 }
+
+// === impl ConnectionTokens ===
 
 impl ConnectionTokens {
     /// Adds the tokens of one `Connection` field value.
-    pub(crate) fn add(&mut self, value: &[u8]) {
+    pub fn add(&mut self, value: &[u8]) {
         for token in list_items(value) {
             if token.eq_ignore_ascii_case(b"close") {
                 self.close = true;
@@ -37,7 +44,8 @@ impl ConnectionTokens {
     }
 
     /// The tokens of every `Connection` field in `headers`.
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+    #[inline]
+    pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut tokens = ConnectionTokens::default();
         for value in headers.get_all(header::CONNECTION) {
             tokens.add(value.as_bytes());
@@ -47,7 +55,7 @@ impl ConnectionTokens {
 }
 
 /// The items of a comma-separated list (RFC 9110 section 5.6.1), trimmed, empty ones skipped.
-pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
@@ -56,7 +64,7 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Whether a request asks to keep the connection open: HTTP/1.1 unless `close`, HTTP/1.0 only
 /// with `keep-alive` (RFC 9112 section 9.3).
-pub(crate) fn request_keepalive(minor: u8, tokens: &ConnectionTokens) -> bool {
+pub fn request_keepalive(minor: u8, tokens: &ConnectionTokens) -> bool {
     if tokens.close {
         return false;
     }
@@ -65,7 +73,7 @@ pub(crate) fn request_keepalive(minor: u8, tokens: &ConnectionTokens) -> bool {
 
 /// Parses a `Content-Length` value: `1*DIGIT`, or a list of identical such values
 /// (RFC 9110 section 8.6). `None` if invalid, conflicting or over `u64::MAX`.
-pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
     let mut result = None;
     let mut items = 0;
     for item in value.split(|&b| b == b',') {
@@ -87,21 +95,21 @@ pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
 }
 
 /// Whether a `Transfer-Encoding` value is exactly the one coding `chunked`.
-pub(crate) fn is_exactly_chunked(value: &[u8]) -> bool {
+pub fn is_exactly_chunked(value: &[u8]) -> bool {
     let mut items = list_items(value);
     matches!(items.next(), Some(coding) if coding.eq_ignore_ascii_case(b"chunked"))
         && items.next().is_none()
 }
 
 /// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
-pub(crate) fn last_coding_is_chunked(value: &[u8]) -> bool {
+pub fn last_coding_is_chunked(value: &[u8]) -> bool {
     list_items(value)
         .last()
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The `timeout=N` parameter of a `Keep-Alive` field value.
-pub(crate) fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
+pub fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
     list_items(value).find_map(|item| {
         let (key, val) = item.split_at(item.iter().position(|&b| b == b'=')?);
         if !key.trim_ascii().eq_ignore_ascii_case(b"timeout") {
@@ -116,8 +124,7 @@ pub(crate) fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
 
 /// Removes the hop-by-hop fields of RFC 9110 section 7.6.1 from `headers`, including every
 /// field named by a `Connection` field.
-#[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         for token in list_items(value.as_bytes()) {

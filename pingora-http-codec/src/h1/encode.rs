@@ -7,26 +7,32 @@ use bytes::BufMut;
 use http::HeaderMap;
 use pingora_error::{Error, ErrorType, Result};
 
-use super::decode::Framing;
+use super::Framing;
 
 /// The framing around one piece of body: `prefix`, then the body bytes, then `suffix`.
 #[derive(Debug, Default)]
-pub(crate) struct Frame {
+pub struct Frame {
     prefix: [u8; 18],
     prefix_len: u8,
     /// How many of the given body bytes to write (fewer than given only for bodies that must
     /// not have one, which drop everything).
-    pub(crate) data_len: usize,
-    pub(crate) suffix: &'static [u8],
+    pub data_len: usize,
+    /// What goes after the body bytes (CRLF for a chunk).
+    pub suffix: &'static [u8],
 }
 
+// === impl Frame ===
+
 impl Frame {
-    pub(crate) fn prefix(&self) -> &[u8] {
+    /// What goes before the body bytes (the chunk size line for a chunk).
+    #[inline]
+    pub fn prefix(&self) -> &[u8] {
         &self.prefix[..usize::from(self.prefix_len)]
     }
 
     /// Total bytes on the wire for this frame.
-    pub(crate) fn wire_len(&self) -> usize {
+    #[inline]
+    pub fn wire_len(&self) -> usize {
         usize::from(self.prefix_len) + self.data_len + self.suffix.len()
     }
 }
@@ -44,14 +50,18 @@ enum Kind {
 
 /// Frames a body as it is written.
 #[derive(Debug)]
-pub(crate) struct BodyEncoder {
+pub struct BodyEncoder {
     kind: Kind,
     finished: bool,
     written: u64,
 }
 
+// === impl BodyEncoder ===
+
 impl BodyEncoder {
-    pub(crate) fn new(framing: Framing) -> Self {
+    /// An encoder for a body delimited by `framing`; [`Framing::Empty`] drops body bytes.
+    #[inline]
+    pub fn new(framing: Framing) -> Self {
         let kind = match framing {
             Framing::Empty => Kind::Empty,
             Framing::Length(n) => Kind::Length { remaining: n },
@@ -66,25 +76,27 @@ impl BodyEncoder {
     }
 
     /// Whether the end of the body has been written.
-    pub(crate) fn is_finished(&self) -> bool {
+    #[inline]
+    pub fn is_finished(&self) -> bool {
         self.finished
     }
 
     /// Body bytes accepted so far (framing not counted).
-    pub(crate) fn written(&self) -> u64 {
+    #[inline]
+    pub fn written(&self) -> u64 {
         self.written
     }
 
     /// Whether the body is complete once `finish` is called with no further writes: true for
     /// length-delimited bodies whose bytes were all written.
-    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-    pub(crate) fn is_length_complete(&self) -> bool {
+    #[inline]
+    pub fn is_length_complete(&self) -> bool {
         matches!(self.kind, Kind::Length { remaining: 0 } | Kind::Empty)
     }
 
     /// Whether this body is delimited by closing the connection.
-    #[allow(dead_code)] // used by the HTTP/1 client session (upstream side)
-    pub(crate) fn is_until_close(&self) -> bool {
+    #[inline]
+    pub fn is_until_close(&self) -> bool {
         self.kind == Kind::UntilClose
     }
 
@@ -92,7 +104,7 @@ impl BodyEncoder {
     ///
     /// # Errors
     /// Writing after the end, or more bytes than the `Content-Length` announced.
-    pub(crate) fn encode(&mut self, len: usize) -> Result<Frame> {
+    pub fn encode(&mut self, len: usize) -> Result<Frame> {
         if self.finished {
             return Error::e_explain(ErrorType::InternalError, "body written after its end");
         }
@@ -138,7 +150,7 @@ impl BodyEncoder {
     /// # Errors
     /// A length-delimited body that is still short: the message cannot be completed, and the
     /// connection must not be reused.
-    pub(crate) fn finish(&mut self, trailers: Option<&HeaderMap>, out: &mut Vec<u8>) -> Result<()> {
+    pub fn finish(&mut self, trailers: Option<&HeaderMap>, out: &mut Vec<u8>) -> Result<()> {
         if self.finished {
             return Ok(());
         }
