@@ -1,25 +1,28 @@
-//! The established session: a tokio-boring stream and what its handshake agreed.
+//! The established session: the library's async stream and what its handshake agreed; and
+//! how a failed handshake is reported.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use boring::ssl::SslRef;
+use pingora_error::ErrorType;
 use pingora_tls::{HandshakeInfo, TlsSession, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_boring::SslStream;
 
-/// An BoringSSL session over a Pingora transport.
-pub(crate) struct BoringsslSession {
+use crate::ossl::ssl::SslRef;
+use crate::shim::{self, SslStream};
+
+/// An established session over a Pingora transport.
+pub(crate) struct Session {
     stream: SslStream<Transport>,
     info: HandshakeInfo,
 }
 
-impl BoringsslSession {
+impl Session {
     pub(crate) fn new(stream: SslStream<Transport>) -> Self {
         let info = handshake_info(stream.ssl());
-        BoringsslSession { stream, info }
+        Session { stream, info }
     }
 }
 
@@ -48,21 +51,22 @@ fn handshake_info(ssl: &SslRef) -> HandshakeInfo {
     }
 }
 
-impl fmt::Debug for BoringsslSession {
+impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoringsslSession")
+        f.debug_struct("Session")
+            .field("library", &shim::LIBRARY)
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
 }
 
-impl TlsSession for BoringsslSession {
+impl TlsSession for Session {
     fn info(&self) -> &HandshakeInfo {
         &self.info
     }
 }
 
-impl AsyncRead for BoringsslSession {
+impl AsyncRead for Session {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -72,7 +76,7 @@ impl AsyncRead for BoringsslSession {
     }
 }
 
-impl AsyncWrite for BoringsslSession {
+impl AsyncWrite for Session {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -90,21 +94,28 @@ impl AsyncWrite for BoringsslSession {
     }
 }
 
-/// Maps a failed handshake: a failed certificate verification (ours of the peer, or the
-/// peer's of ours as told by its alert) is `InvalidCert`, anything else `TLSHandshakeFailure`.
-pub(crate) fn handshake_error(
-    e: tokio_boring::HandshakeError<Transport>,
-    what: &str,
-) -> Box<pingora_error::Error> {
-    use pingora_error::{Error, ErrorType};
-    // BoringSSL reports an error ("invalid call") when no certificate was verified at all.
-    let verify = e
-        .ssl()
-        .filter(|ssl| ssl.peer_certificate().is_some())
-        .map(SslRef::verify_result)
-        .unwrap_or(Ok(()));
-    let reason = e.to_string().to_ascii_lowercase();
-    let cert_problem = verify.is_err()
+/// Which end of the handshake this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// We connect to a server.
+    Client,
+    /// We accept a client.
+    Server,
+}
+
+/// Classifies a failed handshake, for the shim to build its error from: a failed certificate
+/// verification (ours of the peer, as `verify_error` tells, or the peer's of ours, as its
+/// alert in `reason` tells) is `InvalidCert`, anything else `TLSHandshakeFailure`. Returns the
+/// type and the context of the error.
+pub(crate) fn handshake_failure(
+    side: Side,
+    verify_error: Option<&str>,
+    reason: &str,
+) -> (ErrorType, String) {
+    // OpenSSL spells alerts in words ("unknown ca"), BoringSSL in upper-case identifiers
+    // ("UNKNOWN_CA").
+    let reason = reason.to_ascii_lowercase();
+    let cert_problem = verify_error.is_some()
         || [
             "certificate_verify_failed",
             "certificate verify failed",
@@ -126,9 +137,13 @@ pub(crate) fn handshake_error(
     } else {
         ErrorType::TLSHandshakeFailure
     };
-    let context = match verify {
-        Err(verify) => format!("{what}: {}", verify.error_string()),
-        Ok(()) => what.to_string(),
+    let what = match side {
+        Side::Client => "TLS handshake with the server failed",
+        Side::Server => "TLS handshake with the client failed",
     };
-    Error::explain(etype, format!("{context}: {e}"))
+    let context = match verify_error {
+        Some(verify_error) => format!("{what}: {verify_error}"),
+        None => what.to_string(),
+    };
+    (etype, context)
 }
