@@ -114,7 +114,9 @@ fn bench_handshakes(c: &mut Criterion) {
     bench_backend(
         c,
         "boringssl",
-        pingora_core::tls::Backend::BoringSsl.provider().unwrap(),
+        pingora_core::tls::Backend::BoringSsl
+            .provider()
+            .expect("the boringssl feature compiles the backend in"),
     );
     bench_backend(
         c,

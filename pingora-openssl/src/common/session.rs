@@ -147,3 +147,39 @@ pub(crate) fn handshake_failure(
     };
     (etype, context)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_failures_are_invalid_cert_in_either_spelling() {
+        for reason in [
+            "error:0A000086:SSL routines::certificate verify failed",
+            "error:10000418:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA",
+            "sslv3 alert bad certificate",
+            "TLSV1_CERTIFICATE_REQUIRED",
+        ] {
+            let (etype, context) = handshake_failure(Side::Client, None, reason);
+            assert_eq!(etype, ErrorType::InvalidCert, "{reason}");
+            assert_eq!(context, "TLS handshake with the server failed");
+        }
+    }
+
+    #[test]
+    fn a_failed_verification_is_named_in_the_context() {
+        let (etype, context) =
+            handshake_failure(Side::Server, Some("certificate has expired"), "whatever");
+        assert_eq!(etype, ErrorType::InvalidCert);
+        assert_eq!(
+            context,
+            "TLS handshake with the client failed: certificate has expired"
+        );
+    }
+
+    #[test]
+    fn other_failures_are_handshake_failures() {
+        let (etype, _) = handshake_failure(Side::Client, None, "wrong version number");
+        assert_eq!(etype, ErrorType::TLSHandshakeFailure);
+    }
+}
