@@ -11,8 +11,8 @@
 //! - `ossl`, its library (`use openssl as ossl` or `use boring as ossl`), which this code
 //!   names instead of either crate;
 //! - `shim`, the few items whose API differs between the libraries: the async stream type and
-//!   the handshake that creates it, adding a chain certificate, and the library's name for
-//!   messages.
+//!   the handshake that creates it, adding a chain certificate, reading an ASN.1 string, and
+//!   the library's name for messages.
 //!
 //! A fix made here therefore lands in both backends; a difference between the libraries goes
 //! in both `shim.rs` files. Both builds are tested by pingora-core's TLS conformance suite
