@@ -2,27 +2,27 @@
 //! source, which needs `cmake`, `clang` and `libclang-dev`, and takes minutes).
 //!
 //! [`provider`] gives the [`TlsProvider`] that pingora-core drives; all BoringSSL code of
-//! Pingora lives in this crate. It mirrors `pingora-openssl` (the two libraries share their
-//! API), and cannot be linked into one binary with it: BoringSSL's static libraries export the
-//! same symbols as the system OpenSSL.
+//! Pingora lives in this crate. It cannot be linked into one binary with `pingora-openssl`:
+//! BoringSSL's static libraries export the same symbols as the system OpenSSL.
+//!
+//! The two libraries share their API, so the two crates share their implementation: `common`
+//! is one source (kept in `pingora-openssl/src/common`, linked here), compiled against
+//! `boring` in this crate; `shim.rs` holds the few places where `boring` differs from
+//! `openssl`.
 
-mod client;
-mod resume;
-mod server;
-mod session;
+mod common;
+mod shim;
 
 use std::sync::Arc;
 
-use boring::pkey::{PKey, Private};
-use boring::ssl::SslVersion;
-use boring::x509::X509;
-use pingora_error::{Error, ErrorType, Result};
-use pingora_tls::{
-    CertKey, ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer, TlsVersion,
-};
+use pingora_error::Result;
+use pingora_tls::{ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer};
 
 pub use boring;
 pub use tokio_boring;
+
+// The name the shared implementation uses for the library.
+use boring as ossl;
 
 /// The BoringSSL backend as a [`TlsProvider`].
 pub fn provider() -> Arc<dyn TlsProvider> {
@@ -39,71 +39,10 @@ impl TlsProvider for BoringsslProvider {
     }
 
     fn new_server(&self, config: ServerConfig) -> Result<Arc<dyn TlsServer>> {
-        Ok(Arc::new(server::BoringsslServer::new(config)?))
+        common::new_server(config)
     }
 
     fn new_client(&self, config: ClientConfig) -> Result<Arc<dyn TlsClient>> {
-        Ok(Arc::new(client::BoringsslClient::new(config)?))
+        common::new_client(config)
     }
-}
-
-/// BoringSSL's value for a protocol version.
-fn ssl_version(version: TlsVersion) -> SslVersion {
-    match version {
-        TlsVersion::Tls12 => SslVersion::TLS1_2,
-        TlsVersion::Tls13 => SslVersion::TLS1_3,
-    }
-}
-
-/// A certificate chain and key parsed for BoringSSL.
-struct Identity {
-    leaf: X509,
-    chain: Vec<X509>,
-    key: PKey<Private>,
-}
-
-impl Identity {
-    fn parse(cert_key: &CertKey) -> Result<Self> {
-        let parse_cert = |der: &[u8]| {
-            X509::from_der(der)
-                .map_err(|e| Error::because(ErrorType::InvalidCert, "unusable certificate", e))
-        };
-        Ok(Identity {
-            leaf: parse_cert(cert_key.leaf())?,
-            chain: cert_key
-                .intermediates()
-                .iter()
-                .map(|c| parse_cert(c))
-                .collect::<Result<_>>()?,
-            key: PKey::private_key_from_der(cert_key.key())
-                .map_err(|e| Error::because(ErrorType::InvalidCert, "unusable private key", e))?,
-        })
-    }
-
-    /// Presents this identity on one connection.
-    fn apply(&self, ssl: &mut boring::ssl::SslRef) -> Result<()> {
-        let wrap = |e| Error::because(ErrorType::InvalidCert, "cannot use the certificate", e);
-        ssl.set_certificate(&self.leaf).map_err(wrap)?;
-        ssl.set_private_key(&self.key).map_err(wrap)?;
-        for cert in &self.chain {
-            ssl.add_chain_cert(cert).map_err(wrap)?;
-        }
-        Ok(())
-    }
-}
-
-/// A trust store made of `ca` (DER).
-fn x509_store(ca: &[Vec<u8>]) -> Result<boring::x509::store::X509Store> {
-    let wrap = |e| Error::because(ErrorType::InvalidCert, "unusable CA certificate", e);
-    let mut store = boring::x509::store::X509StoreBuilder::new().map_err(wrap)?;
-    for der in ca {
-        store
-            .add_cert(X509::from_der(der).map_err(wrap)?)
-            .map_err(wrap)?;
-    }
-    Ok(store.build())
-}
-
-fn internal(e: boring::error::ErrorStack, what: &str) -> Box<Error> {
-    Error::because(ErrorType::InternalError, what.to_string(), e)
 }

@@ -5,8 +5,8 @@
 //! * `resumed`: one client that resumes the session of its previous handshake.
 //!
 //! Each handshake ends with the server writing one byte and the client reading it, so that the
-//! client takes in the session tickets. handshakes/s ≈ 1 / time. BoringSSL is measured in
-//! `pingora-boringssl` only (it cannot link next to OpenSSL).
+//! client takes in the session tickets. handshakes/s ≈ 1 / time. BoringSSL is measured instead
+//! of OpenSSL with `--features boringssl` (the two cannot link into one binary).
 //!
 //! Run briefly with `cargo bench -p pingora-core --bench tls_handshake -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -108,7 +108,16 @@ fn bench_backend(c: &mut Criterion, name: &str, provider: Arc<dyn TlsProvider>) 
 }
 
 fn bench_handshakes(c: &mut Criterion) {
+    #[cfg(not(feature = "boringssl"))]
     bench_backend(c, "openssl", pingora_openssl::provider());
+    #[cfg(feature = "boringssl")]
+    bench_backend(
+        c,
+        "boringssl",
+        pingora_core::tls::Backend::BoringSsl
+            .provider()
+            .expect("the boringssl feature compiles the backend in"),
+    );
     bench_backend(
         c,
         "s2n",

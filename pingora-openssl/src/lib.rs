@@ -3,24 +3,23 @@
 //!
 //! [`provider`] gives the [`TlsProvider`] that pingora-core drives; all OpenSSL code of Pingora
 //! lives in this crate. This crate cannot be linked into one binary with `pingora-boringssl`.
+//!
+//! The implementation is shared with `pingora-boringssl` (one source, compiled against either
+//! library); `shim.rs` holds the few places where the `openssl` crate differs from `boring`.
 
-mod client;
-mod resume;
-mod server;
-mod session;
+mod common;
+mod shim;
 
 use std::sync::Arc;
 
-use openssl::pkey::{PKey, Private};
-use openssl::ssl::SslVersion;
-use openssl::x509::X509;
-use pingora_error::{Error, ErrorType, Result};
-use pingora_tls::{
-    CertKey, ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer, TlsVersion,
-};
+use pingora_error::Result;
+use pingora_tls::{ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer};
 
 pub use openssl;
 pub use tokio_openssl;
+
+// The name the shared implementation uses for the library.
+use openssl as ossl;
 
 /// The OpenSSL backend as a [`TlsProvider`].
 pub fn provider() -> Arc<dyn TlsProvider> {
@@ -37,71 +36,10 @@ impl TlsProvider for OpensslProvider {
     }
 
     fn new_server(&self, config: ServerConfig) -> Result<Arc<dyn TlsServer>> {
-        Ok(Arc::new(server::OpensslServer::new(config)?))
+        common::new_server(config)
     }
 
     fn new_client(&self, config: ClientConfig) -> Result<Arc<dyn TlsClient>> {
-        Ok(Arc::new(client::OpensslClient::new(config)?))
+        common::new_client(config)
     }
-}
-
-/// OpenSSL's value for a protocol version.
-fn ssl_version(version: TlsVersion) -> SslVersion {
-    match version {
-        TlsVersion::Tls12 => SslVersion::TLS1_2,
-        TlsVersion::Tls13 => SslVersion::TLS1_3,
-    }
-}
-
-/// A certificate chain and key parsed for OpenSSL.
-struct Identity {
-    leaf: X509,
-    chain: Vec<X509>,
-    key: PKey<Private>,
-}
-
-impl Identity {
-    fn parse(cert_key: &CertKey) -> Result<Self> {
-        let parse_cert = |der: &[u8]| {
-            X509::from_der(der)
-                .map_err(|e| Error::because(ErrorType::InvalidCert, "unusable certificate", e))
-        };
-        Ok(Identity {
-            leaf: parse_cert(cert_key.leaf())?,
-            chain: cert_key
-                .intermediates()
-                .iter()
-                .map(|c| parse_cert(c))
-                .collect::<Result<_>>()?,
-            key: PKey::private_key_from_der(cert_key.key())
-                .map_err(|e| Error::because(ErrorType::InvalidCert, "unusable private key", e))?,
-        })
-    }
-
-    /// Presents this identity on one connection.
-    fn apply(&self, ssl: &mut openssl::ssl::SslRef) -> Result<()> {
-        let wrap = |e| Error::because(ErrorType::InvalidCert, "cannot use the certificate", e);
-        ssl.set_certificate(&self.leaf).map_err(wrap)?;
-        ssl.set_private_key(&self.key).map_err(wrap)?;
-        for cert in &self.chain {
-            ssl.add_chain_cert(cert.clone()).map_err(wrap)?;
-        }
-        Ok(())
-    }
-}
-
-/// A trust store made of `ca` (DER).
-fn x509_store(ca: &[Vec<u8>]) -> Result<openssl::x509::store::X509Store> {
-    let wrap = |e| Error::because(ErrorType::InvalidCert, "unusable CA certificate", e);
-    let mut store = openssl::x509::store::X509StoreBuilder::new().map_err(wrap)?;
-    for der in ca {
-        store
-            .add_cert(X509::from_der(der).map_err(wrap)?)
-            .map_err(wrap)?;
-    }
-    Ok(store.build())
-}
-
-fn internal(e: openssl::error::ErrorStack, what: &str) -> Box<Error> {
-    Error::because(ErrorType::InternalError, what.to_string(), e)
 }

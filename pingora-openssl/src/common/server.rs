@@ -5,33 +5,33 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use boring::ssl::{AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_tls::{
     AcceptParams, BoxFuture, CertKey, ClientAuth, ServerConfig, TlsServer, TlsSession, Transport,
 };
-use tokio_boring::SslStreamBuilder;
 
-use crate::session::{handshake_error, BoringsslSession};
-use crate::{internal, ssl_version, x509_store, Identity};
+use super::session::{Session, Side};
+use super::{internal, ssl_version, x509_store, Identity};
+use crate::ossl::ssl::{AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use crate::{ossl, shim};
 
 /// Where each connection keeps the ALPN protocol to select.
-static ALPN_INDEX: LazyLock<Option<boring::ex_data::Index<Ssl, Vec<u8>>>> =
+static ALPN_INDEX: LazyLock<Option<ossl::ex_data::Index<Ssl, Vec<u8>>>> =
     LazyLock::new(|| Ssl::new_ex_index().ok());
 
-/// A BoringSSL server for one listener.
-pub(crate) struct BoringsslServer {
+/// A server for one listener.
+pub(crate) struct Server {
     acceptor: SslAcceptor,
     default: Option<Identity>,
     /// The last certificate a callback chose, parsed; most handshakes reuse it.
     last_override: Mutex<Option<(Arc<CertKey>, Arc<Identity>)>>,
 }
 
-impl BoringsslServer {
+impl Server {
     pub(crate) fn new(config: ServerConfig) -> Result<Self> {
         let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
-            .map_err(|e| internal(e, "cannot create a BoringSSL acceptor"))?;
+            .map_err(|e| internal(e, "cannot create an acceptor"))?;
         if let Some(min) = config.min_version {
             builder
                 .set_min_proto_version(Some(ssl_version(min)))
@@ -55,7 +55,7 @@ impl BoringsslServer {
                 }
                 builder.set_verify(mode);
                 for der in ca.iter() {
-                    let cert = boring::x509::X509::from_der(der).map_err(|e| {
+                    let cert = ossl::x509::X509::from_der(der).map_err(|e| {
                         Error::because(ErrorType::InvalidCert, "unusable client CA", e)
                     })?;
                     builder
@@ -72,7 +72,7 @@ impl BoringsslServer {
                 .as_ref()
                 .and_then(|index| ssl.ex_data(*index))
                 .ok_or(AlpnError::NOACK)?;
-            // Return the client's own bytes, as BoringSSL requires.
+            // Return the client's own bytes, as the library requires.
             let mut rest = offered;
             while let Some((&len, tail)) = rest.split_first() {
                 let len = usize::from(len).min(tail.len());
@@ -103,7 +103,7 @@ impl BoringsslServer {
             }
             None => None,
         };
-        Ok(BoringsslServer {
+        Ok(Server {
             acceptor: builder.build(),
             default,
             last_override: Mutex::new(None),
@@ -123,15 +123,16 @@ impl BoringsslServer {
     }
 }
 
-impl fmt::Debug for BoringsslServer {
+impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoringsslServer")
+        f.debug_struct("Server")
+            .field("library", &shim::LIBRARY)
             .field("default_cert", &self.default.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl TlsServer for BoringsslServer {
+impl TlsServer for Server {
     fn accept(
         &self,
         io: Transport,
@@ -139,7 +140,7 @@ impl TlsServer for BoringsslServer {
     ) -> BoxFuture<'_, Result<Box<dyn TlsSession>>> {
         Box::pin(async move {
             let mut ssl = Ssl::new(self.acceptor.context())
-                .map_err(|e| internal(e, "cannot create a BoringSSL session"))?;
+                .map_err(|e| internal(e, "cannot create a session"))?;
             match &params.cert_key {
                 Some(cert_key) => self.identity_for(cert_key)?.apply(&mut ssl)?,
                 None if self.default.is_none() => {
@@ -153,11 +154,8 @@ impl TlsServer for BoringsslServer {
             if let (Some(alpn), Some(index)) = (params.alpn, ALPN_INDEX.as_ref()) {
                 ssl.set_ex_data(*index, alpn);
             }
-            let stream = SslStreamBuilder::new(ssl, io)
-                .accept()
-                .await
-                .map_err(|e| handshake_error(e, "TLS handshake with the client failed"))?;
-            Ok(Box::new(BoringsslSession::new(stream)) as Box<dyn TlsSession>)
+            let stream = shim::handshake(ssl, io, Side::Server).await?;
+            Ok(Box::new(Session::new(stream)) as Box<dyn TlsSession>)
         })
     }
 }

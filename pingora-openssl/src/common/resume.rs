@@ -1,16 +1,17 @@
 //! Client session resumption: sessions (TLS 1.3 tickets included) kept per connection
 //! identity and offered again on the next connection with the same identity.
 //!
-//! Setting a session on a connection is `unsafe` in the `boring` crate because the session
+//! Setting a session on a connection is `unsafe` in the `openssl` and `boring` crates because the session
 //! must come from the same `SslContext`; the cache key includes the context's identity.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use boring::ssl::{SslRef, SslSession};
 use parking_lot::Mutex;
 use pingora_tls::{CaType, CertKey};
+
+use crate::ossl::ssl::{SslRef, SslSession};
 
 /// The most sessions kept; the cache is cleared when it is full.
 const MAX_SESSIONS: usize = 4096;

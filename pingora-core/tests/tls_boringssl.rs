@@ -1,15 +1,14 @@
-//! The TLS conformance suite of pingora-core against the BoringSSL backend.
-//!
-//! The suite lives in `pingora-core/tests/tls_support`; it runs from this crate so that its
-//! test binary links BoringSSL only, never next to the system OpenSSL.
+//! The TLS conformance suite against the BoringSSL backend; it needs the `boringssl` feature:
+//! `cargo test -p pingora-core --features boringssl --test tls_boringssl`.
 
-#[path = "../../pingora-core/tests/tls_support/mod.rs"]
 mod tls_support;
 
 use tls_support as suite;
 
 fn provider() -> std::sync::Arc<dyn pingora_core::tls::TlsProvider> {
-    pingora_boringssl::provider()
+    pingora_core::tls::Backend::BoringSsl
+        .provider()
+        .expect("the boringssl feature compiles the backend in")
 }
 
 macro_rules! conformance {

@@ -9,35 +9,35 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use boring::nid::Nid;
-use boring::ssl::{
-    Ssl, SslConnector, SslMethod, SslRef, SslSession, SslSessionCacheMode, SslVerifyMode,
-};
-use boring::x509::X509Ref;
 use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_tls::{
     verify, BoxFuture, CaType, CertKey, ClientConfig, ConnectParams, TlsClient, TlsSession,
     Transport,
 };
-use tokio_boring::SslStreamBuilder;
 
-use crate::resume::{SessionKey, Sessions};
-use crate::session::{handshake_error, BoringsslSession};
-use crate::{internal, x509_store, Identity};
+use super::resume::{SessionKey, Sessions};
+use super::session::{Session, Side};
+use super::{internal, x509_store, Identity};
+use crate::ossl::nid::Nid;
+use crate::ossl::ssl::{
+    Ssl, SslConnector, SslMethod, SslRef, SslSession, SslSessionCacheMode, SslVerifyMode,
+};
+use crate::ossl::x509::X509Ref;
+use crate::{ossl, shim};
 
 /// The most trust stores or identities kept; each cache is cleared when full.
 const MAX_CACHED: usize = 256;
 
 /// Where each connection keeps the key its new sessions are stored under.
-static SESSION_KEY_INDEX: LazyLock<Option<boring::ex_data::Index<Ssl, SessionKey>>> =
+static SESSION_KEY_INDEX: LazyLock<Option<ossl::ex_data::Index<Ssl, SessionKey>>> =
     LazyLock::new(|| Ssl::new_ex_index().ok());
 
 /// Distinguishes contexts, for the session cache.
 static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A BoringSSL client for one connector.
-pub(crate) struct BoringsslClient {
+/// A client for one connector.
+pub(crate) struct Client {
     default: (u64, SslConnector),
     per_ca: Mutex<HashMap<Arc<CaType>, (u64, SslConnector)>>,
     default_cert_key: Option<Arc<CertKey>>,
@@ -46,11 +46,11 @@ pub(crate) struct BoringsslClient {
     keylog: bool,
 }
 
-impl BoringsslClient {
+impl Client {
     pub(crate) fn new(config: ClientConfig) -> Result<Self> {
         let sessions = Arc::new(Sessions::default());
         let default = build_connector(config.ca.as_deref(), &sessions, config.keylog)?;
-        let client = BoringsslClient {
+        let client = Client {
             default,
             per_ca: Mutex::new(HashMap::new()),
             default_cert_key: config.cert_key,
@@ -97,7 +97,7 @@ impl BoringsslClient {
         let (context_id, connector) = self.connector(params.ca.as_ref())?;
         let mut config = connector
             .configure()
-            .map_err(|e| internal(e, "cannot configure a BoringSSL session"))?;
+            .map_err(|e| internal(e, "cannot configure a session"))?;
         // Names are checked after the handshake, by Pingora's rules.
         config.set_verify_hostname(false);
         config.set_use_server_name_indication(!params.sni.is_empty());
@@ -125,7 +125,7 @@ impl BoringsslClient {
         }
         let mut ssl = config
             .into_ssl(&params.sni)
-            .map_err(|e| internal(e, "cannot create a BoringSSL session"))?;
+            .map_err(|e| internal(e, "cannot create a session"))?;
         let key = SessionKey {
             context_id,
             ca: params.ca.clone(),
@@ -152,7 +152,7 @@ fn build_connector(
     keylog: bool,
 ) -> Result<(u64, SslConnector)> {
     let mut builder = SslConnector::builder(SslMethod::tls())
-        .map_err(|e| internal(e, "cannot create a BoringSSL connector"))?;
+        .map_err(|e| internal(e, "cannot create a connector"))?;
     if let Some(ca) = ca {
         builder
             .set_verify_cert_store(x509_store(ca)?)
@@ -207,8 +207,8 @@ fn cert_matches(cert: &X509Ref, names: &[String]) -> bool {
     }
     if dns.is_empty() {
         for entry in cert.subject_name().entries_by_nid(Nid::COMMONNAME) {
-            if let Ok(cn) = entry.data().as_utf8() {
-                dns.push(cn.to_string());
+            if let Some(cn) = shim::asn1_text(entry.data()) {
+                dns.push(cn);
             }
         }
     }
@@ -233,15 +233,16 @@ fn check_hostname(ssl: &SslRef, params: &ConnectParams) -> Result<()> {
     }
 }
 
-impl fmt::Debug for BoringsslClient {
+impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoringsslClient")
+        f.debug_struct("Client")
+            .field("library", &shim::LIBRARY)
             .field("keylog", &self.keylog)
             .finish_non_exhaustive()
     }
 }
 
-impl TlsClient for BoringsslClient {
+impl TlsClient for Client {
     fn connect(
         &self,
         io: Transport,
@@ -249,14 +250,11 @@ impl TlsClient for BoringsslClient {
     ) -> BoxFuture<'_, Result<Box<dyn TlsSession>>> {
         Box::pin(async move {
             let ssl = self.configure(&params)?;
-            let stream = SslStreamBuilder::new(ssl, io)
-                .connect()
-                .await
-                .map_err(|e| handshake_error(e, "TLS handshake with the server failed"))?;
+            let stream = shim::handshake(ssl, io, Side::Client).await?;
             if params.verifies_hostname() {
                 check_hostname(stream.ssl(), &params)?;
             }
-            Ok(Box::new(BoringsslSession::new(stream)) as Box<dyn TlsSession>)
+            Ok(Box::new(Session::new(stream)) as Box<dyn TlsSession>)
         })
     }
 }
