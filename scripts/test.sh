@@ -34,9 +34,9 @@ cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings
 echo "== cargo test (lib, bins, tests, examples, doc tests)"
 cargo test --workspace -j "$JOBS"
 
-# The TLS conformance suite runs in the workspace tests above, one test binary per backend:
-# pingora-core/tests/tls_{openssl,s2n,rustls}.rs and pingora-boringssl/tests/conformance.rs
-# (its own crate, so that BoringSSL never links next to the system OpenSSL).
+# The TLS conformance suite: pingora-core/tests/tls_{openssl,s2n,rustls}.rs run in the
+# workspace tests above; tls_boringssl.rs needs --features boringssl (BoringSSL never links
+# next to OpenSSL), see below.
 
 # Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
 # refuses to build with both. Every other feature, then boringssl on its own.
@@ -45,6 +45,9 @@ cargo test -p pingora --features "time proxy lb openssl s2n rustls" -j "$JOBS"
 
 echo "== cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb boringssl" --all-targets -j "$JOBS"
+
+echo "== cargo test -p pingora-core --features boringssl (unit tests and the TLS conformance suite on BoringSSL)"
+cargo test -p pingora-core --features boringssl --lib --test tls_boringssl -j "$JOBS"
 
 echo "== docs build with -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -j "$JOBS" >/dev/null
