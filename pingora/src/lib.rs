@@ -6,11 +6,13 @@
 //! * everything of `pingora-core` at the root: [`server`] (the process, its configuration and
 //!   signals), [`services`], [`listeners`], [`apps`], [`protocols`] and [`modules`];
 //! * [`http`]: request and response heads that keep header-name case (`pingora-http`);
-//! * `time` (feature `time`): cheap timeouts (`pingora-timeout`);
 //! * `proxy` (feature `proxy`): the programmable HTTP proxy (`pingora-proxy`);
 //! * `lb` (feature `lb`): load balancing (`pingora-load-balancing`);
+//! * `time` (feature `time`): cheap timeouts (`pingora-timeout`), nothing else;
 //! * [`tls`]: TLS listeners and upstreams through the backend chosen by the features below;
 //! * [`prelude`]: what most programs need, for `use pingora::prelude::*;`.
+//!
+//! Pingora's `cache` module will join them with the `pingora-cache` crate.
 //!
 //! ## A first server
 //!
@@ -40,65 +42,80 @@
 //!
 //! ## Features
 //!
-//! | feature | what it adds |
-//! |---|---|
-//! | `time` | `time`: `pingora-timeout` (`timeout`, `sleep`, `fast_timeout`) |
-//! | `proxy` | `proxy`: `pingora-proxy` (`ProxyHttp`, `http_proxy_service`), in the prelude too |
-//! | `lb` | `lb`: `pingora-load-balancing` (`LoadBalancer`, `RoundRobin`, `TcpHealthCheck`), in the prelude too |
-//! | `openssl` | the system OpenSSL 3 TLS backend (`pingora-openssl`) |
-//! | `boringssl` | the BoringSSL TLS backend (`pingora-boringssl`); not together with `openssl` |
-//! | `s2n` | the s2n-tls TLS backend (`pingora-s2n`) |
-//! | `rustls` | the rustls TLS backend, ring provider (`pingora-rustls`) |
+//! None is on by default: plaintext HTTP/1 and HTTP/2 servers, clients and the prelude need no
+//! feature.
 //!
-//! Without a TLS feature, plaintext works and TLS listeners or upstreams fail with a "no TLS
-//! backend" error. With several, [`tls::default_provider`] picks one in a documented order, or
-//! the program chooses with [`tls::Backend`] and [`tls::install_default_provider`].
+//! The list below is generated from the comments in this crate's `Cargo.toml` when the docs are
+//! built with the `document-features` feature (as docs.rs builds them). The modules are `time`,
+//! `proxy` and `lb`, one feature each, and the TLS backends are `openssl`, `boringssl`, `s2n`
+//! and `rustls`.
+#![cfg_attr(feature = "document-features", doc = document_features::document_features!())]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use pingora_core::*;
 
-/// HTTP request and response heads that keep the case of header names (`pingora-http`).
+/// HTTP request and response heads that keep the case of header names: `pingora-http`.
+///
+/// Always present.
 pub mod http {
     pub use pingora_http::*;
 }
 
-/// The programmable HTTP proxy (`pingora-proxy`): implement [`proxy::ProxyHttp`] and serve it
+/// The programmable HTTP proxy: `pingora-proxy`. Implement [`proxy::ProxyHttp`] and serve it
 /// with [`proxy::http_proxy_service`].
+///
+/// Needs the `proxy` feature, which also puts `pingora_proxy::prelude` in [`prelude`].
 #[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy {
     pub use pingora_proxy::*;
 }
 
-/// Load balancing (`pingora-load-balancing`): backends, health checks, selection algorithms.
+/// Load balancing: `pingora-load-balancing` (backends, service discovery, health checks,
+/// selection algorithms).
+///
+/// Needs the `lb` feature, which also puts `pingora_load_balancing::prelude` in [`prelude`]
+/// and implies `proxy`.
 #[cfg(feature = "lb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
 pub mod lb {
     pub use pingora_load_balancing::*;
 }
 
-/// Cheap timeouts and sleeps (`pingora-timeout`).
+/// Cheap timeouts and sleeps: `pingora-timeout`, and nothing else.
+///
+/// Needs the `time` feature. The prelude has the same items without it.
+///
+/// The module holds `pingora-timeout`'s items only; the proxy and load-balancing preludes are
+/// in [`prelude`]:
+///
+/// ```compile_fail
+/// use pingora::time::ProxyHttp; // not here: `pingora::prelude::ProxyHttp`
+/// ```
 #[cfg(feature = "time")]
+#[cfg_attr(docsrs, doc(cfg(feature = "time")))]
 pub mod time {
     pub use pingora_timeout::*;
-
-    #[cfg(feature = "proxy")]
-    pub use pingora_proxy::prelude::*;
-
-    #[cfg(feature = "lb")]
-    pub use pingora_load_balancing::prelude::*;
 }
 
 /// What most programs need: `use pingora::prelude::*;`.
 ///
-/// The server and its command line ([`Server`](prelude::Server), [`Opt`](prelude::Opt)),
-/// [`background_service`](prelude::background_service), every error type and helper, the
-/// request and response heads, and the timeouts of `pingora-timeout`.
+/// Always present: the server and its command line ([`Server`](prelude::Server),
+/// [`Opt`](prelude::Opt)), [`background_service`](prelude::background_service),
+/// [`HttpPeer`](prelude::HttpPeer), every error type and helper, the request and response heads
+/// and the timeouts of `pingora-timeout`. With the `proxy` feature, the proxy prelude
+/// (`ProxyHttp`, `Session`, `http_proxy_service`, ...); with `lb`, the load-balancing prelude
+/// (`LoadBalancer`, `RoundRobin`, `TcpHealthCheck`, ...).
 pub mod prelude {
     pub use pingora_core::prelude::*;
     pub use pingora_http::prelude::*;
     pub use pingora_timeout::*;
 
     #[cfg(feature = "proxy")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
     pub use pingora_proxy::prelude::*;
 
     #[cfg(feature = "lb")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
     pub use pingora_load_balancing::prelude::*;
 }
