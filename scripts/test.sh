@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 # TLS: `openssl s_client` is a test peer; openssl-sys needs pkg-config and libssl-dev;
 # BoringSSL (pingora-boringssl) is built from source with cmake, clang and libclang-dev.
@@ -35,6 +36,9 @@ cargo fmt --all -- --check
 echo "== cargo package --workspace --no-verify"
 cargo package --workspace --no-verify --allow-dirty 2>&1 |
   { grep -v -e '^warning: ignoring .* is not included in the published package$' || true; }
+
+echo "== pingora-core's module layers (no import cycle)"
+python3 scripts/check-layers.py >/dev/null || python3 scripts/check-layers.py
 
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings

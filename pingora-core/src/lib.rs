@@ -15,6 +15,7 @@ pub mod modules;
 pub mod protocols;
 pub mod server;
 pub mod services;
+mod shutdown;
 pub mod upstreams;
 pub mod utils;
 

@@ -9,6 +9,15 @@
 //! * `one_lock_same_api`: the same API and semantics (signals, global LRU of `POOL_SIZE`)
 //!   with everything under one mutex, the straightforward way to build it.
 //!
+//! The pool's swept mode (`release` + `get_checked`, what `pingora-core`'s connectors use) is
+//! measured as `connection_pool_swept`, against `one_lock_swept`: the same semantics (a check
+//! at release and at reuse, release time and idle deadline per connection, a global
+//! least-recently-released order capped at `POOL_SIZE`) under one mutex, which is how
+//! `pingora-core` pooled before it used this crate.
+//!
+//! `bench/pool.sh` runs this bench on the current tree and on an older commit (from a git
+//! worktree) in one go and prints the ratios of the cases both have.
+//!
 //! Contended cases run 2 or 4 OS threads at once and report the wall time per iteration of
 //! one thread.
 //!
@@ -29,7 +38,7 @@
 //!
 //! Run with `cargo bench -p pingora-pool --bench pool`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -37,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use lru::LruCache;
-use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pingora_pool::{ConnectionMeta, ConnectionPool, IdleCheck, IdleState};
 use tokio::sync::{oneshot, Notify};
 
 const POOL_SIZE: usize = 1024;
@@ -150,6 +159,109 @@ impl Checkout for OneLockPool {
     }
 }
 
+/// A connection for the swept mode: always clean.
+struct Conn(u64);
+
+impl IdleCheck for Conn {
+    fn check_idle(&mut self, _thorough: bool) -> IdleState {
+        black_box(IdleState::Clean)
+    }
+}
+
+/// `ConnectionPool` in its swept mode.
+struct Swept(Arc<ConnectionPool<Conn>>);
+
+impl Checkout for Swept {
+    fn new_pool() -> Self {
+        Swept(Arc::new(ConnectionPool::new(POOL_SIZE)))
+    }
+
+    fn get(&self, key: u64) -> Option<u64> {
+        self.0.get_checked(&key).map(|conn| conn.0)
+    }
+
+    fn put(&self, key: u64, id: i32, conn: u64) {
+        self.0
+            .release(&ConnectionMeta::new(key, id), Conn(conn), None);
+    }
+}
+
+/// The swept mode's semantics under one lock: stacks of idle connections per group, and the
+/// release order for evicting the oldest.
+struct OneLockSwept(Mutex<OneLockIdle>);
+
+/// An idle connection of `OneLockSwept`: connection, release time, deadline, sequence number.
+type IdleEntry = (Conn, Instant, Option<Instant>, u64);
+
+struct OneLockIdle {
+    groups: HashMap<u64, Vec<IdleEntry>>,
+    order: VecDeque<(u64, u64)>,
+    len: usize,
+    next_seq: u64,
+}
+
+impl Checkout for OneLockSwept {
+    fn new_pool() -> Self {
+        OneLockSwept(Mutex::new(OneLockIdle {
+            groups: HashMap::new(),
+            order: VecDeque::new(),
+            len: 0,
+            next_seq: 0,
+        }))
+    }
+
+    fn get(&self, key: u64) -> Option<u64> {
+        let (mut conn, released, deadline, _) = {
+            let mut inner = self.0.lock().unwrap();
+            let entry = inner.groups.get_mut(&key)?.pop()?;
+            inner.len -= 1;
+            entry
+        };
+        let now = Instant::now();
+        black_box((deadline, now.duration_since(released)));
+        (conn.check_idle(false) == IdleState::Clean).then_some(conn.0)
+    }
+
+    fn put(&self, key: u64, _id: i32, conn: u64) {
+        let mut conn = Conn(conn);
+        if conn.check_idle(false) != IdleState::Clean {
+            return;
+        }
+        let now = Instant::now();
+        let mut inner = self.0.lock().unwrap();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner
+            .groups
+            .entry(key)
+            .or_default()
+            .push((conn, now, None, seq));
+        inner.order.push_back((key, seq));
+        inner.len += 1;
+        while inner.len > POOL_SIZE {
+            let Some((old_key, old_seq)) = inner.order.pop_front() else {
+                break;
+            };
+            let group = inner
+                .groups
+                .get_mut(&old_key)
+                .expect("group of an order entry");
+            if let Some(at) = group.iter().position(|e| e.3 == old_seq) {
+                group.remove(at);
+                inner.len -= 1;
+            }
+        }
+        if inner.order.len() > 2 * POOL_SIZE + 16 {
+            let OneLockIdle { groups, order, .. } = &mut *inner;
+            order.retain(|(key, seq)| {
+                groups
+                    .get(key)
+                    .is_some_and(|g| g.iter().any(|e| e.3 == *seq))
+            });
+        }
+    }
+}
+
 /// `iters` checkouts and returns of one connection of group `key`.
 fn cycle<P: Checkout>(pool: &P, key: u64, id: i32, iters: u64) {
     for _ in 0..iters {
@@ -196,6 +308,16 @@ fn single_thread(c: &mut Criterion) {
     group.bench_function("one_lock_same_api", |b| {
         b.iter(|| cycle(&one_lock, 1, 1, 1))
     });
+    let swept = Swept::new_pool();
+    swept.put(1, 1, 1);
+    group.bench_function("connection_pool_swept", |b| {
+        b.iter(|| cycle(&swept, 1, 1, 1))
+    });
+    let one_lock_swept = OneLockSwept::new_pool();
+    one_lock_swept.put(1, 1, 1);
+    group.bench_function("one_lock_swept", |b| {
+        b.iter(|| cycle(&one_lock_swept, 1, 1, 1))
+    });
     group.finish();
 }
 
@@ -222,6 +344,18 @@ fn multi_thread(c: &mut Criterion) {
                 &threads,
                 |b, &threads| {
                     b.iter_custom(|iters| contended::<OneLockPool>(threads, key_of, iters))
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new("connection_pool_swept", threads),
+                &threads,
+                |b, &threads| b.iter_custom(|iters| contended::<Swept>(threads, key_of, iters)),
+            );
+            group.bench_with_input(
+                BenchmarkId::new("one_lock_swept", threads),
+                &threads,
+                |b, &threads| {
+                    b.iter_custom(|iters| contended::<OneLockSwept>(threads, key_of, iters))
                 },
             );
         }

@@ -10,7 +10,7 @@ use super::HttpServerApp;
 use crate::protocols::http::v2::server::{self as h2_server, HttpSession as H2Session};
 use crate::protocols::http::ServerSession;
 use crate::protocols::Stream;
-use crate::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 
 /// Serves `stream` as an HTTP/2 connection: each stream is its own task running
 /// `process_new_http`. On graceful shutdown the connection announces GOAWAY and ends once the
@@ -30,7 +30,7 @@ pub(super) async fn serve_h2<T>(
 where
     T: HttpServerApp + Send + Sync + 'static,
 {
-    let digest = Arc::new(h2_server::connection_digest(&stream));
+    let digest = Arc::new(crate::protocols::http::v2::connection_digest(&stream));
     let mut conn = match h2_server::handshake(stream, app.h2_options()).await {
         Ok(conn) => conn,
         Err(e) => {

@@ -13,7 +13,7 @@ use super::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttp
 use crate::modules::http::{HttpModuleCtx, HttpModules, ModuleBuilder};
 use crate::protocols::http::v2::server::H2Options;
 use crate::protocols::http::ServerSession;
-use crate::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 
 /// An application that answers each request with a whole response.
 ///

@@ -24,7 +24,7 @@ use crate::protocols::http::v1::Limits;
 use crate::protocols::http::v2::server::{self as h2_server, H2Options};
 use crate::protocols::http::ServerSession;
 use crate::protocols::{PrefixedStream, Stream, ALPN};
-use crate::server::ShutdownWatch;
+use crate::shutdown::ShutdownWatch;
 
 /// An application serving raw connections.
 #[async_trait]

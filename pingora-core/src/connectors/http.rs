@@ -211,6 +211,26 @@ impl Connector {
     }
 }
 
+// === impl Http1Session ===
+
+// Defined here rather than next to the session: HTTP/1 sessions know nothing of peers, the
+// layer that connects to them does.
+impl Http1Session {
+    /// A session over `stream` with the settings of `peer`: its read and write timeouts, and
+    /// whether responses with an invalid `Content-Length` are tolerated.
+    pub fn new_with_options<P: Peer>(stream: Stream, peer: &P) -> Self {
+        let mut session = Self::new(stream);
+        if let Some(options) = peer.get_peer_options() {
+            session.read_timeout = options.read_timeout;
+            session.write_timeout = options.write_timeout;
+            session.set_allow_h1_response_invalid_content_length(
+                options.allow_h1_response_invalid_content_length,
+            );
+        }
+        session
+    }
+}
+
 /// Whether a session to `peer` may be HTTP/2: over TLS when its ALPN offers `h2`, without TLS
 /// only when HTTP/2 is all it allows.
 fn may_speak_h2<P: Peer>(peer: &P, alpn: &ALPN) -> bool {

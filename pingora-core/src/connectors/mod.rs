@@ -48,17 +48,16 @@ mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr as InetSocketAddr};
+use std::net::SocketAddr as InetSocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::protocols::{Stream, ALPN};
-use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{self, Peer};
 use l4::BindTo;
 use offload::OffloadRuntime;
@@ -99,26 +98,6 @@ pub struct ConnectorOptions {
 // === impl ConnectorOptions ===
 
 impl ConnectorOptions {
-    /// The options a server configuration asks for: `ca_file`, `upstream_debug_ssl_keylog`,
-    /// `upstream_keepalive_pool_size`, the offload thread pools (when both numbers are set and
-    /// not zero) and the `client_bind_to_ipv4`/`ipv6` addresses. Bind addresses that are not IP
-    /// addresses of the right family are logged and skipped.
-    pub fn from_server_conf(server_conf: &ServerConf) -> Self {
-        let offload_threadpool = server_conf
-            .upstream_connect_offload_threadpools
-            .zip(server_conf.upstream_connect_offload_thread_per_pool)
-            .filter(|&(pools, threads)| pools > 0 && threads > 0);
-        ConnectorOptions {
-            ca_file: server_conf.ca_file.clone(),
-            cert_key_file: None,
-            debug_ssl_keylog: server_conf.upstream_debug_ssl_keylog,
-            keepalive_pool_size: server_conf.upstream_keepalive_pool_size,
-            offload_threadpool,
-            bind_to_v4: parse_bind_addrs(&server_conf.client_bind_to_ipv4, true),
-            bind_to_v6: parse_bind_addrs(&server_conf.client_bind_to_ipv6, false),
-        }
-    }
-
     /// The default options, with a pool of `keepalive_pool_size` idle connections.
     pub fn new(keepalive_pool_size: usize) -> Self {
         ConnectorOptions {
@@ -131,30 +110,6 @@ impl ConnectorOptions {
             bind_to_v6: vec![],
         }
     }
-}
-
-/// Parses configured source addresses: IPs (port 0, chosen when connecting) or `ip:port`s.
-fn parse_bind_addrs(addrs: &[String], v4: bool) -> Vec<InetSocketAddr> {
-    addrs
-        .iter()
-        .filter_map(|text| {
-            let parsed = text
-                .parse::<IpAddr>()
-                .map(|ip| InetSocketAddr::new(ip, 0))
-                .or_else(|_| text.parse::<InetSocketAddr>());
-            match parsed {
-                Ok(addr) if addr.is_ipv4() == v4 => Some(addr),
-                Ok(_) => {
-                    warn!("ignoring bind address {text}: wrong IP family");
-                    None
-                }
-                Err(_) => {
-                    warn!("ignoring bind address {text}: not an IP address");
-                    None
-                }
-            }
-        })
-        .collect()
 }
 
 /// Connects to servers over TCP, Unix-domain sockets or CONNECT tunnels, and pools idle

@@ -18,11 +18,14 @@
 
 mod l4;
 pub mod tls;
+pub(crate) mod transfer_fd;
 
 use std::fmt;
 use std::fs::Permissions;
 use std::io;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
@@ -31,13 +34,16 @@ use crate::protocols::l4::listener::Listener;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::l4::stream::Stream as L4Stream;
 use crate::protocols::Stream;
-use crate::server::ListenFds;
 use l4::ConnectionSettings;
 
 pub use crate::protocols::l4::stream::L4BufferSettings;
 pub use crate::protocols::TcpKeepalive;
 pub use l4::{ServerAddress, TcpSocketOptions};
 pub use tls::{TlsAccept, TlsSettings};
+pub use transfer_fd::Fds;
+
+/// The shared table of listening sockets (see [`Fds`]).
+pub type ListenFds = Arc<Mutex<Fds>>;
 
 /// One listening endpoint: an address and its settings.
 ///

@@ -10,8 +10,8 @@ use pingora_error::Result;
 use tokio::sync::broadcast;
 
 use super::configuration::{Opt, ServerConf};
-use super::transfer_fd::{Fds, PendingAck, TransferRetry, TrustedPeers};
 use super::{ExecutionPhase, ListenFds, ShutdownWatch};
+use crate::listeners::transfer_fd::{Fds, PendingAck, TransferRetry, TrustedPeers};
 use crate::services::background::BackgroundService;
 use crate::services::ServiceReadyNotifier;
 

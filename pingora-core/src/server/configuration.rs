@@ -15,12 +15,16 @@
 
 use std::ffi::OsString;
 use std::fmt::Display;
+use std::net::{IpAddr, SocketAddr as InetSocketAddr};
 use std::num::NonZeroU64;
 use std::path::Path;
 
 use clap::Parser;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::connectors::ConnectorOptions;
 
 /// The default cap on retries of retryable proxy errors.
 const DEFAULT_MAX_RETRIES: usize = 16;
@@ -353,6 +357,56 @@ impl Opt {
     {
         Opt::parse_from(args)
     }
+}
+
+// === impl ConnectorOptions ===
+
+// Defined here rather than with the connectors, which know nothing of the server's
+// configuration file.
+impl ConnectorOptions {
+    /// The options a server configuration asks for: `ca_file`, `upstream_debug_ssl_keylog`,
+    /// `upstream_keepalive_pool_size`, the offload thread pools (when both numbers are set and
+    /// not zero) and the `client_bind_to_ipv4`/`ipv6` addresses. Bind addresses that are not IP
+    /// addresses of the right family are logged and skipped.
+    pub fn from_server_conf(server_conf: &ServerConf) -> Self {
+        let offload_threadpool = server_conf
+            .upstream_connect_offload_threadpools
+            .zip(server_conf.upstream_connect_offload_thread_per_pool)
+            .filter(|&(pools, threads)| pools > 0 && threads > 0);
+        ConnectorOptions {
+            ca_file: server_conf.ca_file.clone(),
+            cert_key_file: None,
+            debug_ssl_keylog: server_conf.upstream_debug_ssl_keylog,
+            keepalive_pool_size: server_conf.upstream_keepalive_pool_size,
+            offload_threadpool,
+            bind_to_v4: parse_bind_addrs(&server_conf.client_bind_to_ipv4, true),
+            bind_to_v6: parse_bind_addrs(&server_conf.client_bind_to_ipv6, false),
+        }
+    }
+}
+
+/// Parses configured source addresses: IPs (port 0, chosen when connecting) or `ip:port`s.
+fn parse_bind_addrs(addrs: &[String], v4: bool) -> Vec<InetSocketAddr> {
+    addrs
+        .iter()
+        .filter_map(|text| {
+            let parsed = text
+                .parse::<IpAddr>()
+                .map(|ip| InetSocketAddr::new(ip, 0))
+                .or_else(|_| text.parse::<InetSocketAddr>());
+            match parsed {
+                Ok(addr) if addr.is_ipv4() == v4 => Some(addr),
+                Ok(_) => {
+                    warn!("ignoring bind address {text}: wrong IP family");
+                    None
+                }
+                Err(_) => {
+                    warn!("ignoring bind address {text}: not an IP address");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -41,7 +41,6 @@
 mod bootstrap;
 pub mod configuration;
 mod daemon;
-mod transfer_fd;
 
 use std::fmt;
 use std::sync::Arc;
@@ -54,16 +53,17 @@ use pingora_error::Result;
 use pingora_runtime::{BlockingPoolOpts, Runtime, RuntimeBuilder};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::listeners::transfer_fd::{self, TransferRetry};
 use crate::services::background::background_service;
 use crate::services::{
     DependencyGraph, ServiceHandle, ServiceReadyNotifier, ServiceReadyWatch, ServiceWithDependents,
 };
 use bootstrap::{Bootstrap, BootstrapService};
 use configuration::{Opt, ServerConf};
-use transfer_fd::TransferRetry;
 
+pub use crate::listeners::{Fds, ListenFds};
+pub use crate::shutdown::ShutdownWatch;
 pub use bootstrap::BootstrapOutcome;
-pub use transfer_fd::Fds;
 
 /// How long a graceful shutdown waits for services to finish when the configuration does not
 /// say (`grace_period_seconds`).
@@ -76,12 +76,6 @@ const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many execution phases a slow subscriber may fall behind before missing some.
 const EXECUTION_PHASE_CAPACITY: usize = 100;
-
-/// Watches for the server's shutdown: its value turns `true` when a graceful shutdown starts.
-pub type ShutdownWatch = watch::Receiver<bool>;
-
-/// The shared table of listening sockets (see [`Fds`]).
-pub type ListenFds = Arc<Mutex<Fds>>;
 
 /// The phase of its life a server is in, announced by [`Server::watch_execution_phase`].
 ///

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{ServiceReadyNotifier, ServiceWithDependents};
-use crate::server::{ListenFds, ShutdownWatch};
+use crate::listeners::ListenFds;
+use crate::shutdown::ShutdownWatch;
 
 /// A task run in the background for the life of the server.
 ///

@@ -53,13 +53,14 @@ use pingora_runtime::current_handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::apps::ServerApp;
+use crate::listeners::ListenFds;
 use crate::listeners::{
     ListenerConfig, Listeners, LocalAddrs, ServerAddress, TcpSocketOptions, TransportStack,
     UninitializedStream,
 };
 use crate::protocols::Stream;
-use crate::server::{ListenFds, ShutdownWatch};
 use crate::services::{Service as ServiceTrait, ServiceReadyNotifier};
+use crate::shutdown::ShutdownWatch;
 
 /// How long accepting pauses after an error that is not about one connection, such as running
 /// out of file descriptors (`EMFILE`): retrying at once would fail again at once.

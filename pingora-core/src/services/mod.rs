@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
-use crate::server::{ListenFds, ShutdownWatch};
+use crate::listeners::ListenFds;
+use crate::shutdown::ShutdownWatch;
 
 /// Tells the services that depend on a service that it is ready.
 ///

@@ -44,8 +44,7 @@ use std::time::Duration;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::net::TcpSocket;
 
-use crate::connectors::l4::BindTo;
-use crate::connectors::L4Connect;
+use crate::protocols::l4::connect::{BindTo, Connect as L4Connect};
 use crate::protocols::l4::ext;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::utils::process_hasher;

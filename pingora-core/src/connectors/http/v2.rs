@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use crate::protocols::http::v2::client::Http2Session;
-use crate::protocols::http::v2::server::connection_digest;
+use crate::protocols::http::v2::connection_digest;
 use crate::protocols::Stream;
 
 pub use crate::protocols::http::v2::client::ConnectionRef;

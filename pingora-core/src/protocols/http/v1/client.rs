@@ -131,18 +131,6 @@ impl HttpSession {
         }
     }
 
-    /// A session over `stream` with the settings of `peer`: its read and write timeouts, and
-    /// whether responses with an invalid `Content-Length` are tolerated.
-    pub fn new_with_options<P: crate::upstreams::peer::Peer>(stream: Stream, peer: &P) -> Self {
-        let mut session = Self::new(stream);
-        if let Some(options) = peer.get_peer_options() {
-            session.read_timeout = options.read_timeout;
-            session.write_timeout = options.write_timeout;
-            session.strict_length = !options.allow_h1_response_invalid_content_length;
-        }
-        session
-    }
-
     /// Reads responses whose `Content-Length` is invalid until the connection closes, instead
     /// of failing them (off by default).
     pub fn set_allow_h1_response_invalid_content_length(&mut self, allow: bool) {

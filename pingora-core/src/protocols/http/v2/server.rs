@@ -88,16 +88,6 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
         .or_err(ErrorType::HandshakeError, "HTTP/2 handshake failed")
 }
 
-/// What is known about the connection under `stream`, shared by all its HTTP/2 streams.
-pub fn connection_digest(stream: &Stream) -> Digest {
-    Digest {
-        ssl_digest: stream.get_ssl_digest(),
-        timing_digest: stream.get_timing_digest(),
-        proxy_digest: stream.get_proxy_digest(),
-        socket_digest: stream.get_socket_digest(),
-    }
-}
-
 /// The server side of one HTTP/2 stream: one request and its response.
 ///
 /// Dropping a session whose response did not end resets the stream (`RST_STREAM`), so that the
