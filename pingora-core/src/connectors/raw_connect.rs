@@ -10,9 +10,11 @@
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{StatusCode, Version};
+use http::StatusCode;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http_codec::h1::head::{parse_response, ResponseHead};
+use pingora_http_codec::h1::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::protocols::{PrefixedStream, ProxyDigest, Stream};
@@ -120,9 +122,15 @@ pub async fn connect<P: Peer>(
 /// head and whatever was read after it.
 async fn read_response(stream: &mut Stream) -> Result<(ResponseHeader, Bytes)> {
     let mut buf = BytesMut::with_capacity(1024);
+    let limits = Limits::default()
+        .max_headers(MAX_HEADERS)
+        .max_header_bytes(MAX_HEAD_BYTES);
     loop {
-        while let Some((response, len)) = parse_response(&buf)? {
-            let _ = buf.split_to(len);
+        // Not strict about `Content-Length`: the body, if any, is not read.
+        while let Some(ResponseHead {
+            header: response, ..
+        }) = parse_response(&mut buf, &limits, false)?
+        {
             // Interim responses precede the real one (RFC 9110 section 15.2).
             if response.status.is_informational()
                 && response.status != StatusCode::SWITCHING_PROTOCOLS
@@ -157,44 +165,6 @@ async fn read_response(stream: &mut Stream) -> Result<(ResponseHeader, Bytes)> {
     }
 }
 
-/// Parses a response head at the start of `buf`: the head and its length, or `None` if
-/// incomplete.
-fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHeader, usize)>> {
-    let invalid = |why: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, why).into_up();
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(invalid("too many header fields in CONNECT proxy response"))
-        }
-        Err(_) => return Err(invalid("malformed CONNECT proxy response")),
-    };
-    let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
-        return Err(invalid("incomplete CONNECT proxy status line"));
-    };
-    let mut response = ResponseHeader::build(code, Some(parsed.headers.len()))
-        .map_err(|_| invalid("invalid CONNECT proxy status code"))?;
-    response.set_version(if minor == 0 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    });
-    if let Some(reason) = parsed.reason {
-        if Some(reason) != response.status.canonical_reason() {
-            // A reason phrase that cannot be kept is only cosmetic.
-            let _ = response.set_reason_phrase(Some(reason));
-        }
-    }
-    for field in parsed.headers.iter() {
-        response
-            .append_header(field.name.to_string(), field.value)
-            .map_err(|_| invalid("invalid header in CONNECT proxy response"))?;
-    }
-    Ok(Some((response, len)))
-}
-
 /// The cause of a [`ErrorType::ConnectProxyFailure`]: the proxy refused the tunnel with this
 /// response.
 #[derive(Debug)]
@@ -227,6 +197,8 @@ impl std::error::Error for ConnectProxyError {}
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use http::Version;
 
     use super::*;
     use crate::upstreams::peer::HttpPeer;
