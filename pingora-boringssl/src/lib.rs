@@ -9,6 +9,8 @@
 //! is one source (kept in `pingora-openssl/src/common`, linked here), compiled against
 //! `boring` in this crate; `shim.rs` holds the few places where `boring` differs from
 //! `openssl`.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod common;
 mod shim;

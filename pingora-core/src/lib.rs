@@ -7,6 +7,8 @@
 //! The futures of protocol sessions (reading a request, writing a response) leave the
 //! connection in an unknown state when dropped half-way: an HTTP/1 connection whose exchange was
 //! cancelled is closed, never reused.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod apps;
 pub mod connectors;

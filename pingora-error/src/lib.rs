@@ -26,6 +26,8 @@
 //!
 //! A new error inherits the retry decision of a cause that is itself an [`Error`]; any other
 //! cause makes it not retryable until [`Error::set_retry`] says otherwise.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod immut_str;
 mod kind;

@@ -60,6 +60,8 @@
 //! assert_eq!(data, b"hello");
 //! # Ok::<(), Box<pingora_error::Error>>(())
 //! ```
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod h1;
 pub mod h2;

@@ -56,6 +56,8 @@
 //! [`HeaderValue`](http::HeaderValue)s, which exclude CR, LF and NUL, so no header set
 //! through this crate can inject a line into the head. Request targets are checked the same
 //! way, and reason phrases must be `*( HTAB / SP / VCHAR / obs-text )` (RFC 9112 section 4).
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod case_header_name;
 mod case_map;

@@ -33,6 +33,8 @@
 //! IPv4 servers written as `a.b.c.d:port`. For IPv6 servers nginx hashes the text of the
 //! `server` line, brackets included (`[::1]`), while this crate (like Pingora) hashes `::1`:
 //! IPv6 rings therefore agree with Pingora, not with nginx.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -20,6 +20,8 @@
 //! assert_eq!(rate.observe(&"client-a", 1), 4); // events so far in the current second
 //! assert_eq!(rate.rate(&"client-a"), 0.0); // no full second has passed yet
 //! ```
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod estimator;
 pub mod inflight;

@@ -9,6 +9,8 @@
 //! // Run it with `background_service("health check", upstreams)`, then in `upstream_peer`:
 //! // let backend = upstreams.select(b"", 256).unwrap();
 //! ```
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod background;
 pub mod discovery;

@@ -6,6 +6,8 @@
 //!
 //! The implementation is shared with `pingora-boringssl` (one source, compiled against either
 //! library); `shim.rs` holds the few places where the `openssl` crate differs from `boring`.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod common;
 mod shim;

@@ -19,7 +19,10 @@
 //!   that costs no task, channel or allocation per connection, and is what `pingora-core`'s
 //!   connectors use.
 //!
-//! [`PoolNode`] is the per-group store on its own, for callers that pool items by ID.
+//! [`MultiplexPool`] keeps connections that carry several requests at once (HTTP/2), busy and
+//! idle, and [`ConnectGate`] lets requests arriving together at a cold pool share one new
+//! connection. [`PoolNode`] is the per-group store on its own, for callers that pool items by
+//! ID.
 //!
 //! ```
 //! use pingora_pool::{ConnectionMeta, ConnectionPool};
@@ -45,14 +48,18 @@
 //! assert!(pool.get(&42).is_none());
 //! # }
 //! ```
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod connection;
 mod lru;
+mod multiplex;
 mod node;
 mod sweep;
 mod watch;
 
 pub use connection::ConnectionPool;
+pub use multiplex::{ConnectGate, ConnectingGuard, Joined, MultiplexPool, Multiplexed};
 pub use node::PoolNode;
 pub use sweep::{IdleCheck, IdleState, SWEEP_INTERVAL, THOROUGH_CHECK_AFTER};
 

@@ -44,6 +44,8 @@
 //! * Serves HTTP/2 clients (TLS with ALPN `h2`, or h2c when
 //!   [`HttpServerOptions::h2c`] is on), one task per stream through the same callbacks, and
 //!   translates their requests to HTTP/1.1 upstream (see `docs/user_guide/http2.md`).
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod headers;
 mod proxy_trait;

@@ -34,6 +34,8 @@
 //! [`Runtime::shutdown_timeout`] returns within its timeout (plus scheduling noise) even when a
 //! task never yields: tasks are dropped at their next `.await`, and a thread that is still busy
 //! when the time is up is detached rather than waited for.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod no_steal;
 

@@ -3,6 +3,8 @@
 //! [`provider`] gives the [`TlsProvider`] that pingora-core drives; all rustls code of Pingora
 //! lives in this crate. The crypto provider is always passed explicitly, so this backend works
 //! whether or not another crate in the binary also compiled in rustls' `aws-lc-rs` provider.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod client;
 mod server;

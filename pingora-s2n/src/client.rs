@@ -23,8 +23,9 @@ use s2n_tls_tokio::TlsConnector;
 use crate::session::S2nSession;
 use crate::{config_builder, danger, s2n_error, S2nProvider};
 
-/// The most configurations (and tickets) kept; the caches are cleared when full.
-const MAX_CONFIGS: usize = 1024;
+/// The most configurations (and tickets) kept unless the client config says otherwise
+/// ([`ClientConfig::config_cache_size`]); the caches are cleared when full.
+pub(crate) const DEFAULT_CONFIG_CACHE_SIZE: usize = 1024;
 
 /// An s2n client for one connector.
 pub(crate) struct S2nClient {
@@ -32,6 +33,8 @@ pub(crate) struct S2nClient {
     ca: Option<Arc<CaType>>,
     default_cert_key: Option<Arc<CertKey>>,
     configs: Mutex<HashMap<ConfigKey, (u64, Config)>>,
+    /// The most configurations, and tickets, kept.
+    max_configs: usize,
     tickets: Arc<Mutex<HashMap<u64, Vec<u8>>>>,
     next_id: AtomicU64,
 }
@@ -72,6 +75,7 @@ impl VerifyHostNameCallback for AnyName {
 struct KeepTickets {
     id: u64,
     tickets: Arc<Mutex<HashMap<u64, Vec<u8>>>>,
+    max_tickets: usize,
 }
 
 impl SessionTicketCallback for KeepTickets {
@@ -80,7 +84,7 @@ impl SessionTicketCallback for KeepTickets {
         let mut data = vec![0u8; len];
         if ticket.data(&mut data).is_ok() {
             let mut tickets = self.tickets.lock();
-            if tickets.len() >= MAX_CONFIGS {
+            if tickets.len() >= self.max_tickets {
                 tickets.clear();
             }
             tickets.insert(self.id, data);
@@ -119,6 +123,9 @@ impl S2nClient {
             ca: config.ca,
             default_cert_key: config.cert_key,
             configs: Mutex::new(HashMap::new()),
+            max_configs: config
+                .config_cache_size
+                .unwrap_or(DEFAULT_CONFIG_CACHE_SIZE),
             tickets: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(1),
         })
@@ -179,20 +186,27 @@ impl S2nClient {
                 .map_err(wrap("cannot set ALPN"))?;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        builder
-            .enable_session_tickets(true)
-            .map_err(wrap("cannot enable session tickets"))?;
-        builder
-            .set_session_ticket_callback(KeepTickets {
-                id,
-                tickets: Arc::clone(&self.tickets),
-            })
-            .map_err(wrap("cannot keep session tickets"))?;
+        if self.max_configs > 0 {
+            // Tickets are kept per cached config: without the cache, no resumption.
+            builder
+                .enable_session_tickets(true)
+                .map_err(wrap("cannot enable session tickets"))?;
+            builder
+                .set_session_ticket_callback(KeepTickets {
+                    id,
+                    tickets: Arc::clone(&self.tickets),
+                    max_tickets: self.max_configs,
+                })
+                .map_err(wrap("cannot keep session tickets"))?;
+        }
         let config = builder
             .build()
             .map_err(wrap("cannot build the s2n config"))?;
+        if self.max_configs == 0 {
+            return Ok((id, config));
+        }
         let mut configs = self.configs.lock();
-        if configs.len() >= MAX_CONFIGS {
+        if configs.len() >= self.max_configs {
             configs.clear();
         }
         configs.insert(key, (id, config.clone()));

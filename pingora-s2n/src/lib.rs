@@ -14,6 +14,8 @@
 //! # Not supported
 //!
 //! `SSLKEYLOGFILE` logging (s2n only offers it through an `unsafe` callback).
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod client;
 mod danger;

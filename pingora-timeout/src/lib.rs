@@ -62,6 +62,8 @@
 //! assert_eq!(too_slow, Err(Elapsed));
 //! # }
 //! ```
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod error;
 pub mod fast_timeout;

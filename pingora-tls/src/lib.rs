@@ -16,6 +16,8 @@
 //! through its `openssl`/`boringssl`/`s2n`/`rustls` features. If the traits lived in
 //! `pingora-core`, the backends would depend on it and it on them: a dependency cycle. So the
 //! vocabulary is this small crate, which both depend on.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod cert;
 pub mod der;
@@ -119,6 +121,10 @@ pub struct ClientConfig {
     pub cert_key: Option<Arc<CertKey>>,
     /// Whether session secrets are appended to the file named by `$SSLKEYLOGFILE`.
     pub keylog: bool,
+    /// The most per-connection configurations the backend keeps for reuse, for backends
+    /// that build one per distinct set of [`ConnectParams`] (s2n); `0` keeps none, which
+    /// also gives up session resumption. `None`: the backend's default.
+    pub config_cache_size: Option<usize>,
 }
 
 /// The per-connection choices of a TLS client.
@@ -203,8 +209,9 @@ pub fn version_str(version: TlsVersion) -> &'static str {
 mod tests {
     use super::*;
 
-    #[allow(dead_code)]
-    fn object_safe(_: &dyn TlsProvider, _: &dyn TlsServer, _: &dyn TlsClient, _: &dyn TlsSession) {}
+    /// Compiles only while the backend traits stay usable as trait objects.
+    const _OBJECT_SAFE: fn(&dyn TlsProvider, &dyn TlsServer, &dyn TlsClient, &dyn TlsSession) =
+        |_, _, _, _| {};
 
     #[test]
     fn empty_sni_disables_verification() {

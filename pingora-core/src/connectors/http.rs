@@ -30,15 +30,16 @@ use crate::protocols::http::v1::client::HttpSession as Http1Session;
 use crate::protocols::http::v2::client::Http2Session;
 use crate::protocols::{Stream, ALPN};
 use crate::upstreams::peer::Peer;
-use v2::{Connecting, H2HandshakeSettings, H2Pool, Joined};
+use pingora_pool::{ConnectGate, Joined, MultiplexPool};
+use v2::{ConnectionRef, H2HandshakeSettings};
 
 /// Hands out HTTP sessions to upstream peers, reusing idle HTTP/1 connections and sharing
 /// HTTP/2 connections.
 #[derive(Debug)]
 pub struct Connector {
     transport: TransportConnector,
-    h2: H2Pool,
-    connecting: Connecting,
+    h2: MultiplexPool<ConnectionRef>,
+    connecting: ConnectGate,
 }
 
 impl Connector {
@@ -49,8 +50,8 @@ impl Connector {
             .map_or(DEFAULT_POOL_SIZE, |o| o.keepalive_pool_size);
         Connector {
             transport: TransportConnector::new(options),
-            h2: H2Pool::new(pool_size),
-            connecting: Connecting::default(),
+            h2: MultiplexPool::new(pool_size),
+            connecting: ConnectGate::default(),
         }
     }
 
@@ -74,7 +75,7 @@ impl Connector {
         let key = peer.reuse_hash();
         let h2_possible = may_speak_h2(peer, &alpn);
         if h2_possible {
-            let found = self.h2.get(key);
+            let found = v2::find_stream(&self.h2, key);
             if found.wants_h1 && alpn.get_min_http_version() == 1 {
                 self.transport.prefer_h1(peer);
                 return self.get_http_session_h1(peer).await;
@@ -95,7 +96,7 @@ impl Connector {
             match self.connecting.join(key).await {
                 Joined::First(guard) => Some(guard),
                 Joined::Waited => {
-                    if let Some(session) = self.h2.get(key).session {
+                    if let Some(session) = v2::find_stream(&self.h2, key).session {
                         return Ok((HttpSession::H2(with_peer_timeouts(session, peer)), true));
                     }
                     None
@@ -186,7 +187,9 @@ impl Connector {
                         .release_stream(stream, peer.reuse_hash(), idle_timeout);
                 }
             }
-            HttpSession::H2(h2) => self.h2.release(peer.reuse_hash(), h2, idle_timeout),
+            HttpSession::H2(h2) => {
+                v2::release_stream(&self.h2, peer.reuse_hash(), h2, idle_timeout);
+            }
         }
     }
 

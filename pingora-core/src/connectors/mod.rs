@@ -93,6 +93,10 @@ pub struct ConnectorOptions {
     pub bind_to_v4: Vec<InetSocketAddr>,
     /// Source addresses for IPv6 connections, as `bind_to_v4`. Default: none.
     pub bind_to_v6: Vec<InetSocketAddr>,
+    /// The most TLS client configurations the s2n backend keeps for reuse (one per distinct
+    /// SNI, CA, client certificate, ALPN and verification choice, each with its session
+    /// ticket); `0` keeps none. Other backends ignore it. Default: none (1024).
+    pub s2n_config_cache_size: Option<usize>,
 }
 
 // === impl ConnectorOptions ===
@@ -108,6 +112,7 @@ impl ConnectorOptions {
             offload_threadpool: None,
             bind_to_v4: vec![],
             bind_to_v6: vec![],
+            s2n_config_cache_size: None,
         }
     }
 }

@@ -27,6 +27,7 @@ struct ClientConfigSource {
     ca_file: Option<String>,
     cert_key_file: Option<(String, String)>,
     keylog: bool,
+    config_cache_size: Option<usize>,
 }
 
 // === impl TlsConnector ===
@@ -38,6 +39,7 @@ impl TlsConnector {
                 ca_file: options.ca_file.clone(),
                 cert_key_file: options.cert_key_file.clone(),
                 keylog: options.debug_ssl_keylog,
+                config_cache_size: options.s2n_config_cache_size,
             },
             provider: Mutex::new(None),
             client: Mutex::new(None),
@@ -72,6 +74,7 @@ impl TlsConnector {
             ca,
             cert_key,
             keylog: self.config.keylog,
+            config_cache_size: self.config.config_cache_size,
         })?;
         *self.client.lock() = Some(Arc::clone(&client));
         Ok(client)

@@ -76,8 +76,9 @@ pub struct ServerConf {
     /// The CA file that upstream TLS certificates are verified against. Default: the TLS
     /// library's system trust store.
     pub ca_file: Option<String>,
-    /// The most s2n TLS configurations to cache (s2n backend only); `0` disables the cache.
-    /// Default: none (10).
+    /// The most s2n TLS client configurations the upstream connectors cache (s2n backend
+    /// only; see [`ConnectorOptions::s2n_config_cache_size`]); `0` disables the cache.
+    /// Default: none (1024).
     pub s2n_config_cache_size: Option<usize>,
     /// After a graceful shutdown starts, how long to wait for services to finish before their
     /// runtimes are shut down. Default: none (300 seconds). The wait ends early once every
@@ -381,6 +382,7 @@ impl ConnectorOptions {
             offload_threadpool,
             bind_to_v4: parse_bind_addrs(&server_conf.client_bind_to_ipv4, true),
             bind_to_v6: parse_bind_addrs(&server_conf.client_bind_to_ipv6, false),
+            s2n_config_cache_size: server_conf.s2n_config_cache_size,
         }
     }
 }

@@ -4,14 +4,13 @@
 //! # Pooling
 //! An HTTP/2 connection carries up to `max_streams` requests at once (the lower of the peer's
 //! [`max_h2_streams`](crate::upstreams::peer::PeerOptions::max_h2_streams) and the server's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS`). The pool keeps every open connection by reuse hash,
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`). The pool (`pingora-pool`'s [`MultiplexPool`]) keeps
+//! every open connection by reuse hash,
 //! busy or idle: a request takes a stream on a connection that has room, a busy one first (so
 //! idle ones can time out), and each stream gives its slot back when its session is dropped.
 //! Connections that failed, received GOAWAY, missed a PING or timed out idle take no new
 //! streams and leave the pool.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::Connection;
 use h2::{Ping, PingPong};
-use parking_lot::Mutex;
 use pingora_error::{ErrorType, OrErr, Result};
-use tokio::sync::Notify;
+use pingora_pool::{MultiplexPool, Multiplexed};
 use tracing::debug;
 
 use crate::protocols::http::v2::client::Http2Session;
@@ -189,39 +187,25 @@ async fn keepalive(mut pinger: PingPong, interval: Duration) {
     }
 }
 
-/// Hashes a key that is already a hash (a reuse hash) by passing it through.
-#[derive(Default)]
-struct KeyHasher(u64);
+// === impl ConnectionRef: pooling ===
 
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// HTTP/2 connections are pooled in a [`MultiplexPool`]: a connection that takes no new
+/// streams leaves it, unless it is the one that learned its peer wants HTTP/1.
+impl Multiplexed for ConnectionRef {
+    fn in_use(&self) -> usize {
+        self.active_streams()
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
-/// The open HTTP/2 connections by reuse hash, busy and idle.
-#[derive(Default)]
-pub(crate) struct H2Pool {
-    conns: Mutex<HashMap<u64, Vec<ConnectionRef>, BuildHasherDefault<KeyHasher>>>,
-    /// The most idle connections kept per reuse hash.
-    max_idle: usize,
-}
+    fn is_closed(&self) -> bool {
+        ConnectionRef::is_closed(self)
+    }
 
-impl std::fmt::Debug for H2Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let conns = self.conns.lock();
-        f.debug_struct("H2Pool")
-            .field("peers", &conns.len())
-            .field("connections", &conns.values().map(Vec::len).sum::<usize>())
-            .finish()
+    fn close(&self) {
+        self.mark_closed();
+    }
+
+    fn keep_closed(&self) -> bool {
+        self.wants_h1()
     }
 }
 
@@ -233,167 +217,33 @@ pub(crate) struct Found {
     pub(crate) wants_h1: bool,
 }
 
-impl H2Pool {
-    pub(crate) fn new(max_idle: usize) -> Self {
-        H2Pool {
-            conns: Mutex::default(),
-            max_idle,
-        }
-    }
-
-    /// A stream on a pooled connection of `key` with room, busy connections first. Retired
-    /// connections are dropped on the way.
-    pub(crate) fn get(&self, key: u64) -> Found {
-        let mut wants_h1 = false;
-        let mut conns = self.conns.lock();
-        let Some(list) = conns.get_mut(&key) else {
-            return Found {
-                session: None,
-                wants_h1,
-            };
-        };
-        list.retain(|c| {
-            wants_h1 |= c.wants_h1();
-            !c.is_closed()
-        });
-        let busy_first = list
-            .iter()
-            .filter(|c| c.active_streams() > 0)
-            .chain(list.iter().filter(|c| c.active_streams() == 0));
-        let mut session = None;
-        for conn in busy_first {
-            if let Some(s) = conn.spawn_stream() {
-                session = Some(s);
-                break;
-            }
-        }
-        if list.is_empty() {
-            conns.remove(&key);
-        }
-        Found { session, wants_h1 }
-    }
-
-    /// Adds a new connection of `key`.
-    ///
-    /// Retired connections of every peer are dropped on the way (a retired connection still
-    /// holds the `h2` stream state): new connections are rare next to requests, so this bounds
-    /// what retired connections of peers no longer used keep at little cost. Those that tell a
-    /// peer wants HTTP/1 stay until that peer's next request reads them.
-    pub(crate) fn add(&self, key: u64, conn: ConnectionRef) {
-        let mut conns = self.conns.lock();
-        conns.retain(|_, list| {
-            list.retain(|c| !c.is_closed() || c.wants_h1());
-            !list.is_empty()
-        });
-        conns.entry(key).or_default().push(conn);
-    }
-
-    /// Ends `session`, whose stream slot goes back to its connection; the connection is
-    /// closed after `idle_timeout` without streams, or now if it would be one idle connection
-    /// too many for `key`.
-    pub(crate) fn release(&self, key: u64, session: Http2Session, idle_timeout: Option<Duration>) {
-        let conn = session.conn().clone();
-        // An unfinished stream is reset; the connection itself stays usable.
-        drop(session);
-        if idle_timeout.is_some_and(|t| t.is_zero()) {
-            conn.mark_closed();
-            return;
-        }
-        conn.set_idle_timeout(idle_timeout);
-        if conn.active_streams() > 0 {
-            return;
-        }
-        let conns = self.conns.lock();
-        let idle = conns.get(&key).map_or(0, |list| {
-            list.iter()
-                .filter(|c| !c.is_closed() && c.active_streams() == 0)
-                .count()
-        });
-        drop(conns);
-        if idle > self.max_idle {
-            debug!("too many idle HTTP/2 connections to one peer; closing one");
-            conn.mark_closed();
-        }
-    }
-
-    /// How many open connections of `key` the pool holds.
-    pub(crate) fn connections(&self, key: u64) -> usize {
-        self.conns
-            .lock()
-            .get(&key)
-            .map_or(0, |list| list.iter().filter(|c| !c.is_closed()).count())
-    }
+/// A stream on a pooled connection of `key` with room, busy connections first.
+pub(crate) fn find_stream(pool: &MultiplexPool<ConnectionRef>, key: u64) -> Found {
+    let mut wants_h1 = false;
+    let session = pool.find(
+        key,
+        |conn| wants_h1 |= conn.wants_h1(),
+        ConnectionRef::spawn_stream,
+    );
+    Found { session, wants_h1 }
 }
 
-/// The peers a connection is being made to, so that requests arriving together at a cold pool
-/// wait for one connection instead of each opening its own.
-#[derive(Default)]
-pub(crate) struct Connecting {
-    peers: Mutex<HashMap<u64, Arc<Notify>, BuildHasherDefault<KeyHasher>>>,
-}
-
-impl std::fmt::Debug for Connecting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connecting")
-            .field("peers", &self.peers.lock().len())
-            .finish()
-    }
-}
-
-/// What joining the connection attempts to a peer gave.
-pub(crate) enum Joined<'a> {
-    /// No one was connecting: the caller connects, and the others wait until the guard drops.
-    First(ConnectingGuard<'a>),
-    /// Another caller was connecting and finished (or gave up).
-    Waited,
-}
-
-/// Marks a connection attempt in progress; dropping it wakes those waiting.
-pub(crate) struct ConnectingGuard<'a> {
-    connecting: &'a Connecting,
+/// Ends `session`, whose stream slot goes back to its connection; the connection is closed
+/// after `idle_timeout` without streams, or now if it would be one idle connection too many
+/// for `key`.
+pub(crate) fn release_stream(
+    pool: &MultiplexPool<ConnectionRef>,
     key: u64,
-    notify: Arc<Notify>,
-}
-
-impl Connecting {
-    /// Waits for a connection attempt to `key` in progress, or becomes the one making it.
-    ///
-    /// Cancel-safe: a dropped first caller's guard wakes the waiters.
-    pub(crate) async fn join(&self, key: u64) -> Joined<'_> {
-        let notify = {
-            let mut peers = self.peers.lock();
-            match peers.get(&key) {
-                Some(notify) => notify.clone(),
-                None => {
-                    let notify = Arc::new(Notify::new());
-                    peers.insert(key, notify.clone());
-                    return Joined::First(ConnectingGuard {
-                        connecting: self,
-                        key,
-                        notify,
-                    });
-                }
-            }
-        };
-        let notified = notify.notified();
-        let mut notified = pin!(notified);
-        notified.as_mut().enable();
-        // The attempt may have ended between the lookup and `enable`.
-        if self
-            .peers
-            .lock()
-            .get(&key)
-            .is_some_and(|current| Arc::ptr_eq(current, &notify))
-        {
-            notified.await;
-        }
-        Joined::Waited
+    session: Http2Session,
+    idle_timeout: Option<Duration>,
+) {
+    let conn = session.conn().clone();
+    // An unfinished stream is reset; the connection itself stays usable.
+    drop(session);
+    if idle_timeout.is_some_and(|t| t.is_zero()) {
+        conn.mark_closed();
+        return;
     }
-}
-
-impl Drop for ConnectingGuard<'_> {
-    fn drop(&mut self) {
-        self.connecting.peers.lock().remove(&self.key);
-        self.notify.notify_waiters();
-    }
+    conn.set_idle_timeout(idle_timeout);
+    pool.release(key, &conn);
 }
