@@ -4,7 +4,6 @@
 //! many streams share a connection, and a graceful shutdown lets streams in flight finish.
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 
@@ -32,7 +31,7 @@ impl ProxyHttp for ToOrigin {
 }
 
 /// A proxy to `origin` serving h2c as well as HTTP/1.
-fn start_h2c_proxy(origin: SocketAddr) -> (utils::TestServer, SocketAddr) {
+fn start_h2c_proxy(origin: SocketAddr) -> (TestServer, SocketAddr) {
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     start_proxy_with(ToOrigin(origin), ServerConf::default(), Some(options))
@@ -422,21 +421,10 @@ fn a_retryable_connect_failure_is_retried_for_an_h2_stream() {
 
 /// Runs curl with HTTP/2 prior knowledge: returns (status line, head, body).
 fn curl_h2(args: &[&str]) -> (String, String, Vec<u8>) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-i"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let end = out
-        .stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head");
+    let mut all = vec!["--http2-prior-knowledge", "-i"];
+    all.extend_from_slice(args);
+    let out = curl::output(&all);
+    let end = find(&out.stdout, b"\r\n\r\n").expect("a head");
     let head = String::from_utf8_lossy(&out.stdout[..end]).into_owned();
     let status = head.lines().next().unwrap_or_default().to_string();
     (status, head, out.stdout[end + 4..].to_vec())
