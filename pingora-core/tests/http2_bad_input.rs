@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http_support::{options, TestServer, TIMEOUT};
+use http_support::options;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::v2::server::{default_options, H2Options};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
+use pingora_test_support::{TestService, TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -327,7 +328,7 @@ impl HttpServerApp for Probe {
 }
 
 /// An h2c server running [`Probe`] with `h2_options`; returns it and its call counter.
-async fn start(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>) {
+async fn start(h2_options: H2Options) -> (TestService, Arc<AtomicUsize>) {
     let (server, calls, gate) = start_gated(h2_options).await;
     // Open: nothing stalls.
     gate.send_replace(true);
@@ -335,7 +336,9 @@ async fn start(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>) {
 }
 
 /// [`start`], with the gate `/stall` waits for, closed.
-async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, watch::Sender<bool>) {
+async fn start_gated(
+    h2_options: H2Options,
+) -> (TestService, Arc<AtomicUsize>, watch::Sender<bool>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let (gate, gate_rx) = watch::channel(false);
     let app = Probe {
@@ -344,7 +347,7 @@ async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, wa
         server_options: options(|o| o.h2c = true).expect("options"),
         h2_options,
     };
-    (TestServer::start(app).await, calls, gate)
+    (TestService::start(app).await, calls, gate)
 }
 
 // === Streams whose task fails ===

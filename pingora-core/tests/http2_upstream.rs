@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::RecvStream;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{ErrorType, Result};
 use pingora_http::RequestHeader;
+use pingora_test_support::h2::{read_body, H2Origin, Handler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Barrier};
@@ -25,87 +24,6 @@ use tokio::sync::{mpsc, watch, Barrier};
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 // === the origin ===
-
-/// What a stream handler of the origin gets.
-type Handler = Arc<dyn Fn(Request<RecvStream>, SendResponse<Bytes>) -> Handled + Send + Sync>;
-type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// An h2c origin (the `h2` crate's server) that counts the connections it accepts.
-struct H2Origin {
-    addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
-    /// Set to `true` to make every connection send GOAWAY (a graceful shutdown).
-    goaway: watch::Sender<bool>,
-    /// One message per connection that ended.
-    closed: mpsc::UnboundedReceiver<()>,
-}
-
-async fn h2_origin(handler: Handler) -> H2Origin {
-    h2_origin_with(handler, h2::server::Builder::new()).await
-}
-
-/// [`h2_origin`] with the server settings of `builder`.
-async fn h2_origin_with(handler: Handler, builder: h2::server::Builder) -> H2Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let (goaway, goaway_rx) = watch::channel(false);
-    let (closed_tx, closed) = mpsc::unbounded_channel();
-    let counter = accepts.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            let mut goaway = goaway_rx.clone();
-            let closed = closed_tx.clone();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = builder.handshake(tcp).await else {
-                    let _ = closed.send(());
-                    return;
-                };
-                let mut shutting_down = false;
-                loop {
-                    tokio::select! {
-                        next = conn.accept() => match next {
-                            Some(Ok((req, respond))) => {
-                                tokio::spawn(handler(req, respond));
-                            }
-                            _ => break,
-                        },
-                        changed = goaway.changed(), if !shutting_down => {
-                            if changed.is_ok() && *goaway.borrow() {
-                                shutting_down = true;
-                                conn.graceful_shutdown();
-                            }
-                        }
-                    }
-                }
-                let _ = closed.send(());
-            });
-        }
-    });
-    H2Origin {
-        addr,
-        accepts,
-        goaway,
-        closed,
-    }
-}
-
-/// Reads a whole request body.
-async fn read_body(body: &mut RecvStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(piece) = body.data().await {
-        let piece = piece.expect("request body piece");
-        let _ = body.flow_control().release_capacity(piece.len());
-        out.extend_from_slice(&piece);
-    }
-    out
-}
 
 /// Echoes the request body, with `x-method` and `x-authority` telling what arrived and, if
 /// the request has `want-trailers`, trailers after the body.
@@ -199,7 +117,7 @@ async fn do_get(connector: &Connector, peer: &HttpPeer, path: &str) -> Result<(H
 
 #[tokio::test]
 async fn request_body_response_body_and_trailers() {
-    let origin = h2_origin(echo()).await;
+    let origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (mut session, reused) = connector.get_http_session(&peer).await.unwrap();
@@ -248,7 +166,7 @@ async fn request_body_response_body_and_trailers() {
 
 #[tokio::test]
 async fn queued_body_is_sent_while_the_response_is_read() {
-    let origin = h2_origin(echo()).await;
+    let origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
@@ -282,7 +200,7 @@ async fn informational_responses_come_before_the_final_one() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (_session, got) = do_get(&connector, &peer, "/").await.unwrap();
@@ -298,7 +216,7 @@ async fn a_reset_stream_is_an_error_not_a_hang() {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -315,7 +233,7 @@ async fn a_read_timeout_resets_the_stream() {
             let _ = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let mut peer = h2_peer(origin.addr, 1);
     peer.options.read_timeout = Some(Duration::from_millis(100));
@@ -370,7 +288,7 @@ async fn concurrent_gets(origin: &H2Origin, streams: usize, n: usize) -> Arc<Con
 
 #[tokio::test]
 async fn one_connection_serves_concurrent_requests() {
-    let origin = h2_origin(held_until(8)).await;
+    let origin = H2Origin::start(held_until(8)).await;
     let connector = concurrent_gets(&origin, 100, 8).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 1);
     let peer = h2_peer(origin.addr, 100);
@@ -380,7 +298,7 @@ async fn one_connection_serves_concurrent_requests() {
 #[tokio::test]
 async fn max_h2_streams_opens_another_connection() {
     // Two streams per connection: the third concurrent request needs a second connection.
-    let origin = h2_origin(held_until(3)).await;
+    let origin = H2Origin::start(held_until(3)).await;
     concurrent_gets(&origin, 2, 3).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
 }
@@ -391,14 +309,14 @@ async fn the_servers_stream_limit_caps_ours() {
     // connection.
     let mut builder = h2::server::Builder::new();
     builder.max_concurrent_streams(2);
-    let origin = h2_origin_with(held_until(3), builder).await;
+    let origin = H2Origin::start_with(held_until(3), builder).await;
     concurrent_gets(&origin, 100, 3).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn goaway_retires_the_connection() {
-    let mut origin = h2_origin(echo()).await;
+    let mut origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 10);
     let (session, _) = do_get(&connector, &peer, "/1").await.unwrap();
@@ -435,7 +353,7 @@ async fn streams_in_flight_finish_after_goaway() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Arc::new(Connector::new(None));
     let peer = h2_peer(origin.addr, 10);
     let first = {
@@ -451,7 +369,7 @@ async fn streams_in_flight_finish_after_goaway() {
 
 #[tokio::test]
 async fn idle_connections_close_after_the_idle_timeout() {
-    let mut origin = h2_origin(echo()).await;
+    let mut origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 10);
     let (session, _) = do_get(&connector, &peer, "/").await.unwrap();
@@ -647,7 +565,7 @@ async fn a_missed_ping_fails_the_request_with_ping_timedout() {
 
 #[tokio::test]
 async fn concurrent_requests_to_a_cold_pool_share_one_connection() {
-    let origin = h2_origin(held_until(6)).await;
+    let origin = H2Origin::start(held_until(6)).await;
     let connector = Arc::new(Connector::new(None));
     let peer = h2_peer(origin.addr, 100);
     let mut tasks = Vec::new();
@@ -683,7 +601,7 @@ async fn an_oversized_response_head_is_an_error() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -697,7 +615,7 @@ async fn a_refused_stream_is_retryable() {
             respond.send_reset(h2::Reason::REFUSED_STREAM);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -729,7 +647,7 @@ async fn a_slow_upload_making_progress_does_not_time_out() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let mut peer = h2_peer(origin.addr, 1);
     peer.options.read_timeout = Some(Duration::from_millis(150));
