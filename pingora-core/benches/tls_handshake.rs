@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pingora_core::tls::{
-    AcceptParams, CertKey, ClientConfig, ConnectParams, ServerConfig, TlsClient, TlsProvider,
-    TlsServer,
+    AcceptParams, ClientConfig, ConnectParams, ServerConfig, TlsClient, TlsProvider, TlsServer,
 };
 use pingora_test_support::tls::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
