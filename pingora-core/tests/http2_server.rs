@@ -14,8 +14,11 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use pingora_test_support::body::pseudo_random;
+use pingora_test_support::h2::frames::{
+    ping_ack, preface_and_get, read_frame, Frame, DATA, GOAWAY, HEADERS, PING,
+};
 use pingora_test_support::h2::{exchange, exchange_with_trailers, h2_client};
-use pingora_test_support::raw::{Closed, RawConn};
+use pingora_test_support::raw::Closed;
 use pingora_test_support::{TestService, TIMEOUT};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -258,41 +261,11 @@ async fn trailers_flow_both_ways() {
     server.stop().await;
 }
 
-/// Reads one frame: (type, flags, stream id, payload).
-async fn read_frame(conn: &mut RawConn<TcpStream>) -> (u8, u8, u32, Vec<u8>) {
-    let head = conn.read_exact(9).await;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    let payload = conn.read_exact(len).await;
-    (head[3], head[4], stream, payload)
-}
-
-const GOAWAY: u8 = 7;
-const PING: u8 = 6;
-const HEADERS: u8 = 1;
-const DATA: u8 = 0;
-
-/// The client preface, an empty SETTINGS frame, and a HEADERS frame opening stream 1 with
-/// `GET http://a/slow` (HPACK: indexed `:method GET` and `:scheme http`, literal `:path` and
-/// `:authority` with indexed names), ending the stream.
-fn raw_slow_request() -> Vec<u8> {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-    let mut block = vec![0x82, 0x86, 0x04, 5];
-    block.extend_from_slice(b"/slow");
-    block.extend_from_slice(&[0x01, 1, b'a']);
-    let len = block.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[HEADERS, 0x5, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    out
-}
-
 #[tokio::test]
 async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let (server, mut arrivals, gate) = start_h2_app().await;
     let mut conn = server.connect().await;
-    conn.send(&raw_slow_request()).await;
+    conn.send(preface_and_get("/slow")).await;
     let path = tokio::time::timeout(TIMEOUT, arrivals.recv())
         .await
         .unwrap();
@@ -303,7 +276,12 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let mut goaways = 0;
     let last_stream_id;
     loop {
-        let (kind, flags, _, payload) = read_frame(&mut conn).await;
+        let Frame {
+            kind,
+            flags,
+            payload,
+            ..
+        } = read_frame(&mut conn).await.expect("a GOAWAY");
         match kind {
             GOAWAY => {
                 goaways += 1;
@@ -316,9 +294,7 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
                 }
             }
             PING if flags & 1 == 0 => {
-                let mut ack = vec![0, 0, 8, PING, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&payload);
-                conn.send(&ack).await;
+                conn.send(ping_ack(&payload)).await;
             }
             HEADERS | DATA => panic!("the slow stream answered before its gate opened"),
             _ => {}
@@ -332,7 +308,12 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let mut status_seen = false;
     let mut body = Vec::new();
     loop {
-        let (kind, flags, stream, payload) = read_frame(&mut conn).await;
+        let Frame {
+            kind,
+            flags,
+            stream,
+            payload,
+        } = read_frame(&mut conn).await.expect("the response");
         match kind {
             HEADERS => {
                 assert_eq!(stream, 1);

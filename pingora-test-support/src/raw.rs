@@ -191,6 +191,16 @@ impl RawConn<TcpStream> {
 }
 
 impl<S: AsyncWrite + Unpin> RawConn<S> {
+    /// Writes `bytes` whole; an error once the peer closed the connection.
+    ///
+    /// # Panics
+    ///
+    /// If the write takes longer than [`TIMEOUT`](crate::TIMEOUT): the peer stopped reading
+    /// without closing.
+    pub async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+        within("write", self.stream.write_all(bytes.as_ref())).await
+    }
+
     /// Writes `bytes` whole.
     ///
     /// # Panics
@@ -242,7 +252,8 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
         }
     }
 
-    async fn try_read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
+    /// Reads exactly `n` bytes; `None` if the connection ends first.
+    pub async fn try_read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
         while self.buf.len() < n {
             self.fill().await.ok()?;
         }

@@ -1,6 +1,7 @@
-//! HTTP/2 in cleartext (h2c) on either side of the code under test, from the `h2` crate: an
+//! HTTP/2 in cleartext (h2c) on either side of the code under test: from the `h2` crate, an
 //! origin driven by a handler per stream ([`H2Origin`]) and a client ([`h2_client`],
-//! [`exchange`]).
+//! [`exchange`]); and hand-built frames on a raw connection ([`frames`]) for what those
+//! would refuse to send.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
 use crate::within;
+
+pub mod frames;
 
 // === the origin ===
 
