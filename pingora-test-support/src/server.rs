@@ -56,7 +56,19 @@ impl TestServer {
     pub fn start(
         build: impl FnOnce(&mut Server) -> Vec<LocalAddrs>,
     ) -> (TestServer, Vec<SocketAddr>) {
-        let mut server = Server::new_with_opt_and_conf(None, Self::test_conf());
+        Self::start_with_conf(Self::test_conf(), build)
+    }
+
+    /// [`TestServer::start`] with the server configuration `conf`.
+    ///
+    /// # Panics
+    ///
+    /// If an endpoint fails to bind, or not within [`TIMEOUT`].
+    pub fn start_with_conf(
+        conf: ServerConf,
+        build: impl FnOnce(&mut Server) -> Vec<LocalAddrs>,
+    ) -> (TestServer, Vec<SocketAddr>) {
+        let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let endpoints = build(&mut server);
         let running = TestServer::run(server);
