@@ -6,19 +6,20 @@
 //! * [`service`]: [`TestService`], one listening pingora service (plain TCP or TLS) run as a
 //!   task of the test's own runtime on `127.0.0.1:0`;
 //! * [`server`]: [`TestServer`], a whole pingora `Server` on a background thread, stopped
-//!   through a channel instead of a signal, with its execution phases recorded;
+//!   through a channel instead of a signal, with its execution phases recorded (and, with
+//!   feature `proxy`, `proxy::ProxyUnderTest` to start a pingora-proxy service in one);
 //! * [`apps`]: small pingora applications to serve: [`apps::ByteEcho`], which echoes bytes
 //!   and reports each connection's TLS facts;
 //! * [`origin`]: origins that are not pingora: scripted raw TCP ([`origin::raw_origin`]) and
 //!   a hyper HTTP/1 server ([`origin::hyper_origin`]) with standard routes;
-//! * [`h2`]: an h2c origin and an h2c client built on the `h2` crate;
+//! * [`h2`]: an h2c origin and an h2c client built on the `h2` crate, and hand-built frames
+//!   with a raw HTTP/2 client ([`h2::frames`]) for malformed input;
 //! * [`raw`]: [`RawConn`], one connection spoken to in raw HTTP/1 bytes, as a client or as an
 //!   origin, for malformed input and for checking bytes exactly as they are on the wire;
 //! * [`body`]: deterministic pseudo-random bodies and a checker for them;
 //! * [`tls`]: run-time certificates (a test CA and leaves signed by it, with rcgen) and TLS
 //!   client helpers;
-//! * [`curl`]: the `curl` binary as a client;
-//! * `proxy` (feature `proxy`): a builder for a pingora-proxy service under test.
+//! * [`curl`]: the `curl` binary as a client.
 //!
 //! Every wait is bounded by [`TIMEOUT`]; every listener binds an ephemeral loopback port, and
 //! readiness is awaited (the bound address), never slept for.

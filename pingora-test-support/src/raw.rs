@@ -112,12 +112,20 @@ enum Framing {
     None,
 }
 
+/// A chunked body as far as it was read.
+struct Chunked {
+    body: Vec<u8>,
+    trailers: Vec<(String, String)>,
+    end: ChunkedEnd,
+}
+
 /// How a chunked body ended.
-enum Chunked {
+#[derive(PartialEq, Eq)]
+enum ChunkedEnd {
     /// With its last chunk and trailer section.
-    Complete(Vec<u8>, Vec<(String, String)>),
-    /// The connection closed first; the data received.
-    CutShort(Vec<u8>),
+    Complete,
+    /// The connection closed first.
+    CutShort,
     /// Not chunked coding; what was wrong.
     Malformed(String),
 }
@@ -141,6 +149,13 @@ pub struct Message {
 }
 
 impl Message {
+    /// Takes `chunked` as the body.
+    fn set_chunked(&mut self, chunked: Chunked) {
+        self.body = chunked.body;
+        self.trailers = chunked.trailers;
+        self.chunked_complete = chunked.end == ChunkedEnd::Complete;
+    }
+
     /// The status code of a response.
     pub fn status(&self) -> u16 {
         self.head.status()
@@ -350,40 +365,55 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
 
     /// Decodes a chunked body.
     async fn read_chunked_body(&mut self) -> Chunked {
-        let mut body = Vec::new();
+        let mut chunked = Chunked {
+            body: Vec::new(),
+            trailers: Vec::new(),
+            end: ChunkedEnd::Complete,
+        };
+        chunked.end = match self.read_chunks(&mut chunked).await {
+            Ok(()) => ChunkedEnd::Complete,
+            Err(end) => end,
+        };
+        chunked
+    }
+
+    /// Reads chunks into `out` until the end of the trailer section; `Err` says how it ended
+    /// early.
+    async fn read_chunks(&mut self, out: &mut Chunked) -> Result<(), ChunkedEnd> {
         loop {
-            let Some(line) = self.try_take_until(b"\r\n").await else {
-                return Chunked::CutShort(body);
-            };
-            let line = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+            let line = self.try_read_line().await.ok_or(ChunkedEnd::CutShort)?;
             let size = line.split(';').next().unwrap_or_default().trim();
-            let Ok(size) = usize::from_str_radix(size, 16) else {
-                return Chunked::Malformed(format!("chunk size {line:?}"));
-            };
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| ChunkedEnd::Malformed(format!("chunk size {line:?}")))?;
             if size == 0 {
-                let mut trailers = Vec::new();
                 loop {
-                    let Some(line) = self.try_take_until(b"\r\n").await else {
-                        return Chunked::CutShort(body);
-                    };
-                    let line = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+                    let line = self.try_read_line().await.ok_or(ChunkedEnd::CutShort)?;
                     if line.is_empty() {
-                        return Chunked::Complete(body, trailers);
+                        return Ok(());
                     }
-                    let Some((name, value)) = line.split_once(':') else {
-                        return Chunked::Malformed(format!("trailer {line:?}"));
-                    };
-                    trailers.push((name.to_string(), value.trim().to_string()));
+                    let (name, value) = line
+                        .split_once(':')
+                        .ok_or_else(|| ChunkedEnd::Malformed(format!("trailer {line:?}")))?;
+                    out.trailers
+                        .push((name.to_string(), value.trim().to_string()));
                 }
             }
-            let Some(data) = self.try_read_exact(size + 2).await else {
-                return Chunked::CutShort(body);
-            };
+            let data = self
+                .try_read_exact(size + 2)
+                .await
+                .ok_or(ChunkedEnd::CutShort)?;
             if &data[size..] != b"\r\n" {
-                return Chunked::Malformed("chunk data not followed by CRLF".to_string());
+                let what = "chunk data not followed by CRLF".to_string();
+                return Err(ChunkedEnd::Malformed(what));
             }
-            body.extend_from_slice(&data[..size]);
+            out.body.extend_from_slice(&data[..size]);
         }
+    }
+
+    /// A line without its CRLF; `None` if the connection ends first.
+    async fn try_read_line(&mut self) -> Option<String> {
+        let line = self.try_take_until(b"\r\n").await?;
+        Some(String::from_utf8_lossy(&line[..line.len() - 2]).into_owned())
     }
 
     /// Reads a chunked body, trailers discarded.
@@ -392,10 +422,11 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
     ///
     /// If the body is cut short or malformed.
     pub async fn read_chunked(&mut self) -> Vec<u8> {
-        match self.read_chunked_body().await {
-            Chunked::Complete(body, _) => body,
-            Chunked::CutShort(_) => panic!("a chunked body cut short"),
-            Chunked::Malformed(what) => panic!("a malformed chunked body: {what}"),
+        let chunked = self.read_chunked_body().await;
+        match chunked.end {
+            ChunkedEnd::Complete => chunked.body,
+            ChunkedEnd::CutShort => panic!("a chunked body cut short"),
+            ChunkedEnd::Malformed(what) => panic!("a malformed chunked body: {what}"),
         }
     }
 
@@ -403,14 +434,13 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
     /// the close. `None` if it is cut short or malformed.
     async fn try_read_body(&mut self, msg: &mut Message, until_close: bool) -> Option<()> {
         match msg.head.framing() {
-            Framing::Chunked => match self.read_chunked_body().await {
-                Chunked::Complete(body, trailers) => {
-                    msg.body = body;
-                    msg.trailers = trailers;
-                    msg.chunked_complete = true;
+            Framing::Chunked => {
+                let chunked = self.read_chunked_body().await;
+                if chunked.end != ChunkedEnd::Complete {
+                    return None;
                 }
-                _ => return None,
-            },
+                msg.set_chunked(chunked);
+            }
             Framing::Length(n) => msg.body = self.try_read_exact(n).await?,
             Framing::None if until_close => msg.body = self.read_to_end().await,
             Framing::None => {}
@@ -507,15 +537,13 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
             return msg;
         }
         match msg.head.framing() {
-            Framing::Chunked => match self.read_chunked_body().await {
-                Chunked::Complete(body, trailers) => {
-                    msg.body = body;
-                    msg.trailers = trailers;
-                    msg.chunked_complete = true;
+            Framing::Chunked => {
+                let chunked = self.read_chunked_body().await;
+                if let ChunkedEnd::Malformed(what) = &chunked.end {
+                    panic!("a malformed chunked body: {what}");
                 }
-                Chunked::CutShort(body) => msg.body = body,
-                Chunked::Malformed(what) => panic!("a malformed chunked body: {what}"),
-            },
+                msg.set_chunked(chunked);
+            }
             Framing::Length(n) => msg.body = self.read_exact(n).await,
             Framing::None => {
                 let (body, closed) = self.read_to_close().await;
