@@ -15,7 +15,11 @@ use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{ErrorType, Result};
 use pingora_http::RequestHeader;
+use pingora_test_support::h2::frames::{
+    accept_preface, frame, ping_ack, read_frame, ACK, DATA, END_HEADERS, HEADERS, PING, SETTINGS,
+};
 use pingora_test_support::h2::{read_body, H2Origin, Handler};
+use pingora_test_support::origin::Origin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Barrier};
@@ -386,36 +390,25 @@ async fn idle_connections_close_after_the_idle_timeout() {
 
 /// A minimal HTTP/2 server that answers SETTINGS and PING frames and reports each PING.
 async fn ping_counting_origin() -> (SocketAddr, mpsc::UnboundedReceiver<[u8; 8]>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        // Our SETTINGS (empty).
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            if tcp.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            tcp.read_exact(&mut payload).await.unwrap();
-            match (head[3], head[4]) {
-                (4, 0) => tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap(),
-                (6, 0) => {
-                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                    ack.extend_from_slice(&payload);
-                    tcp.write_all(&ack).await.unwrap();
-                    let _ = tx.send(payload.try_into().unwrap());
+    let origin = Origin::start(move |mut conn, _| {
+        let tx = tx.clone();
+        async move {
+            accept_preface(&mut conn).await;
+            while let Some(f) = read_frame(&mut conn).await {
+                match (f.kind, f.flags) {
+                    (SETTINGS, 0) => conn.send(frame(SETTINGS, ACK, 0, &[])).await,
+                    (PING, 0) => {
+                        conn.send(ping_ack(&f.payload)).await;
+                        let _ = tx.send(f.payload.try_into().unwrap());
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-    });
-    (addr, rx)
+    })
+    .await;
+    (origin.addr, rx)
 }
 
 #[tokio::test]
@@ -517,29 +510,16 @@ async fn h2_only_peer_is_not_downgraded() {
 
 /// A minimal HTTP/2 server that answers SETTINGS but neither PINGs nor requests.
 async fn silent_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            if tcp.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            if tcp.read_exact(&mut payload).await.is_err() {
-                return;
-            }
-            if (head[3], head[4]) == (4, 0) {
-                tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+    let origin = Origin::start(|mut conn, _| async move {
+        accept_preface(&mut conn).await;
+        while let Some(f) = read_frame(&mut conn).await {
+            if (f.kind, f.flags) == (SETTINGS, 0) {
+                conn.send(frame(SETTINGS, ACK, 0, &[])).await;
             }
         }
-    });
-    addr
+    })
+    .await;
+    origin.addr
 }
 
 #[tokio::test]
@@ -672,30 +652,20 @@ async fn a_slow_upload_making_progress_does_not_time_out() {
 /// A hand-written HTTP/2 server: answers the first request with a 200 head and `abc` on
 /// stream 1, then closes the connection in the middle of the body.
 async fn cut_short_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            tcp.read_exact(&mut head).await.unwrap();
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            tcp.read_exact(&mut payload).await.unwrap();
-            if head[3] == 1 {
-                // HEADERS received: `:status: 200` (HPACK static index 8), then 3 bytes of DATA.
-                let mut out = vec![0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88];
-                out.extend_from_slice(&[0, 0, 3, 0, 0, 0, 0, 0, 1]);
-                out.extend_from_slice(b"abc");
-                tcp.write_all(&out).await.unwrap();
+    let origin = Origin::start(|mut conn, _| async move {
+        accept_preface(&mut conn).await;
+        while let Some(f) = read_frame(&mut conn).await {
+            if f.kind == HEADERS {
+                // `:status: 200` (HPACK static index 8), then 3 of the body's bytes.
+                let mut out = frame(HEADERS, END_HEADERS, 1, &[0x88]);
+                out.extend(frame(DATA, 0, 1, b"abc"));
+                conn.send(out).await;
                 return;
             }
         }
-    });
-    addr
+    })
+    .await;
+    origin.addr
 }
 
 #[tokio::test]

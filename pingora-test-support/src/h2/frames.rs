@@ -231,6 +231,21 @@ fn huffman_digits(bytes: &[u8]) -> String {
     out
 }
 
+/// The server's side of the connection set-up: reads the client's preface, sends an empty
+/// SETTINGS frame. `None` if the client closes first.
+///
+/// # Panics
+///
+/// If the client sends something other than the preface.
+pub async fn accept_preface<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut RawConn<S>,
+) -> Option<()> {
+    let preface = conn.try_read_exact(PREFACE.len()).await?;
+    assert_eq!(preface, PREFACE, "the client preface");
+    conn.send(frame(SETTINGS, 0, 0, &[])).await;
+    Some(())
+}
+
 // === Wire ===
 
 /// A raw HTTP/2 client connection that has done the connection set-up (preface, SETTINGS
