@@ -20,8 +20,6 @@ use pingora_test_support::h2::frames::{
 };
 use pingora_test_support::h2::{read_body, H2Origin, Handler};
 use pingora_test_support::origin::Origin;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Barrier};
 
 /// Bound on waiting for something that should happen promptly.
@@ -434,47 +432,28 @@ async fn pings_keep_the_connection_alive() {
 /// An HTTP/1-only origin: answers the HTTP/2 preface with 400 and closes, and answers HTTP/1
 /// requests with "hello". Counts HTTP/2 attempts.
 async fn h1_only_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let h2_attempts = Arc::new(AtomicUsize::new(0));
     let attempts = h2_attempts.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let attempts = attempts.clone();
-            tokio::spawn(serve_h1(tcp, attempts));
+    let origin = Origin::start(move |mut conn, _| {
+        let attempts = attempts.clone();
+        async move {
+            // The preface starts like a request head: `PRI * HTTP/2.0`.
+            while let Some(req) = conn.read_request().await {
+                if req.head.line == "PRI * HTTP/2.0" {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let refusal =
+                        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+                    let _ = conn.try_send(refusal).await;
+                    return;
+                }
+                let _ = conn
+                    .try_send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    .await;
+            }
         }
-    });
-    (addr, h2_attempts)
-}
-
-async fn serve_h1(mut tcp: TcpStream, h2_attempts: Arc<AtomicUsize>) {
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let Ok(n) = tcp.read(&mut chunk).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.starts_with(b"PRI * HTTP/2.0") {
-            h2_attempts.fetch_add(1, Ordering::SeqCst);
-            let _ = tcp
-                .write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                )
-                .await;
-            return;
-        }
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.drain(..end + 4);
-            let _ = tcp
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-                .await;
-        }
-    }
+    })
+    .await;
+    (origin.addr, h2_attempts)
 }
 
 #[tokio::test]

@@ -206,25 +206,27 @@ impl RawConn<TcpStream> {
 }
 
 impl<S: AsyncWrite + Unpin> RawConn<S> {
-    /// Writes `bytes` whole; an error once the peer closed the connection.
+    /// Writes `bytes` whole and flushes; an error once the peer closed the connection.
     ///
     /// # Panics
     ///
     /// If the write takes longer than [`TIMEOUT`](crate::TIMEOUT): the peer stopped reading
     /// without closing.
     pub async fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
-        within("write", self.stream.write_all(bytes.as_ref())).await
+        let write = async {
+            self.stream.write_all(bytes.as_ref()).await?;
+            self.stream.flush().await
+        };
+        within("write", write).await
     }
 
-    /// Writes `bytes` whole.
+    /// Writes `bytes` whole and flushes.
     ///
     /// # Panics
     ///
     /// If the write fails or takes longer than [`TIMEOUT`](crate::TIMEOUT).
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        within("write", self.stream.write_all(bytes.as_ref()))
-            .await
-            .expect("write");
+        self.try_send(bytes).await.expect("write");
     }
 }
 
