@@ -16,29 +16,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pingora_core::tls::{
-    AcceptParams, CertKey, ClientConfig, ConnectParams, ServerConfig, TlsClient, TlsProvider,
-    TlsServer,
+    AcceptParams, ClientConfig, ConnectParams, ServerConfig, TlsClient, TlsProvider, TlsServer,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use pingora_test_support::tls::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A CA (DER) and a leaf for `localhost` it signed.
-fn pki() -> (Vec<u8>, Arc<CertKey>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "bench CA");
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf = params.signed_by(&key, &ca).unwrap();
-    let cert_key = CertKey::new(vec![leaf.der().to_vec()], key.serialize_der());
-    (ca.der().to_vec(), Arc::new(cert_key))
-}
 
 /// One handshake; returns whether it resumed a session.
 async fn handshake(server: &dyn TlsServer, client: &dyn TlsClient, params: ConnectParams) -> bool {
@@ -60,7 +41,8 @@ fn bench_backend(c: &mut Criterion, name: &str, provider: Arc<dyn TlsProvider>) 
         .enable_all()
         .build()
         .unwrap();
-    let (ca, cert_key) = pki();
+    let pki = Pki::new("bench CA");
+    let cert_key = pki.server(&["localhost"]).cert_key;
     let server = provider
         .new_server(ServerConfig {
             cert_key: Some(cert_key),
@@ -68,7 +50,7 @@ fn bench_backend(c: &mut Criterion, name: &str, provider: Arc<dyn TlsProvider>) 
         })
         .unwrap();
     let client_config = ClientConfig {
-        ca: Some(Arc::new(vec![ca].into_boxed_slice())),
+        ca: Some(pki.ca()),
         ..ClientConfig::default()
     };
     let params = ConnectParams {

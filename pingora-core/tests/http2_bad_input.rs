@@ -5,275 +5,19 @@
 
 mod http_support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http_support::{options, TestServer, TIMEOUT};
+use http_support::options;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::v2::server::{default_options, H2Options};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use pingora_test_support::h2::frames::*;
+use pingora_test_support::TestService;
 use tokio::sync::watch;
-
-// === Frames on the wire ===
-
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const WINDOW_UPDATE: u8 = 8;
-const CONTINUATION: u8 = 9;
-
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-
-const PROTOCOL_ERROR: u32 = 0x1;
-const FLOW_CONTROL_ERROR: u32 = 0x3;
-const STREAM_CLOSED: u32 = 0x5;
-const FRAME_SIZE_ERROR: u32 = 0x6;
-const CANCEL: u32 = 0x8;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-/// A frame: 9-byte head, then `payload`.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("a small frame");
-    let mut out = len.to_be_bytes()[1..].to_vec();
-    out.extend_from_slice(&[kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-fn window_update(stream: u32, increment: u32) -> Vec<u8> {
-    frame(WINDOW_UPDATE, 0, stream, &increment.to_be_bytes())
-}
-
-fn rst_stream(stream: u32, code: u32) -> Vec<u8> {
-    frame(RST_STREAM, 0, stream, &code.to_be_bytes())
-}
-
-/// An HPACK integer with an `prefix`-bit prefix whose other bits are `flags`.
-fn hpack_int(flags: u8, prefix: u32, value: usize, out: &mut Vec<u8>) {
-    let max = (1usize << prefix) - 1;
-    if value < max {
-        out.push(flags | value as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    let mut rest = value - max;
-    while rest >= 128 {
-        out.push((rest % 128) as u8 | 0x80);
-        rest /= 128;
-    }
-    out.push(rest as u8);
-}
-
-/// An HPACK field "literal without indexing, new name" (RFC 7541 section 6.2.2), no Huffman.
-fn field(name: &str, value: &str) -> Vec<u8> {
-    let mut out = vec![0];
-    hpack_int(0, 7, name.len(), &mut out);
-    out.extend_from_slice(name.as_bytes());
-    hpack_int(0, 7, value.len(), &mut out);
-    out.extend_from_slice(value.as_bytes());
-    out
-}
-
-/// The pseudo-header fields of `method` (GET or POST) for `path` on authority `a`.
-fn request_fields(method: &str, path: &str) -> Vec<u8> {
-    // Static table: 2 = `:method GET`, 3 = `:method POST`, 6 = `:scheme http`.
-    let mut out = vec![if method == "POST" { 0x83 } else { 0x82 }, 0x86];
-    out.extend(field(":path", path));
-    out.extend(field(":authority", "a"));
-    out
-}
-
-/// A HEADERS frame carrying the whole `block`, ending the stream when `end`.
-fn headers(stream: u32, block: &[u8], end: bool) -> Vec<u8> {
-    let flags = END_HEADERS | if end { END_STREAM } else { 0 };
-    frame(HEADERS, flags, stream, block)
-}
-
-/// The `:status` of a response HEADERS block that starts with it, as servers send it: an
-/// indexed static entry (200, 204, 206, 304, 400, 404, 500) or a literal with the static
-/// name `:status` (index 8) and a plain or Huffman-coded value.
-fn status_of(block: &[u8]) -> u16 {
-    const INDEXED: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-    match block[0] {
-        b @ 0x88..=0x8e => INDEXED[usize::from(b - 0x88)],
-        0x48 | 0x08 | 0x18 => {
-            let len = usize::from(block[1] & 0x7f);
-            let value = &block[2..2 + len];
-            let text = if block[1] & 0x80 == 0 {
-                String::from_utf8_lossy(value).into_owned()
-            } else {
-                huffman_digits(value)
-            };
-            text.parse().expect("a numeric status")
-        }
-        other => panic!("a block not starting with :status ({other:#x})"),
-    }
-}
-
-/// Decodes a Huffman-coded string of digits (RFC 7541 appendix B: `0`-`2` have 5-bit codes
-/// `00000`-`00010`, `3`-`9` 6-bit codes `011001`-`011111`; padding is all ones).
-fn huffman_digits(bytes: &[u8]) -> String {
-    let bits: Vec<u8> = bytes
-        .iter()
-        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
-        .collect();
-    let value = |bits: &[u8]| bits.iter().fold(0u8, |v, b| v << 1 | b);
-    let mut out = String::new();
-    let mut at = 0;
-    while bits.len() - at >= 5 && bits[at..].contains(&0) {
-        let five = value(&bits[at..at + 5]);
-        if five <= 2 {
-            out.push(char::from(b'0' + five));
-            at += 5;
-        } else {
-            let six = value(&bits[at..at + 6]);
-            assert!((0x19..=0x1f).contains(&six), "not a digit code");
-            out.push(char::from(b'3' + six - 0x19));
-            at += 6;
-        }
-    }
-    out
-}
-
-#[derive(Debug)]
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    /// The error code of a RST_STREAM or GOAWAY.
-    fn error_code(&self) -> u32 {
-        let at = if self.kind == GOAWAY { 4 } else { 0 };
-        u32::from_be_bytes(self.payload[at..at + 4].try_into().expect("4 bytes"))
-    }
-}
-
-/// A raw HTTP/2 client connection.
-struct Wire {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Wire {
-    /// Connects, sends the preface and SETTINGS, and acknowledges the server's SETTINGS.
-    async fn open(addr: SocketAddr) -> Wire {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let mut wire = Wire {
-            tcp,
-            buf: Vec::new(),
-        };
-        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend(frame(SETTINGS, 0, 0, &[]));
-        wire.send(&hello).await.expect("preface sent");
-        loop {
-            let f = wire.next().await.expect("the server's SETTINGS");
-            if f.kind == SETTINGS && f.flags & ACK == 0 {
-                break;
-            }
-        }
-        wire.send(&frame(SETTINGS, ACK, 0, &[]))
-            .await
-            .expect("SETTINGS ACK sent");
-        wire
-    }
-
-    /// Sends `bytes`; an error once the server closed the connection.
-    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        tokio::time::timeout(TIMEOUT, self.tcp.write_all(bytes))
-            .await
-            .expect("write timed out: the server stopped reading without closing")
-    }
-
-    /// The next frame; `None` once the server closed the connection. PINGs from the server
-    /// are answered, as a client must (graceful shutdown waits for the answer).
-    async fn next(&mut self) -> Option<Frame> {
-        let f = self.next_raw().await?;
-        if f.kind == PING && f.flags & ACK == 0 {
-            let _ = self.send(&frame(PING, ACK, 0, &f.payload)).await;
-        }
-        Some(f)
-    }
-
-    async fn next_raw(&mut self) -> Option<Frame> {
-        loop {
-            if self.buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
-                if self.buf.len() >= 9 + len {
-                    let head: Vec<u8> = self.buf.drain(..9).collect();
-                    let payload = self.buf.drain(..len).collect();
-                    let stream = u32::from_be_bytes(head[5..9].try_into().expect("4 bytes"));
-                    return Some(Frame {
-                        kind: head[3],
-                        flags: head[4],
-                        stream: stream & 0x7fff_ffff,
-                        payload,
-                    });
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let read = tokio::time::timeout(TIMEOUT, self.tcp.read(&mut chunk))
-                .await
-                .expect("read timed out: the server neither answered nor closed");
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// The next frame other than SETTINGS, PING and WINDOW_UPDATE; panics at the end.
-    async fn next_significant(&mut self) -> Frame {
-        loop {
-            let f = self.next().await.expect("a frame, not the end");
-            if ![SETTINGS, PING, WINDOW_UPDATE].contains(&f.kind) {
-                return f;
-            }
-        }
-    }
-
-    /// Reads until a GOAWAY and returns it, then expects the connection to close.
-    async fn goaway_then_close(&mut self) -> Frame {
-        let goaway = loop {
-            let f = self.next().await.expect("a GOAWAY before the close");
-            if f.kind == GOAWAY {
-                break f;
-            }
-        };
-        while let Some(f) = self.next().await {
-            assert!(
-                f.kind != HEADERS && f.kind != DATA,
-                "the server answered after its GOAWAY: {f:?}"
-            );
-        }
-        goaway
-    }
-
-    /// Sends a valid GET on `stream` and expects its 200 (the connection is still fine).
-    async fn expect_served(&mut self, stream: u32) {
-        let block = request_fields("GET", "/");
-        self.send(&headers(stream, &block, true))
-            .await
-            .expect("request sent");
-        let f = self.next_significant().await;
-        assert_eq!((f.kind, f.stream), (HEADERS, stream), "{f:?}");
-        assert_eq!(status_of(&f.payload), 200);
-    }
-}
 
 // === The application ===
 
@@ -327,7 +71,7 @@ impl HttpServerApp for Probe {
 }
 
 /// An h2c server running [`Probe`] with `h2_options`; returns it and its call counter.
-async fn start(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>) {
+async fn start(h2_options: H2Options) -> (TestService, Arc<AtomicUsize>) {
     let (server, calls, gate) = start_gated(h2_options).await;
     // Open: nothing stalls.
     gate.send_replace(true);
@@ -335,7 +79,9 @@ async fn start(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>) {
 }
 
 /// [`start`], with the gate `/stall` waits for, closed.
-async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, watch::Sender<bool>) {
+async fn start_gated(
+    h2_options: H2Options,
+) -> (TestService, Arc<AtomicUsize>, watch::Sender<bool>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let (gate, gate_rx) = watch::channel(false);
     let app = Probe {
@@ -344,7 +90,7 @@ async fn start_gated(h2_options: H2Options) -> (TestServer, Arc<AtomicUsize>, wa
         server_options: options(|o| o.h2c = true).expect("options"),
         h2_options,
     };
-    (TestServer::start(app).await, calls, gate)
+    (TestService::start(app).await, calls, gate)
 }
 
 // === Streams whose task fails ===

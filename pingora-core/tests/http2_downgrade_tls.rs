@@ -16,8 +16,8 @@ use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{ErrorType, Result};
 use pingora_http::RequestHeader;
+use pingora_test_support::raw::RawConn;
 use tls_support::{peer, Pki, TlsServer, TIMEOUT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Resets every HTTP/2 stream with `HTTP_1_1_REQUIRED`; answers HTTP/1.1 requests with
@@ -30,7 +30,7 @@ struct WantsH1 {
 
 #[async_trait]
 impl ServerApp for WantsH1 {
-    async fn process_new(self: &Arc<Self>, mut io: Stream, _: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, io: Stream, _: &ShutdownWatch) -> Option<Stream> {
         if io.selected_alpn_proto() == Some(ALPN::H2) {
             let mut conn = h2::server::handshake(io).await.ok()?;
             while let Some(Ok((_request, mut respond))) = conn.accept().await {
@@ -39,23 +39,14 @@ impl ServerApp for WantsH1 {
             }
             return None;
         }
-        let mut buf = Vec::new();
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = io.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..end + 4);
-                self.h1_requests.fetch_add(1, Ordering::SeqCst);
-                io.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nfrom h1")
-                    .await
-                    .ok()?;
-                io.flush().await.ok()?;
-            }
+        let mut conn = RawConn::new(io);
+        while conn.read_request().await.is_some() {
+            self.h1_requests.fetch_add(1, Ordering::SeqCst);
+            conn.try_send(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nfrom h1")
+                .await
+                .ok()?;
         }
+        None
     }
 }
 

@@ -7,94 +7,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use h2::client::SendRequest;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_support::*;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
+use pingora_test_support::body::pseudo_random;
+use pingora_test_support::h2::frames::{
+    ping_ack, preface_and_get, read_frame, Frame, DATA, GOAWAY, HEADERS, PING,
+};
+use pingora_test_support::h2::{exchange, exchange_with_trailers, h2_client};
+use pingora_test_support::raw::Closed;
+use pingora_test_support::{TestService, TIMEOUT};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 /// Options with h2c on.
 fn h2c() -> Option<HttpServerOptions> {
     options(|o| o.h2c = true)
-}
-
-/// Opens an h2c connection to `server`, its driver running as a task.
-async fn h2_client(server: &TestServer) -> SendRequest<Bytes> {
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let (send, conn) = tokio::time::timeout(TIMEOUT, h2::client::handshake(tcp))
-        .await
-        .expect("handshake timed out")
-        .expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
-}
-
-/// A whole response: head, body and trailers.
-struct Got {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    trailers: Option<HeaderMap>,
-}
-
-/// Sends `req` with `body` (and `trailers`) and reads the whole response.
-async fn exchange(
-    send: &SendRequest<Bytes>,
-    req: Request<()>,
-    body: Option<Vec<u8>>,
-    trailers: Option<HeaderMap>,
-) -> Got {
-    let run = async {
-        let mut send = send.clone().ready().await.expect("connection ready");
-        let end = body.is_none() && trailers.is_none();
-        let (resp, mut stream) = send.send_request(req, end).expect("send request");
-        if let Some(body) = body {
-            let last = trailers.is_none();
-            send_all(&mut stream, Bytes::from(body), last).await;
-        }
-        if let Some(trailers) = trailers {
-            stream.send_trailers(trailers).expect("send trailers");
-        }
-        let resp = resp.await.expect("response");
-        let (parts, mut recv) = resp.into_parts();
-        let mut body = Vec::new();
-        while let Some(piece) = recv.data().await {
-            let piece = piece.expect("body piece");
-            let _ = recv.flow_control().release_capacity(piece.len());
-            body.extend_from_slice(&piece);
-        }
-        let trailers = recv.trailers().await.expect("trailers");
-        Got {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            trailers,
-        }
-    };
-    tokio::time::timeout(TIMEOUT, run)
-        .await
-        .expect("exchange timed out")
-}
-
-/// Sends `data` on `stream` as flow control allows.
-async fn send_all(stream: &mut h2::SendStream<Bytes>, mut data: Bytes, end: bool) {
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))
-            .await
-            .expect("stream open")
-            .expect("capacity");
-        let piece = data.split_to(granted.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .expect("send data");
-    }
 }
 
 fn get(path: &str) -> Request<()> {
@@ -108,9 +39,9 @@ fn get(path: &str) -> Request<()> {
 
 #[tokio::test]
 async fn get_is_answered_with_host_from_authority() {
-    let (server, mut events) = TestServer::echo(h2c()).await;
-    let send = h2_client(&server).await;
-    let got = exchange(&send, get("/a/b?q=1&r=2"), None, None).await;
+    let (server, mut events) = echo_server(h2c()).await;
+    let send = h2_client(server.addr).await;
+    let got = exchange(&send, get("/a/b?q=1&r=2"), None).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body, b"GET /a/b?q=1&r=2\n");
     assert_eq!(got.headers["x-echo-version"], "HTTP/2.0");
@@ -126,8 +57,8 @@ async fn get_is_answered_with_host_from_authority() {
 
 #[tokio::test]
 async fn post_bodies_larger_than_the_windows_are_echoed() {
-    let (server, mut events) = TestServer::echo(h2c()).await;
-    let send = h2_client(&server).await;
+    let (server, mut events) = echo_server(h2c()).await;
+    let send = h2_client(server.addr).await;
     // 6 MiB: more than the server's stream (1 MiB) and connection (4 MiB) windows, so the
     // upload completes only if the server gives window back as it reads; the echo is more
     // than the client's 64 KiB windows, so the server must wait for window to send it.
@@ -137,7 +68,7 @@ async fn post_bodies_larger_than_the_windows_are_echoed() {
         .uri("http://example.test/upload")
         .body(())
         .unwrap();
-    let got = exchange(&send, req, Some(body.clone()), None).await;
+    let got = exchange(&send, req, Some(body.clone())).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(
         got.headers["x-echo-body-len"],
@@ -158,8 +89,8 @@ async fn many_concurrent_streams_share_one_connection() {
         inner: Arc::new(inner),
         connections: connections.clone(),
     };
-    let server = TestServer::start(counting).await;
-    let send = h2_client(&server).await;
+    let server = TestService::start(counting).await;
+    let send = h2_client(server.addr).await;
     let mut tasks = Vec::new();
     for i in 0..64 {
         let send = send.clone();
@@ -170,7 +101,7 @@ async fn many_concurrent_streams_share_one_connection() {
                 .body(())
                 .unwrap();
             let body = pseudo_random(10_000 + i * 997, i as u64);
-            let got = exchange(&send, req, Some(body.clone()), None).await;
+            let got = exchange(&send, req, Some(body.clone())).await;
             assert_eq!(got.status, StatusCode::OK);
             assert_eq!(got.headers["x-echo-path"], format!("/s/{i}").as_str());
             assert!(got.body == body, "stream {i}: the echoed body differs");
@@ -185,11 +116,11 @@ async fn many_concurrent_streams_share_one_connection() {
 
 #[tokio::test]
 async fn http1_is_still_served_when_h2c_is_on() {
-    let (server, _events) = TestServer::echo(h2c()).await;
+    let (server, _events) = echo_server(h2c()).await;
     let mut conn = server.connect().await;
     conn.send(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let resp = conn.response().await;
-    assert_eq!(resp.status, 200);
+    assert_eq!(resp.status(), 200);
     assert_eq!(resp.body, b"GET /one\n");
     // A request starting like the preface but differing is HTTP/1 as well.
     conn.send(b"PRI /x HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -200,7 +131,7 @@ async fn http1_is_still_served_when_h2c_is_on() {
 
 #[tokio::test]
 async fn the_preface_is_not_served_as_h2_when_h2c_is_off() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
     let handshake = async {
         let (send, conn) = h2::client::handshake(tcp).await?;
@@ -290,7 +221,7 @@ impl HttpServerApp for H2App {
 }
 
 async fn start_h2_app() -> (
-    TestServer,
+    TestService,
     mpsc::UnboundedReceiver<String>,
     watch::Sender<bool>,
 ) {
@@ -300,13 +231,13 @@ async fn start_h2_app() -> (
         arrived,
         gate: gate_rx,
     };
-    (TestServer::start(app).await, arrivals, gate)
+    (TestService::start(app).await, arrivals, gate)
 }
 
 #[tokio::test]
 async fn trailers_flow_both_ways() {
     let (server, _arrivals, _gate) = start_h2_app().await;
-    let send = h2_client(&server).await;
+    let send = h2_client(server.addr).await;
     let req = Request::builder()
         .method(Method::POST)
         .uri("http://example.test/trailers")
@@ -314,7 +245,7 @@ async fn trailers_flow_both_ways() {
         .unwrap();
     let mut req_trailers = HeaderMap::new();
     req_trailers.insert("x-req-trailer", "from-client".parse().unwrap());
-    let got = exchange(&send, req, Some(b"12345".to_vec()), Some(req_trailers)).await;
+    let got = exchange_with_trailers(&send, req, Some(b"12345".to_vec()), Some(req_trailers)).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.headers["x-body-len"], "5");
     // `Host` comes from `:authority` when the client sends none.
@@ -330,41 +261,11 @@ async fn trailers_flow_both_ways() {
     server.stop().await;
 }
 
-/// Reads one frame: (type, flags, stream id, payload).
-async fn read_frame(conn: &mut RawConn<TcpStream>) -> (u8, u8, u32, Vec<u8>) {
-    let head = conn.take(9).await;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    let payload = conn.take(len).await;
-    (head[3], head[4], stream, payload)
-}
-
-const GOAWAY: u8 = 7;
-const PING: u8 = 6;
-const HEADERS: u8 = 1;
-const DATA: u8 = 0;
-
-/// The client preface, an empty SETTINGS frame, and a HEADERS frame opening stream 1 with
-/// `GET http://a/slow` (HPACK: indexed `:method GET` and `:scheme http`, literal `:path` and
-/// `:authority` with indexed names), ending the stream.
-fn raw_slow_request() -> Vec<u8> {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-    let mut block = vec![0x82, 0x86, 0x04, 5];
-    block.extend_from_slice(b"/slow");
-    block.extend_from_slice(&[0x01, 1, b'a']);
-    let len = block.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[HEADERS, 0x5, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    out
-}
-
 #[tokio::test]
 async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let (server, mut arrivals, gate) = start_h2_app().await;
     let mut conn = server.connect().await;
-    conn.send(&raw_slow_request()).await;
+    conn.send(preface_and_get("/slow")).await;
     let path = tokio::time::timeout(TIMEOUT, arrivals.recv())
         .await
         .unwrap();
@@ -375,7 +276,12 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let mut goaways = 0;
     let last_stream_id;
     loop {
-        let (kind, flags, _, payload) = read_frame(&mut conn).await;
+        let Frame {
+            kind,
+            flags,
+            payload,
+            ..
+        } = read_frame(&mut conn).await.expect("a GOAWAY");
         match kind {
             GOAWAY => {
                 goaways += 1;
@@ -388,9 +294,7 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
                 }
             }
             PING if flags & 1 == 0 => {
-                let mut ack = vec![0, 0, 8, PING, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&payload);
-                conn.send(&ack).await;
+                conn.send(ping_ack(&payload)).await;
             }
             HEADERS | DATA => panic!("the slow stream answered before its gate opened"),
             _ => {}
@@ -404,7 +308,12 @@ async fn shutdown_sends_goaway_and_lets_open_streams_finish() {
     let mut status_seen = false;
     let mut body = Vec::new();
     loop {
-        let (kind, flags, stream, payload) = read_frame(&mut conn).await;
+        let Frame {
+            kind,
+            flags,
+            stream,
+            payload,
+        } = read_frame(&mut conn).await.expect("the response");
         match kind {
             HEADERS => {
                 assert_eq!(stream, 1);

@@ -8,104 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::RecvStream;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{ErrorType, Result};
 use pingora_http::RequestHeader;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use pingora_test_support::h2::frames::{
+    accept_preface, frame, ping_ack, read_frame, ACK, DATA, END_HEADERS, HEADERS, PING, SETTINGS,
+};
+use pingora_test_support::h2::{read_body, H2Origin, Handler};
+use pingora_test_support::origin::Origin;
 use tokio::sync::{mpsc, watch, Barrier};
 
 /// Bound on waiting for something that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 // === the origin ===
-
-/// What a stream handler of the origin gets.
-type Handler = Arc<dyn Fn(Request<RecvStream>, SendResponse<Bytes>) -> Handled + Send + Sync>;
-type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// An h2c origin (the `h2` crate's server) that counts the connections it accepts.
-struct H2Origin {
-    addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
-    /// Set to `true` to make every connection send GOAWAY (a graceful shutdown).
-    goaway: watch::Sender<bool>,
-    /// One message per connection that ended.
-    closed: mpsc::UnboundedReceiver<()>,
-}
-
-async fn h2_origin(handler: Handler) -> H2Origin {
-    h2_origin_with(handler, h2::server::Builder::new()).await
-}
-
-/// [`h2_origin`] with the server settings of `builder`.
-async fn h2_origin_with(handler: Handler, builder: h2::server::Builder) -> H2Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let (goaway, goaway_rx) = watch::channel(false);
-    let (closed_tx, closed) = mpsc::unbounded_channel();
-    let counter = accepts.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let handler = handler.clone();
-            let mut goaway = goaway_rx.clone();
-            let closed = closed_tx.clone();
-            let builder = builder.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = builder.handshake(tcp).await else {
-                    let _ = closed.send(());
-                    return;
-                };
-                let mut shutting_down = false;
-                loop {
-                    tokio::select! {
-                        next = conn.accept() => match next {
-                            Some(Ok((req, respond))) => {
-                                tokio::spawn(handler(req, respond));
-                            }
-                            _ => break,
-                        },
-                        changed = goaway.changed(), if !shutting_down => {
-                            if changed.is_ok() && *goaway.borrow() {
-                                shutting_down = true;
-                                conn.graceful_shutdown();
-                            }
-                        }
-                    }
-                }
-                let _ = closed.send(());
-            });
-        }
-    });
-    H2Origin {
-        addr,
-        accepts,
-        goaway,
-        closed,
-    }
-}
-
-/// Reads a whole request body.
-async fn read_body(body: &mut RecvStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(piece) = body.data().await {
-        let piece = piece.expect("request body piece");
-        let _ = body.flow_control().release_capacity(piece.len());
-        out.extend_from_slice(&piece);
-    }
-    out
-}
 
 /// Echoes the request body, with `x-method` and `x-authority` telling what arrived and, if
 /// the request has `want-trailers`, trailers after the body.
@@ -199,7 +119,7 @@ async fn do_get(connector: &Connector, peer: &HttpPeer, path: &str) -> Result<(H
 
 #[tokio::test]
 async fn request_body_response_body_and_trailers() {
-    let origin = h2_origin(echo()).await;
+    let origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (mut session, reused) = connector.get_http_session(&peer).await.unwrap();
@@ -248,7 +168,7 @@ async fn request_body_response_body_and_trailers() {
 
 #[tokio::test]
 async fn queued_body_is_sent_while_the_response_is_read() {
-    let origin = h2_origin(echo()).await;
+    let origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
@@ -282,7 +202,7 @@ async fn informational_responses_come_before_the_final_one() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let (_session, got) = do_get(&connector, &peer, "/").await.unwrap();
@@ -298,7 +218,7 @@ async fn a_reset_stream_is_an_error_not_a_hang() {
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -315,7 +235,7 @@ async fn a_read_timeout_resets_the_stream() {
             let _ = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let mut peer = h2_peer(origin.addr, 1);
     peer.options.read_timeout = Some(Duration::from_millis(100));
@@ -370,7 +290,7 @@ async fn concurrent_gets(origin: &H2Origin, streams: usize, n: usize) -> Arc<Con
 
 #[tokio::test]
 async fn one_connection_serves_concurrent_requests() {
-    let origin = h2_origin(held_until(8)).await;
+    let origin = H2Origin::start(held_until(8)).await;
     let connector = concurrent_gets(&origin, 100, 8).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 1);
     let peer = h2_peer(origin.addr, 100);
@@ -380,7 +300,7 @@ async fn one_connection_serves_concurrent_requests() {
 #[tokio::test]
 async fn max_h2_streams_opens_another_connection() {
     // Two streams per connection: the third concurrent request needs a second connection.
-    let origin = h2_origin(held_until(3)).await;
+    let origin = H2Origin::start(held_until(3)).await;
     concurrent_gets(&origin, 2, 3).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
 }
@@ -391,14 +311,14 @@ async fn the_servers_stream_limit_caps_ours() {
     // connection.
     let mut builder = h2::server::Builder::new();
     builder.max_concurrent_streams(2);
-    let origin = h2_origin_with(held_until(3), builder).await;
+    let origin = H2Origin::start_with(held_until(3), builder).await;
     concurrent_gets(&origin, 100, 3).await;
     assert_eq!(origin.accepts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn goaway_retires_the_connection() {
-    let mut origin = h2_origin(echo()).await;
+    let mut origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 10);
     let (session, _) = do_get(&connector, &peer, "/1").await.unwrap();
@@ -435,7 +355,7 @@ async fn streams_in_flight_finish_after_goaway() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Arc::new(Connector::new(None));
     let peer = h2_peer(origin.addr, 10);
     let first = {
@@ -451,7 +371,7 @@ async fn streams_in_flight_finish_after_goaway() {
 
 #[tokio::test]
 async fn idle_connections_close_after_the_idle_timeout() {
-    let mut origin = h2_origin(echo()).await;
+    let mut origin = H2Origin::start(echo()).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 10);
     let (session, _) = do_get(&connector, &peer, "/").await.unwrap();
@@ -468,36 +388,25 @@ async fn idle_connections_close_after_the_idle_timeout() {
 
 /// A minimal HTTP/2 server that answers SETTINGS and PING frames and reports each PING.
 async fn ping_counting_origin() -> (SocketAddr, mpsc::UnboundedReceiver<[u8; 8]>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        // Our SETTINGS (empty).
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            if tcp.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            tcp.read_exact(&mut payload).await.unwrap();
-            match (head[3], head[4]) {
-                (4, 0) => tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap(),
-                (6, 0) => {
-                    let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                    ack.extend_from_slice(&payload);
-                    tcp.write_all(&ack).await.unwrap();
-                    let _ = tx.send(payload.try_into().unwrap());
+    let origin = Origin::start(move |mut conn, _| {
+        let tx = tx.clone();
+        async move {
+            accept_preface(&mut conn).await;
+            while let Some(f) = read_frame(&mut conn).await {
+                match (f.kind, f.flags) {
+                    (SETTINGS, 0) => conn.send(frame(SETTINGS, ACK, 0, &[])).await,
+                    (PING, 0) => {
+                        conn.send(ping_ack(&f.payload)).await;
+                        let _ = tx.send(f.payload.try_into().unwrap());
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-    });
-    (addr, rx)
+    })
+    .await;
+    (origin.addr, rx)
 }
 
 #[tokio::test]
@@ -523,47 +432,28 @@ async fn pings_keep_the_connection_alive() {
 /// An HTTP/1-only origin: answers the HTTP/2 preface with 400 and closes, and answers HTTP/1
 /// requests with "hello". Counts HTTP/2 attempts.
 async fn h1_only_origin() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let h2_attempts = Arc::new(AtomicUsize::new(0));
     let attempts = h2_attempts.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let attempts = attempts.clone();
-            tokio::spawn(serve_h1(tcp, attempts));
+    let origin = Origin::start(move |mut conn, _| {
+        let attempts = attempts.clone();
+        async move {
+            // The preface starts like a request head: `PRI * HTTP/2.0`.
+            while let Some(req) = conn.read_request().await {
+                if req.head.line == "PRI * HTTP/2.0" {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let refusal =
+                        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+                    let _ = conn.try_send(refusal).await;
+                    return;
+                }
+                let _ = conn
+                    .try_send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    .await;
+            }
         }
-    });
-    (addr, h2_attempts)
-}
-
-async fn serve_h1(mut tcp: TcpStream, h2_attempts: Arc<AtomicUsize>) {
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let Ok(n) = tcp.read(&mut chunk).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.starts_with(b"PRI * HTTP/2.0") {
-            h2_attempts.fetch_add(1, Ordering::SeqCst);
-            let _ = tcp
-                .write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                )
-                .await;
-            return;
-        }
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.drain(..end + 4);
-            let _ = tcp
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-                .await;
-        }
-    }
+    })
+    .await;
+    (origin.addr, h2_attempts)
 }
 
 #[tokio::test]
@@ -599,29 +489,16 @@ async fn h2_only_peer_is_not_downgraded() {
 
 /// A minimal HTTP/2 server that answers SETTINGS but neither PINGs nor requests.
 async fn silent_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            if tcp.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            if tcp.read_exact(&mut payload).await.is_err() {
-                return;
-            }
-            if (head[3], head[4]) == (4, 0) {
-                tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+    let origin = Origin::start(|mut conn, _| async move {
+        accept_preface(&mut conn).await;
+        while let Some(f) = read_frame(&mut conn).await {
+            if (f.kind, f.flags) == (SETTINGS, 0) {
+                conn.send(frame(SETTINGS, ACK, 0, &[])).await;
             }
         }
-    });
-    addr
+    })
+    .await;
+    origin.addr
 }
 
 #[tokio::test]
@@ -647,7 +524,7 @@ async fn a_missed_ping_fails_the_request_with_ping_timedout() {
 
 #[tokio::test]
 async fn concurrent_requests_to_a_cold_pool_share_one_connection() {
-    let origin = h2_origin(held_until(6)).await;
+    let origin = H2Origin::start(held_until(6)).await;
     let connector = Arc::new(Connector::new(None));
     let peer = h2_peer(origin.addr, 100);
     let mut tasks = Vec::new();
@@ -683,7 +560,7 @@ async fn an_oversized_response_head_is_an_error() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -697,7 +574,7 @@ async fn a_refused_stream_is_retryable() {
             respond.send_reset(h2::Reason::REFUSED_STREAM);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let peer = h2_peer(origin.addr, 1);
     let e = do_get(&connector, &peer, "/").await.unwrap_err();
@@ -729,7 +606,7 @@ async fn a_slow_upload_making_progress_does_not_time_out() {
             let _ = respond.send_response(resp, true);
         })
     });
-    let origin = h2_origin(handler).await;
+    let origin = H2Origin::start(handler).await;
     let connector = Connector::new(None);
     let mut peer = h2_peer(origin.addr, 1);
     peer.options.read_timeout = Some(Duration::from_millis(150));
@@ -754,30 +631,20 @@ async fn a_slow_upload_making_progress_does_not_time_out() {
 /// A hand-written HTTP/2 server: answers the first request with a 200 head and `abc` on
 /// stream 1, then closes the connection in the middle of the body.
 async fn cut_short_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
-        let mut preface = [0u8; 24];
-        tcp.read_exact(&mut preface).await.unwrap();
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-        loop {
-            let mut head = [0u8; 9];
-            tcp.read_exact(&mut head).await.unwrap();
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let mut payload = vec![0u8; len];
-            tcp.read_exact(&mut payload).await.unwrap();
-            if head[3] == 1 {
-                // HEADERS received: `:status: 200` (HPACK static index 8), then 3 bytes of DATA.
-                let mut out = vec![0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88];
-                out.extend_from_slice(&[0, 0, 3, 0, 0, 0, 0, 0, 1]);
-                out.extend_from_slice(b"abc");
-                tcp.write_all(&out).await.unwrap();
+    let origin = Origin::start(|mut conn, _| async move {
+        accept_preface(&mut conn).await;
+        while let Some(f) = read_frame(&mut conn).await {
+            if f.kind == HEADERS {
+                // `:status: 200` (HPACK static index 8), then 3 of the body's bytes.
+                let mut out = frame(HEADERS, END_HEADERS, 1, &[0x88]);
+                out.extend(frame(DATA, 0, 1, b"abc"));
+                conn.send(out).await;
                 return;
             }
         }
-    });
-    addr
+    })
+    .await;
+    origin.addr
 }
 
 #[tokio::test]

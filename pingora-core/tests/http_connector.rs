@@ -14,8 +14,8 @@ use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use pingora_error::{ErrorType, Result, RetryType};
 use pingora_http::RequestHeader;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use pingora_test_support::raw::RawConn;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// Bound on waiting for something that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(5);
@@ -31,10 +31,9 @@ async fn listener() -> (TcpListener, SocketAddr) {
     (listener, addr)
 }
 
-/// One connection accepted by the origin, with the bytes read and not consumed yet.
+/// One connection accepted by the origin.
 struct OriginConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
+    conn: RawConn,
     /// The client's port: which client connection this is.
     client_port: u16,
 }
@@ -42,23 +41,12 @@ struct OriginConn {
 impl OriginConn {
     /// Reads one request head (the tests send no request bodies unless they say so).
     async fn read_request(&mut self) -> String {
-        loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                return String::from_utf8(head).expect("an ASCII request head");
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(PROMPTLY, self.stream.read(&mut chunk))
-                .await
-                .expect("no request arrived")
-                .expect("reading the request failed");
-            assert!(n > 0, "the client closed instead of sending a request");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        let head = self.conn.read_until(b"\r\n\r\n").await;
+        String::from_utf8(head).expect("an ASCII request head")
     }
 
     async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
+        self.conn.send(bytes).await;
     }
 
     /// Reads a request and answers it with `response`.
@@ -71,15 +59,8 @@ impl OriginConn {
     /// Waits until the client closes the connection. A connection closed with unread data in
     /// it is reset rather than closed cleanly.
     async fn expect_eof(&mut self) {
-        assert!(self.buf.is_empty(), "unread request bytes: {:?}", self.buf);
-        let mut byte = [0u8; 1];
-        let read = tokio::time::timeout(PROMPTLY, self.stream.read(&mut byte))
-            .await
-            .expect("the client did not close the connection");
-        match read {
-            Ok(n) => assert_eq!(n, 0, "data instead of a close"),
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-        }
+        let (rest, _closed) = self.conn.read_to_close().await;
+        assert!(rest.is_empty(), "unread request bytes: {rest:?}");
     }
 }
 
@@ -89,8 +70,7 @@ async fn accept(listener: &TcpListener) -> OriginConn {
         .expect("no connection arrived")
         .unwrap();
     OriginConn {
-        stream,
-        buf: Vec::new(),
+        conn: RawConn::new(stream),
         client_port: client.port(),
     }
 }
@@ -99,10 +79,6 @@ async fn accept(listener: &TcpListener) -> OriginConn {
 async fn assert_no_accept(listener: &TcpListener) {
     let more = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
     assert!(more.is_err(), "an unexpected new connection was made");
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 // === the client side ===
@@ -224,12 +200,7 @@ async fn released_session_connection_carries_the_next_request() {
         .unwrap();
     let request = origin.read_request().await;
     assert!(request.starts_with("POST /third HTTP/1.1\r\n"), "{request}");
-    let mut body = [0u8; 4];
-    let have = origin.buf.len().min(4);
-    body[..have].copy_from_slice(&origin.buf[..have]);
-    origin.buf.drain(..have);
-    origin.stream.read_exact(&mut body[have..]).await.unwrap();
-    assert_eq!(&body, b"data");
+    assert_eq!(origin.conn.read_exact(4).await, b"data");
     origin.send(b"HTTP/1.1 204 No Content\r\n\r\n").await;
     assert_eq!(read_response(&mut session).await.unwrap(), (204, vec![]));
     assert_eq!(local_port(&session), port);

@@ -4,7 +4,6 @@
 //! shutdown).
 
 mod http_support;
-mod server_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,14 +14,17 @@ use pingora_core::protocols::http::v1::Limits;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Server, ShutdownSignal};
 use pingora_core::services::listening::Service;
-use server_support::RunningServer;
+use pingora_test_support::body::pseudo_random;
+use pingora_test_support::raw::{chunked, Message, RawConn};
+use pingora_test_support::TestServer;
+use pingora_test_support::{TestService, TIMEOUT};
 use tokio::io::AsyncWriteExt;
 
 /// Sends `request` on a new connection and checks it is refused with `status_line`, an empty
 /// body and `Connection: close`, and that the connection is then closed cleanly. The
 /// application must not have seen the request.
 async fn assert_rejected(
-    server: &TestServer,
+    server: &TestService,
     events: &mut EchoEvents,
     request: &[u8],
     status_line: &str,
@@ -31,7 +33,7 @@ async fn assert_rejected(
     conn.send(request).await;
     let resp = conn.response().await;
     let shown = shown(request);
-    assert_eq!(resp.status_line, status_line, "for {shown:?}");
+    assert_eq!(resp.head.line, status_line, "for {shown:?}");
     assert_eq!(resp.header("Connection"), Some("close"), "for {shown:?}");
     assert_eq!(resp.header("Content-Length"), Some("0"), "for {shown:?}");
     assert_eq!(resp.header("Server"), Some("Pingora"), "for {shown:?}");
@@ -49,12 +51,12 @@ fn shown(request: &[u8]) -> String {
 }
 
 /// Sends `request` and checks the echo application answered 200 with `body`.
-async fn assert_echoed(server: &TestServer, request: &[u8], body: &[u8]) -> RawResponse {
+async fn assert_echoed(server: &TestService, request: &[u8], body: &[u8]) -> Message {
     let mut conn = server.connect().await;
     conn.send(request).await;
     let resp = conn.response().await;
     assert_eq!(
-        resp.status_line,
+        resp.head.line,
         "HTTP/1.1 200 OK",
         "for {:?}",
         shown(request)
@@ -67,7 +69,7 @@ async fn assert_echoed(server: &TestServer, request: &[u8], body: &[u8]) -> RawR
 
 #[tokio::test]
 async fn malformed_request_lines_are_400() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n"[..],
         b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -84,7 +86,7 @@ async fn malformed_request_lines_are_400() {
 
 #[tokio::test]
 async fn malformed_header_fields_are_400() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         // A space in a name, a control byte in a name, no colon, space before the colon.
         &b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n"[..],
@@ -107,7 +109,7 @@ async fn malformed_header_fields_are_400() {
 
 #[tokio::test]
 async fn host_rules_are_enforced() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -122,7 +124,7 @@ async fn host_rules_are_enforced() {
 
 #[tokio::test]
 async fn unsupported_versions_are_505() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"[..],
         b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
@@ -141,7 +143,7 @@ async fn unsupported_versions_are_505() {
 
 #[tokio::test]
 async fn malformed_versions_are_400_not_505() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         // A space inside the target: the "version" is `b HTTP/1.1`.
         &b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"[..],
@@ -173,7 +175,7 @@ fn head_with_header_bytes(header_bytes: usize) -> Vec<u8> {
 #[tokio::test]
 async fn head_over_configured_byte_limit_is_431() {
     let options = options(|o| o.h1_limits = Limits::default().max_header_bytes(1024));
-    let (server, mut events) = TestServer::echo(options).await;
+    let (server, mut events) = echo_server(options).await;
     // Complete in one read, and spread over several reads.
     for size in [1500, 20_000] {
         let request = head_with_header_bytes(size);
@@ -194,7 +196,7 @@ async fn head_over_configured_byte_limit_is_431() {
 
 #[tokio::test]
 async fn head_over_default_byte_limit_is_431() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let request = head_with_header_bytes(64 * 1024 + 200);
     assert_rejected(
         &server,
@@ -222,7 +224,7 @@ fn head_with_fields(n: usize) -> Vec<u8> {
 #[tokio::test]
 async fn too_many_header_fields_is_431() {
     let options = options(|o| o.h1_limits = Limits::default().max_headers(8));
-    let (server, mut events) = TestServer::echo(options).await;
+    let (server, mut events) = echo_server(options).await;
     assert_rejected(
         &server,
         &mut events,
@@ -240,7 +242,7 @@ async fn too_many_header_fields_is_431() {
 
 #[tokio::test]
 async fn too_many_header_fields_default_limit_is_431() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     assert_rejected(
         &server,
         &mut events,
@@ -260,7 +262,7 @@ fn long_uri_request(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn request_line_over_limit_is_414() {
     let options = options(|o| o.h1_limits = Limits::default().max_header_bytes(1024));
-    let (server, mut events) = TestServer::echo(options).await;
+    let (server, mut events) = echo_server(options).await;
     // The line has not ended when the limit is passed: the client is still sending it.
     let partial = format!("GET /{}", "a".repeat(2000));
     assert_rejected(
@@ -283,7 +285,7 @@ async fn request_line_over_limit_is_414() {
 
 #[tokio::test]
 async fn request_line_over_default_limit_is_414() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let partial = format!("GET /{}", "a".repeat(65 * 1024));
     assert_rejected(
         &server,
@@ -299,7 +301,7 @@ async fn request_line_over_default_limit_is_414() {
 async fn complete_request_line_over_limit_is_414() {
     // The whole request fits in the first read, so the parser sees a complete head.
     let options = options(|o| o.h1_limits = Limits::default().max_header_bytes(1024));
-    let (server, mut events) = TestServer::echo(options).await;
+    let (server, mut events) = echo_server(options).await;
     assert_rejected(
         &server,
         &mut events,
@@ -309,7 +311,7 @@ async fn complete_request_line_over_limit_is_414() {
     .await;
     server.stop().await;
     // The same with the default limit: the read that passes 64 KiB also takes the line end.
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     assert_rejected(
         &server,
         &mut events,
@@ -324,7 +326,7 @@ async fn complete_request_line_over_limit_is_414() {
 
 #[tokio::test]
 async fn conflicting_content_lengths_are_400() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"[..],
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello!",
@@ -343,7 +345,7 @@ async fn conflicting_content_lengths_are_400() {
 async fn identical_content_lengths_are_accepted() {
     // RFC 9110 section 8.6 lets a recipient accept repeated identical values; the parser
     // (`FramingChecks::observe` in `pingora-http-codec/src/h1/head.rs`) does.
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"[..],
         b"POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
@@ -359,7 +361,7 @@ async fn identical_content_lengths_are_accepted() {
 
 #[tokio::test]
 async fn transfer_encoding_misuse_is_refused() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let bad = [
         // Both framings: a request smuggling vector (RFC 9112 section 6.3).
         &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"[..],
@@ -399,7 +401,7 @@ async fn transfer_encoding_misuse_is_refused() {
 /// Sends a chunked request whose body is `body` and checks the echo application failed to
 /// read it with `InvalidHTTPHeader` after `good_bytes`, answered 400, and closed.
 async fn assert_bad_chunked(
-    server: &TestServer,
+    server: &TestService,
     events: &mut EchoEvents,
     body: &[u8],
     good_bytes: usize,
@@ -410,10 +412,7 @@ async fn assert_bad_chunked(
     conn.send(&request).await;
     let resp = conn.response().await;
     let shown = String::from_utf8_lossy(body);
-    assert_eq!(
-        resp.status_line, "HTTP/1.1 400 Bad Request",
-        "for {shown:?}"
-    );
+    assert_eq!(resp.head.line, "HTTP/1.1 400 Bad Request", "for {shown:?}");
     assert_eq!(resp.header("x-echo-error"), Some("InvalidHTTPHeader"));
     assert_eq!(resp.header("Connection"), Some("close"), "for {shown:?}");
     conn.expect_eof().await;
@@ -427,7 +426,7 @@ async fn assert_bad_chunked(
 
 #[tokio::test]
 async fn malformed_chunked_bodies_are_400() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     // Not a hex size.
     assert_bad_chunked(&server, &mut events, b"zz\r\nhello\r\n0\r\n\r\n", 0).await;
     assert_bad_chunked(&server, &mut events, b"\r\nhello\r\n0\r\n\r\n", 0).await;
@@ -466,12 +465,12 @@ async fn malformed_chunked_bodies_are_400() {
 
 #[tokio::test]
 async fn malformed_chunk_after_response_started_closes_connection() {
-    let server = TestServer::start(StreamEcho).await;
+    let server = TestService::start(StreamEcho).await;
     let mut conn = server.connect().await;
     conn.send(b"POST /s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         .await;
     // The head and the first piece come back before the body ends.
-    let head = conn.take_until(b"\r\n\r\n").await;
+    let head = conn.read_until(b"\r\n\r\n").await;
     let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
@@ -479,7 +478,7 @@ async fn malformed_chunk_after_response_started_closes_connection() {
         "{head}"
     );
     assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
-    assert_eq!(conn.take(10).await, b"5\r\nhello\r\n");
+    assert_eq!(conn.read_exact(10).await, b"5\r\nhello\r\n");
     conn.send(b"zz\r\n").await;
     // The response cannot become an error any more: it is cut short, without its last chunk.
     conn.expect_eof().await;
@@ -490,7 +489,7 @@ async fn malformed_chunk_after_response_started_closes_connection() {
 
 #[tokio::test]
 async fn connect_is_refused_by_default() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for request in [
         &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"[..],
         // Tunnel bytes sent at once must not be served as a request.
@@ -505,11 +504,11 @@ async fn connect_is_refused_by_default() {
 #[tokio::test]
 async fn connect_reaches_the_app_when_allowed() {
     let options = options(|o| o.allow_connect_method_proxying = true);
-    let (server, mut events) = TestServer::echo(options).await;
+    let (server, mut events) = echo_server(options).await;
     let mut conn = server.connect().await;
     conn.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
         .await;
-    let head = conn.take_until(b"\r\n\r\n").await;
+    let head = conn.read_until(b"\r\n\r\n").await;
     let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("\r\nx-echo-method: CONNECT\r\n"), "{head}");
@@ -530,7 +529,7 @@ async fn slow_request_head_is_closed_after_read_timeout() {
         inner: Arc::new(HttpServer::new_app(echo)),
         timeout: Duration::from_millis(300),
     };
-    let server = TestServer::start(app).await;
+    let server = TestService::start(app).await;
     let mut conn = server.connect().await;
     conn.send(b"GET /slow HTTP/1.1\r\nHost: a\r\nX-Half: ")
         .await;
@@ -550,14 +549,14 @@ async fn slow_request_head_is_closed_after_read_timeout() {
 async fn slow_request_body_times_out() {
     let (mut echo, mut events) = Echo::new();
     echo.read_timeout = Some(Duration::from_millis(300));
-    let server = TestServer::echo_app(echo, None).await;
+    let server = echo_app_server(echo, None).await;
     let mut conn = server.connect().await;
     let start = Instant::now();
     conn.send(b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
         .await;
     let resp = conn.response().await;
     let waited = start.elapsed();
-    assert_eq!(resp.status_line, "HTTP/1.1 400 Bad Request");
+    assert_eq!(resp.head.line, "HTTP/1.1 400 Bad Request");
     assert_eq!(resp.header("x-echo-error"), Some("ReadTimedout"));
     assert_eq!(resp.header("x-echo-body-len"), Some("3"));
     assert_eq!(resp.header("Connection"), Some("close"));
@@ -575,13 +574,13 @@ async fn slow_request_body_times_out() {
 
 #[tokio::test]
 async fn client_half_closing_mid_body_gets_an_answer_and_a_close() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"POST /cut HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
         .await;
     conn.stream.shutdown().await.unwrap();
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 400 Bad Request");
+    assert_eq!(resp.head.line, "HTTP/1.1 400 Bad Request");
     assert_eq!(resp.header("x-echo-error"), Some("ConnectionClosed"));
     assert_eq!(resp.header("Connection"), Some("close"));
     conn.expect_eof().await;
@@ -597,7 +596,7 @@ async fn client_half_closing_mid_body_gets_an_answer_and_a_close() {
 
 #[tokio::test]
 async fn client_vanishing_mid_body_is_seen_by_the_app() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     for (framing, partial) in [
         ("Content-Length: 100", &b"0123456789"[..]),
         ("Transfer-Encoding: chunked", b"a\r\n0123456789\r\n5\r\nab"),
@@ -624,7 +623,7 @@ async fn client_vanishing_mid_body_is_seen_by_the_app() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     const N: usize = 200;
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     let mut requests = Vec::new();
     for i in 0..N {
@@ -651,7 +650,7 @@ async fn pipelined_requests_are_answered_in_order() {
     conn.send(&requests).await;
     for i in 0..N {
         let resp = conn.response().await;
-        assert_eq!(resp.status_line, "HTTP/1.1 200 OK", "response {i}");
+        assert_eq!(resp.head.line, "HTTP/1.1 200 OK", "response {i}");
         assert_eq!(resp.header("x-echo-path"), Some(format!("/p{i}").as_str()));
         let expected = if i % 3 == 0 {
             format!("body {i}")
@@ -672,15 +671,15 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn expect_100_continue_is_answered_before_the_body() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"PUT /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
         .await;
     // Nothing else may come before the client sends the body.
-    assert_eq!(conn.take(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(conn.read_exact(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
     conn.send(b"hello").await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"hello");
     assert_eq!(resp.header("Connection"), Some("keep-alive"));
     assert_eq!(next_event(&mut events).await.outcome, Ok(5));
@@ -692,19 +691,19 @@ async fn expect_100_continue_is_answered_before_the_body() {
     )
     .await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"abc");
     conn.send(b"GET /n HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
         .await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"GET /n\n");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn expect_100_continue_is_ignored_for_http10() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     // No body follows: the server reads for it (sending a 100 first if it wrongly honours the
     // expectation), then sees the client's half-close.
@@ -712,7 +711,7 @@ async fn expect_100_continue_is_ignored_for_http10() {
         .await;
     conn.stream.shutdown().await.unwrap();
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 400 Bad Request");
+    assert_eq!(resp.head.line, "HTTP/1.1 400 Bad Request");
     assert_eq!(resp.header("x-echo-error"), Some("ConnectionClosed"));
     conn.expect_eof().await;
     server.stop().await;
@@ -720,7 +719,7 @@ async fn expect_100_continue_is_ignored_for_http10() {
 
 #[tokio::test]
 async fn empty_lines_before_a_request_are_ignored() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     // RFC 9112 section 2.2: a server should ignore at least one empty line before a request
     // line; some clients send an extra CRLF after a body.
@@ -740,12 +739,12 @@ async fn empty_lines_before_a_request_are_ignored() {
 
 #[tokio::test]
 async fn client_half_closing_after_a_request_still_gets_the_response() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"GET /half HTTP/1.1\r\nHost: a\r\n\r\n").await;
     conn.stream.shutdown().await.unwrap();
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"GET /half\n");
     conn.expect_eof().await;
     server.stop().await;
@@ -753,14 +752,14 @@ async fn client_half_closing_after_a_request_still_gets_the_response() {
 
 #[tokio::test]
 async fn http10_streamed_response_is_delimited_by_close() {
-    let server = TestServer::start(StreamEcho).await;
+    let server = TestService::start(StreamEcho).await;
     for keepalive in ["", "Connection: keep-alive\r\n"] {
         let mut conn = server.connect().await;
         let request = format!("POST /s HTTP/1.0\r\n{keepalive}Content-Length: 5\r\n\r\nhello");
         conn.send(request.as_bytes()).await;
         // HTTP/1.0 has no chunked coding: the app's chunked response is sent raw, up to close.
         let resp = conn.response().await;
-        assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
         assert_eq!(resp.header("Transfer-Encoding"), None, "{keepalive:?}");
         assert_eq!(resp.header("Content-Length"), None, "{keepalive:?}");
         assert_eq!(resp.header("Connection"), Some("close"), "{keepalive:?}");
@@ -772,17 +771,17 @@ async fn http10_streamed_response_is_delimited_by_close() {
 
 #[tokio::test]
 async fn head_responses_have_no_body() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     // HEAD and GET pipelined: the GET's response must start right after the HEAD's head.
     conn.send(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\n\r\n")
         .await;
-    let head = conn.read_response(true).await;
-    assert_eq!(head.status_line, "HTTP/1.1 200 OK");
+    let head = conn.response_to_head().await;
+    assert_eq!(head.head.line, "HTTP/1.1 200 OK");
     assert_eq!(head.header("Content-Length"), Some("8"));
     assert_eq!(head.header("x-echo-method"), Some("HEAD"));
     let get = conn.response().await;
-    assert_eq!(get.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(get.head.line, "HTTP/1.1 200 OK");
     assert_eq!(get.body, b"GET /g\n");
     server.stop().await;
 }
@@ -790,14 +789,14 @@ async fn head_responses_have_no_body() {
 #[tokio::test]
 async fn keepalive_request_limit_closes_after_the_last_allowed() {
     let options = options(|o| o.keepalive_request_limit = Some(3));
-    let (server, _events) = TestServer::echo(options).await;
+    let (server, _events) = echo_server(options).await;
     let mut conn = server.connect().await;
     let mut peers = Vec::new();
     for (i, connection) in ["keep-alive", "keep-alive", "close"].iter().enumerate() {
         conn.send(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
             .await;
         let resp = conn.response().await;
-        assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
         assert_eq!(resp.body, format!("GET /{i}\n").as_bytes());
         assert_eq!(resp.header("Connection"), Some(*connection), "request {i}");
         peers.push(resp.header("x-echo-peer").unwrap().to_string());
@@ -817,7 +816,7 @@ async fn keepalive_request_limit_closes_after_the_last_allowed() {
 #[tokio::test]
 async fn keepalive_request_limit_with_pipelined_requests() {
     let options = options(|o| o.keepalive_request_limit = Some(3));
-    let (server, _events) = TestServer::echo(options).await;
+    let (server, _events) = echo_server(options).await;
     let mut conn = server.connect().await;
     let mut requests = Vec::new();
     for i in 0..4 {
@@ -836,11 +835,11 @@ async fn keepalive_request_limit_with_pipelined_requests() {
 
 #[tokio::test]
 async fn http10_closes_unless_keepalive_is_asked() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"GET /a HTTP/1.0\r\n\r\n").await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.header("x-echo-version"), Some("HTTP/1.0"));
     assert_eq!(resp.header("Connection"), Some("close"));
     assert_eq!(resp.body, b"GET /a\n");
@@ -865,7 +864,7 @@ async fn http10_closes_unless_keepalive_is_asked() {
 #[tokio::test]
 async fn large_chunked_upload_is_echoed_exactly() {
     const SIZE: usize = 8 * 1024 * 1024;
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let body = pseudo_random(SIZE, 0x9e37_79b9_7f4a_7c15);
     let conn = server.connect().await;
     let mut request =
@@ -878,7 +877,7 @@ async fn large_chunked_upload_is_echoed_exactly() {
     });
     let mut conn = RawConn::new(&mut reader);
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(
         resp.header("x-echo-body-len"),
         Some(SIZE.to_string().as_str())
@@ -892,7 +891,7 @@ async fn large_chunked_upload_is_echoed_exactly() {
 #[tokio::test]
 async fn large_chunked_upload_is_streamed_back_exactly() {
     const SIZE: usize = 8 * 1024 * 1024;
-    let server = TestServer::start(StreamEcho).await;
+    let server = TestService::start(StreamEcho).await;
     let body = pseudo_random(SIZE, 42);
     let conn = server.connect().await;
     let mut request =
@@ -906,7 +905,7 @@ async fn large_chunked_upload_is_streamed_back_exactly() {
     });
     let mut conn = RawConn::new(&mut reader);
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert!(resp.chunked_complete);
     assert!(resp.body == body, "the echoed body differs");
     drop(send.await.unwrap());
@@ -917,7 +916,7 @@ async fn large_chunked_upload_is_streamed_back_exactly() {
 async fn idle_keepalive_connection_closes_after_its_timeout() {
     let (mut echo, _events) = Echo::new();
     echo.keepalive = Some(1);
-    let server = TestServer::echo_app(echo, None).await;
+    let server = echo_app_server(echo, None).await;
     let mut conn = server.connect().await;
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(
@@ -937,7 +936,7 @@ async fn idle_keepalive_connection_closes_after_its_timeout() {
 
 #[tokio::test]
 async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut idle = server.connect().await;
     idle.send(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(
@@ -949,7 +948,7 @@ async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
     let mut busy = server.connect().await;
     busy.send(b"POST /2 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
         .await;
-    assert_eq!(busy.take(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(busy.read_exact(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
     let addr = server.addr;
     let start = Instant::now();
     server.begin_shutdown();
@@ -961,7 +960,7 @@ async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
     );
     busy.send(b"abcd").await;
     let resp = busy.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"abcd");
     busy.expect_eof().await;
     server.stop().await;
@@ -971,7 +970,7 @@ async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
 
 #[tokio::test]
 async fn request_sent_just_after_shutdown_on_an_idle_connection_is_served_and_closes_it() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(
@@ -985,7 +984,7 @@ async fn request_sent_just_after_shutdown_on_an_idle_connection_is_served_and_cl
     tokio::time::sleep(Duration::from_millis(100)).await;
     conn.send(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.header("Connection"), Some("close"));
     conn.expect_eof().await;
     server.stop().await;
@@ -1005,7 +1004,7 @@ async fn full_server_graceful_terminate_closes_idle_keepalive_connections() {
     service.add_tcp("127.0.0.1:0");
     let addrs = service.local_addrs();
     server.add_service(service);
-    let mut running = RunningServer::start(server);
+    let mut running = TestServer::run(server);
     let bound = tokio::time::timeout(TIMEOUT, addrs.wait())
         .await
         .unwrap()
@@ -1036,11 +1035,11 @@ async fn full_server_graceful_terminate_closes_idle_keepalive_connections() {
 
 #[tokio::test]
 async fn response_during_graceful_shutdown_announces_close() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut conn = server.connect().await;
     conn.send(b"POST /s HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
         .await;
-    assert_eq!(conn.take(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(conn.read_exact(25).await, b"HTTP/1.1 100 Continue\r\n\r\n");
     server.begin_shutdown();
     conn.send(b"ok").await;
     let resp = conn.response().await;

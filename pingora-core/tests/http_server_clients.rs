@@ -3,7 +3,7 @@
 
 mod http_support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,65 +13,30 @@ use http_body_util::{BodyExt, Channel, Empty, Full};
 use http_support::*;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use pingora_test_support::body::pseudo_random;
+use pingora_test_support::curl;
+use pingora_test_support::raw::{Message, RawConn};
+use pingora_test_support::{TestService, TIMEOUT};
 use tokio::net::TcpStream;
 
 // === curl ===
 
 /// Runs `curl` with `args` (plus `-sS` and a time limit) off the runtime's threads.
 async fn curl(args: Vec<String>) -> Output {
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10"])
-            .args(&args)
-            .output()
-            .expect("curl is installed")
-    });
-    let output = tokio::time::timeout(TIMEOUT + Duration::from_secs(2), run)
+    let run = tokio::task::spawn_blocking(move || curl::output(&args));
+    tokio::time::timeout(TIMEOUT + Duration::from_secs(2), run)
         .await
         .expect("curl hung")
-        .expect("the curl thread panicked");
-    assert!(
-        output.status.success(),
-        "curl {:?}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+        .expect("curl failed")
 }
 
 /// Splits what `curl -i` printed into responses (each with a `Content-Length` body).
-fn split_responses(mut out: &[u8]) -> Vec<RawResponse> {
+async fn split_responses(out: &[u8]) -> Vec<Message> {
+    let mut conn = RawConn::new(out);
     let mut responses = Vec::new();
-    while !out.is_empty() {
-        let head_len = find(out, b"\r\n\r\n").expect("a response head") + 4;
-        let head = &out[..head_len];
-        let mut slots = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut slots);
-        assert!(parsed.parse(head).expect("a valid head").is_complete());
-        let headers: Vec<(String, String)> = parsed
-            .headers
-            .iter()
-            .map(|h| {
-                let value = String::from_utf8_lossy(h.value).into_owned();
-                (h.name.to_string(), value)
-            })
-            .collect();
-        let mut resp = RawResponse {
-            status_line: String::from_utf8_lossy(&head[..find(head, b"\r\n").unwrap()])
-                .into_owned(),
-            status: parsed.code.expect("a status"),
-            headers,
-            head: head.to_vec(),
-            body: Vec::new(),
-            chunked_complete: false,
-        };
-        let len: usize = resp
-            .header("content-length")
-            .expect("a Content-Length")
-            .parse()
-            .unwrap();
-        resp.body = out[head_len..head_len + len].to_vec();
-        out = &out[head_len + len..];
+    while !conn.is_closed().await {
+        let resp = conn.response().await;
+        assert!(resp.header("content-length").is_some(), "a Content-Length");
         responses.push(resp);
     }
     responses
@@ -84,13 +49,13 @@ fn temp_file(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn curl_http10() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let url = format!("http://{}/ten?q=1", server.addr);
     let out = curl(vec!["--http1.0".into(), "-i".into(), url]).await;
-    let responses = split_responses(&out.stdout);
+    let responses = split_responses(&out.stdout).await;
     assert_eq!(responses.len(), 1);
     let resp = &responses[0];
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.header("x-echo-version"), Some("HTTP/1.0"));
     assert_eq!(resp.header("x-echo-path"), Some("/ten?q=1"));
     assert_eq!(resp.header("Connection"), Some("close"));
@@ -100,7 +65,7 @@ async fn curl_http10() {
 
 #[tokio::test]
 async fn curl_http11_with_a_custom_header() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let url = format!("http://{}/eleven", server.addr);
     let out = curl(vec![
         "--http1.1".into(),
@@ -112,10 +77,10 @@ async fn curl_http11_with_a_custom_header() {
         url,
     ])
     .await;
-    let responses = split_responses(&out.stdout);
+    let responses = split_responses(&out.stdout).await;
     assert_eq!(responses.len(), 1);
     let resp = &responses[0];
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.header("x-echo-version"), Some("HTTP/1.1"));
     // The request header names, spelled as curl sent them.
     assert_eq!(
@@ -125,7 +90,7 @@ async fn curl_http11_with_a_custom_header() {
     assert_eq!(resp.header("Connection"), Some("keep-alive"));
     assert_eq!(resp.body, b"GET /eleven\n");
     // Well-known response header names are written in their conventional spelling.
-    let head = String::from_utf8_lossy(&resp.head).into_owned();
+    let head = String::from_utf8_lossy(&resp.head.raw).into_owned();
     assert!(head.contains("\r\nContent-Length: 12\r\n"), "{head}");
     assert!(head.contains("\r\nDate: "), "{head}");
     server.stop().await;
@@ -135,7 +100,7 @@ async fn curl_http11_with_a_custom_header() {
 async fn curl_reuses_one_connection_for_two_urls() {
     let (echo, _events) = Echo::new();
     let (app, connections) = Counting::new(echo);
-    let server = TestServer::start(app).await;
+    let server = TestService::start(app).await;
     let out = curl(vec![
         "-v".into(),
         "-i".into(),
@@ -145,7 +110,7 @@ async fn curl_reuses_one_connection_for_two_urls() {
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Re-using existing connection"), "{stderr}");
-    let responses = split_responses(&out.stdout);
+    let responses = split_responses(&out.stdout).await;
     assert_eq!(responses.len(), 2);
     assert_eq!(responses[0].body, b"GET /one\n");
     assert_eq!(responses[1].body, b"GET /two\n");
@@ -160,7 +125,7 @@ async fn curl_reuses_one_connection_for_two_urls() {
 #[tokio::test]
 async fn curl_chunked_upload_is_echoed_exactly() {
     const SIZE: usize = 3 * 1024 * 1024 + 17;
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let input = temp_file("upload");
     let output = temp_file("echoed");
     let headers = temp_file("headers");
@@ -201,7 +166,7 @@ async fn curl_chunked_upload_is_echoed_exactly() {
 
 /// A hyper HTTP/1 client connection to `server`; returns it and the client's own address.
 async fn hyper_conn<B>(
-    server: &TestServer,
+    server: &TestService,
     builder: &http1::Builder,
 ) -> (http1::SendRequest<B>, String, tokio::task::JoinHandle<()>)
 where
@@ -232,7 +197,7 @@ where
 
 #[tokio::test]
 async fn hyper_client_sends_several_requests_on_one_connection() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let builder = http1::Builder::new();
     let (mut sender, local, driver) = hyper_conn::<Full<Bytes>>(&server, &builder).await;
     for i in 0..5 {
@@ -285,7 +250,7 @@ async fn hyper_client_sends_several_requests_on_one_connection() {
 
 #[tokio::test]
 async fn hyper_client_header_case_is_kept() {
-    let (server, _events) = TestServer::echo(None).await;
+    let (server, _events) = echo_server(None).await;
     let mut builder = http1::Builder::new();
     builder.title_case_headers(true);
     let (mut sender, _, _driver) = hyper_conn::<Empty<Bytes>>(&server, &builder).await;
@@ -303,7 +268,7 @@ async fn hyper_client_header_case_is_kept() {
 
 #[tokio::test]
 async fn hyper_client_without_host_gets_400_and_a_close() {
-    let (server, mut events) = TestServer::echo(None).await;
+    let (server, mut events) = echo_server(None).await;
     let (mut sender, _, driver) = hyper_conn::<Empty<Bytes>>(&server, &http1::Builder::new()).await;
     let req = Request::builder()
         .uri("/nohost")
@@ -326,7 +291,7 @@ async fn hyper_client_without_host_gets_400_and_a_close() {
 
 #[tokio::test]
 async fn hyper_streamed_post_is_echoed_piece_by_piece() {
-    let server = TestServer::start(StreamEcho).await;
+    let server = TestService::start(StreamEcho).await;
     let (mut sender, _, _driver) =
         hyper_conn::<Channel<Bytes>>(&server, &http1::Builder::new()).await;
     let (mut body_tx, body) = Channel::<Bytes>::new(4);
@@ -377,13 +342,13 @@ async fn hyper_streamed_post_is_echoed_piece_by_piece() {
 
 #[tokio::test]
 async fn response_header_case_is_kept_on_the_wire() {
-    let server = TestServer::start(StreamEcho).await;
+    let server = TestService::start(StreamEcho).await;
     let mut conn = server.connect().await;
     conn.send(b"POST /case HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
         .await;
     let resp = conn.response().await;
-    assert_eq!(resp.status_line, "HTTP/1.1 200 OK");
-    let head = String::from_utf8_lossy(&resp.head).into_owned();
+    assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
+    let head = String::from_utf8_lossy(&resp.head.raw).into_owned();
     assert!(head.contains("\r\nX-Custom-Header: pingora\r\n"), "{head}");
     assert!(
         head.contains("\r\nTransfer-Encoding: chunked\r\n"),

@@ -1,8 +1,6 @@
 //! A server run end to end: a TCP echo service, then each kind of shutdown, checking the
 //! execution phases, connections in flight and refused connections.
 
-mod server_support;
-
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,22 +10,24 @@ use std::time::{Duration, Instant};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{Server, ShutdownSignal};
 use pingora_core::services::listening::Service;
-use server_support::*;
+use pingora_test_support::apps::{echo_round_trip, ByteEcho, EchoStats};
+use pingora_test_support::server::{phase_name, TestServer};
+use pingora_test_support::{current_thread_runtime, TIMEOUT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// A bootstrapped server with one echo service on `127.0.0.1:0`, running.
-fn start_echo_server(conf: ServerConf) -> (RunningServer, SocketAddr, Arc<EchoStats>) {
+fn start_echo_server(conf: ServerConf) -> (TestServer, SocketAddr, Arc<EchoStats>) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let echo = Echo::default();
+    let echo = ByteEcho::default();
     let stats = Arc::clone(&echo.stats);
     let mut service = Service::new("echo".to_string(), echo);
     service.add_tcp("127.0.0.1:0");
     let addrs = service.local_addrs();
     server.add_service(service);
-    let running = RunningServer::start(server);
-    let addr = client_runtime().block_on(async {
+    let running = TestServer::run(server);
+    let addr = current_thread_runtime().block_on(async {
         tokio::time::timeout(TIMEOUT, addrs.wait())
             .await
             .unwrap()
@@ -47,17 +47,17 @@ fn conf() -> ServerConf {
 
 #[test]
 fn graceful_shutdown_finishes_connections_in_flight() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let mut server = Server::new_with_opt_and_conf(None, conf());
     let mut phases = server.watch_execution_phase();
     server.bootstrap();
-    let echo = Echo::default();
+    let echo = ByteEcho::default();
     let stats = Arc::clone(&echo.stats);
     let mut service = Service::new("echo".to_string(), echo);
     service.add_tcp("127.0.0.1:0");
     let addrs = service.local_addrs();
     server.add_service(service);
-    let mut running = RunningServer::start(server);
+    let mut running = TestServer::run(server);
 
     let (client, signalled) = rt.block_on(async {
         let addr = *tokio::time::timeout(TIMEOUT, addrs.wait())
@@ -114,7 +114,7 @@ fn graceful_shutdown_finishes_connections_in_flight() {
 
 #[test]
 fn fast_shutdown_drops_everything() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let (mut running, addr, stats) = start_echo_server(conf());
     let mut client = rt.block_on(async {
         running.wait_phase("Running").await;
@@ -140,7 +140,7 @@ fn fast_shutdown_drops_everything() {
 
 #[test]
 fn failed_graceful_upgrade_keeps_serving() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let dir = tempfile::tempdir().unwrap();
     let (mut running, addr, stats) = start_echo_server(ServerConf {
         upgrade_sock: dir.path().join("nobody.sock").display().to_string(),
@@ -168,7 +168,7 @@ fn failed_graceful_upgrade_keeps_serving() {
 /// An old server running an echo service, and a new server that has taken the old one's
 /// listening socket over during its bootstrap (the old one was sent `SIGQUIT`).
 struct Upgrade {
-    old: RunningServer,
+    old: TestServer,
     old_stats: Arc<EchoStats>,
     /// A connection the old server accepted before the upgrade.
     early_client: TcpStream,
@@ -191,17 +191,17 @@ fn upgrade_conf(dir: &std::path::Path) -> ServerConf {
 fn start_old(
     rt: &tokio::runtime::Runtime,
     conf: ServerConf,
-) -> (RunningServer, Arc<EchoStats>, SocketAddr, TcpStream) {
+) -> (TestServer, Arc<EchoStats>, SocketAddr, TcpStream) {
     // Bootstrapped, so its listening socket is recorded for the hand-over.
     let mut old = Server::new_with_opt_and_conf(None, conf);
     old.bootstrap();
-    let old_echo = Echo::default();
+    let old_echo = ByteEcho::default();
     let old_stats = Arc::clone(&old_echo.stats);
     let mut service = Service::new("echo".to_string(), old_echo);
     service.add_tcp("127.0.0.1:0");
     let old_addrs = service.local_addrs();
     old.add_service(service);
-    let mut old = RunningServer::start(old);
+    let mut old = TestServer::run(old);
     let (addr, early_client) = rt.block_on(async {
         let addr = *tokio::time::timeout(TIMEOUT, old_addrs.wait())
             .await
@@ -260,7 +260,7 @@ fn start_upgrade(rt: &tokio::runtime::Runtime) -> Upgrade {
 
 #[test]
 fn bootstrap_service_takes_the_sockets_over_before_its_dependents_bind() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let dir = tempfile::tempdir().unwrap();
     let (old, _old_stats, addr, early_client) = start_old(&rt, upgrade_conf(dir.path()));
 
@@ -268,12 +268,12 @@ fn bootstrap_service_takes_the_sockets_over_before_its_dependents_bind() {
     // once the sockets have arrived and takes the old one over.
     let mut new = Server::new_with_opt_and_conf(upgrade_opt(), upgrade_conf(dir.path()));
     let bootstrap = new.bootstrap_as_a_service();
-    let mut service = Service::new("echo".to_string(), Echo::default());
+    let mut service = Service::new("echo".to_string(), ByteEcho::default());
     service.add_tcp("127.0.0.1:0");
     let new_addrs = service.local_addrs();
     let echo = new.add_service(service);
     echo.add_dependency(&bootstrap);
-    let mut new = RunningServer::start(new);
+    let mut new = TestServer::run(new);
     wait_for_upgrade_sock(dir.path());
     assert!(new_addrs.get().is_none(), "bound before the bootstrap");
     old.signal(ShutdownSignal::GracefulUpgrade);
@@ -293,7 +293,7 @@ fn bootstrap_service_takes_the_sockets_over_before_its_dependents_bind() {
 
 #[test]
 fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let Upgrade {
         mut old,
         old_stats,
@@ -304,13 +304,13 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
     } = start_upgrade(&rt);
 
     // Same configured address: the new server takes the old socket over instead of binding.
-    let new_echo = Echo::default();
+    let new_echo = ByteEcho::default();
     let new_stats = Arc::clone(&new_echo.stats);
     let mut service = Service::new("echo".to_string(), new_echo);
     service.add_tcp("127.0.0.1:0");
     let new_addrs = service.local_addrs();
     new.add_service(service);
-    let mut new = RunningServer::start(new);
+    let mut new = TestServer::run(new);
     rt.block_on(async {
         let bound = tokio::time::timeout(TIMEOUT, new_addrs.wait())
             .await
@@ -347,10 +347,10 @@ fn graceful_upgrade_hands_the_listening_socket_to_a_new_server() {
 
 #[test]
 fn fast_shutdown_cuts_the_upgrade_overlap_short() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let mut upgrade = start_upgrade(&rt);
     // The new server, once running (it has no services, so it is ready at once), confirms.
-    let new = RunningServer::start(upgrade.new);
+    let new = TestServer::run(upgrade.new);
     rt.block_on(upgrade.old.wait_phase("GracefulUpgradeCloseTimeout"));
     let signalled = Instant::now();
     upgrade.old.signal(ShutdownSignal::FastShutdown);
@@ -373,7 +373,7 @@ fn fast_shutdown_cuts_the_upgrade_overlap_short() {
 
 #[test]
 fn new_server_failing_before_it_serves_leaves_the_old_one_serving() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let Upgrade {
         mut old,
         old_stats,
@@ -401,7 +401,7 @@ fn new_server_failing_before_it_serves_leaves_the_old_one_serving() {
 
 #[test]
 fn no_steal_runtimes_and_parallel_accept_tasks() {
-    let rt = client_runtime();
+    let rt = current_thread_runtime();
     let (mut running, addr, stats) = start_echo_server(ServerConf {
         work_stealing: false,
         threads: 3,

@@ -1,8 +1,6 @@
 //! Services run by a server: Unix-socket endpoints, background services, dependencies between
 //! services, and the grace period.
 
-mod server_support;
-
 use std::fs::Permissions;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +14,9 @@ use pingora_core::server::{Server, ShutdownSignal, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use pingora_core::services::ServiceReadyNotifier;
-use server_support::*;
+use pingora_test_support::apps::{echo_round_trip, ByteEcho};
+use pingora_test_support::server::{phase_name, TestServer};
+use pingora_test_support::{current_thread_runtime, TIMEOUT};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,7 +41,7 @@ fn unix_socket_echo_with_permissions() {
     let private = dir.join("private.sock");
     let public = dir.join("public.sock");
     let mut server = Server::new_with_opt_and_conf(None, conf());
-    let echo = Echo::default();
+    let echo = ByteEcho::default();
     let stats = Arc::clone(&echo.stats);
     let mut service = Service::new("uds echo".to_string(), echo);
     service.add_uds(
@@ -53,9 +53,9 @@ fn unix_socket_echo_with_permissions() {
     );
     let addrs = service.local_addrs();
     server.add_service(service);
-    let mut running = RunningServer::start(server);
+    let mut running = TestServer::run(server);
 
-    client_runtime().block_on(async {
+    current_thread_runtime().block_on(async {
         let bound = tokio::time::timeout(TIMEOUT, addrs.wait())
             .await
             .unwrap()
@@ -106,8 +106,8 @@ fn background_service_runs_until_shutdown() {
     assert_eq!(service.threads, Some(1));
     let task = service.task();
     server.add_service(service);
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         assert_eq!(rx.recv().await, Some("started"));
         running.wait_phase("Running").await;
     });
@@ -142,8 +142,8 @@ fn grace_period_ends_a_shutdown_that_services_ignore() {
         },
     );
     server.add_service(background_service("stubborn", Stubborn));
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         running.wait_phase("Running").await;
     });
     let signalled = Instant::now();
@@ -227,7 +227,7 @@ fn dependents_start_after_their_dependencies_are_ready() {
             started: started.clone(),
         },
     ));
-    let mut listening = Service::new("listening".to_string(), Echo::default());
+    let mut listening = Service::new("listening".to_string(), ByteEcho::default());
     listening.add_tcp("127.0.0.1:0");
     let listening_addrs = listening.local_addrs();
     let listening = server.add_service(listening);
@@ -242,8 +242,8 @@ fn dependents_start_after_their_dependencies_are_ready() {
     dependent.add_dependency(&gated);
     listening.add_dependencies([&dependent, &gated]);
 
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         assert_eq!(events.recv().await, Some("gated started"));
         running.wait_phase("Running").await;
         // Nothing that depends on the gated service has started.
@@ -288,8 +288,8 @@ fn dependents_of_a_service_never_ready_do_not_start() {
         },
     ));
     dependent.add_dependency(&gated);
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         assert_eq!(events.recv().await, Some("gated started"));
         running.wait_phase("Running").await;
     });
@@ -322,8 +322,8 @@ fn dependency_cycles_are_refused_and_the_server_still_runs() {
     // The logging form refuses the same way, without panicking.
     b.add_dependency(&a);
 
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         assert_eq!(rx.recv().await, Some("started"));
         assert_eq!(rx.recv().await, Some("started"));
         running.wait_phase("Running").await;
@@ -337,13 +337,13 @@ fn bootstrap_as_a_service() {
     let mut server = Server::new_with_opt_and_conf(None, conf());
     let mut phases = server.watch_execution_phase();
     let bootstrap = server.bootstrap_as_a_service();
-    let mut service = Service::new("echo".to_string(), Echo::default());
+    let mut service = Service::new("echo".to_string(), ByteEcho::default());
     service.add_tcp("127.0.0.1:0");
     let addrs = service.local_addrs();
     let echo = server.add_service(service);
     echo.add_dependency(&bootstrap);
-    let mut running = RunningServer::start(server);
-    client_runtime().block_on(async {
+    let mut running = TestServer::run(server);
+    current_thread_runtime().block_on(async {
         tokio::time::timeout(TIMEOUT, addrs.wait())
             .await
             .unwrap()

@@ -106,7 +106,7 @@ fn main() {
     } else {
         let (cert, key) = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            _ => app::self_signed::localhost_pem_files(),
+            _ => pingora_test_support::tls::localhost_pem_files(),
         };
         let mut tls = TlsSettings::intermediate(&cert, &key).expect("readable certificate and key");
         tls.enable_h2();

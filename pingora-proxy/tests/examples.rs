@@ -2,7 +2,6 @@
 
 #[path = "../examples/app/mod.rs"]
 mod app;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +12,9 @@ use pingora_core::server::Server;
 use pingora_load_balancing::health_check::TcpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::LoadBalancer;
-use pingora_proxy::{http_proxy_service, ProxyHttp, ProxyServiceBuilder};
-use utils::{curl, TestServer};
+use pingora_proxy::ProxyHttp;
+use pingora_test_support::proxy::{start_proxy, ProxyUnderTest};
+use pingora_test_support::{curl, TestServer};
 
 /// Starts origins named `origins` and a proxy built from their addresses.
 fn start<SV, F>(origins: &[&'static str], make: F) -> (TestServer, SocketAddr, Vec<SocketAddr>)
@@ -51,20 +51,13 @@ where
             .collect::<Vec<LocalAddrs>>()
     });
     let app = make(&origin_addrs);
-    let (proxy_server, proxy) = TestServer::start(|server: &mut Server| {
-        let mut builder = ProxyServiceBuilder::new(&server.configuration, app);
-        if let Some(options) = options {
-            builder = builder.server_options(options);
-        }
-        let mut proxy = builder.build();
-        proxy.add_tcp("127.0.0.1:0");
-        let addrs = proxy.local_addrs();
-        server.add_service(proxy);
-        vec![addrs]
-    });
+    let (proxy_server, proxy) = ProxyUnderTest::new(app)
+        .conf(TestServer::test_conf())
+        .server_options(options)
+        .start();
     // Keep the origins alive as long as the proxy: leak their server into the proxy's.
     std::mem::forget(origin_server);
-    (proxy_server, proxy[0], origin_addrs)
+    (proxy_server, proxy, origin_addrs)
 }
 
 #[test]
@@ -72,21 +65,21 @@ fn gateway_routes_guards_and_edits() {
     let (_server, proxy, _) = start(&["api", "www"], |o| app::gateway::Gateway::new(o[0], o[1]));
     let base = format!("http://{proxy}");
 
-    let (status, head, body) = curl(&[&format!("{base}/api/users?id=7")]);
+    let (status, head, body) = curl::response(&[&format!("{base}/api/users?id=7")]);
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&body), "api GET /api/users?id=7\n");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("server: gateway\r\n"), "{head}");
     assert!(!lower.contains("x-origin"), "{head}");
 
-    let (status, _, body) = curl(&[&format!("{base}/index.html")]);
+    let (status, _, body) = curl::response(&[&format!("{base}/index.html")]);
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&body), "www GET /index.html\n");
 
-    let (status, _, body) = curl(&[&format!("{base}/login")]);
+    let (status, _, body) = curl::response(&[&format!("{base}/login")]);
     assert_eq!(status, 403);
     assert!(body.is_empty());
-    let (status, _, body) = curl(&[
+    let (status, _, body) = curl::response(&[
         "-H",
         &format!("Authorization: {}", app::gateway::PASSWORD),
         &format!("{base}/login"),
@@ -102,27 +95,12 @@ fn gateway_serves_h2c_too() {
         app::gateway::Gateway::new(o[0], o[1])
     });
     let url = format!("http://{proxy}/api/users?id=7");
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-i",
-            "--http2-prior-knowledge",
-            &url,
-        ])
-        .output()
-        .expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = curl::output(&["-i", "--http2-prior-knowledge", &url]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("HTTP/2 200"), "{text}");
     assert!(text.contains("server: Gateway\r\n"), "{text}");
     assert!(text.ends_with("api GET /api/users?id=7\n"), "{text}");
-    let (status, _, body) = curl(&[&url]);
+    let (status, _, body) = curl::response(&[&url]);
     assert_eq!(status, 200, "HTTP/1.1 on the same port");
     assert_eq!(String::from_utf8_lossy(&body), "api GET /api/users?id=7\n");
 }
@@ -133,13 +111,13 @@ fn ctx_routes_beta_users() {
         app::ctx::BetaRouter::new(o[0], o[1])
     });
     let url = format!("http://{proxy}/page");
-    let (_, head, body) = curl(&[&url]);
+    let (_, head, body) = curl::response(&[&url]);
     assert_eq!(String::from_utf8_lossy(&body), "stable GET /page\n");
     assert!(
         head.to_ascii_lowercase().contains("x-beta: no\r\n"),
         "{head}"
     );
-    let (_, head, body) = curl(&["-H", "beta-flag: 1", &url]);
+    let (_, head, body) = curl::response(&["-H", "beta-flag: 1", &url]);
     assert_eq!(String::from_utf8_lossy(&body), "beta GET /page\n");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("x-beta: yes\r\n"), "{head}");
@@ -151,7 +129,7 @@ fn modify_response_converts_json_to_yaml() {
     let (_server, proxy, _) = start(&["json"], |o| app::modify_response::Json2Yaml {
         origin: o[0],
     });
-    let (status, head, body) = curl(&[&format!("http://{proxy}/")]);
+    let (status, head, body) = curl::response(&[&format!("http://{proxy}/")]);
     assert_eq!(status, 200);
     assert!(
         head.to_ascii_lowercase()
@@ -177,7 +155,7 @@ fn backoff_retry_reaches_the_live_origin() {
         dead_tries: 3,
     });
     let started = std::time::Instant::now();
-    let (status, head, body) = curl(&[&format!("http://{proxy}/")]);
+    let (status, head, body) = curl::response(&[&format!("http://{proxy}/")]);
     assert_eq!(status, 200);
     assert!(
         head.to_ascii_lowercase().contains("x-tries: 4\r\n"),
@@ -188,28 +166,11 @@ fn backoff_retry_reaches_the_live_origin() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(70));
 }
 
-/// Starts a proxy for `app` (which may hold load balancers, run as background services
-/// named in `background`).
-fn start_proxy<SV>(app: SV) -> (TestServer, SocketAddr)
-where
-    SV: ProxyHttp + Send + Sync + 'static,
-    SV::CTX: Send + Sync,
-{
-    let (server, addrs) = TestServer::start(|server: &mut Server| {
-        let mut proxy = http_proxy_service(&server.configuration, app);
-        proxy.add_tcp("127.0.0.1:0");
-        let addrs = proxy.local_addrs();
-        server.add_service(proxy);
-        vec![addrs]
-    });
-    (server, addrs[0])
-}
-
 /// A load balancer over `backends`, health checked every 100 ms, already checked once.
 fn checked_lb(backends: &[SocketAddr]) -> Arc<LoadBalancer<RoundRobin>> {
     let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(backends.iter().copied()).unwrap();
     lb.set_health_check(TcpHealthCheck::new());
-    utils::runtime().block_on(lb.backends().run_health_check(true));
+    pingora_test_support::runtime().block_on(lb.backends().run_health_check(true));
     Arc::new(lb)
 }
 
@@ -225,7 +186,7 @@ fn load_balancer_never_uses_the_dead_backend() {
     let (_server, proxy) = start_proxy(app::load_balancer::LB(lb));
     let mut seen = std::collections::HashMap::new();
     for _ in 0..20 {
-        let (status, _, body) = curl(&[&format!("http://{proxy}/")]);
+        let (status, _, body) = curl::response(&[&format!("http://{proxy}/")]);
         assert_eq!(status, 200, "no request may fail");
         *seen.entry(String::from_utf8(body).unwrap()).or_insert(0) += 1;
     }
@@ -242,12 +203,12 @@ fn multi_lb_routes_by_path() {
         cluster_one: one,
         cluster_two: two,
     });
-    let (_, _, a) = curl(&[&format!("http://{proxy}/one/x")]);
-    let (_, _, b) = curl(&[&format!("http://{proxy}/one/y")]);
+    let (_, _, a) = curl::response(&[&format!("http://{proxy}/one/x")]);
+    let (_, _, b) = curl::response(&[&format!("http://{proxy}/one/y")]);
     let mut ones = [String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap()];
     ones.sort();
     assert_eq!(ones, ["Hello from one-a\n", "Hello from one-b\n"]);
-    let (_, _, c) = curl(&[&format!("http://{proxy}/elsewhere")]);
+    let (_, _, c) = curl::response(&[&format!("http://{proxy}/elsewhere")]);
     assert_eq!(c, b"Hello from two-a\n");
 }
 
@@ -256,9 +217,11 @@ fn rate_limiter_answers_429_over_the_limit() {
     let origin = app::local_origin::start_origins(&["limited"])[0];
     let (_server, proxy) = start_proxy(app::rate_limiter::RateLimiter::new(origin, 2));
     let url = format!("http://{proxy}/");
-    let statuses: Vec<u16> = (0..4).map(|_| curl(&["-H", "appid: 7", &url]).0).collect();
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| curl::response(&["-H", "appid: 7", &url]).0)
+        .collect();
     assert_eq!(statuses, [200, 200, 429, 429]);
-    let (status, head, _) = curl(&["-H", "appid: 7", &url]);
+    let (status, head, _) = curl::response(&["-H", "appid: 7", &url]);
     assert_eq!(status, 429);
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("x-rate-limit-limit: 2\r\n"), "{head}");
@@ -266,6 +229,6 @@ fn rate_limiter_answers_429_over_the_limit() {
     assert!(lower.contains("x-rate-limit-reset: 1\r\n"), "{head}");
     assert!(lower.contains("connection: close\r\n"), "{head}");
     // Another app is not limited by the first one's traffic; no app id, no limit.
-    assert_eq!(curl(&["-H", "appid: 8", &url]).0, 200);
-    assert_eq!(curl(&[&url]).0, 200);
+    assert_eq!(curl::response(&["-H", "appid: 8", &url]).0, 200);
+    assert_eq!(curl::response(&[&url]).0, 200);
 }

@@ -3,7 +3,6 @@
 //! receives, so a smuggled request would show.
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -78,7 +77,7 @@ impl ProxyHttp for Proxy {
 }
 
 /// A recording origin (answers "ok" to everything) with a proxy in front.
-fn setup(rt: &tokio::runtime::Runtime, inject: bool) -> (utils::TestServer, SocketAddr, Seen, Log) {
+fn setup(rt: &tokio::runtime::Runtime, inject: bool) -> (TestServer, SocketAddr, Seen, Log) {
     let seen = Seen::default();
     let into = seen.clone();
     let origin = raw_origin(rt, move |conn, _| serve_ok(conn, into.clone()));
@@ -97,7 +96,7 @@ const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
 /// Sends `attack` followed by [`SMUGGLED`] in one write; expects exactly one response of
 /// `status`, then the connection closed, and the origin to have seen nothing.
 async fn rejected(addr: SocketAddr, seen: &Seen, name: &str, attack: &str, status: u16) {
-    let mut client = Conn::connect(addr).await;
+    let mut client = RawConn::connect(addr).await;
     client.send(format!("{attack}{SMUGGLED}")).await;
     let resp = client.read_response("POST").await;
     assert_eq!(resp.head.status(), status, "{name}");
@@ -181,7 +180,7 @@ fn smuggling_attempts_are_rejected_before_the_origin() {
             rejected(addr, &seen, name, attack, status).await;
         }
         // The proxy still serves honest requests afterwards.
-        let resp = Conn::connect(addr)
+        let resp = RawConn::connect(addr)
             .await
             .roundtrip(post("/fine", b"12345"))
             .await;
@@ -217,7 +216,7 @@ fn malformed_chunked_body_stops_at_the_proxy() {
     let rt = runtime();
     let (_proxy, addr, seen, _) = setup(&rt, false);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         // A valid chunk, then a size line that is not hex, then a request hidden in the body.
         client
             .send(format!(
@@ -241,7 +240,7 @@ fn filters_cannot_inject_header_lines() {
     rt.block_on(async {
         // The response filter's attempts are refused by the header API; the response goes
         // out without them.
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/plain", "")).await;
         assert_eq!(resp.head.status(), 200);
         assert_eq!(resp.text(), "ok");

@@ -3,7 +3,6 @@
 //! HTTP/1.
 
 mod e2e;
-mod utils;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ fn get_without_body_runs_every_callback_in_order() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 200);
         assert_eq!(resp.text(), "hello");
@@ -53,7 +52,7 @@ fn post_with_body_sees_the_body_then_the_end() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(post("/p", b"hello world")).await;
         assert_eq!(resp.head.status(), 200);
         probe.logged(1).await;
@@ -118,7 +117,7 @@ fn request_body_filter_gets_no_empty_pieces() {
     app.raw_body_events = true;
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         client.roundtrip(get("/a", "")).await;
         client.roundtrip(post("/p", b"hello world")).await;
         probe.logged(2).await;
@@ -146,7 +145,7 @@ fn request_filter_answering_skips_the_upstream_and_keeps_the_client() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/deny", "")).await;
         assert_eq!(resp.head.status(), 403);
         assert_eq!(resp.text(), "denied");
@@ -171,7 +170,7 @@ fn proxy_upstream_filter_refusing_answers_502_unless_it_answered() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/refuse", "")).await;
         assert_eq!(resp.head.status(), 502);
         assert_eq!(resp.head.get("content-length"), Some("0"));
@@ -206,7 +205,7 @@ fn connect_failure_runs_fail_to_connect_then_fail_to_proxy() {
     let (app, mut probe) = recorder(vec![dead_addr()]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         assert!(client.is_closed().await, "the client connection is closed");
@@ -237,7 +236,7 @@ fn error_after_connecting_runs_error_while_proxy() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         probe.logged(1).await;
@@ -261,7 +260,7 @@ fn logging_runs_once_per_request_on_a_kept_connection() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for (path, status) in [
             ("/a", 200),
             ("/deny", 403),
@@ -318,7 +317,7 @@ fn filter_errors_map_to_their_statuses() {
             ("/internal-error", 500),
         ] {
             probe.clear();
-            let mut client = Conn::connect(addr).await;
+            let mut client = RawConn::connect(addr).await;
             let resp = client.roundtrip(get(path, "")).await;
             assert_eq!(resp.head.status(), status, "{path}");
             assert_eq!(resp.head.get("content-length"), Some("0"));
@@ -344,7 +343,7 @@ fn refused_upstream_is_a_502_with_the_standard_error_head() {
     let (app, mut probe) = recorder(vec![dead_addr()]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         assert_eq!(resp.head.get("server"), Some("Pingora"));
@@ -376,11 +375,11 @@ fn garbage_from_the_upstream_is_a_502_and_the_connection_is_dropped() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let resp = Conn::connect(addr).await.roundtrip(get("/a", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         probe.logged(1).await;
         // The next request does not get the broken connection back from the pool.
-        let resp = Conn::connect(addr).await.roundtrip(get("/b", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/b", "")).await;
         assert_eq!(resp.head.status(), 200);
         assert_eq!(resp.text(), "hello");
         probe.logged(1).await;
@@ -403,10 +402,10 @@ fn truncated_upstream_head_is_a_502_and_the_connection_is_dropped() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let resp = Conn::connect(addr).await.roundtrip(get("/a", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         probe.logged(1).await;
-        let resp = Conn::connect(addr).await.roundtrip(get("/b", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/b", "")).await;
         assert_eq!(resp.text(), "hello");
         assert_eq!(origin.connection_count(), 2);
     });
@@ -428,7 +427,7 @@ fn truncated_upstream_body_closes_the_client_connection() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         client.send(get("/a", "")).await;
         let head = client.read_head().await.expect("a response head");
         // The head went out before the body failed: the client sees the status, part of the
@@ -439,7 +438,7 @@ fn truncated_upstream_body_closes_the_client_connection() {
         assert_eq!(rest, b"partial");
         probe.logged(1).await;
         assert!(probe.events().contains(&"logging error".to_string()));
-        let resp = Conn::connect(addr).await.roundtrip(get("/b", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/b", "")).await;
         assert_eq!(resp.text(), "hello");
         assert_eq!(origin.connection_count(), 2);
     });
@@ -459,7 +458,7 @@ fn upstream_read_timeout_is_a_502() {
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
         let started = Instant::now();
-        let resp = Conn::connect(addr).await.roundtrip(get("/a", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
         probe.logged(1).await;

@@ -4,7 +4,6 @@
 //! many streams share a connection, and a graceful shutdown lets streams in flight finish.
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 
@@ -17,7 +16,9 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_proxy::{ProxyHttp, Session};
-use tokio::net::TcpStream;
+use pingora_test_support::h2::frames::{
+    ping_ack, preface_and_get, read_frame, Frame, DATA, GOAWAY, HEADERS, PING,
+};
 
 /// Proxies everything to one origin.
 struct ToOrigin(SocketAddr);
@@ -32,7 +33,7 @@ impl ProxyHttp for ToOrigin {
 }
 
 /// A proxy to `origin` serving h2c as well as HTTP/1.
-fn start_h2c_proxy(origin: SocketAddr) -> (utils::TestServer, SocketAddr) {
+fn start_h2c_proxy(origin: SocketAddr) -> (TestServer, SocketAddr) {
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     start_proxy_with(ToOrigin(origin), ServerConf::default(), Some(options))
@@ -422,21 +423,10 @@ fn a_retryable_connect_failure_is_retried_for_an_h2_stream() {
 
 /// Runs curl with HTTP/2 prior knowledge: returns (status line, head, body).
 fn curl_h2(args: &[&str]) -> (String, String, Vec<u8>) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-i"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let end = out
-        .stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head");
+    let mut all = vec!["--http2-prior-knowledge", "-i"];
+    all.extend_from_slice(args);
+    let out = curl::output(&all);
+    let end = find(&out.stdout, b"\r\n\r\n").expect("a head");
     let head = String::from_utf8_lossy(&out.stdout[..end]).into_owned();
     let status = head.lines().next().unwrap_or_default().to_string();
     (status, head, out.stdout[end + 4..].to_vec())
@@ -493,46 +483,8 @@ fn h2load_through_the_proxy_has_no_failures() {
 
 // === Graceful shutdown, seen as frames on the wire ===
 
-/// Reads one frame: (type, flags, stream id, payload); `None` at the end of the connection.
-async fn read_frame(conn: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    let mut head = [0u8; 9];
-    within("frame head", conn.read_exact(&mut head))
-        .await
-        .ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    let mut payload = vec![0u8; len];
-    within("frame payload", conn.read_exact(&mut payload))
-        .await
-        .ok()?;
-    Some((head[3], head[4], stream, payload))
-}
-
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-
-/// The client preface, an empty SETTINGS frame, and a HEADERS frame opening stream 1 with
-/// `GET http://a/slow` (HPACK: indexed `:method GET` and `:scheme http`, literal `:path` and
-/// `:authority` with indexed names), ending the stream.
-fn raw_slow_request() -> Vec<u8> {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-    let mut block = vec![0x82, 0x86, 0x04, 5];
-    block.extend_from_slice(b"/slow");
-    block.extend_from_slice(&[0x01, 1, b'a']);
-    let len = block.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[HEADERS, 0x5, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    out
-}
-
 #[test]
 fn graceful_shutdown_sends_goaway_and_finishes_proxied_streams() {
-    use tokio::io::AsyncWriteExt;
     let rt = runtime();
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let (gate, gate_rx) = tokio::sync::watch::channel(false);
@@ -549,15 +501,20 @@ fn graceful_shutdown_sends_goaway_and_finishes_proxied_streams() {
     });
     let (proxy, addr) = start_h2c_proxy(origin.addr);
     rt.block_on(async {
-        let mut conn = TcpStream::connect(addr).await.expect("connect");
-        conn.write_all(&raw_slow_request()).await.expect("send");
+        let mut conn = RawConn::connect(addr).await;
+        conn.send(preface_and_get("/slow")).await;
         let path = within("the request upstream", arrived.recv()).await;
         assert_eq!(path.as_deref(), Some("/slow"));
 
         proxy.begin_graceful_shutdown();
         // Skip SETTINGS and such until the GOAWAY that keeps stream 1; answer PINGs.
         loop {
-            let (kind, flags, _, payload) = read_frame(&mut conn).await.expect("a GOAWAY");
+            let Frame {
+                kind,
+                flags,
+                payload,
+                ..
+            } = read_frame(&mut conn).await.expect("a GOAWAY");
             match kind {
                 GOAWAY => {
                     let last = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
@@ -568,9 +525,7 @@ fn graceful_shutdown_sends_goaway_and_finishes_proxied_streams() {
                     }
                 }
                 PING if flags & 1 == 0 => {
-                    let mut ack = vec![0, 0, 8, PING, 1, 0, 0, 0, 0];
-                    ack.extend_from_slice(&payload);
-                    conn.write_all(&ack).await.expect("PING ACK");
+                    conn.send(ping_ack(&payload)).await;
                 }
                 HEADERS | DATA => panic!("stream 1 answered before the origin did"),
                 _ => {}
@@ -582,7 +537,12 @@ fn graceful_shutdown_sends_goaway_and_finishes_proxied_streams() {
         let mut status_seen = false;
         let mut body = Vec::new();
         loop {
-            let (kind, flags, stream, payload) = read_frame(&mut conn).await.expect("the response");
+            let Frame {
+                kind,
+                flags,
+                stream,
+                payload,
+            } = read_frame(&mut conn).await.expect("the response");
             match kind {
                 HEADERS => {
                     assert_eq!(stream, 1);
@@ -602,7 +562,7 @@ fn graceful_shutdown_sends_goaway_and_finishes_proxied_streams() {
         }
         assert!(status_seen);
         assert_eq!(body, b"slow done");
-        while let Some((kind, ..)) = read_frame(&mut conn).await {
+        while let Some(Frame { kind, .. }) = read_frame(&mut conn).await {
             assert!(kind != HEADERS && kind != DATA, "nothing more is answered");
         }
     });

@@ -3,7 +3,6 @@
 //! hand-framed) from an HTTP/2 client through the proxy to an h2c origin.
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +41,7 @@ impl ProxyHttp for ToH2Origin {
     }
 }
 
-fn start(addr: SocketAddr, versions: (u8, u8)) -> (utils::TestServer, SocketAddr) {
+fn start(addr: SocketAddr, versions: (u8, u8)) -> (TestServer, SocketAddr) {
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     start_proxy_with(
@@ -99,7 +98,7 @@ fn h1_client_to_h2_origin_with_body_and_trailers() {
     let origin = h2_origin(&rt, echo());
     let (_proxy, addr) = start(origin.addr, (2, 2));
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         client
             .send(
                 "POST /upload HTTP/1.1\r\nHost: example.test\r\nTE: trailers\r\n\
@@ -136,7 +135,7 @@ fn h1_client_to_h2_origin_with_body_and_trailers() {
 }
 
 /// Reads until `delim` has been seen `times` times past the current position.
-async fn read_until(client: &mut Conn, delim: &[u8], times: usize) -> Vec<u8> {
+async fn read_until(client: &mut RawConn, delim: &[u8], times: usize) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let seen = out.windows(delim.len()).filter(|w| *w == delim).count();
@@ -154,13 +153,13 @@ fn concurrent_h1_clients_share_one_h2_connection() {
     let (_proxy, addr) = start(origin.addr, (2, 2));
     rt.block_on(async {
         // One request first, so that the pool has a connection to share.
-        let mut first = Conn::connect(addr).await;
+        let mut first = RawConn::connect(addr).await;
         let resp = within("first", first.roundtrip(post("/0", b"0"))).await;
         assert_eq!(resp.text(), "0");
         let mut tasks = Vec::new();
         for i in 1..=6 {
             tasks.push(tokio::spawn(async move {
-                let mut client = Conn::connect(addr).await;
+                let mut client = RawConn::connect(addr).await;
                 let body = format!("body {i}");
                 let resp = client.roundtrip(post("/c", body.as_bytes())).await;
                 assert_eq!(resp.text(), body);
@@ -179,7 +178,7 @@ fn origin_goaway_fails_no_request() {
     let origin = h2_origin(&rt, echo());
     let (_proxy, addr) = start(origin.addr, (2, 2));
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = within("before", client.roundtrip(post("/1", b"one"))).await;
         assert_eq!(resp.text(), "one");
         origin.goaway.send(true).unwrap();
@@ -205,7 +204,7 @@ fn h2h1_peer_without_tls_is_spoken_to_in_h1() {
     let rt = runtime();
     let h2_attempts = Arc::new(AtomicUsize::new(0));
     let attempts = h2_attempts.clone();
-    let origin = raw_origin(&rt, move |conn: Conn, _| {
+    let origin = raw_origin(&rt, move |conn: RawConn, _| {
         let attempts = attempts.clone();
         async move {
             let mut tcp = conn.stream;
@@ -234,7 +233,7 @@ fn h2h1_peer_without_tls_is_spoken_to_in_h1() {
     });
     let (_proxy, addr) = start(origin.addr, (2, 1));
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for _ in 0..3 {
             let resp = within("request", client.roundtrip(get("/", ""))).await;
             assert_eq!(resp.head.status(), 200);
@@ -409,12 +408,12 @@ fn large_bodies_both_ways_over_h2_upstream() {
     rt.block_on(async {
         // The origin reads the whole body before answering: the body goes out under flow
         // control while the proxy waits for the response.
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = within("buffered echo", client.roundtrip(post("/big", &body))).await;
         assert_eq!(resp.head.status(), 200);
         assert!(resp.body == body, "the body came back intact");
         // The origin answers while it reads: both directions stream at once.
-        let mut client = Conn::connect(addr2).await;
+        let mut client = RawConn::connect(addr2).await;
         let resp = within("streaming echo", client.roundtrip(post("/big", &body))).await;
         assert_eq!(resp.head.status(), 200);
         assert!(resp.body == body, "the body came back intact");
@@ -438,7 +437,7 @@ fn a_refused_stream_is_retried() {
     let origin = h2_origin(&rt, handler);
     let (_proxy, addr) = start(origin.addr, (2, 2));
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = within("request", client.roundtrip(post("/r", b"replayed"))).await;
         assert_eq!(resp.head.status(), 200);
         assert_eq!(

@@ -3,7 +3,6 @@
 //! keepalive and its limit, client disconnects, and upstream connection reuse.
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,7 +49,7 @@ impl ProxyHttp for ToOrigin {
 }
 
 /// A hyper origin with the standard routes and a proxy in front of it.
-fn standard_setup(rt: &tokio::runtime::Runtime) -> (utils::TestServer, SocketAddr, Origin) {
+fn standard_setup(rt: &tokio::runtime::Runtime) -> (TestServer, SocketAddr, Origin) {
     let origin = hyper_origin(rt, standard_routes);
     let (app, _) = to_origin(origin.addr);
     let (proxy, addr) = start_proxy(app);
@@ -62,7 +61,7 @@ fn hop_by_hop_request_fields_stop_at_the_proxy() {
     let rt = runtime();
     let (_proxy, addr, origin) = standard_setup(&rt);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip(get(
                 "/headers",
@@ -99,7 +98,7 @@ fn expect_100_continue_gets_exactly_one_interim_response() {
     let (_proxy, addr, _origin) = standard_setup(&rt);
     rt.block_on(async {
         let body = pattern_vec(3000);
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         client
             .send(format!(
                 "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\
@@ -129,7 +128,7 @@ fn curl_upload_with_expect_sees_one_100_continue() {
     let (_proxy, addr, _origin) = standard_setup(&rt);
     let file = std::env::temp_dir().join(format!("pingora-proxy-e2e-{}.bin", std::process::id()));
     std::fs::write(&file, pattern_vec(200_000)).expect("temp file");
-    let raw = curl_raw(&[
+    let raw = curl::raw(&[
         "-H",
         "Expect: 100-continue",
         "--data-binary",
@@ -139,7 +138,7 @@ fn curl_upload_with_expect_sees_one_100_continue() {
     let _ = std::fs::remove_file(&file);
     let text = String::from_utf8_lossy(&raw);
     assert_eq!(text.matches("HTTP/1.1 100 Continue").count(), 1, "{text}");
-    let (status, _, body) = utils::split_response(&raw);
+    let (status, _, body) = curl::split_response(&raw);
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&body), "200000 OK");
 }
@@ -157,7 +156,7 @@ fn early_hints_are_forwarded_before_the_response() {
     let (app, _) = to_origin(origin.addr);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for _ in 0..2 {
             let resp = client.roundtrip(get("/", "")).await;
             assert_eq!(resp.interim.len(), 1);
@@ -178,7 +177,7 @@ fn head_204_and_304_have_no_body_and_keep_the_connection() {
     let rt = runtime();
     let (_proxy, addr, origin) = standard_setup(&rt);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip("HEAD /hello HTTP/1.1\r\nHost: test\r\n\r\n")
             .await;
@@ -221,7 +220,7 @@ fn websocket_echo_origin(rt: &tokio::runtime::Runtime) -> Origin {
 async fn open_websocket(
     addr: SocketAddr,
 ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
-    let stream = Conn::connect(addr).await.stream;
+    let stream = RawConn::connect(addr).await.stream;
     let (mut ws, resp) = within(
         "websocket handshake",
         tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream),
@@ -290,7 +289,7 @@ fn refused_upgrade_continues_as_plain_http() {
     let rt = runtime();
     let (_proxy, addr, origin) = standard_setup(&rt);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip(get(
                 "/hello",
@@ -313,7 +312,7 @@ fn connect_is_refused_by_default() {
     let (app, calls) = to_origin(origin.addr);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
             .await;
@@ -336,7 +335,7 @@ fn http10_origin_response_is_rechunked_and_the_client_kept() {
     let (app, _) = to_origin(origin.addr);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for _ in 0..2 {
             let resp = client.roundtrip(get("/", "")).await;
             assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
@@ -354,7 +353,7 @@ fn client_connection_serves_many_requests() {
     let rt = runtime();
     let (_proxy, addr, origin) = standard_setup(&rt);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for i in 0..5 {
             let resp = client.roundtrip(get("/hello", "")).await;
             assert_eq!(resp.text(), "hello", "request {i}");
@@ -379,7 +378,7 @@ fn keepalive_request_limit_closes_after_the_limit() {
     options.keepalive_request_limit = Some(2);
     let (_proxy, addr) = start_proxy_with(app, ServerConf::default(), Some(options));
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/hello", "")).await;
         assert_eq!(resp.head.get("connection"), Some("keep-alive"));
         let resp = client.roundtrip(get("/hello", "")).await;
@@ -416,7 +415,7 @@ fn client_hanging_up_closes_the_slow_upstream() {
     let (app, _) = to_origin(origin.addr);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         client.send(get("/slow", "")).await;
         within("origin got the request", requests.recv())
             .await
@@ -434,7 +433,7 @@ fn sequential_requests_share_one_upstream_connection() {
     let rt = runtime();
     let (_proxy, addr, origin) = standard_setup(&rt);
     for _ in 0..3 {
-        let (status, _, body) = utils::curl(&[&format!("http://{addr}/hello")]);
+        let (status, _, body) = curl::response(&[&format!("http://{addr}/hello")]);
         assert_eq!(status, 200);
         assert_eq!(body, b"hello");
     }

@@ -2,7 +2,6 @@
 //! on reused upstream connections, the request body replayed, and the retry bound.
 
 mod e2e;
-mod utils;
 
 use std::sync::atomic::Ordering;
 
@@ -17,7 +16,7 @@ fn a_retryable_connect_failure_goes_to_the_next_peer_with_the_body() {
     app.retry_connect = true;
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let resp = Conn::connect(addr)
+        let resp = RawConn::connect(addr)
             .await
             .roundtrip(post("/p", b"payload"))
             .await;
@@ -47,7 +46,7 @@ fn upstream_closing_idle_connections_does_not_fail_requests() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         for (req, expected) in [
             (get("/1", "").into_bytes(), "empty"),
             (post("/2", b"small body"), "small body"),
@@ -75,7 +74,7 @@ fn request_lost_on_a_reused_connection_is_retried_with_its_body() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/1", "")).await;
         assert_eq!(resp.text(), "empty");
         probe.logged(1).await;
@@ -113,7 +112,7 @@ fn request_with_a_body_over_64k_is_not_retried() {
     let (app, mut probe) = recorder(vec![origin.addr]);
     let (_proxy, addr) = start_proxy(app);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         assert_eq!(client.roundtrip(get("/1", "")).await.text(), "empty");
         probe.logged(1).await;
         probe.clear();
@@ -146,7 +145,7 @@ fn max_retries_bounds_the_attempts() {
     };
     let (_proxy, addr) = start_proxy_with(app, conf, None);
     rt.block_on(async {
-        let resp = Conn::connect(addr).await.roundtrip(get("/a", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         probe.logged(1).await;
         // Pingora: `while retries < max_retries { retries += 1; attempt }`.
@@ -165,7 +164,7 @@ fn retries_stop_at_a_small_bound() {
     };
     let (_proxy, addr) = start_proxy_with(app, conf, None);
     rt.block_on(async {
-        let resp = Conn::connect(addr).await.roundtrip(get("/a", "")).await;
+        let resp = RawConn::connect(addr).await.roundtrip(get("/a", "")).await;
         assert_eq!(resp.head.status(), 502);
         probe.logged(1).await;
         let calls = probe.peer_calls.load(Ordering::SeqCst);

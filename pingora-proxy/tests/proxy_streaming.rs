@@ -2,7 +2,6 @@
 //! and the body filters (rewriting, dropping, delaying).
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -302,7 +301,7 @@ impl ProxyHttp for Filters {
 fn filters_proxy(
     rt: &tokio::runtime::Runtime,
     origin: Option<SocketAddr>,
-) -> (utils::TestServer, SocketAddr, mpsc::UnboundedReceiver<()>) {
+) -> (TestServer, SocketAddr, mpsc::UnboundedReceiver<()>) {
     let origin = origin.unwrap_or_else(|| hyper_origin(rt, standard_routes).addr);
     let (tx, rx) = mpsc::unbounded_channel();
     let (proxy, addr) = start_proxy(Filters { origin, seen: tx });
@@ -315,7 +314,7 @@ fn request_body_filter_rewrites_what_the_origin_gets() {
     let rt = runtime();
     let (_proxy, addr, _) = filters_proxy(&rt, None);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let req = post("/echo", b"hello world");
         let req = String::from_utf8(req)
             .expect("text")
@@ -339,7 +338,7 @@ fn response_body_filter_changing_the_length_goes_chunked() {
     let rt = runtime();
     let (_proxy, addr, _) = filters_proxy(&rt, None);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip(get("/hello", "x-filter: double\r\n"))
             .await;
@@ -352,7 +351,7 @@ fn response_body_filter_changing_the_length_goes_chunked() {
         assert_eq!(resp.text(), "hello");
 
         // Without any framing left, the body is delimited by closing the connection.
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client
             .roundtrip(get("/hello", "x-filter: double-close\r\n"))
             .await;
@@ -397,7 +396,7 @@ fn response_body_filter_dropping_a_piece() {
                 let _ = ack_tx.send(());
             }
         });
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = client.roundtrip(get("/", "x-filter: drop\r\n")).await;
         assert_eq!(resp.head.status(), 200);
         assert_eq!(resp.text(), "keep1 keep2");
@@ -411,7 +410,7 @@ fn response_body_filter_delay_holds_the_body() {
     let rt = runtime();
     let (_proxy, addr, _) = filters_proxy(&rt, None);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let started = Instant::now();
         let resp = client.roundtrip(get("/hello", "x-filter: delay\r\n")).await;
         let elapsed = started.elapsed();

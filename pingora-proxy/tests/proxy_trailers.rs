@@ -5,7 +5,6 @@
 //! trailers; a `Content-Length` body keeps its length (its trailers are dropped).
 
 mod e2e;
-mod utils;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -40,7 +39,7 @@ impl ProxyHttp for ToOrigin {
 }
 
 /// A proxy serving HTTP/1 and h2c, to `addr` over HTTP/`version`.
-fn start(addr: SocketAddr, version: u8) -> (utils::TestServer, SocketAddr) {
+fn start(addr: SocketAddr, version: u8) -> (TestServer, SocketAddr) {
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     start_proxy_with(
@@ -80,12 +79,13 @@ fn h1_origin(rt: &tokio::runtime::Runtime) -> (Origin, Record) {
     let origin = raw_origin(rt, move |mut conn, _| {
         let seen = seen.clone();
         async move {
-            while let Some((req, trailers)) = conn.read_request_with_trailers().await {
+            while let Some(req) = conn.read_request().await {
                 seen.lock().unwrap().push(Seen {
                     transfer_encoding: req.head.get("transfer-encoding").map(str::to_owned),
                     content_length: req.head.get("content-length").map(str::to_owned),
                     body: req.body,
-                    trailers: trailers
+                    trailers: req
+                        .trailers
                         .into_iter()
                         .map(|(n, v)| (n.to_ascii_lowercase(), v))
                         .collect(),
@@ -133,10 +133,7 @@ fn h2c_origin(rt: &tokio::runtime::Runtime) -> (H2Origin, Record) {
 }
 
 /// An HTTP/1 or an h2c origin recording requests, and a proxy to it over that version.
-fn origin_and_proxy(
-    rt: &tokio::runtime::Runtime,
-    version: u8,
-) -> (Record, utils::TestServer, SocketAddr) {
+fn origin_and_proxy(rt: &tokio::runtime::Runtime, version: u8) -> (Record, TestServer, SocketAddr) {
     let (addr, record) = match version {
         1 => {
             let (origin, record) = h1_origin(rt);
@@ -174,7 +171,7 @@ fn h1_client_trailers_reach(version: u8) {
     let rt = runtime();
     let (record, _proxy, addr) = origin_and_proxy(&rt, version);
     rt.block_on(async {
-        let mut client = Conn::connect(addr).await;
+        let mut client = RawConn::connect(addr).await;
         let resp = within(
             "request with trailers",
             client.roundtrip(
@@ -217,7 +214,7 @@ fn forbidden_trailer_fields_are_dropped() {
         let rt = runtime();
         let (record, _proxy, addr) = origin_and_proxy(&rt, version);
         rt.block_on(async {
-            let mut client = Conn::connect(addr).await;
+            let mut client = RawConn::connect(addr).await;
             let resp = within(
                 "request with forbidden trailers",
                 client.roundtrip(

@@ -6,33 +6,13 @@ mod app;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
+use pingora_test_support::{curl, current_thread_runtime as runtime, TestServer, TIMEOUT as STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::mpsc;
-
-/// How long any single step of a test may take before the test fails.
-const STEP: Duration = Duration::from_secs(10);
-
-/// The shutdown signal of a test server: a channel.
-struct ChannelSignal(tokio::sync::Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
-
-#[async_trait]
-impl ShutdownSignalWatch for ChannelSignal {
-    async fn recv(&self) -> ShutdownSignal {
-        let signal = self.0.lock().await.recv().await;
-        signal.unwrap_or(ShutdownSignal::FastShutdown)
-    }
-}
 
 /// A server with the example services, on a background thread.
 struct Examples {
@@ -41,8 +21,7 @@ struct Examples {
     http: SocketAddr,
     h2c: SocketAddr,
     kv: SocketAddr,
-    stop: mpsc::UnboundedSender<ShutdownSignal>,
-    thread: Option<JoinHandle<()>>,
+    _server: TestServer,
     _dir: TempDir,
 }
 
@@ -56,62 +35,40 @@ impl Examples {
             graceful_shutdown_timeout_seconds: Some(1),
             ..ServerConf::default()
         };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
-        server.bootstrap();
-
-        let mut echo = Service::new("echo".to_string(), app::echo::EchoApp);
-        echo.add_tcp("127.0.0.1:0");
-        echo.add_uds(echo_uds.to_str().expect("utf-8 temp path"), None);
-        let echo_addrs = echo.local_addrs();
-        let mut http = Service::new(
-            "http".to_string(),
-            HttpServer::new_app(app::echo::HttpEchoApp),
-        );
-        http.add_tcp("127.0.0.1:0");
-        let http_addrs = http.local_addrs();
-        let mut h2c = Service::new("h2c".to_string(), app::echo::h2c_http_echo());
-        h2c.add_tcp("127.0.0.1:0");
-        let h2c_addrs = h2c.local_addrs();
-        let mut kv = Service::new("kv".to_string(), app::kv::KvApp::default());
-        kv.add_tcp("127.0.0.1:0");
-        let kv_addrs = kv.local_addrs();
-        server.add_service(echo);
-        server.add_service(http);
-        server.add_service(h2c);
-        server.add_service(kv);
-
-        let (stop, rx) = mpsc::unbounded_channel();
-        let thread = std::thread::spawn(move || {
-            server.run(RunArgs {
-                shutdown_signal: Box::new(ChannelSignal(tokio::sync::Mutex::new(rx))),
-            })
+        let uds = echo_uds.clone();
+        let (server, addrs) = TestServer::start_with_conf(conf, move |server| {
+            let mut echo = Service::new("echo".to_string(), app::echo::EchoApp);
+            echo.add_tcp("127.0.0.1:0");
+            echo.add_uds(uds.to_str().expect("utf-8 temp path"), None);
+            let mut http = Service::new(
+                "http".to_string(),
+                HttpServer::new_app(app::echo::HttpEchoApp),
+            );
+            http.add_tcp("127.0.0.1:0");
+            let mut h2c = Service::new("h2c".to_string(), app::echo::h2c_http_echo());
+            h2c.add_tcp("127.0.0.1:0");
+            let mut kv = Service::new("kv".to_string(), app::kv::KvApp::default());
+            kv.add_tcp("127.0.0.1:0");
+            let addrs = vec![
+                echo.local_addrs(),
+                http.local_addrs(),
+                h2c.local_addrs(),
+                kv.local_addrs(),
+            ];
+            server.add_service(echo);
+            server.add_service(http);
+            server.add_service(h2c);
+            server.add_service(kv);
+            addrs
         });
-        let rt = runtime();
-        let inet = |addrs: pingora::listeners::LocalAddrs| {
-            let bound = rt
-                .block_on(async { tokio::time::timeout(STEP, addrs.wait()).await })
-                .expect("bound in time")
-                .expect("bound");
-            *bound[0].as_inet().expect("a TCP address")
-        };
         Examples {
-            echo_tcp: inet(echo_addrs),
+            echo_tcp: addrs[0],
             echo_uds,
-            http: inet(http_addrs),
-            h2c: inet(h2c_addrs),
-            kv: inet(kv_addrs),
-            stop,
-            thread: Some(thread),
+            http: addrs[1],
+            h2c: addrs[2],
+            kv: addrs[3],
+            _server: server,
             _dir: dir,
-        }
-    }
-}
-
-impl Drop for Examples {
-    fn drop(&mut self) {
-        let _ = self.stop.send(ShutdownSignal::FastShutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -139,13 +96,6 @@ impl Drop for TempDir {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// Sends `request`, then reads `expected.len()` bytes and checks they are `expected`.
 async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     io: &mut S,
@@ -166,17 +116,7 @@ async fn exchange<S: AsyncReadExt + AsyncWriteExt + Unpin>(
 
 /// Runs curl with `args`; returns its stdout, failing the test if curl fails.
 fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 body")
+    String::from_utf8(curl::output(args).stdout).expect("utf-8 body")
 }
 
 #[test]
@@ -257,17 +197,7 @@ fn http_echo_answers_curl() {
     );
 
     // Keepalive: two URLs in one invocation share one connection.
-    let out = Command::new("curl")
-        .args([
-            "-sv",
-            "--max-time",
-            "10",
-            &format!("{base}/a"),
-            &format!("{base}/b"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = curl::output(&["-v", &format!("{base}/a"), &format!("{base}/b")]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "GET /a\nGET /b\n");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,14 +1,13 @@
 //! The TLS conformance suite: every check is a function taking a backend's provider, so each
 //! backend's test file (`tests/tls_<backend>.rs`) is a list of one-line calls.
 //!
-//! Certificates are generated at run time with rcgen; nothing is committed. Peers are
-//! pingora-core's own connector and listener, `curl`, and `openssl s_client`.
+//! Certificates are generated at run time (`pingora_test_support::tls`); nothing is
+//! committed. Peers are pingora-core's own connector and listener, `curl`, and
+//! `openssl s_client`.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,175 +16,33 @@ use pingora_core::apps::http_app::{HttpServer, ServeHttp};
 use pingora_core::apps::ServerApp;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::listeners::tls::{TlsAccept, TlsRef, TlsSettings};
-use pingora_core::protocols::digest::SslDigest;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::tls::{der, TlsProvider, TlsStream, TlsVersion};
 use pingora_core::protocols::{Stream, ALPN};
-use pingora_core::server::ShutdownWatch;
-use pingora_core::services::listening::Service;
-use pingora_core::services::Service as _;
+use pingora_core::tls::CertKey;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::utils::tls::{CaType, CertKey};
 use pingora_error::{ErrorType, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use pingora_test_support::apps::{next_seen, ByteEcho, Seen, SeenEvents};
+pub(crate) use pingora_test_support::tls::{connector, peer, Leaf, Pki, ORG};
+pub(crate) use pingora_test_support::{TestService, TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
-
-/// How long any single wait may take before the test fails.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The organization of every generated leaf certificate.
-pub(crate) const ORG: &str = "Pingora Test";
-
-// === certificates ===
-
-/// A test CA, and files for external tools.
-pub(crate) struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: PathBuf,
-}
-
-/// A generated leaf certificate.
-pub(crate) struct Leaf {
-    /// The chain and key.
-    pub(crate) cert_key: Arc<CertKey>,
-    /// The certificate, PEM.
-    pub(crate) cert_pem: String,
-    /// The key, PEM.
-    pub(crate) key_pem: String,
-}
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-impl Pki {
-    /// A new CA named `name`.
-    pub(crate) fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "pingora-tls-{}-{}",
-            std::process::id(),
-            DIRS.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { ca, dir };
-        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
-        pki
-    }
-
-    /// The CA certificate as a trust set.
-    pub(crate) fn ca(&self) -> Arc<CaType> {
-        Arc::new(vec![self.ca.der().to_vec()].into_boxed_slice())
-    }
-
-    /// A path in this CA's temporary directory.
-    pub(crate) fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-
-    /// A server certificate valid now for `names`.
-    pub(crate) fn server(&self, names: &[&str]) -> Leaf {
-        self.leaf(names, false, false)
-    }
-
-    /// A client certificate valid now.
-    pub(crate) fn client(&self, name: &str) -> Leaf {
-        self.leaf(&[name], true, false)
-    }
-
-    /// A leaf certificate for `names`, for clients or servers, expired or valid.
-    pub(crate) fn leaf(&self, names: &[&str], client: bool, expired: bool) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORG);
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        Leaf {
-            cert_key: Arc::new(CertKey::new(vec![cert.der().to_vec()], key.serialize_der())),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    /// Writes `leaf` to `<name>.crt` and `<name>.key`; returns the paths.
-    pub(crate) fn write(&self, leaf: &Leaf, name: &str) -> (String, String) {
-        let cert = self.path(&format!("{name}.crt"));
-        let key = self.path(&format!("{name}.key"));
-        std::fs::write(&cert, &leaf.cert_pem).unwrap();
-        std::fs::write(&key, &leaf.key_pem).unwrap();
-        (cert, key)
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use tokio::sync::mpsc;
 
 // === server ===
 
-/// What the server saw of one connection.
-#[derive(Debug)]
-pub(crate) struct Seen {
-    pub(crate) digest: Option<Arc<SslDigest>>,
-    pub(crate) alpn: Option<ALPN>,
-}
-
-/// Echoes bytes back, reporting each connection's TLS facts.
-struct EchoApp(mpsc::UnboundedSender<Seen>);
-
-#[async_trait]
-impl ServerApp for EchoApp {
-    async fn process_new(self: &Arc<Self>, mut io: Stream, _: &ShutdownWatch) -> Option<Stream> {
-        let _ = self.0.send(Seen {
-            digest: io.get_ssl_digest(),
-            alpn: io.selected_alpn_proto(),
-        });
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = io.read(&mut buf).await {
-            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            let _ = io.flush().await;
-        }
-        None
-    }
-}
-
-/// A TLS listener on `127.0.0.1:0`, stopped when dropped.
+/// A TLS listener on `127.0.0.1:0` with what its echo application saw of each connection;
+/// stopped when dropped.
 pub(crate) struct TlsServer {
     pub(crate) addr: SocketAddr,
-    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
-    _shutdown: watch::Sender<bool>,
+    pub(crate) seen: SeenEvents,
+    _service: TestService,
 }
 
 impl TlsServer {
-    /// Serves the echo app with `settings` through `provider`.
+    /// Serves the byte echo with `settings` through `provider`.
     pub(crate) async fn echo(provider: &Arc<dyn TlsProvider>, settings: TlsSettings) -> TlsServer {
-        let (tx, seen) = mpsc::unbounded_channel();
-        Self::start(provider, settings, EchoApp(tx), seen).await
+        let (echo, seen) = ByteEcho::reporting();
+        Self::start(provider, settings, echo, seen).await
     }
 
     /// Serves HTTP (body `hello <version>`) with `settings` through `provider`.
@@ -194,35 +51,24 @@ impl TlsServer {
         Self::start(provider, settings, HttpServer::new_app(Hello), seen).await
     }
 
+    /// Serves `app`, whose reports `seen` receives.
     pub(crate) async fn start<A: ServerApp + Send + Sync + 'static>(
         provider: &Arc<dyn TlsProvider>,
-        mut settings: TlsSettings,
+        settings: TlsSettings,
         app: A,
-        seen: mpsc::UnboundedReceiver<Seen>,
+        seen: SeenEvents,
     ) -> TlsServer {
-        settings.set_provider(Arc::clone(provider));
-        let mut service = Service::new("tls test".to_string(), app);
-        service.add_tls_with_settings("127.0.0.1:0", None, settings);
-        let addrs = service.local_addrs();
-        let (shutdown, watch) = watch::channel(false);
-        tokio::spawn(async move { service.start_service(None, watch, 1).await });
-        let bound = tokio::time::timeout(TIMEOUT, addrs.wait())
-            .await
-            .expect("binding timed out")
-            .expect("binding failed");
+        let service = TestService::start_tls(app, provider, settings).await;
         TlsServer {
-            addr: *bound[0].as_inet().expect("a TCP endpoint"),
+            addr: service.addr,
             seen,
-            _shutdown: shutdown,
+            _service: service,
         }
     }
 
     /// What the server saw of its next connection.
     pub(crate) async fn next_seen(&mut self) -> Seen {
-        tokio::time::timeout(TIMEOUT, self.seen.recv())
-            .await
-            .expect("no connection seen")
-            .expect("server gone")
+        next_seen(&mut self.seen).await
     }
 }
 
@@ -240,20 +86,6 @@ impl ServeHttp for Hello {
 }
 
 // === client ===
-
-/// A connector speaking TLS through `provider`.
-pub(crate) fn connector(provider: &Arc<dyn TlsProvider>) -> TransportConnector {
-    let connector = TransportConnector::new(None);
-    connector.set_tls_provider(Arc::clone(provider));
-    connector
-}
-
-/// A TLS peer at `addr` with SNI `sni`, trusting `ca`.
-pub(crate) fn peer(addr: SocketAddr, sni: &str, ca: &Pki) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, true, sni.to_string());
-    peer.options.ca = Some(ca.ca());
-    peer
-}
 
 /// Connects, sends a line and expects it back; returns the client stream.
 pub(crate) async fn round_trip(connector: &TransportConnector, peer: &HttpPeer) -> Result<Stream> {
@@ -594,16 +426,9 @@ pub(crate) async fn bad_settings(provider: Arc<dyn TlsProvider>) {
         leaf.cert_key.certs().to_vec(),
         b"not a key".to_vec(),
     ));
-    let mut settings = TlsSettings::with_cert_key(broken);
-    settings.set_provider(Arc::clone(&provider));
-    let mut service = Service::new("bad".to_string(), EchoApp(mpsc::unbounded_channel().0));
-    service.add_tls_with_settings("127.0.0.1:0", None, settings);
-    let addrs = service.local_addrs();
-    let (_shutdown, watch) = watch::channel(false);
-    tokio::spawn(async move { service.start_service(None, watch, 1).await });
-    let err = tokio::time::timeout(TIMEOUT, addrs.wait())
+    let settings = TlsSettings::with_cert_key(broken);
+    let err = TestService::try_start_tls(ByteEcho::default(), &provider, settings)
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err.etype(), &ErrorType::BindError, "{err}");
 }

@@ -11,4 +11,3 @@ pub mod modify_response;
 pub mod multi_lb;
 pub mod origin;
 pub mod rate_limiter;
-pub mod self_signed;

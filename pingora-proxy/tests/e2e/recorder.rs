@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tokio::sync::mpsc;
 
-use super::{events, ok_response, raw_origin, record, within, Log, Origin};
+use super::{events, record, within, Log};
 
 /// Only the required callbacks: its other callbacks are the trait's defaults, which the
 /// recorder calls to keep the default behaviour while recording.
@@ -317,70 +317,4 @@ pub fn upstream_prefix(reused: bool) -> Vec<String> {
 /// Owned copies of `items`.
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// An origin answering every request with "hello" (Content-Length, one write), keeping the
-/// connection, recording each request as "METHOD target body".
-pub fn hello_origin(rt: &tokio::runtime::Runtime) -> (Origin, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record_into = seen.clone();
-    let origin = raw_origin(rt, move |mut conn, _| {
-        let seen = record_into.clone();
-        async move {
-            while let Some(req) = conn.read_request().await {
-                seen.lock().expect("seen").push(format!(
-                    "{} {} {}",
-                    req.head.method(),
-                    req.head.target(),
-                    String::from_utf8_lossy(&req.body)
-                ));
-                conn.send(ok_response(b"hello")).await;
-            }
-        }
-    });
-    (origin, seen)
-}
-
-/// An origin answering each request with its own body ("empty" when none), recording
-/// "connection-index METHOD body".
-pub fn echo_origin(
-    rt: &tokio::runtime::Runtime,
-    close_after_each: bool,
-    drop_second_on_first: bool,
-) -> (Origin, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record_into = seen.clone();
-    let origin = raw_origin(rt, move |mut conn, index| {
-        let seen = record_into.clone();
-        async move {
-            let mut served = 0;
-            while let Some(req) = conn.read_request().await {
-                seen.lock().expect("seen").push(format!(
-                    "{index} {} {}",
-                    req.head.method(),
-                    if req.body.len() > 64 {
-                        format!("<{} bytes>", req.body.len())
-                    } else {
-                        String::from_utf8_lossy(&req.body).into_owned()
-                    }
-                ));
-                if drop_second_on_first && index == 0 && served == 1 {
-                    // The race of a keepalive timeout: the request arrived as we closed.
-                    return;
-                }
-                let body = if req.body.is_empty() {
-                    b"empty".to_vec()
-                } else {
-                    req.body
-                };
-                conn.send(ok_response(&body)).await;
-                served += 1;
-                if close_after_each {
-                    // Closed while idle, without saying `Connection: close` first.
-                    return;
-                }
-            }
-        }
-    });
-    (origin, seen)
 }

@@ -1,0 +1,87 @@
+//! Shared helpers for the workspace's integration tests and benches. Not published; a
+//! dev-dependency only.
+//!
+//! What it offers, by module:
+//!
+//! * [`service`]: [`TestService`], one listening pingora service (plain TCP or TLS) run as a
+//!   task of the test's own runtime on `127.0.0.1:0`;
+//! * [`server`]: [`TestServer`], a whole pingora `Server` on a background thread, stopped
+//!   through a channel instead of a signal, with its execution phases recorded (and, with
+//!   feature `proxy`, `proxy::ProxyUnderTest` to start a pingora-proxy service in one);
+//! * [`apps`]: small pingora applications to serve: [`apps::ByteEcho`], which echoes bytes
+//!   and reports each connection's TLS facts;
+//! * [`origin`]: origins that are not pingora: scripted raw TCP ([`origin::raw_origin`]) and
+//!   a hyper HTTP/1 server ([`origin::hyper_origin`]) with standard routes;
+//! * [`h2`]: an h2c origin and an h2c client built on the `h2` crate, and hand-built frames
+//!   with a raw HTTP/2 client ([`h2::frames`]) for malformed input;
+//! * [`raw`]: [`RawConn`], one connection spoken to in raw HTTP/1 bytes, as a client or as an
+//!   origin, for malformed input and for checking bytes exactly as they are on the wire;
+//! * [`body`]: deterministic pseudo-random bodies and a checker for them;
+//! * [`tls`]: run-time certificates (a test CA and leaves signed by it, with rcgen) and TLS
+//!   client helpers;
+//! * [`curl`]: the `curl` binary as a client.
+//!
+//! Every wait is bounded by [`TIMEOUT`]; every listener binds an ephemeral loopback port, and
+//! readiness is awaited (the bound address), never slept for.
+//!
+//! The crate depends on `pingora-core`, so use it from integration tests and benches only:
+//! inside `pingora-core`'s own `#[cfg(test)]` modules its types would be a second, distinct
+//! copy of that crate's types.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub mod apps;
+pub mod body;
+pub mod curl;
+pub mod h2;
+pub mod origin;
+#[cfg(feature = "proxy")]
+pub mod proxy;
+pub mod raw;
+pub mod server;
+pub mod service;
+pub mod tls;
+
+pub use raw::RawConn;
+pub use server::TestServer;
+pub use service::TestService;
+
+/// How long any single wait of a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `fut`, failing the test if it takes longer than [`TIMEOUT`].
+///
+/// # Panics
+///
+/// When `fut` does not finish in time; `what` names it in the message.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(TIMEOUT, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {TIMEOUT:?}: {what}"),
+    }
+}
+
+/// A multi-threaded runtime (two workers) for the origins and clients of a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// A current-thread runtime for the client side of a synchronous test.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// A loopback address where nothing listens (bound, noted, closed).
+pub fn dead_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
