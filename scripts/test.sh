@@ -22,28 +22,41 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_pkgs[@]}"
 fi
 
+# Each step prints its name, and its time when the next one starts.
+STEP_NAME=""
+STEP_START=$(date +%s)
+SUITE_START=$STEP_START
+step() {
+  local now
+  now=$(date +%s)
+  [ -z "$STEP_NAME" ] || echo "   ($STEP_NAME: $((now - STEP_START)) s)"
+  STEP_NAME=$1
+  STEP_START=$now
+  [ -z "$1" ] || echo "== $1"
+}
+
 export CARGO_TERM_COLOR=never
 export RUST_BACKTRACE=1
 JOBS=${JOBS:-2}
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
 
 # What crates.io would receive, without building it: metadata and file lists. Not verified,
 # because a verifying build resolves sibling crates from the registry, where `pingora-*` are
 # Pingora's. The tests and benches left out of the packages (`exclude` in the root Cargo.toml)
 # make cargo warn once per dropped target; those expected lines are filtered out.
-echo "== cargo package --workspace --no-verify"
+step "cargo package --workspace --no-verify"
 cargo package --workspace --no-verify --allow-dirty 2>&1 |
   { grep -v -e '^warning: ignoring .* is not included in the published package$' || true; }
 
-echo "== pingora-core's module layers (no import cycle)"
+step "pingora-core's module layers (no import cycle)"
 python3 scripts/check-layers.py >/dev/null || python3 scripts/check-layers.py
 
-echo "== cargo clippy --all-targets -D warnings"
+step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings
 
-echo "== cargo test (lib, bins, tests, examples, doc tests)"
+step "cargo test (lib, bins, tests, examples, doc tests)"
 cargo test --workspace -j "$JOBS"
 
 # The TLS conformance suite: pingora-core/tests/tls_{openssl,s2n,rustls}.rs run in the
@@ -52,17 +65,18 @@ cargo test --workspace -j "$JOBS"
 
 # Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
 # refuses to build with both. Every other feature, then boringssl on its own.
-echo "== cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
+step "cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
 cargo test -p pingora --features "time proxy lb openssl s2n rustls" -j "$JOBS"
 
-echo "== cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
+step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb boringssl" --all-targets -j "$JOBS"
 
-echo "== cargo test -p pingora-core --features boringssl (unit tests and the TLS conformance suite on BoringSSL)"
+step "cargo test -p pingora-core --features boringssl (unit tests and the TLS conformance suite on BoringSSL)"
 cargo test -p pingora-core --features boringssl --lib --test tls_boringssl -j "$JOBS"
 
-echo "== docs build with -D warnings (with the umbrella's generated feature table)"
+step "docs build with -D warnings (with the umbrella's generated feature table)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features pingora/document-features \
   -j "$JOBS" >/dev/null
 
-echo "== all tests passed"
+step ""
+echo "== all tests passed in $(( $(date +%s) - SUITE_START )) s"

@@ -74,7 +74,7 @@ type ByKey<V> = HashMap<GroupKey, V, BuildHasherDefault<KeyHasher>>;
 /// }
 ///
 /// let pool = MultiplexPool::new(1);
-/// pool.add(7, std::sync::Arc::new(Conn::default()));
+/// pool.add(7, Conn::default());
 /// // Take a slot on a connection of group 7 with fewer than 2 requests.
 /// let slot = pool.find(7, |_| {}, |conn| {
 ///     (conn.in_use() < 2).then(|| conn.streams.fetch_add(1, Ordering::SeqCst))

@@ -68,9 +68,9 @@ fn busy_connections_are_filled_first() {
 fn closed_connections_are_seen_then_dropped() {
     let pool = MultiplexPool::new(4);
     let closed = Conn::new(1);
-    closed.close();
     pool.add(7, Arc::clone(&closed));
     pool.add(7, Conn::new(2));
+    closed.close();
     let mut seen = Vec::new();
     let found = pool.find(7, |c| seen.push(c.id), |c| Some(c.id));
     assert_eq!(found, Some(2));
