@@ -1,20 +1,9 @@
 //! The header fields that decide HTTP/1 framing and connection handling: `Connection` tokens,
-//! `Content-Length`, `Transfer-Encoding` codings, `Keep-Alive` parameters, hop-by-hop fields.
+//! `Content-Length`, `Transfer-Encoding` codings, `Keep-Alive` parameters.
 //!
 //! Each function reads one field value as bytes, so it can be tested on any input.
 
-use http::header::{self, HeaderMap, HeaderName};
-
-/// The hop-by-hop fields of RFC 9110 section 7.6.1, which describe one connection and are never
-/// forwarded (`Transfer-Encoding` is handled by the framing code instead).
-pub const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
+use http::header::{self, HeaderMap};
 
 /// The tokens of `Connection` fields that matter to HTTP/1 (RFC 9110 section 7.6.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,22 +111,6 @@ pub fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// Removes the hop-by-hop fields of RFC 9110 section 7.6.1 from `headers`, including every
-/// field named by a `Connection` field.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        for token in list_items(value.as_bytes()) {
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
-            }
-        }
-    }
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,16 +181,4 @@ mod tests {
         assert_eq!(parse_keepalive_timeout(b"timeout=x"), None);
     }
 
-    #[test]
-    fn hop_by_hop() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", "x-secret, close".parse().unwrap());
-        h.insert("x-secret", "1".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("upgrade", "websocket".parse().unwrap());
-        h.insert("x-kept", "1".parse().unwrap());
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
-    }
 }
