@@ -22,19 +22,22 @@
 //! one thread.
 //!
 //! Results on the development VM (2 vCPUs shared with other jobs, so contended numbers are
-//! noisy; medians of criterion's estimate), one get+put cycle:
+//! noisy; medians of criterion's estimate, `bench/pool.sh` run of 2026-12-06), one get+put
+//! (or get_checked+release) cycle:
 //!
-//! | case                  | connection_pool | mutex_hashmap | one_lock_same_api |
-//! |-----------------------|-----------------|---------------|-------------------|
-//! | single thread         | 208 ns          | 51 ns         | 171 ns            |
-//! | same group, 2 threads | 470 ns          | 101 ns        | 361 ns            |
-//! | same group, 4 threads | 1.10 µs         | 197 ns        | 749 ns            |
-//! | distinct, 2 threads   | 472 ns          | 100 ns        | 346 ns            |
-//! | distinct, 4 threads   | 1.12 µs         | 268 ns        | 971 ns            |
-//! | put at capacity       | 1.01 µs         | -             | 874 ns            |
+//! | case                  | connection_pool | mutex_hashmap | one_lock_same_api | connection_pool_swept | one_lock_swept |
+//! |-----------------------|-----------------|---------------|-------------------|-----------------------|----------------|
+//! | single thread         | 206 ns          | 48 ns         | 165 ns            | 176 ns                | 125 ns         |
+//! | same group, 2 threads | 962 ns          | 219 ns        | 653 ns            | 1.10 µs               | 548 ns         |
+//! | same group, 4 threads | 2.38 µs         | 396 ns        | 981 ns            | 2.00 µs               | 1.06 µs        |
+//! | distinct, 2 threads   | 826 ns          | 534 ns        | 669 ns            | 811 ns                | 972 ns         |
+//! | distinct, 4 threads   | 1.70 µs         | 861 ns        | 1.04 µs           | 1.40 µs               | 1.48 µs        |
+//! | put at capacity       | 943 ns          | -             | 673 ns            | -                     | -              |
 //!
 //! With 2 cores the lock-free hot queues cannot pay off: the cost is the number of atomic
-//! operations per cycle (about 19 here against 12 for one lock), not lock contention.
+//! operations per cycle (about 11 read-modify-writes for a swept cycle against 4 for one
+//! lock), not lock contention; the sharded design pays off across groups (distinct groups,
+//! 4 threads) and on machines with more cores.
 //!
 //! Run with `cargo bench -p pingora-pool --bench pool`.
 
