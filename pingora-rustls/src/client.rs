@@ -20,7 +20,7 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tracing::warn;
 
-use crate::session::RustlsSession;
+use crate::session;
 
 /// The most configurations kept; the cache is cleared when it is full.
 const MAX_CONFIGS: usize = 1024;
@@ -220,7 +220,7 @@ impl TlsClient for RustlsClient {
                 .connect(server_name, io)
                 .await
                 .map_err(|e| crate::map_io_error(e, "TLS handshake with the server failed"))?;
-            Ok(Box::new(RustlsSession::new(stream.into())) as Box<dyn TlsSession>)
+            Ok(Box::new(session::established(stream.into())) as Box<dyn TlsSession>)
         })
     }
 }

@@ -17,7 +17,7 @@ use rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClien
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::session::RustlsSession;
+use crate::session;
 
 /// The most configurations kept; the cache is cleared when it is full.
 const MAX_CONFIGS: usize = 256;
@@ -149,7 +149,7 @@ impl TlsServer for RustlsServer {
                 .accept(io)
                 .await
                 .map_err(|e| crate::map_io_error(e, "TLS handshake with the client failed"))?;
-            Ok(Box::new(RustlsSession::new(stream.into())) as Box<dyn TlsSession>)
+            Ok(Box::new(session::established(stream.into())) as Box<dyn TlsSession>)
         })
     }
 }

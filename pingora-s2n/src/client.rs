@@ -20,7 +20,7 @@ use s2n_tls::connection::{Builder, Connection};
 use s2n_tls::enums::Mode;
 use s2n_tls_tokio::TlsConnector;
 
-use crate::session::S2nSession;
+use crate::session;
 use crate::{config_builder, danger, s2n_error, S2nProvider};
 
 /// The most configurations (and tickets) kept unless the client config says otherwise
@@ -236,7 +236,7 @@ impl TlsClient for S2nClient {
                 .connect(&params.sni, io)
                 .await
                 .map_err(|e| s2n_error(e, "TLS handshake with the server failed"))?;
-            Ok(Box::new(S2nSession::new(stream)) as Box<dyn TlsSession>)
+            Ok(Box::new(session::established(stream)) as Box<dyn TlsSession>)
         })
     }
 }

@@ -17,7 +17,7 @@ use s2n_tls::config::Config;
 use s2n_tls::enums::ClientAuthType;
 use s2n_tls_tokio::TlsAcceptor;
 
-use crate::session::S2nSession;
+use crate::session;
 use crate::{config_builder, s2n_error, S2nProvider};
 
 /// The most configurations kept; the cache is cleared when it is full.
@@ -155,7 +155,7 @@ impl TlsServer for S2nServer {
                 .accept(io)
                 .await
                 .map_err(|e| s2n_error(e, "TLS handshake with the client failed"))?;
-            Ok(Box::new(S2nSession::new(stream)) as Box<dyn TlsSession>)
+            Ok(Box::new(session::established(stream)) as Box<dyn TlsSession>)
         })
     }
 }

@@ -22,6 +22,7 @@
 mod cert;
 pub mod der;
 pub mod hello;
+mod session;
 pub mod verify;
 
 use std::fmt::Debug;
@@ -33,6 +34,7 @@ use pingora_error::Result;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use cert::{load_pem_certs, load_pem_key, pem_encode, CaType, CertKey};
+pub use session::Established;
 
 /// A boxed future, as the provider traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -17,7 +17,7 @@ use pingora_tls::{
 };
 
 use super::resume::{SessionKey, Sessions};
-use super::session::{Session, Side};
+use super::session::{established, Side};
 use super::{internal, x509_store, Identity};
 use crate::ossl::nid::Nid;
 use crate::ossl::ssl::{
@@ -254,7 +254,7 @@ impl TlsClient for Client {
             if params.verifies_hostname() {
                 check_hostname(stream.ssl(), &params)?;
             }
-            Ok(Box::new(Session::new(stream)) as Box<dyn TlsSession>)
+            Ok(Box::new(established(stream)) as Box<dyn TlsSession>)
         })
     }
 }

@@ -11,7 +11,7 @@ use pingora_tls::{
     AcceptParams, BoxFuture, CertKey, ClientAuth, ServerConfig, TlsServer, TlsSession, Transport,
 };
 
-use super::session::{Session, Side};
+use super::session::{established, Side};
 use super::{internal, ssl_version, x509_store, Identity};
 use crate::ossl::ssl::{AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
 use crate::{ossl, shim};
@@ -155,7 +155,7 @@ impl TlsServer for Server {
                 ssl.set_ex_data(*index, alpn);
             }
             let stream = shim::handshake(ssl, io, Side::Server).await?;
-            Ok(Box::new(Session::new(stream)) as Box<dyn TlsSession>)
+            Ok(Box::new(established(stream)) as Box<dyn TlsSession>)
         })
     }
 }

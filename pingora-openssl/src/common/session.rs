@@ -1,29 +1,16 @@
 //! The established session: the library's async stream and what its handshake agreed; and
 //! how a failed handshake is reported.
 
-use std::fmt;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use pingora_error::ErrorType;
-use pingora_tls::{HandshakeInfo, TlsSession, Transport};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use pingora_tls::{Established, HandshakeInfo, Transport};
 
 use crate::ossl::ssl::SslRef;
 use crate::shim::{self, SslStream};
 
-/// An established session over a Pingora transport.
-pub(crate) struct Session {
-    stream: SslStream<Transport>,
-    info: HandshakeInfo,
-}
-
-impl Session {
-    pub(crate) fn new(stream: SslStream<Transport>) -> Self {
-        let info = handshake_info(stream.ssl());
-        Session { stream, info }
-    }
+/// The established session of `stream`.
+pub(crate) fn established(stream: SslStream<Transport>) -> Established<SslStream<Transport>> {
+    let info = handshake_info(stream.ssl());
+    Established::new(shim::LIBRARY, stream, info)
 }
 
 fn handshake_info(ssl: &SslRef) -> HandshakeInfo {
@@ -48,49 +35,6 @@ fn handshake_info(ssl: &SslRef) -> HandshakeInfo {
         alpn: ssl.selected_alpn_protocol().map(<[u8]>::to_vec),
         peer_certs,
         resumed: ssl.session_reused(),
-    }
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("library", &shim::LIBRARY)
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TlsSession for Session {
-    fn info(&self) -> &HandshakeInfo {
-        &self.info
-    }
-}
-
-impl AsyncRead for Session {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Session {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
