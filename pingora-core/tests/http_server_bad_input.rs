@@ -144,7 +144,14 @@ async fn host_rules_are_enforced() {
     }
     // HTTP/1.0 does not need a Host.
     assert_echoed(&server, b"GET /x HTTP/1.0\r\n\r\n", b"GET /x\n").await;
-    for host in ["a", "a:8080", "127.0.0.1:1", "[::1]", "[2001:db8::1]:443", "a-b.c_d"] {
+    for host in [
+        "a",
+        "a:8080",
+        "127.0.0.1:1",
+        "[::1]",
+        "[2001:db8::1]:443",
+        "a-b.c_d",
+    ] {
         let request = format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let resp = assert_echoed(&server, request.as_bytes(), b"GET /h\n").await;
         assert_eq!(resp.header("x-echo-host"), Some(host));
@@ -156,14 +163,30 @@ async fn host_rules_are_enforced() {
 async fn absolute_form_authority_wins_over_host() {
     let (server, _events) = echo_server(None).await;
     for (request, host) in [
-        (&b"GET http://target.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n"[..], "target.example:8080"),
-        (b"GET http://target.example HTTP/1.0\r\n\r\n", "target.example"),
+        (
+            &b"GET http://target.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n"[..],
+            "target.example:8080",
+        ),
+        (
+            b"GET http://target.example HTTP/1.0\r\n\r\n",
+            "target.example",
+        ),
     ] {
         let mut conn = server.connect().await;
         conn.send(request).await;
         let resp = conn.response().await;
-        assert_eq!(resp.head.line, "HTTP/1.1 200 OK", "for {:?}", shown(request));
-        assert_eq!(resp.header("x-echo-host"), Some(host), "for {:?}", shown(request));
+        assert_eq!(
+            resp.head.line,
+            "HTTP/1.1 200 OK",
+            "for {:?}",
+            shown(request)
+        );
+        assert_eq!(
+            resp.header("x-echo-host"),
+            Some(host),
+            "for {:?}",
+            shown(request)
+        );
     }
     server.stop().await;
 }
@@ -223,7 +246,12 @@ async fn higher_minor_versions_are_served_as_http11() {
         // The same connection: kept alive as for HTTP/1.1.
         conn.send(request).await;
         let resp = conn.response().await;
-        assert_eq!(resp.head.line, "HTTP/1.1 200 OK", "for {:?}", shown(request));
+        assert_eq!(
+            resp.head.line,
+            "HTTP/1.1 200 OK",
+            "for {:?}",
+            shown(request)
+        );
         assert_eq!(resp.header("x-echo-version"), Some("HTTP/1.1"));
         assert_eq!(resp.header("x-echo-path"), Some(path));
         assert_ne!(resp.header("Connection"), Some("close"));

@@ -227,7 +227,12 @@ mod tests {
             let mut r = RequestHeader::build("GET", target, None).unwrap();
             r.append_header("Host", "h").unwrap();
             let up = upstream_request(&r, false);
-            assert_eq!(up.raw_path(), expected, "{:?}", String::from_utf8_lossy(target));
+            assert_eq!(
+                up.raw_path(),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(target)
+            );
             assert_eq!(up.headers["host"], "h");
         }
         let connect = RequestHeader::build("CONNECT", b"h:443", None).unwrap();

@@ -585,7 +585,9 @@ pub fn parse_response(
         (None, Some(n)) if !bad_length => Framing::Length(n),
         _ => Framing::UntilClose,
     };
-    if checks.transfer_encoding.is_some() {
+    if checks.transfer_encoding.is_some() || bad_length {
+        // Not the framing used: the client must not read it as one (a valid first value
+        // may have been kept before a conflicting one came).
         header.remove_header(&http::header::CONTENT_LENGTH);
     }
     Ok(Some(ResponseHead {

@@ -309,6 +309,17 @@ fn responses() {
         .unwrap()
         .unwrap();
     assert_eq!(lenient.framing, Framing::UntilClose);
+    let lenient = parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(lenient.framing, Framing::UntilClose);
+    assert!(
+        !lenient.header.headers.contains_key("content-length"),
+        "no length kept when it is not the framing"
+    );
     assert!(parse_resp(b"HTTP/1.1 2000 OK\r\n\r\n", true).is_err());
     assert!(parse_resp(b"garbage\r\n\r\n", true).is_err());
     assert!(parse_resp(b"HTTP/1.1 200 OK\r\n", true).unwrap().is_none());
