@@ -111,14 +111,83 @@ async fn malformed_header_fields_are_400() {
 async fn host_rules_are_enforced() {
     let (server, mut events) = echo_server(None).await;
     for request in [
+        // Missing on 1.1, or more than one (RFC 9112 section 3.2).
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+        // Not a `uri-host [ ":" port ]`.
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a#b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 2001:db8::1:80\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+        // A list: a documented policy stricter than RFC 3986.
+        b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+        // absolute-form: Host still required on 1.1, no userinfo, a valid authority.
+        b"GET http://a/x HTTP/1.1\r\n\r\n",
+        b"GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://u:p@a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a,b/x HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
     // HTTP/1.0 does not need a Host.
     assert_echoed(&server, b"GET /x HTTP/1.0\r\n\r\n", b"GET /x\n").await;
+    for host in [
+        "a",
+        "a:8080",
+        "127.0.0.1:1",
+        "[::1]",
+        "[2001:db8::1]:443",
+        "a-b.c_d",
+    ] {
+        let request = format!("GET /h HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let resp = assert_echoed(&server, request.as_bytes(), b"GET /h\n").await;
+        assert_eq!(resp.header("x-echo-host"), Some(host));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn absolute_form_authority_wins_over_host() {
+    let (server, _events) = echo_server(None).await;
+    for (request, host) in [
+        (
+            &b"GET http://target.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n"[..],
+            "target.example:8080",
+        ),
+        (
+            b"GET http://target.example HTTP/1.0\r\n\r\n",
+            "target.example",
+        ),
+    ] {
+        let mut conn = server.connect().await;
+        conn.send(request).await;
+        let resp = conn.response().await;
+        assert_eq!(
+            resp.head.line,
+            "HTTP/1.1 200 OK",
+            "for {:?}",
+            shown(request)
+        );
+        assert_eq!(
+            resp.header("x-echo-host"),
+            Some(host),
+            "for {:?}",
+            shown(request)
+        );
+    }
     server.stop().await;
 }
 
@@ -127,7 +196,8 @@ async fn unsupported_versions_are_505() {
     let (server, mut events) = echo_server(None).await;
     for request in [
         &b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"[..],
-        b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/9.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/0.9\r\nHost: a\r\n\r\n",
     ] {
         assert_rejected(
@@ -150,10 +220,52 @@ async fn malformed_versions_are_400_not_505() {
         b"GET / FOO/1.1\r\nHost: a\r\n\r\n",
         // The version is case-sensitive (RFC 9112 section 2.3).
         b"GET / http/1.1\r\nHost: a\r\n\r\n",
+        b"GET / Http/1.1\r\nHost: a\r\n\r\n",
         b"GET / HTTP/11\r\nHost: a\r\n\r\n",
+        // Exactly one digit on each side of the dot.
+        b"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.20\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/01.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn higher_minor_versions_are_served_as_http11() {
+    // RFC 9110 section 2.5: a later 1.x is answered as the highest 1.x we speak.
+    let (server, mut events) = echo_server(None).await;
+    let mut conn = server.connect().await;
+    for (request, path) in [
+        (&b"GET /two HTTP/1.2\r\nHost: a\r\n\r\n"[..], "/two"),
+        (b"GET /nine HTTP/1.9\r\nHost: a\r\n\r\n", "/nine"),
+    ] {
+        // The same connection: kept alive as for HTTP/1.1.
+        conn.send(request).await;
+        let resp = conn.response().await;
+        assert_eq!(
+            resp.head.line,
+            "HTTP/1.1 200 OK",
+            "for {:?}",
+            shown(request)
+        );
+        assert_eq!(resp.header("x-echo-version"), Some("HTTP/1.1"));
+        assert_eq!(resp.header("x-echo-path"), Some(path));
+        assert_ne!(resp.header("Connection"), Some("close"));
+        assert_eq!(next_event(&mut events).await.path, path);
+    }
+    drop(conn);
+    // Still a Host is required, as in HTTP/1.1.
+    assert_rejected(
+        &server,
+        &mut events,
+        b"GET / HTTP/1.2\r\n\r\n",
+        "HTTP/1.1 400 Bad Request",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -353,6 +465,11 @@ async fn identical_content_lengths_are_accepted() {
     ] {
         let resp = assert_echoed(&server, request, b"hello").await;
         assert_eq!(resp.header("x-echo-body-len"), Some("5"));
+        // Merged into one field with one value: the application never sees the duplicates.
+        assert_eq!(
+            resp.header("x-echo-header-names"),
+            Some("Host,Content-Length")
+        );
         let event = next_event(&mut events).await;
         assert_eq!(event.outcome, Ok(5));
     }
@@ -368,16 +485,26 @@ async fn transfer_encoding_misuse_is_refused() {
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         // Transfer-Encoding in HTTP/1.0.
         b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        // The final coding is not chunked: the length cannot be known (section 6.3 rule 4).
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n0\r\n\r\n",
+        // chunked applied twice (section 6.1).
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, chunked\r\n\r\n0\r\n\r\n",
     ];
     for request in bad {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    // A coding we do not decode before a single, final chunked (section 6.1).
     let unsupported = [
-        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
-        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ];
     for request in unsupported {
         assert_rejected(

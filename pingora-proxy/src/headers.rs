@@ -93,6 +93,11 @@ pub(crate) fn upstream_request(req: &RequestHeader, body_expected: bool) -> Requ
         let _ = up.insert_header(header::TE, HeaderValue::from_static("trailers"));
     }
     up.set_version(Version::HTTP_11);
+    if let Some(origin_form) = origin_form(req) {
+        // The parser made the target's authority the Host (RFC 9112 section 3.2.2); the
+        // upstream gets the target in origin-form, as an origin server expects.
+        let _ = up.set_raw_path(&origin_form);
+    }
     if up.method != Method::CONNECT
         && body_expected
         && !up.headers.contains_key(header::CONTENT_LENGTH)
@@ -111,6 +116,28 @@ pub(crate) fn upstream_request(req: &RequestHeader, body_expected: bool) -> Requ
         }
     }
     up
+}
+
+/// The origin-form (path and query) of an absolute-form request target, `None` for any other
+/// form. An empty path becomes `/` (RFC 9112 section 3.2.1).
+fn origin_form(req: &RequestHeader) -> Option<Vec<u8>> {
+    if req.uri.scheme().is_none() || req.method == Method::CONNECT {
+        return None;
+    }
+    let target = req.raw_path();
+    let after_scheme = target.windows(3).position(|w| w == b"://")? + 3;
+    let rest = &target[after_scheme..];
+    let path_start = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let path = &rest[path_start..];
+    let mut origin = Vec::with_capacity(path.len() + 1);
+    if !path.starts_with(b"/") {
+        origin.push(b'/');
+    }
+    origin.extend_from_slice(path);
+    Some(origin)
 }
 
 /// Fields that must not be sent as request trailers (RFC 9110 section 6.5.1): framing, routing,
@@ -186,6 +213,30 @@ mod tests {
             r.append_header(n.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn absolute_form_goes_upstream_in_origin_form() {
+        for (target, expected) in [
+            (&b"http://h/p?q"[..], &b"/p?q"[..]),
+            (b"http://h:8080", b"/"),
+            (b"http://h?q", b"/?q"),
+            (b"https://h/a%20b/", b"/a%20b/"),
+            (b"/already", b"/already"),
+        ] {
+            let mut r = RequestHeader::build("GET", target, None).unwrap();
+            r.append_header("Host", "h").unwrap();
+            let up = upstream_request(&r, false);
+            assert_eq!(
+                up.raw_path(),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(target)
+            );
+            assert_eq!(up.headers["host"], "h");
+        }
+        let connect = RequestHeader::build("CONNECT", b"h:443", None).unwrap();
+        assert_eq!(upstream_request(&connect, false).raw_path(), b"h:443");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// What the origin saw: "METHOD target body-length" per request.
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -24,6 +26,8 @@ struct Proxy {
     origin: SocketAddr,
     inject: bool,
     verdicts: Log,
+    /// The peer's `allow_h1_response_invalid_content_length`.
+    allow_invalid_length: bool,
 }
 
 #[async_trait]
@@ -32,7 +36,9 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.origin, false, String::new())))
+        let mut peer = HttpPeer::new(self.origin, false, String::new());
+        peer.options.allow_h1_response_invalid_content_length = self.allow_invalid_length;
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -86,6 +92,7 @@ fn setup(rt: &tokio::runtime::Runtime, inject: bool) -> (TestServer, SocketAddr,
         origin: origin.addr,
         inject,
         verdicts: verdicts.clone(),
+        allow_invalid_length: false,
     });
     (proxy, addr, seen, verdicts)
 }
@@ -113,7 +120,7 @@ async fn rejected(addr: SocketAddr, seen: &Seen, name: &str, attack: &str, statu
 fn smuggling_attempts_are_rejected_before_the_origin() {
     let rt = runtime();
     let (_proxy, addr, seen, _) = setup(&rt, false);
-    let cases: [(&str, &str, u16); 12] = [
+    let cases = [
         (
             "CL.TE",
             "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
@@ -124,19 +131,42 @@ fn smuggling_attempts_are_rejected_before_the_origin() {
             "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
             400,
         ),
+        // The final coding is not chunked: 400 (RFC 9112 section 6.3 rule 4).
         (
             "TE list with identity",
             "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
-            501,
+            400,
         ),
         (
             "TE xchunked",
             "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-            501,
+            400,
         ),
         (
             "two TE fields",
             "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "TE gzip alone",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        // chunked applied twice: 400 (section 6.1).
+        (
+            "TE chunked twice",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "TE chunked in two fields",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        // A coding we do not decode before the final chunked: 501 (section 6.1).
+        (
+            "TE gzip then chunked",
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             501,
         ),
         (
@@ -174,6 +204,32 @@ fn smuggling_attempts_are_rejected_before_the_origin() {
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             400,
         ),
+        ("no Host on 1.1", "GET / HTTP/1.1\r\n\r\n", 400),
+        ("empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400),
+        ("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("Host with a control", "GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n", 400),
+        ("Host with userinfo", "GET / HTTP/1.1\r\nHost: evil@t\r\n\r\n", 400),
+        ("Host with a path", "GET / HTTP/1.1\r\nHost: t/x\r\n\r\n", 400),
+        ("Host with a query", "GET / HTTP/1.1\r\nHost: t?x\r\n\r\n", 400),
+        ("Host with a fragment", "GET / HTTP/1.1\r\nHost: t#x\r\n\r\n", 400),
+        ("Host unbracketed IPv6", "GET / HTTP/1.1\r\nHost: ::1\r\n\r\n", 400),
+        ("Host non-digit port", "GET / HTTP/1.1\r\nHost: t:8x\r\n\r\n", 400),
+        ("Host list", "GET / HTTP/1.1\r\nHost: t,u\r\n\r\n", 400),
+        (
+            "absolute-form without Host on 1.1",
+            "GET http://t/ HTTP/1.1\r\n\r\n",
+            400,
+        ),
+        (
+            "absolute-form with userinfo",
+            "GET http://user@t/ HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        ("version HTTP/1.10", "GET / HTTP/1.10\r\nHost: t\r\n\r\n", 400),
+        ("version HTTP/01.1", "GET / HTTP/01.1\r\nHost: t\r\n\r\n", 400),
+        ("version http/1.1", "GET / http/1.1\r\nHost: t\r\n\r\n", 400),
+        ("version HTTP/2.0", "GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        ("version HTTP/3.1", "GET / HTTP/3.1\r\nHost: t\r\n\r\n", 505),
     ];
     rt.block_on(async {
         for (name, attack, status) in cases {
@@ -186,6 +242,192 @@ fn smuggling_attempts_are_rejected_before_the_origin() {
             .await;
         assert_eq!(resp.text(), "ok");
         assert_eq!(*seen.lock().expect("seen"), ["POST /fine 5"]);
+    });
+}
+
+/// A proxy in front of an origin that records, per request, "METHOD target host=.. cl=..
+/// te=.. body-length" (the values of each field, `|`-separated) and answers "ok".
+fn setup_normalizing(rt: &tokio::runtime::Runtime) -> (TestServer, SocketAddr, Seen) {
+    let seen = Seen::default();
+    let into = seen.clone();
+    let origin = raw_origin(rt, move |mut conn, _| {
+        let seen = into.clone();
+        async move {
+            while let Some(req) = conn.read_request().await {
+                let values = |name: &str| {
+                    req.head
+                        .headers
+                        .iter()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                };
+                seen.lock().expect("seen").push(format!(
+                    "{} {} host={} cl={} te={} {}",
+                    req.head.line,
+                    req.head.target(),
+                    values("host"),
+                    values("content-length"),
+                    values("transfer-encoding"),
+                    req.body.len()
+                ));
+                conn.send(ok_response(b"ok")).await;
+            }
+        }
+    });
+    let (proxy, addr) = start_proxy(Proxy {
+        origin: origin.addr,
+        inject: false,
+        verdicts: Log::default(),
+        allow_invalid_length: false,
+    });
+    (proxy, addr, seen)
+}
+
+#[test]
+fn accepted_oddities_reach_the_origin_normalized() {
+    let rt = runtime();
+    let (_proxy, addr, seen) = setup_normalizing(&rt);
+    // (name, request, what the origin must see)
+    let cases = [
+        (
+            "identical Content-Length fields",
+            "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /a HTTP/1.1 /a host=t cl=5 te= 5",
+        ),
+        (
+            "identical Content-Length list",
+            "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello",
+            "POST /b HTTP/1.1 /b host=t cl=5 te= 5",
+        ),
+        (
+            "absolute-form: its authority wins, origin-form upstream",
+            "GET http://auth.example:81/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+            "GET /p?q=1 HTTP/1.1 /p?q=1 host=auth.example:81 cl= te= 0",
+        ),
+        (
+            "absolute-form without a path",
+            "GET http://auth.example HTTP/1.1\r\nHost: auth.example\r\n\r\n",
+            "GET / HTTP/1.1 / host=auth.example cl= te= 0",
+        ),
+        (
+            "absolute-form on HTTP/1.0 without Host",
+            "GET http://[::1]:82/x HTTP/1.0\r\n\r\n",
+            "GET /x HTTP/1.1 /x host=[::1]:82 cl= te= 0",
+        ),
+        (
+            "HTTP/1.2 is read as HTTP/1.1",
+            "GET /v12 HTTP/1.2\r\nHost: t\r\n\r\n",
+            "GET /v12 HTTP/1.1 /v12 host=t cl= te= 0",
+        ),
+    ];
+    rt.block_on(async {
+        for (name, request, expected) in cases {
+            seen.lock().expect("seen").clear();
+            let mut client = RawConn::connect(addr).await;
+            let resp = client.roundtrip(request).await;
+            assert_eq!(resp.head.line, "HTTP/1.1 200 OK", "{name}");
+            assert_eq!(resp.text(), "ok", "{name}");
+            assert_eq!(*seen.lock().expect("seen"), [expected], "{name}");
+        }
+    });
+}
+
+/// An origin answering each request with the raw response named by its path (below). Unless
+/// the response is well framed it then closes the connection when the request carries
+/// `X-Close` (a lenient peer reads the body until then), or else records whether the proxy
+/// closed the connection by itself.
+fn scripted_origin(rt: &tokio::runtime::Runtime, verdicts: UnboundedSender<String>) -> SocketAddr {
+    let origin = raw_origin(rt, move |mut conn, _| {
+        let verdicts = verdicts.clone();
+        async move {
+            while let Some(req) = conn.read_request().await {
+                let target = req.head.target().to_string();
+                let response: &[u8] = match target.as_str() {
+                    "/te-and-cl" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                    "/bad-cl" => b"HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\nhello",
+                    "/two-cl" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                    "/cl-list" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!",
+                    "/signed-cl" => b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+                    _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                };
+                conn.send(response).await;
+                if target == "/te-and-cl" {
+                    continue;
+                }
+                if req.head.get("x-close").is_some() {
+                    conn.stream.shutdown().await.ok();
+                } else {
+                    let closed = conn.is_closed().await;
+                    let _ = verdicts.send(format!("{target} closed by the proxy={closed}"));
+                }
+                return;
+            }
+        }
+    });
+    origin.addr
+}
+
+#[test]
+fn upstream_response_framing_rules() {
+    let rt = runtime();
+    let (verdicts, mut verdict) = unbounded_channel();
+    let origin = scripted_origin(&rt, verdicts);
+    let proxy = |allow_invalid_length| {
+        start_proxy(Proxy {
+            origin,
+            inject: false,
+            verdicts: Log::default(),
+            allow_invalid_length,
+        })
+    };
+    let (_strict, strict_addr) = proxy(false);
+    let (_lenient, lenient_addr) = proxy(true);
+    // (path, the peer allows an invalid Content-Length, status, body)
+    let cases = [
+        // Both headers: framed by Transfer-Encoding, Content-Length removed (section 6.3).
+        ("/te-and-cl", false, 200, "hello"),
+        ("/te-and-cl", true, 200, "hello"),
+        // An invalid Content-Length: 502, and the proxy closes the upstream connection
+        // (section 6.3 rule 5).
+        ("/bad-cl", false, 502, ""),
+        ("/two-cl", false, 502, ""),
+        ("/cl-list", false, 502, ""),
+        ("/signed-cl", false, 502, ""),
+        // Unless the peer allows it: the body is then read until the upstream closes.
+        ("/bad-cl", true, 200, "hello"),
+        ("/two-cl", true, 200, "hello!"),
+        ("/cl-list", true, 200, "hello!"),
+    ];
+    rt.block_on(async {
+        for (path, lenient, status, body) in cases {
+            let name = format!("{path} lenient={lenient}");
+            let (addr, extra) = if lenient {
+                (lenient_addr, "X-Close: 1\r\n")
+            } else {
+                (strict_addr, "")
+            };
+            let mut client = RawConn::connect(addr).await;
+            let resp = client.roundtrip(get(path, extra)).await;
+            assert_eq!(resp.head.status(), status, "{name}");
+            if status == 200 {
+                assert_eq!(resp.text(), body, "{name}");
+                assert_eq!(resp.head.get("content-length"), None, "{name}");
+                // The client's connection is kept for another request.
+                let again = client.roundtrip(get(path, extra)).await;
+                assert_eq!(again.head.status(), status, "{name}: second request");
+                assert_eq!(again.text(), body, "{name}: second request");
+            } else {
+                // The proxy closed its end without waiting for the upstream to close.
+                let seen = within("the origin's verdict", verdict.recv()).await;
+                assert_eq!(
+                    seen,
+                    Some(format!("{path} closed by the proxy=true")),
+                    "{name}"
+                );
+            }
+        }
     });
 }
 

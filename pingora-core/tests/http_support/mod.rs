@@ -61,8 +61,9 @@ pub(crate) async fn next_event(events: &mut EchoEvents) -> BodyEvent {
 /// A [`ServeHttp`] application that reads the whole request body and answers 200 with:
 ///
 /// * `x-echo-method`, `x-echo-path` (raw), `x-echo-version`, `x-echo-peer` (the client's
-///   address), `x-echo-body-len`, and `x-echo-header-names`: the request header names, comma
-///   separated, spelled as the server recorded them;
+///   address), `x-echo-body-len`, `x-echo-header-names`: the request header names, comma
+///   separated, spelled as the server recorded them, and `x-echo-host`: the `Host` values,
+///   comma separated;
 /// * the request body as the response body, or `"METHOD path\n"` when it is empty.
 ///
 /// A body that cannot be read is answered with 400 and `x-echo-error: <ErrorType>`.
@@ -103,6 +104,12 @@ impl ServeHttp for Echo {
             .case_header_iter()
             .map(|(name, _)| String::from_utf8_lossy(name.as_slice()).into_owned())
             .collect();
+        let hosts: Vec<String> = req
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
         let peer = session
             .client_addr()
             .map(ToString::to_string)
@@ -126,6 +133,7 @@ impl ServeHttp for Echo {
             .header("x-echo-version", version)
             .header("x-echo-peer", peer)
             .header("x-echo-header-names", names.join(","))
+            .header("x-echo-host", hosts.join(","))
             .header("x-echo-body-len", body.len().to_string());
         let builder = match outcome {
             Ok(_) => builder.status(200),

@@ -97,6 +97,68 @@ pub fn last_coding_is_chunked(value: &[u8]) -> bool {
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 
+/// Whether a `Host` value (or the authority of an absolute-form target) is a valid
+/// `uri-host [ ":" port ]` (RFC 9112 section 3.2, RFC 3986 section 3.2.2).
+///
+/// Stricter than RFC 3986 on purpose: the host must not be empty, a port must be 1 to 5
+/// digits, `,` is refused (it would make the value a list), and an IP literal must be an
+/// IPv6 address (no IPvFuture). Userinfo (`@`), whitespace, controls, `/ ? #` and an
+/// unbracketed IPv6 address are invalid, as the grammar says.
+pub fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let is_v6 = std::str::from_utf8(literal)
+            .ok()
+            .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
+            .is_some();
+        if !is_v6 {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => (&b"x"[..], None),
+            [b':', port @ ..] => (&b"x"[..], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        }
+    };
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit));
+    port_ok && is_reg_name(host)
+}
+
+/// Whether `host` is a non-empty reg-name (RFC 3986 section 3.2.2) without `,`; IPv4
+/// addresses are reg-names too.
+fn is_reg_name(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' => {
+                let hex = host.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'=' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The `timeout=N` parameter of a `Keep-Alive` field value.
 pub fn parse_keepalive_timeout(value: &[u8]) -> Option<u64> {
     list_items(value).find_map(|item| {
@@ -179,5 +241,55 @@ mod tests {
         assert_eq!(parse_keepalive_timeout(b"max=100, Timeout = 7"), Some(7));
         assert_eq!(parse_keepalive_timeout(b"max=100"), None);
         assert_eq!(parse_keepalive_timeout(b"timeout=x"), None);
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            &b"example.com"[..],
+            b"example.com:8080",
+            b"a",
+            b"127.0.0.1",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:443",
+            b"[2001:db8::7]",
+            b"xn--bcher-kva.example",
+            b"a%20b",
+            b"under_score.example",
+            b"sub!$&'()*+;=delims",
+        ] {
+            assert!(is_valid_host(good), "{:?}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b""[..],
+            b":80",
+            b"a:",
+            b"a:8o",
+            b"a:-1",
+            b"a:123456",
+            b"a b",
+            b" a",
+            b"a\tb",
+            b"a\x01",
+            b"a\x7f",
+            b"u@a",
+            b"a/b",
+            b"a?b",
+            b"a#b",
+            b"a,b",
+            b"::1",
+            b"2001:db8::7",
+            b"[::1",
+            b"[::1]x",
+            b"[v1.x]",
+            b"[not-ip]",
+            b"a%2",
+            b"a%zz",
+            b"a:80:80",
+            b"caf\xc3\xa9",
+        ] {
+            assert!(!is_valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

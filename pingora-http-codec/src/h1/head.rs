@@ -172,10 +172,61 @@ fn has_version_shape(buf: &[u8]) -> bool {
 /// Parses a request head from the front of `buf`. On success the head's bytes are removed from
 /// `buf`; bytes after it (body or a pipelined request) stay. `Ok(None)`: more bytes are needed.
 ///
+/// The version must be exactly `HTTP/` DIGIT "." DIGIT (RFC 9112 section 2.3). A request
+/// of a later HTTP/1 minor version (`HTTP/1.2` to `HTTP/1.9`) is read and answered as
+/// HTTP/1.1 (RFC 9110 section 2.5): its version token is rewritten in `buf`.
+///
 /// # Errors
 /// [`ErrorType::HTTPStatus`] with the status to answer: 400 for malformed or ambiguous requests,
 /// 414/431 for oversized heads, 501 for unsupported transfer codings, 505 for other versions.
 pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>> {
+    match parse_request_head(buf, limits) {
+        // httparse knows only 1.0 and 1.1: a higher minor version is retried as 1.1. This
+        // costs nothing on the usual path, which never fails.
+        Err(e) if *e.etype() == ErrorType::HTTPStatus(505) && downgrade_minor_version(buf) => {
+            parse_request_head(buf, limits)
+        }
+        result => result,
+    }
+}
+
+/// Rewrites a request line's version `HTTP/1.x`, x from 2 to 9, to `HTTP/1.1`, when the
+/// token is complete (followed by CR, LF or the end of what arrived so far). Returns whether
+/// it did.
+fn downgrade_minor_version(buf: &mut BytesMut) -> bool {
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return false;
+    };
+    // method SP target SP version: httparse allows exactly one space between them.
+    let mut spaces = buf[start..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ' || b == b'\n')
+        .map(|(i, _)| start + i);
+    let (Some(first), Some(second)) = (spaces.next(), spaces.next()) else {
+        return false;
+    };
+    if buf[first] != b' ' || buf[second] != b' ' {
+        return false;
+    }
+    let version = second + 1;
+    let Some(token) = buf.get(version..version + 8) else {
+        return false;
+    };
+    let higher_minor = matches!(
+        token,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    );
+    let complete = matches!(buf.get(version + 8), None | Some(b'\r' | b'\n'));
+    if !(higher_minor && complete) {
+        return false;
+    }
+    buf[version + 7] = b'1';
+    true
+}
+
+/// [`parse_request`] without the version fallback.
+fn parse_request_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>> {
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
     let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
@@ -230,8 +281,20 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
     let mut checks = FramingChecks::default();
     for field in fields {
         let name = raw.slice(field.name());
-        let value = raw.slice(field.value());
+        let mut value = raw.slice(field.value());
+        let length_seen = checks.content_length.is_some();
         checks.observe(&name, &value)?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // Identical values were merged into one (RFC 9110 section 8.6): exactly one
+            // `Content-Length` with a single value goes on.
+            if length_seen {
+                continue;
+            }
+            if !value.iter().all(u8::is_ascii_digit) {
+                let n = checks.content_length.unwrap_or_default();
+                value = Bytes::from(n.to_string());
+            }
+        }
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| reject(400, "invalid header value"))?;
         header.append_header(name, value).map_err(|e| {
@@ -239,6 +302,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
         })?;
     }
     let framing = checks.request_framing(minor)?;
+    if header.uri.scheme().is_some() {
+        absolute_form_host(&mut header, &raw[path_pos.0 as usize..path_pos.1 as usize])?;
+    }
     let keepalive = fields::request_keepalive(minor, &checks.connection);
     let upgrade = minor == 1 && checks.upgrade;
     Ok(Some(RequestHead {
@@ -252,24 +318,95 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
     }))
 }
 
+/// Makes the authority of an absolute-form `target` the request's `Host` (RFC 9112 section
+/// 3.2.2: it wins over whatever `Host` the client sent, which was still required).
+fn absolute_form_host(header: &mut RequestHeader, target: &[u8]) -> Result<()> {
+    let Some(scheme_end) = target.windows(3).position(|w| w == b"://") else {
+        return Err(reject(400, "invalid absolute-form target"));
+    };
+    let rest = &target[scheme_end + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains(&b'@') {
+        return Err(reject(400, "userinfo in the request target"));
+    }
+    if !fields::is_valid_host(authority) {
+        return Err(reject(400, "invalid authority in the request target"));
+    }
+    let host = HeaderValue::from_bytes(authority)
+        .map_err(|_| reject(400, "invalid authority in the request target"))?;
+    header
+        .insert_header(http::header::HOST, host)
+        .map_err(|e| Error::because(ErrorType::HTTPStatus(400), "invalid Host", e).into_down())?;
+    Ok(())
+}
+
 /// What the header fields say about framing and the connection, gathered in one pass.
 #[derive(Debug, Default)]
 struct FramingChecks {
     content_length: Option<u64>,
-    transfer_encoding: Option<TransferCoding>,
+    transfer_encoding: Option<Codings>,
     host_count: usize,
+    host_invalid: bool,
     connection: ConnectionTokens,
     upgrade: bool,
     expect_continue: bool,
     keepalive_timeout: Option<u64>,
 }
 
+/// The transfer codings of all `Transfer-Encoding` fields of a message, which form one list
+/// (RFC 9110 section 5.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Codings {
+    /// How many times `chunked` is listed.
+    chunked: u32,
+    /// How many other codings are listed.
+    others: u32,
+    /// The last coding listed is `chunked`.
+    chunked_last: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TransferCoding {
     /// Exactly one coding, `chunked`.
     Chunked,
-    /// Anything else: other codings, `chunked` twice or not last.
-    Unsupported,
+    /// The final coding is not `chunked` (or there is none): the length cannot be known.
+    NotChunkedLast,
+    /// `chunked` applied more than once.
+    ChunkedTwice,
+    /// `chunked` last, after other codings we do not decode.
+    Unknown,
+}
+
+// === impl Codings ===
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        for coding in fields::list_items(value) {
+            let chunked = coding.eq_ignore_ascii_case(b"chunked");
+            if chunked {
+                self.chunked += 1;
+            } else {
+                self.others += 1;
+            }
+            self.chunked_last = chunked;
+        }
+    }
+
+    fn kind(&self) -> TransferCoding {
+        if !self.chunked_last {
+            TransferCoding::NotChunkedLast
+        } else if self.chunked > 1 {
+            TransferCoding::ChunkedTwice
+        } else if self.others > 0 {
+            TransferCoding::Unknown
+        } else {
+            TransferCoding::Chunked
+        }
+    }
 }
 
 impl FramingChecks {
@@ -282,14 +419,12 @@ impl FramingChecks {
             }
             self.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Several fields form one list (RFC 9110 section 5.3); a second field after
-            // `chunked` makes `chunked` not last, so any repetition is unsupported.
-            self.transfer_encoding = Some(match self.transfer_encoding {
-                None if fields::is_exactly_chunked(value) => TransferCoding::Chunked,
-                _ => TransferCoding::Unsupported,
-            });
+            self.transfer_encoding
+                .get_or_insert_with(Codings::default)
+                .add(value);
         } else if name.eq_ignore_ascii_case(b"host") {
             self.host_count += 1;
+            self.host_invalid |= !fields::is_valid_host(value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             self.connection.add(value);
         } else if name.eq_ignore_ascii_case(b"upgrade") {
@@ -311,12 +446,22 @@ impl FramingChecks {
         if self.host_count > 1 {
             return Err(reject(400, "more than one Host"));
         }
-        match (self.transfer_encoding, self.content_length) {
+        if self.host_invalid {
+            return Err(reject(400, "invalid Host"));
+        }
+        let codings = self.transfer_encoding.map(|c| c.kind());
+        match (codings, self.content_length) {
             (Some(_), _) if minor == 0 => {
                 Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"))
             }
             (Some(_), Some(_)) => Err(reject(400, "both Transfer-Encoding and Content-Length")),
-            (Some(TransferCoding::Unsupported), None) => {
+            (Some(TransferCoding::NotChunkedLast), None) => {
+                Err(reject(400, "final transfer coding is not chunked"))
+            }
+            (Some(TransferCoding::ChunkedTwice), None) => {
+                Err(reject(400, "chunked applied more than once"))
+            }
+            (Some(TransferCoding::Unknown), None) => {
                 Err(reject(501, "unsupported transfer coding"))
             }
             (Some(TransferCoding::Chunked), None) => Ok(Framing::Chunked),
@@ -431,7 +576,8 @@ pub fn parse_response(
             Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up()
         })?;
     }
-    let framing = match (checks.transfer_encoding, checks.content_length) {
+    let codings = checks.transfer_encoding.map(|c| c.kind());
+    let framing = match (codings, checks.content_length) {
         // A response with a coding we cannot decode, or with both headers, is read until
         // close (RFC 9112 section 6.3 rules 3-4): the length cannot be trusted.
         (Some(TransferCoding::Chunked), _) if minor == 1 => Framing::Chunked,
@@ -439,7 +585,9 @@ pub fn parse_response(
         (None, Some(n)) if !bad_length => Framing::Length(n),
         _ => Framing::UntilClose,
     };
-    if checks.transfer_encoding.is_some() {
+    if checks.transfer_encoding.is_some() || bad_length {
+        // Not the framing used: the client must not read it as one (a valid first value
+        // may have been kept before a conflicting one came).
         header.remove_header(&http::header::CONTENT_LENGTH);
     }
     Ok(Some(ResponseHead {

@@ -114,12 +114,18 @@ fn smuggling_attempts_are_rejected() {
         // CL.TE and TE.CL
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 400),
-        // TE.TE variants
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        // TE.TE variants: the final coding not chunked is 400, chunked twice is 400, another
+        // coding before a single chunked is 501 (RFC 9112 sections 6.1 and 6.3).
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n", 501),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\x0bchunked\r\n\r\n", 400),
         // Duplicate and invalid Content-Length
@@ -141,8 +147,32 @@ fn smuggling_attempts_are_rejected() {
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a#b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n", 400),
+        // absolute-form: Host still required on 1.1, no userinfo, a valid authority
+        (b"GET http://a/ HTTP/1.1\r\n\r\n", 400),
+        (b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http://a,b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         // Request line
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/3.1\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+        (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/01.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1.\r\nHost: a\r\n\r\n", 400),
+        (b"GET / Http/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400),
         (b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -279,6 +309,17 @@ fn responses() {
         .unwrap()
         .unwrap();
     assert_eq!(lenient.framing, Framing::UntilClose);
+    let lenient = parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(lenient.framing, Framing::UntilClose);
+    assert!(
+        !lenient.header.headers.contains_key("content-length"),
+        "no length kept when it is not the framing"
+    );
     assert!(parse_resp(b"HTTP/1.1 2000 OK\r\n\r\n", true).is_err());
     assert!(parse_resp(b"garbage\r\n\r\n", true).is_err());
     assert!(parse_resp(b"HTTP/1.1 200 OK\r\n", true).unwrap().is_none());
@@ -308,4 +349,110 @@ fn response_body_rules() {
         Framing::UntilClose
     );
     assert_eq!(response_framing(&Method::GET, StatusCode::OK, f), f);
+}
+
+#[test]
+fn identical_content_lengths_are_forwarded_once() {
+    for input in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,5\r\nContent-Length: 5 , 5\r\n\r\n",
+    ] {
+        let head = parse(input).unwrap().unwrap();
+        assert_eq!(head.framing, Framing::Length(5));
+        let values: Vec<_> = head
+            .header
+            .headers
+            .get_all("content-length")
+            .iter()
+            .collect();
+        assert_eq!(values, ["5"], "{:?}", String::from_utf8_lossy(input));
+        let mut wire = BytesMut::new();
+        head.header.header_to_h1_wire(&mut wire);
+        assert_eq!(&wire[..], b"Host: a\r\nContent-Length: 5\r\n");
+    }
+}
+
+#[test]
+fn higher_minor_versions_are_read_as_http11() {
+    for input in [
+        &b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"[..],
+        b"GET / HTTP/1.9\r\nHost: a\r\n\r\n",
+        b"\r\nGET /x?y HTTP/1.5\nHost: a\n\n",
+    ] {
+        let head = parse(input).unwrap().unwrap();
+        assert_eq!(head.header.version, Version::HTTP_11);
+        assert!(head.keepalive);
+    }
+    // Still a Host is needed, as in 1.1.
+    assert_eq!(status_of(b"GET / HTTP/1.2\r\n\r\n"), 400);
+    // A token that arrives in pieces: complete, it is read as 1.1; longer, it is invalid.
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.3"[..]);
+    assert!(parse_request(&mut buf, &Limits::default())
+        .unwrap()
+        .is_none());
+    buf.extend_from_slice(b"\r\nHost: a\r\n\r\n");
+    let head = parse_request(&mut buf, &Limits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.header.version, Version::HTTP_11);
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.3"[..]);
+    assert!(parse_request(&mut buf, &Limits::default())
+        .unwrap()
+        .is_none());
+    buf.extend_from_slice(b"0\r\nHost: a\r\n\r\n");
+    let err = parse_request(&mut buf, &Limits::default()).unwrap_err();
+    assert_eq!(err.etype(), &ErrorType::HTTPStatus(400));
+}
+
+#[test]
+fn valid_hosts_are_accepted() {
+    for host in [
+        "a",
+        "a:1",
+        "127.0.0.1:8080",
+        "[::1]",
+        "[::1]:443",
+        "xn--d-x.example",
+    ] {
+        let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let head = parse(input.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.header.headers["host"], host);
+    }
+}
+
+#[test]
+fn absolute_form_authority_becomes_the_host() {
+    let head = parse(b"GET http://example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    let hosts: Vec<_> = head.header.headers.get_all("host").iter().collect();
+    assert_eq!(hosts, ["example.com:8080"]);
+    assert_eq!(head.header.uri.path(), "/p");
+    // HTTP/1.0 needs no Host line; the authority is still the Host.
+    let head = parse(b"GET http://[::1]?q HTTP/1.0\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.header.headers["host"], "[::1]");
+    // authority-form (CONNECT) has no scheme and is left alone.
+    let head = parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.header.headers["host"], "a:443");
+}
+
+#[test]
+fn response_transfer_codings() {
+    for (te, framing) in [
+        ("chunked", Framing::Chunked),
+        ("gzip, chunked", Framing::UntilClose),
+        ("chunked, chunked", Framing::UntilClose),
+        ("chunked, gzip", Framing::UntilClose),
+    ] {
+        let input =
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\nContent-Length: 3\r\n\r\n");
+        let head = parse_resp(input.as_bytes(), true).unwrap().unwrap();
+        assert_eq!(head.framing, framing, "{te}");
+        assert!(!head.header.headers.contains_key("content-length"), "{te}");
+    }
 }

@@ -440,6 +440,10 @@ async fn bad_requests_carry_their_status() {
         (&b"GET / HTTP/1.1\r\n\r\n"[..], 400),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             501,
         ),
     ] {
