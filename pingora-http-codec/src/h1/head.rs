@@ -545,6 +545,39 @@ pub fn parse_response(
         let _ = header.set_reason_phrase(Some(&reason));
     }
 
+    let (checks, bad_length) = append_response_fields(&mut header, &raw, fields, strict_length)?;
+    let codings = checks.transfer_encoding.map(|c| c.kind());
+    let framing = match (codings, checks.content_length) {
+        // A response with a coding we cannot decode, or with both headers, is read until
+        // close (RFC 9112 section 6.3 rules 3-4): the length cannot be trusted.
+        (Some(TransferCoding::Chunked), _) if minor == 1 => Framing::Chunked,
+        (Some(_), _) => Framing::UntilClose,
+        (None, Some(n)) if !bad_length => Framing::Length(n),
+        _ => Framing::UntilClose,
+    };
+    if checks.transfer_encoding.is_some() || bad_length {
+        // Not the framing used: the client must not read it as one (a valid first value
+        // may have been kept before a conflicting one came).
+        header.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    Ok(Some(ResponseHead {
+        header,
+        framing,
+        connection: checks.connection,
+        keepalive_timeout: checks.keepalive_timeout,
+        raw,
+    }))
+}
+
+/// Appends the response's header `fields` (positions in `raw`) to `header`, unfolding
+/// obs-fold, and runs the framing checks over them. Returns the checks and whether an invalid
+/// `Content-Length` was dropped (only when not `strict_length`).
+fn append_response_fields(
+    header: &mut ResponseHeader,
+    raw: &Bytes,
+    fields: &[FieldPos],
+    strict_length: bool,
+) -> Result<(FramingChecks, bool)> {
     let mut checks = FramingChecks::default();
     let mut bad_length = false;
     for field in fields {
@@ -570,33 +603,14 @@ pub fn parse_response(
             )
             .into_up());
         }
-        let value =
-            HeaderValue::from_maybe_shared(value).map_err(|_| invalid("invalid header value"))?;
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| {
+            Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value").into_up()
+        })?;
         header.append_header(name, value).map_err(|e| {
             Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up()
         })?;
     }
-    let codings = checks.transfer_encoding.map(|c| c.kind());
-    let framing = match (codings, checks.content_length) {
-        // A response with a coding we cannot decode, or with both headers, is read until
-        // close (RFC 9112 section 6.3 rules 3-4): the length cannot be trusted.
-        (Some(TransferCoding::Chunked), _) if minor == 1 => Framing::Chunked,
-        (Some(_), _) => Framing::UntilClose,
-        (None, Some(n)) if !bad_length => Framing::Length(n),
-        _ => Framing::UntilClose,
-    };
-    if checks.transfer_encoding.is_some() || bad_length {
-        // Not the framing used: the client must not read it as one (a valid first value
-        // may have been kept before a conflicting one came).
-        header.remove_header(&http::header::CONTENT_LENGTH);
-    }
-    Ok(Some(ResponseHead {
-        header,
-        framing,
-        connection: checks.connection,
-        keepalive_timeout: checks.keepalive_timeout,
-        raw,
-    }))
+    Ok((checks, bad_length))
 }
 
 /// The framing of a response body given the request it answers (RFC 9112 section 6.3 rules
