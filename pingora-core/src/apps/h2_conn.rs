@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::HttpServerApp;
+use crate::protocols::http::v2::guard::{Alarm, FrameGuard};
 use crate::protocols::http::v2::server::{self as h2_server, HttpSession as H2Session};
 use crate::protocols::http::ServerSession;
 use crate::protocols::Stream;
@@ -22,6 +23,11 @@ use crate::shutdown::ShutdownWatch;
 /// `ENHANCE_YOUR_CALM` once too many of them are reset while waiting), a stream already reset
 /// when accepted gets no task, and a connection whose streams are mostly reset before they are
 /// served is ended with `GOAWAY(ENHANCE_YOUR_CALM)`.
+///
+/// The server's [`H2Limits`](crate::protocols::http::v2::server::H2Limits) are enforced
+/// here too: a flood of frames that carry no request, or a response left waiting for window,
+/// ends the connection with `GOAWAY(ENHANCE_YOUR_CALM)`; a socket that takes no bytes for the
+/// stall timeout is closed.
 pub(super) async fn serve_h2<T>(
     app: &Arc<T>,
     stream: Stream,
@@ -31,6 +37,11 @@ where
     T: HttpServerApp + Send + Sync + 'static,
 {
     let digest = Arc::new(crate::protocols::http::v2::connection_digest(&stream));
+    let limits = app
+        .server_options()
+        .map(|o| o.h2_limits.clone())
+        .unwrap_or_default();
+    let (stream, guard) = FrameGuard::wrap(stream, limits);
     let mut conn = match h2_server::handshake(stream, app.h2_options()).await {
         Ok(conn) => conn,
         Err(e) => {
@@ -48,6 +59,9 @@ where
         .is_some_and(|o| o.allow_connect_method_proxying);
     let mut watch = shutdown.clone();
     let mut stopping = false;
+    let mut calmed = false;
+    let alarm = guard.alarm();
+    tokio::pin!(alarm);
     loop {
         if !stopping && *watch.borrow() {
             stopping = true;
@@ -57,6 +71,13 @@ where
         // meanwhile, then for the next stream.
         let permit = tokio::select! {
             biased;
+            raised = &mut alarm => {
+                alarm.set(guard.alarm());
+                if !answer_alarm(&mut conn, raised, &mut calmed) {
+                    return None;
+                }
+                continue;
+            }
             permit = tasks.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             closed = poll_fn(|cx| conn.poll_closed(cx)) => {
                 if let Err(e) = closed {
@@ -72,17 +93,21 @@ where
                 continue;
             }
         };
-        let next = if stopping {
-            H2Session::from_h2_conn(&mut conn, digest.clone()).await
-        } else {
-            tokio::select! {
-                next = H2Session::from_h2_conn(&mut conn, digest.clone()) => next,
-                _ = watch.wait_for(|stopping| *stopping) => {
-                    debug!("graceful shutdown: sending GOAWAY on an HTTP/2 connection");
-                    stopping = true;
-                    conn.graceful_shutdown();
-                    continue;
+        let next = tokio::select! {
+            biased;
+            raised = &mut alarm => {
+                alarm.set(guard.alarm());
+                if !answer_alarm(&mut conn, raised, &mut calmed) {
+                    return None;
                 }
+                continue;
+            }
+            next = H2Session::from_h2_conn(&mut conn, digest.clone()) => next,
+            _ = watch.wait_for(|stopping| *stopping), if !stopping => {
+                    debug!("graceful shutdown: sending GOAWAY on an HTTP/2 connection");
+                stopping = true;
+                conn.graceful_shutdown();
+                continue;
             }
         };
         match next {
@@ -102,6 +127,7 @@ where
                     let _ = session.write_response_header(Box::new(refusal), true).await;
                     continue;
                 }
+                session.set_guard(guard.clone());
                 let app = app.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
@@ -116,6 +142,31 @@ where
                 debug!("HTTP/2 connection ended: {e}");
                 return None;
             }
+        }
+    }
+}
+
+/// Acts on an alarm of the connection's guard: a flood or a stalled stream ends the connection
+/// with `GOAWAY(ENHANCE_YOUR_CALM)` (once; `calmed` remembers it), after which the loop keeps
+/// driving the connection until it closes. Returns `false` when the connection must be dropped
+/// at once (its socket takes no bytes, not even a GOAWAY).
+fn answer_alarm(
+    conn: &mut h2_server::H2Connection<Stream>,
+    alarm: Alarm,
+    calmed: &mut bool,
+) -> bool {
+    match alarm {
+        Alarm::WriteStall => {
+            debug!("HTTP/2 client reads nothing; dropping the connection");
+            false
+        }
+        Alarm::Flood | Alarm::WindowStall => {
+            if !*calmed {
+                debug!("HTTP/2 connection ended for {alarm:?}");
+                *calmed = true;
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            }
+            true
         }
     }
 }

@@ -21,7 +21,7 @@ use tracing::debug;
 
 use self::h2_conn::serve_h2;
 use crate::protocols::http::v1::Limits;
-use crate::protocols::http::v2::server::{self as h2_server, H2Options};
+use crate::protocols::http::v2::server::{self as h2_server, H2Limits, H2Options};
 use crate::protocols::http::ServerSession;
 use crate::protocols::{PrefixedStream, Stream, ALPN};
 use crate::shutdown::ShutdownWatch;
@@ -44,7 +44,8 @@ pub trait ServerApp {
     async fn cleanup(&self) {}
 }
 
-/// How an HTTP server treats its connections. The defaults are all off.
+/// How an HTTP server treats its connections. The switches are off by default; the limits
+/// have safe defaults.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default)]
 pub struct HttpServerOptions {
@@ -58,6 +59,9 @@ pub struct HttpServerOptions {
     pub keepalive_request_limit: Option<u32>,
     /// Limits on request heads and bodies (HTTP/1).
     pub h1_limits: Limits,
+    /// Limits of HTTP/2 connections against floods and stalls, beyond the protocol settings of
+    /// [`HttpServerApp::h2_options`].
+    pub h2_limits: H2Limits,
 }
 
 /// Per-connection state carried from one HTTP/1 request to the next on the same connection.

@@ -1,6 +1,7 @@
 //! HTTP/2 (RFC 9113), with framing, HPACK and flow control from the `h2` crate.
 
 pub mod client;
+pub(crate) mod guard;
 pub mod server;
 
 use crate::protocols::digest::Digest;

@@ -22,6 +22,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h2 as h2_heads;
 use tracing::{debug, warn};
 
+use super::guard::Guard;
 use crate::protocols::digest::Digest;
 use crate::protocols::http::body_buffer::FixedBuffer;
 use crate::protocols::http::date::get_cached_date;
@@ -30,6 +31,7 @@ use crate::protocols::http::HttpTask;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
 
+pub use super::guard::H2Limits;
 pub use pingora_http_codec::h2::response_has_no_body;
 
 /// The settings of an HTTP/2 server connection (window sizes, most concurrent streams, largest
@@ -58,6 +60,10 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 ///   reset streams remembered at once, and 1024 streams reset by us for the client's protocol
 ///   errors, each limit ending the connection with `GOAWAY(ENHANCE_YOUR_CALM)` when passed;
 ///   at most 400 KiB of response queued per stream.
+///
+/// The limits the `h2` crate does not enforce (floods of PING, SETTINGS, PRIORITY or empty
+/// DATA frames; a client that leaves the server waiting for window) are [`H2Limits`], part of
+/// the server's options.
 ///
 /// These values may change between releases. Build your own [`H2Options`] (starting from this
 /// function's result) to change them.
@@ -112,6 +118,9 @@ pub struct HttpSession {
     total_drain_timeout: Option<Duration>,
     retry_buffer: Option<FixedBuffer>,
     digest: Arc<Digest>,
+    /// The connection's abuse limits: how long a write may wait for window, and whom to tell
+    /// when it waited too long.
+    guard: Option<Arc<Guard>>,
 }
 
 // === impl HttpSession: construction and the request ===
@@ -161,7 +170,14 @@ impl HttpSession {
             total_drain_timeout: None,
             retry_buffer: None,
             digest,
+            guard: None,
         }
+    }
+
+    /// Bounds the waits of the response's writes for flow-control window by the connection's
+    /// [`H2Limits::send_stall_timeout`], and reports a wait that times out to the connection.
+    pub(crate) fn set_guard(&mut self, guard: Arc<Guard>) {
+        self.guard = Some(guard);
     }
 
     /// The request head. Its version is HTTP/2; `Host` is filled from `:authority` when the
@@ -449,10 +465,11 @@ impl HttpSession {
             return Error::e_explain(ErrorType::InternalError, "response body before its head");
         };
         let len = data.len();
+        let stall = self.guard.as_ref().and_then(|g| g.send_stall_timeout());
         let result = with_timeout(
             self.write_timeout,
             ErrorType::WriteTimedout,
-            send_data(writer, data, end),
+            send_data(writer, data, end, stall),
         )
         .await;
         match result {
@@ -462,6 +479,11 @@ impl HttpSession {
                 Ok(())
             }
             Err(e) => {
+                if e.etype() == &ErrorType::WriteTimedout {
+                    if let Some(guard) = &self.guard {
+                        guard.window_stalled();
+                    }
+                }
                 self.reset(Reason::INTERNAL_ERROR);
                 Err(e.into_down())
             }
@@ -583,8 +605,13 @@ impl Drop for HttpSession {
 }
 
 /// Sends `data` on `writer` in pieces as the peer's window allows, ending the stream with the
-/// last one when `end`.
-async fn send_data(writer: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<()> {
+/// last one when `end`. Each wait for window is bounded by `stall`.
+async fn send_data(
+    writer: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    stall: Option<Duration>,
+) -> Result<()> {
     if data.is_empty() {
         return writer
             .send_data(data, end)
@@ -594,7 +621,8 @@ async fn send_data(writer: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -
         writer.reserve_capacity(data.len());
         let mut granted = writer.capacity();
         if granted == 0 {
-            granted = match poll_fn(|cx| writer.poll_capacity(cx)).await {
+            let wait = async { Ok(poll_fn(|cx| writer.poll_capacity(cx)).await) };
+            granted = match with_timeout(stall, ErrorType::WriteTimedout, wait).await? {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
                     return Err(Error::because(
