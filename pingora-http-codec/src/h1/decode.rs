@@ -281,6 +281,10 @@ fn parse_trailers(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Option<B
     let mut headers = [httparse::EMPTY_HEADER; 64];
     match httparse::parse_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete((len, parsed))) => {
+            // The limit holds however the section arrives, in one read or in several.
+            if len > limits.max_trailer_bytes {
+                return bad_chunk("trailer section too large");
+            }
             let mut map = HeaderMap::with_capacity(parsed.len());
             for h in parsed {
                 let (Ok(name), Ok(value)) = (

@@ -180,5 +180,4 @@ mod tests {
         assert_eq!(parse_keepalive_timeout(b"max=100"), None);
         assert_eq!(parse_keepalive_timeout(b"timeout=x"), None);
     }
-
 }

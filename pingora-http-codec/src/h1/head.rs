@@ -439,7 +439,9 @@ pub fn parse_response(
         (None, Some(n)) if !bad_length => Framing::Length(n),
         _ => Framing::UntilClose,
     };
-    if checks.transfer_encoding.is_some() {
+    // The body is not framed by a Content-Length kept in the head (a valid one before a
+    // conflicting one, in lenient mode): passed on, it would frame the body differently.
+    if checks.transfer_encoding.is_some() || bad_length {
         header.remove_header(&http::header::CONTENT_LENGTH);
     }
     Ok(Some(ResponseHead {

@@ -171,6 +171,15 @@ fn chunked_limits() {
     let mut d = BodyDecoder::new(Framing::Chunked);
     let mut buf = BytesMut::from(&b"0\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaa"[..]);
     assert!(d.decode(&mut buf, false, &small).is_err());
+
+    // Found by the `h1_body_decoder` fuzz target: a complete trailer section over the limit
+    // was accepted when it arrived in one read, and refused when it came in pieces.
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut buf = BytesMut::from(&b"0\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"[..]);
+    assert!(d.decode(&mut buf, false, &small).is_err());
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut buf = BytesMut::from(&b"0\r\nX: aaaa\r\n\r\n"[..]);
+    assert_eq!(d.decode(&mut buf, false, &small).unwrap(), Decoded::Done);
 }
 
 #[test]
