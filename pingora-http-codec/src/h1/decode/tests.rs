@@ -180,6 +180,20 @@ fn chunked_limits() {
     let mut d = BodyDecoder::new(Framing::Chunked);
     let mut buf = BytesMut::from(&b"0\r\nX: aaaa\r\n\r\n"[..]);
     assert_eq!(d.decode(&mut buf, false, &small).unwrap(), Decoded::Done);
+
+    // The empty line ending the body does not count: with no room for trailers, a body
+    // without them still ends, whether that line comes whole or one byte at a time.
+    let none = Limits::default().max_trailer_bytes(0);
+    for step in [5, 1] {
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::new();
+        let mut outcome = Decoded::NeedMore;
+        for piece in b"0\r\n\r\n".chunks(step) {
+            buf.extend_from_slice(piece);
+            outcome = d.decode(&mut buf, false, &none).unwrap();
+        }
+        assert_eq!(outcome, Decoded::Done, "in pieces of {step}");
+    }
 }
 
 #[test]
