@@ -27,7 +27,7 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
 fi
 
 start=$(date +%s)
-echo "== building ${#TARGETS[@]} fuzz targets (release, sancov, no sanitizer)"
+echo "== building the fuzz targets (release, sancov, no sanitizer); running: ${TARGETS[*]}"
 # The flags cargo-fuzz passes for `-O -s none`, plus debug assertions and overflow checks.
 # `--target` keeps them off build scripts and proc macros, as cargo-fuzz does.
 RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \

@@ -82,8 +82,9 @@ pub fn check(data: &[u8]) {
         }
         Framing::Chunked => {
             if whole.end == End::Done {
-                // What was consumed is a chunked body: framing it again gives the same data.
-                assert!(whole.body.len() < body.len());
+                let consumed = body.len() - whole.rest.len();
+                assert!(whole.body.len() < consumed, "no framing bytes consumed");
+                reframed(&whole);
             }
             if let End::Error(e) = &whole.end {
                 assert!(
@@ -97,6 +98,36 @@ pub fn check(data: &[u8]) {
         }
         Framing::Empty => unreachable!(),
     }
+}
+
+/// A decoded chunked body, framed again by `BodyEncoder` with its trailers, decodes to the
+/// same body and trailers.
+fn reframed(decoded: &Outcome) {
+    let mut encoder = BodyEncoder::new(Framing::Chunked);
+    let frame = encoder
+        .encode(decoded.body.len())
+        .expect("a chunked body takes any length");
+    let mut wire = frame.prefix().to_vec();
+    wire.extend_from_slice(&decoded.body);
+    wire.extend_from_slice(frame.suffix);
+    let trailers = decoded.trailers.as_ref().map(|fields| {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("a decoded name"),
+                http::HeaderValue::from_bytes(value).expect("a decoded value"),
+            );
+        }
+        map
+    });
+    encoder
+        .finish(trailers.as_ref(), &mut wire)
+        .expect("a chunked body can always end");
+    let again = decode(Framing::Chunked, &[&wire], false, &Limits::default());
+    assert_eq!(again.end, End::Done);
+    assert_eq!(again.body, decoded.body);
+    assert_eq!(again.trailers, decoded.trailers);
+    assert!(again.rest.is_empty());
 }
 
 /// Splits `body` into pieces whose sizes come from `seed`.

@@ -287,6 +287,11 @@ fn parse_trailers(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Option<B
             if len > max_len {
                 return bad_chunk("trailer section too large");
             }
+            if parsed.is_empty() {
+                // An empty section ended by a bare LF: no trailers, as after CRLF.
+                buf.advance(len);
+                return Ok(Some(None));
+            }
             let mut map = HeaderMap::with_capacity(parsed.len());
             for h in parsed {
                 let (Ok(name), Ok(value)) = (

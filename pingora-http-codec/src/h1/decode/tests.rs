@@ -215,3 +215,16 @@ fn until_close() {
     assert_eq!(body, b"everything until eof");
     assert!(d.is_done());
 }
+
+/// Found by the `h1_body_decoder` fuzz target: a body ended by a bare LF gave an empty trailer
+/// map where one ended by CRLF gives none.
+#[test]
+fn chunked_end_without_trailers_gives_none() {
+    for input in [&b"0\r\n\r\nNEXT"[..], b"0\r\n\nNEXT"] {
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(input);
+        assert_eq!(d.decode(&mut buf, false, &limits()).unwrap(), Decoded::Done);
+        assert!(d.take_trailers().is_none(), "{input:?}");
+        assert_eq!(&buf[..], b"NEXT");
+    }
+}
