@@ -278,9 +278,20 @@ fn parse_trailers(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Option<B
         buf.advance(2);
         return Ok(Some(None));
     }
+    // The limit is on the trailer section; the empty line ending the body (at most 2 bytes)
+    // comes on top. It holds however the bytes arrive, in one read or in several.
+    let max_len = limits.max_trailer_bytes.saturating_add(2);
     let mut headers = [httparse::EMPTY_HEADER; 64];
     match httparse::parse_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete((len, parsed))) => {
+            if len > max_len {
+                return bad_chunk("trailer section too large");
+            }
+            if parsed.is_empty() {
+                // An empty section ended by a bare LF: no trailers, as after CRLF.
+                buf.advance(len);
+                return Ok(Some(None));
+            }
             let mut map = HeaderMap::with_capacity(parsed.len());
             for h in parsed {
                 let (Ok(name), Ok(value)) = (
@@ -295,7 +306,7 @@ fn parse_trailers(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Option<B
             Ok(Some(Some(Box::new(map))))
         }
         Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_trailer_bytes {
+            if buf.len() > max_len {
                 return bad_chunk("trailer section too large");
             }
             Ok(None)

@@ -171,6 +171,29 @@ fn chunked_limits() {
     let mut d = BodyDecoder::new(Framing::Chunked);
     let mut buf = BytesMut::from(&b"0\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaa"[..]);
     assert!(d.decode(&mut buf, false, &small).is_err());
+
+    // Found by the `h1_body_decoder` fuzz target: a complete trailer section over the limit
+    // was accepted when it arrived in one read, and refused when it came in pieces.
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut buf = BytesMut::from(&b"0\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"[..]);
+    assert!(d.decode(&mut buf, false, &small).is_err());
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut buf = BytesMut::from(&b"0\r\nX: aaaa\r\n\r\n"[..]);
+    assert_eq!(d.decode(&mut buf, false, &small).unwrap(), Decoded::Done);
+
+    // The empty line ending the body does not count: with no room for trailers, a body
+    // without them still ends, whether that line comes whole or one byte at a time.
+    let none = Limits::default().max_trailer_bytes(0);
+    for step in [5, 1] {
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::new();
+        let mut outcome = Decoded::NeedMore;
+        for piece in b"0\r\n\r\n".chunks(step) {
+            buf.extend_from_slice(piece);
+            outcome = d.decode(&mut buf, false, &none).unwrap();
+        }
+        assert_eq!(outcome, Decoded::Done, "in pieces of {step}");
+    }
 }
 
 #[test]
@@ -191,4 +214,17 @@ fn until_close() {
     let (body, d) = decode_all(Framing::UntilClose, b"everything until eof", 4).unwrap();
     assert_eq!(body, b"everything until eof");
     assert!(d.is_done());
+}
+
+/// Found by the `h1_body_decoder` fuzz target: a body ended by a bare LF gave an empty trailer
+/// map where one ended by CRLF gives none.
+#[test]
+fn chunked_end_without_trailers_gives_none() {
+    for input in [&b"0\r\n\r\nNEXT"[..], b"0\r\n\nNEXT"] {
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(input);
+        assert_eq!(d.decode(&mut buf, false, &limits()).unwrap(), Decoded::Done);
+        assert!(d.take_trailers().is_none(), "{input:?}");
+        assert_eq!(&buf[..], b"NEXT");
+    }
 }

@@ -456,3 +456,25 @@ fn response_transfer_codings() {
         assert!(!head.header.headers.contains_key("content-length"), "{te}");
     }
 }
+
+/// Found by the `h1_response_head` fuzz target: a lenient parse that drops a conflicting
+/// Content-Length and reads the body until close must not keep the earlier, valid one in the
+/// head, where it would frame the body differently once the head is passed on.
+#[test]
+fn lenient_conflicting_length_leaves_no_length() {
+    let head = parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        false,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(head.framing, Framing::UntilClose);
+    assert!(!head
+        .header
+        .headers
+        .contains_key(http::header::CONTENT_LENGTH));
+    let mut wire = BytesMut::new();
+    write_response_head(&head.header, &mut wire);
+    let again = parse_resp(&wire, true).unwrap().unwrap();
+    assert_eq!(again.framing, Framing::UntilClose);
+}
