@@ -123,6 +123,74 @@ pub trait Peek {
     }
 }
 
+// === stream wrappers ===
+
+/// Implements what a stream says about itself (every supertrait of [`IO`] but reading,
+/// writing and [`Peek`]) for a wrapper type by forwarding to its `Stream` field.
+macro_rules! forward_stream_facts {
+    ($ty:ty, $inner:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::protocols::Shutdown for $ty {
+            async fn shutdown(&mut self) {
+                self.$inner.shutdown().await
+            }
+        }
+
+        impl $crate::protocols::UniqueID for $ty {
+            fn id(&self) -> $crate::protocols::UniqueIDType {
+                self.$inner.id()
+            }
+        }
+
+        impl $crate::protocols::Ssl for $ty {
+            fn get_ssl_digest(
+                &self,
+            ) -> Option<std::sync::Arc<$crate::protocols::digest::SslDigest>> {
+                self.$inner.get_ssl_digest()
+            }
+
+            fn selected_alpn_proto(&self) -> Option<$crate::protocols::ALPN> {
+                self.$inner.selected_alpn_proto()
+            }
+        }
+
+        impl $crate::protocols::GetTimingDigest for $ty {
+            fn get_timing_digest(&self) -> Vec<Option<$crate::protocols::TimingDigest>> {
+                self.$inner.get_timing_digest()
+            }
+
+            fn get_read_pending_time(&self) -> std::time::Duration {
+                self.$inner.get_read_pending_time()
+            }
+
+            fn get_write_pending_time(&self) -> std::time::Duration {
+                self.$inner.get_write_pending_time()
+            }
+        }
+
+        impl $crate::protocols::GetProxyDigest for $ty {
+            fn get_proxy_digest(&self) -> Option<std::sync::Arc<$crate::protocols::ProxyDigest>> {
+                self.$inner.get_proxy_digest()
+            }
+
+            fn set_proxy_digest(&mut self, digest: $crate::protocols::ProxyDigest) {
+                self.$inner.set_proxy_digest(digest)
+            }
+        }
+
+        impl $crate::protocols::GetSocketDigest for $ty {
+            fn get_socket_digest(&self) -> Option<std::sync::Arc<$crate::protocols::SocketDigest>> {
+                self.$inner.get_socket_digest()
+            }
+
+            fn set_socket_digest(&mut self, socket_digest: $crate::protocols::SocketDigest) {
+                self.$inner.set_socket_digest(socket_digest)
+            }
+        }
+    };
+}
+pub(crate) use forward_stream_facts;
+
 // === impls for in-memory streams, used in tests ===
 
 macro_rules! impl_plain_io {

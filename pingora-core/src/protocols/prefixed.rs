@@ -2,19 +2,13 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::digest::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, ProxyDigest, SocketDigest, SslDigest,
-    TimingDigest,
-};
-use super::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
+use super::{Peek, Stream};
 
 /// A [`Stream`] whose first reads return `prefix`: bytes that were read from it already but
 /// belong to whoever reads it next (the start of a pipelined request, or the HTTP/2 preface
@@ -104,62 +98,7 @@ impl AsyncWrite for PrefixedStream {
     }
 }
 
-#[async_trait]
-impl Shutdown for PrefixedStream {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await
-    }
-}
-
-impl UniqueID for PrefixedStream {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for PrefixedStream {
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for PrefixedStream {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for PrefixedStream {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for PrefixedStream {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.inner.set_socket_digest(socket_digest)
-    }
-}
+crate::protocols::forward_stream_facts!(PrefixedStream, inner);
 
 #[async_trait]
 impl Peek for PrefixedStream {
