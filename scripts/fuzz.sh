@@ -10,7 +10,9 @@
 # on a 2-core machine from a warm cargo registry and a cold target directory (less when the
 # target directory is warm). Crashes are written to fuzz/artifacts/<target>/. New corpus
 # entries stay in a scratch directory unless FUZZ_KEEP_CORPUS=1, which adds them to
-# fuzz/corpus/<target>/ (minimise before committing, see docs/fuzzing.md).
+# fuzz/corpus/<target>/ (minimise before committing, see docs/fuzzing.md). FUZZ_SEED=N fixes
+# libFuzzer's seed, so that a run is repeatable: CI uses it, so that its smoke run fails
+# because of a change, not by luck; fuzz longer without it to explore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +42,9 @@ RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
 bin_dir=$CARGO_TARGET_DIR/$HOST/release
 echo "   (build: $(( $(date +%s) - start )) s)"
 
+seed=()
+[ -z "${FUZZ_SEED:-}" ] || seed=(-seed="$FUZZ_SEED")
+
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failed=()
@@ -51,7 +56,7 @@ for target in "${TARGETS[@]}"; do
   log=$scratch/$target.log
   status=0
   RUST_BACKTRACE=0 "$bin_dir/$target" "$corpus" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
-    -rss_limit_mb=2048 -print_final_stats=1 \
+    -rss_limit_mb=2048 -print_final_stats=1 ${seed[@]+"${seed[@]}"} \
     -artifact_prefix="fuzz/artifacts/$target/" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   secs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")

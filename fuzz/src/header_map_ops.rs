@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use http::{Method, Uri, Version};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http_codec::h1::fields::is_valid_host;
 use pingora_http_codec::h1::head::{
     parse_request, parse_response, write_request_head, write_response_head,
 };
@@ -165,7 +166,10 @@ fn check_request(input: &mut Input<'_>) {
             };
             assert_eq!(head.header.raw_path(), path);
             let back: Fields = case_fields(&head.header).collect();
-            if head.header.uri.authority().is_some() {
+            // Identical Content-Length values, in a list or in several fields, are forwarded
+            // as one (RFC 9110 section 8.6).
+            let (back, fields) = (merge_lengths(&back), merge_lengths(&fields));
+            if head.header.uri.scheme().is_some() {
                 // An absolute-form target's authority is the Host (RFC 9112 section 3.2.2):
                 // the written Host fields give way to it; the other fields survive.
                 let without_host = |f: &Fields| -> Fields {
@@ -196,9 +200,14 @@ fn check_request(input: &mut Input<'_>) {
             // A target may hold bytes over 0x7f (Pingora forwards such paths), which the
             // request parser (`httparse`) refuses.
             framing_may_refuse(&fields, req.version)
+                || over_limits(fields.len(), wire_len)
                 || !req.raw_path().is_ascii()
                 // An absolute-form target's authority must be a valid Host.
-                || !req.raw_path().starts_with(b"/"),
+                || !req.raw_path().starts_with(b"/")
+                // So must every Host value.
+                || fields
+                    .iter()
+                    .any(|(n, v)| n.eq_ignore_ascii_case(b"host") && !is_valid_host(trim_ows(v))),
             "a written head is refused: {e} {:?}",
             String::from_utf8_lossy(&wire)
         ),
@@ -254,6 +263,7 @@ fn check_response(input: &mut Input<'_>) {
 
     let mut wire = BytesMut::new();
     write_response_head(&resp, &mut wire);
+    let wire_len = wire.len();
     // Strict, so that a written head the parser would have to repair shows up.
     match parse_response(&mut wire, &Limits::default(), true) {
         Ok(Some(head)) => {
@@ -293,7 +303,7 @@ fn check_response(input: &mut Input<'_>) {
         }
         Ok(None) => panic!("a written head is incomplete: {wire:?}"),
         Err(e) => assert!(
-            framing_may_refuse(&fields, Version::HTTP_10),
+            framing_may_refuse(&fields, Version::HTTP_10) || over_limits(fields.len(), wire_len),
             "a written head is refused: {e} {:?}",
             String::from_utf8_lossy(&wire)
         ),
@@ -325,6 +335,40 @@ fn group(fields: &Fields) -> Model {
 }
 
 /// The values as they read after a trip through the wire.
+/// `fields` with Content-Length fields whose values are all the same number replaced by one
+/// field with that number, where the parser merges them.
+fn merge_lengths(fields: &Fields) -> Fields {
+    let is_length = |n: &[u8]| n.eq_ignore_ascii_case(b"content-length");
+    let mut items = fields
+        .iter()
+        .filter(|(n, _)| is_length(n))
+        .flat_map(|(_, v)| v.split(|&b| b == b',').map(trim_ows));
+    let Some(first) = items.next() else {
+        return fields.clone();
+    };
+    if first.is_empty() || !items.all(|item| item == first) {
+        return fields.clone();
+    }
+    let mut merged = Vec::new();
+    let mut done = false;
+    for (n, v) in fields {
+        if !is_length(n) {
+            merged.push((n.clone(), v.clone()));
+        } else if !done {
+            merged.push((n.clone(), first.to_vec()));
+            done = true;
+        }
+    }
+    merged
+}
+
+/// Whether a head of `count` fields and `len` bytes is over the parser's default limits, which
+/// a header map does not know of.
+fn over_limits(count: usize, len: usize) -> bool {
+    let limits = Limits::default();
+    count > limits.max_headers || len > limits.max_header_bytes
+}
+
 fn trimmed(fields: &Fields) -> Fields {
     fields
         .iter()
