@@ -2,31 +2,8 @@
 
 mod tls_support;
 
-use tls_support as suite;
-
 fn provider() -> std::sync::Arc<dyn pingora_core::tls::TlsProvider> {
     pingora_rustls::provider()
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            suite::$name(provider()).await;
-        }
-    )*};
-}
-
-conformance!(
-    handshake_and_digest,
-    tls12,
-    resumption,
-    sni_certificate_callback,
-    alpn,
-    mtls,
-    verification,
-    garbage_and_timeout,
-    bad_settings,
-    curl,
-    openssl_s_client,
-);
+tls_support::conformance_suite!();

@@ -8,28 +8,7 @@ fn provider() -> std::sync::Arc<dyn pingora_core::tls::TlsProvider> {
     std::sync::Arc::new(pingora_s2n::S2nProvider::new().with_max_blinding_delay(0))
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            suite::$name(provider()).await;
-        }
-    )*};
-}
-
-conformance!(
-    handshake_and_digest,
-    tls12,
-    resumption,
-    sni_certificate_callback,
-    alpn,
-    mtls,
-    verification,
-    garbage_and_timeout,
-    bad_settings,
-    curl,
-    openssl_s_client,
-);
+tls_support::conformance_suite!();
 
 /// `s2n_config_cache_size: 0` keeps no client configuration, and with it no session ticket:
 /// every handshake is a full one. The default cache resumes (the `resumption` case above).

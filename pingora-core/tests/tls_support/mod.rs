@@ -531,3 +531,33 @@ pub(crate) async fn openssl_s_client(provider: Arc<dyn TlsProvider>) {
     let seen = server.next_seen().await.digest.unwrap();
     assert_eq!(seen.organization.as_deref(), Some(ORG));
 }
+
+/// Every check of the suite as a `#[tokio::test]` against the backend that the calling test
+/// file's `provider()` returns; one line per backend file. (Other test binaries include this
+/// module without it.)
+#[allow(unused_macros)]
+macro_rules! conformance_suite {
+    () => {
+        tls_support::conformance_suite!(
+            handshake_and_digest,
+            tls12,
+            resumption,
+            sni_certificate_callback,
+            alpn,
+            mtls,
+            verification,
+            garbage_and_timeout,
+            bad_settings,
+            curl,
+            openssl_s_client,
+        );
+    };
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            tls_support::$name(provider()).await;
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use conformance_suite;
