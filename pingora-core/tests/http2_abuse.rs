@@ -8,10 +8,9 @@
 //!
 //! The cases run one at a time (the heap is counted for the whole process).
 
-// A counting global allocator and `getrusage` need `unsafe`; both only forward to the system.
+// `getrusage` needs `unsafe`.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use pingora_test_support::h2::frames::*;
 use pingora_test_support::h2::{exchange, h2_client, request};
+use pingora_test_support::leaks::{self, CountingAlloc};
 use pingora_test_support::raw::RawConn;
 use pingora_test_support::{within, TestService};
 use tokio::io::AsyncWriteExt;
@@ -35,33 +35,8 @@ use tokio::task::JoinHandle;
 
 // === Measuring ===
 
-/// The global allocator, counting live heap bytes and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed to `System` unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's guarantees for `layout` are those `System` needs.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        // SAFETY: `p` was allocated by `System` with `layout` (see `alloc`).
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// Serializes the cases: heap counts are process-wide.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -227,8 +202,7 @@ async fn abuse(server: &TestService, setup: &[u8], flood: &[u8], times: usize) -
     let stop = Arc::new(AtomicBool::new(false));
     let good = good_client(server.addr, stop.clone());
     let cpu = thread_cpu();
-    let heap = LIVE.load(Ordering::Relaxed);
-    PEAK.store(heap, Ordering::Relaxed);
+    let heap = leaks::reset_peak();
 
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
     let (read, mut write) = tcp.into_split();
@@ -261,7 +235,7 @@ async fn abuse(server: &TestService, setup: &[u8], flood: &[u8], times: usize) -
         .await
         .expect("reader");
     let cpu = thread_cpu() - cpu;
-    let peak_heap = PEAK.load(Ordering::Relaxed).saturating_sub(heap);
+    let peak_heap = leaks::peak_heap().saturating_sub(heap);
     drop(write);
 
     // The good client goes on after the abuse too.
@@ -502,8 +476,7 @@ async fn client_that_stops_reading_is_dropped() {
     let (server, _) = start(limits).await;
     let stop = Arc::new(AtomicBool::new(false));
     let good = good_client(server.addr, stop.clone());
-    let heap = LIVE.load(Ordering::Relaxed);
-    PEAK.store(heap, Ordering::Relaxed);
+    let heap = leaks::reset_peak();
 
     let mut conn = RawConn::connect(server.addr).await;
     let mut hello = PREFACE.to_vec();
@@ -523,7 +496,7 @@ async fn client_that_stops_reading_is_dropped() {
         received
     };
     let received = within("the stalled connection to close", read_all).await;
-    let peak_heap = PEAK.load(Ordering::Relaxed).saturating_sub(heap);
+    let peak_heap = leaks::peak_heap().saturating_sub(heap);
     println!("stopped reading: {received} bytes received, heap grew {peak_heap}");
     assert!(received < 4 * (64 << 20), "the whole responses were sent");
     assert!(peak_heap < 16 << 20, "heap grew {peak_heap} bytes");

@@ -110,6 +110,9 @@ async fn a_stream_left_unanswered_is_reset() {
     }
     wire.expect_served(5).await;
     drop(wire);
+    server
+        .assert_settled("a_stream_left_unanswered_is_reset")
+        .await;
     server.stop().await;
 }
 
@@ -124,6 +127,9 @@ async fn window_update_overflowing_the_connection_window_is_a_connection_error()
     let goaway = wire.goaway_then_close().await;
     assert_eq!(goaway.error_code(), FLOW_CONTROL_ERROR);
     drop(wire);
+    server
+        .assert_settled("window_update_overflowing_the_connection_window_is_a_connection_error")
+        .await;
     server.stop().await;
 }
 
@@ -140,6 +146,9 @@ async fn window_update_overflowing_a_stream_window_resets_the_stream() {
     wire.expect_served(3).await;
     assert!(calls.load(Ordering::SeqCst) <= 2);
     drop(wire);
+    server
+        .assert_settled("window_update_overflowing_a_stream_window_resets_the_stream")
+        .await;
     server.stop().await;
 }
 
@@ -151,6 +160,9 @@ async fn zero_window_update_is_a_protocol_error() {
     let goaway = wire.goaway_then_close().await;
     assert_eq!(goaway.error_code(), PROTOCOL_ERROR);
     drop(wire);
+    server
+        .assert_settled("zero_window_update_is_a_protocol_error")
+        .await;
     server.stop().await;
 }
 
@@ -174,6 +186,9 @@ async fn data_beyond_the_window_is_a_flow_control_error() {
     );
     assert_eq!(code, FLOW_CONTROL_ERROR);
     drop(wire);
+    server
+        .assert_settled("data_beyond_the_window_is_a_flow_control_error")
+        .await;
     server.stop().await;
 }
 
@@ -203,6 +218,9 @@ async fn rapid_reset_is_bounded_and_ends_the_connection() {
         "{served} of {streams} reset streams reached the application"
     );
     drop(wire);
+    server
+        .assert_settled("rapid_reset_is_bounded_and_ends_the_connection")
+        .await;
     server.stop().await;
 }
 
@@ -245,6 +263,9 @@ async fn paced_rapid_reset_is_caught_by_the_reset_budget() {
     );
     while wire.next().await.is_some() {}
     drop(wire);
+    server
+        .assert_settled("paced_rapid_reset_is_caught_by_the_reset_budget")
+        .await;
     server.stop().await;
 }
 
@@ -289,6 +310,9 @@ async fn stream_tasks_outliving_their_streams_are_bounded() {
     while wire.next().await.is_some() {}
     gate.send_replace(true);
     drop(wire);
+    server
+        .assert_settled("stream_tasks_outliving_their_streams_are_bounded")
+        .await;
     server.stop().await;
 }
 
@@ -308,6 +332,9 @@ async fn continuation_flood_ends_the_connection() {
     assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     drop(wire);
+    server
+        .assert_settled("continuation_flood_ends_the_connection")
+        .await;
     server.stop().await;
 }
 
@@ -347,6 +374,9 @@ async fn oversized_header_list_is_answered_431() {
         "only the valid request ran"
     );
     drop(wire);
+    server
+        .assert_settled("oversized_header_list_is_answered_431")
+        .await;
     server.stop().await;
 }
 
@@ -387,6 +417,9 @@ async fn malformed_pseudo_headers_reset_the_stream() {
         "only the valid request ran"
     );
     drop(wire);
+    server
+        .assert_settled("malformed_pseudo_headers_reset_the_stream")
+        .await;
     server.stop().await;
 }
 
@@ -408,6 +441,9 @@ async fn invalid_field_names_end_the_connection() {
         assert_eq!(goaway.error_code(), PROTOCOL_ERROR, "{what}");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    server
+        .assert_settled("invalid_field_names_end_the_connection")
+        .await;
     server.stop().await;
 }
 
@@ -446,6 +482,9 @@ async fn connection_specific_fields_reset_the_stream() {
         "only the valid request ran"
     );
     drop(wire);
+    server
+        .assert_settled("connection_specific_fields_reset_the_stream")
+        .await;
     server.stop().await;
 }
 
@@ -464,6 +503,9 @@ async fn connect_is_refused_unless_allowed() {
     assert_eq!(status_of(&f.payload), 405);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     drop(wire);
+    server
+        .assert_settled("connect_is_refused_unless_allowed")
+        .await;
     server.stop().await;
 }
 
@@ -556,6 +598,9 @@ async fn connection_errors_get_the_right_goaway() {
     }
     // Only the stream 5 of the last case was a valid request.
     assert!(calls.load(Ordering::SeqCst) <= 1);
+    server
+        .assert_settled("connection_errors_get_the_right_goaway")
+        .await;
     server.stop().await;
 }
 
@@ -592,6 +637,9 @@ async fn stream_errors_reset_only_the_stream() {
         "only the valid request ran"
     );
     drop(wire);
+    server
+        .assert_settled("stream_errors_reset_only_the_stream")
+        .await;
     server.stop().await;
 }
 
@@ -611,6 +659,9 @@ async fn data_after_the_end_of_the_request_is_an_error() {
         f.kind == GOAWAY && [STREAM_CLOSED, PROTOCOL_ERROR].contains(&f.error_code());
     assert!(stream_error || connection_error, "{f:?}");
     drop(wire);
+    server
+        .assert_settled("data_after_the_end_of_the_request_is_an_error")
+        .await;
     server.stop().await;
 }
 
@@ -644,5 +695,8 @@ async fn shutdown_is_announced_while_the_task_slots_are_full() {
     assert!(calls.load(Ordering::SeqCst) <= 100);
     gate.send_replace(true);
     while wire.next().await.is_some() {}
+    server
+        .assert_settled("shutdown_is_announced_while_the_task_slots_are_full")
+        .await;
     server.stop().await;
 }

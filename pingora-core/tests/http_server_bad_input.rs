@@ -81,6 +81,9 @@ async fn malformed_request_lines_are_400() {
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    server
+        .assert_settled("malformed_request_lines_are_400")
+        .await;
     server.stop().await;
 }
 
@@ -104,6 +107,9 @@ async fn malformed_header_fields_are_400() {
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    server
+        .assert_settled("malformed_header_fields_are_400")
+        .await;
     server.stop().await;
 }
 
@@ -156,6 +162,7 @@ async fn host_rules_are_enforced() {
         let resp = assert_echoed(&server, request.as_bytes(), b"GET /h\n").await;
         assert_eq!(resp.header("x-echo-host"), Some(host));
     }
+    server.assert_settled("host_rules_are_enforced").await;
     server.stop().await;
 }
 
@@ -188,6 +195,9 @@ async fn absolute_form_authority_wins_over_host() {
             shown(request)
         );
     }
+    server
+        .assert_settled("absolute_form_authority_wins_over_host")
+        .await;
     server.stop().await;
 }
 
@@ -208,6 +218,7 @@ async fn unsupported_versions_are_505() {
         )
         .await;
     }
+    server.assert_settled("unsupported_versions_are_505").await;
     server.stop().await;
 }
 
@@ -231,6 +242,9 @@ async fn malformed_versions_are_400_not_505() {
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    server
+        .assert_settled("malformed_versions_are_400_not_505")
+        .await;
     server.stop().await;
 }
 
@@ -266,6 +280,9 @@ async fn higher_minor_versions_are_served_as_http11() {
         "HTTP/1.1 400 Bad Request",
     )
     .await;
+    server
+        .assert_settled("higher_minor_versions_are_served_as_http11")
+        .await;
     server.stop().await;
 }
 
@@ -303,6 +320,9 @@ async fn head_over_configured_byte_limit_is_431() {
     let request = head_with_header_bytes(1000);
     assert!(request.len() > 900 && request.len() <= 1024);
     assert_echoed(&server, &request, b"GET /\n").await;
+    server
+        .assert_settled("head_over_configured_byte_limit_is_431")
+        .await;
     server.stop().await;
 }
 
@@ -320,6 +340,9 @@ async fn head_over_default_byte_limit_is_431() {
     let request = head_with_header_bytes(64 * 1024);
     assert!(request.len() > 63 * 1024 && request.len() <= 64 * 1024);
     assert_echoed(&server, &request, b"GET /\n").await;
+    server
+        .assert_settled("head_over_default_byte_limit_is_431")
+        .await;
     server.stop().await;
 }
 
@@ -349,6 +372,7 @@ async fn too_many_header_fields_is_431() {
         resp.header("x-echo-header-names"),
         Some("Host,X-F1,X-F2,X-F3,X-F4,X-F5,X-F6,X-F7")
     );
+    server.assert_settled("too_many_header_fields_is_431").await;
     server.stop().await;
 }
 
@@ -363,6 +387,9 @@ async fn too_many_header_fields_default_limit_is_431() {
     )
     .await;
     assert_echoed(&server, &head_with_fields(256), b"GET /\n").await;
+    server
+        .assert_settled("too_many_header_fields_default_limit_is_431")
+        .await;
     server.stop().await;
 }
 
@@ -392,6 +419,9 @@ async fn request_line_over_limit_is_414() {
         "HTTP/1.1 414 URI Too Long",
     )
     .await;
+    server
+        .assert_settled("request_line_over_limit_is_414")
+        .await;
     server.stop().await;
 }
 
@@ -406,6 +436,9 @@ async fn request_line_over_default_limit_is_414() {
         "HTTP/1.1 414 URI Too Long",
     )
     .await;
+    server
+        .assert_settled("request_line_over_default_limit_is_414")
+        .await;
     server.stop().await;
 }
 
@@ -421,6 +454,9 @@ async fn complete_request_line_over_limit_is_414() {
         "HTTP/1.1 414 URI Too Long",
     )
     .await;
+    server
+        .assert_settled("complete_request_line_over_limit_is_414")
+        .await;
     server.stop().await;
     // The same with the default limit: the read that passes 64 KiB also takes the line end.
     let (server, mut events) = echo_server(None).await;
@@ -431,6 +467,9 @@ async fn complete_request_line_over_limit_is_414() {
         "HTTP/1.1 414 URI Too Long",
     )
     .await;
+    server
+        .assert_settled("complete_request_line_over_limit_is_414")
+        .await;
     server.stop().await;
 }
 
@@ -450,6 +489,9 @@ async fn conflicting_content_lengths_are_400() {
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 400 Bad Request").await;
     }
+    server
+        .assert_settled("conflicting_content_lengths_are_400")
+        .await;
     server.stop().await;
 }
 
@@ -473,6 +515,9 @@ async fn identical_content_lengths_are_accepted() {
         let event = next_event(&mut events).await;
         assert_eq!(event.outcome, Ok(5));
     }
+    server
+        .assert_settled("identical_content_lengths_are_accepted")
+        .await;
     server.stop().await;
 }
 
@@ -522,6 +567,9 @@ async fn transfer_encoding_misuse_is_refused() {
         b"abc",
     )
     .await;
+    server
+        .assert_settled("transfer_encoding_misuse_is_refused")
+        .await;
     server.stop().await;
 }
 
@@ -587,6 +635,9 @@ async fn malformed_chunked_bodies_are_400() {
     )
     .await;
     assert_eq!(resp.header("Connection"), Some("keep-alive"));
+    server
+        .assert_settled("malformed_chunked_bodies_are_400")
+        .await;
     server.stop().await;
 }
 
@@ -609,6 +660,9 @@ async fn malformed_chunk_after_response_started_closes_connection() {
     conn.send(b"zz\r\n").await;
     // The response cannot become an error any more: it is cut short, without its last chunk.
     conn.expect_eof().await;
+    server
+        .assert_settled("malformed_chunk_after_response_started_closes_connection")
+        .await;
     server.stop().await;
 }
 
@@ -625,6 +679,7 @@ async fn connect_is_refused_by_default() {
     ] {
         assert_rejected(&server, &mut events, request, "HTTP/1.1 405 Method Not Allowed").await;
     }
+    server.assert_settled("connect_is_refused_by_default").await;
     server.stop().await;
 }
 
@@ -644,6 +699,9 @@ async fn connect_reaches_the_app_when_allowed() {
         "{head}"
     );
     assert_eq!(next_event(&mut events).await.outcome, Ok(0));
+    server
+        .assert_settled("connect_reaches_the_app_when_allowed")
+        .await;
     server.stop().await;
 }
 
@@ -669,6 +727,9 @@ async fn slow_request_head_is_closed_after_read_timeout() {
         "closed after {waited:?}"
     );
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    server
+        .assert_settled("slow_request_head_is_closed_after_read_timeout")
+        .await;
     server.stop().await;
 }
 
@@ -696,6 +757,7 @@ async fn slow_request_body_times_out() {
         next_event(&mut events).await.outcome,
         Err(("ReadTimedout", 3))
     );
+    server.assert_settled("slow_request_body_times_out").await;
     server.stop().await;
 }
 
@@ -718,6 +780,9 @@ async fn client_half_closing_mid_body_gets_an_answer_and_a_close() {
             outcome: Err(("ConnectionClosed", 10)),
         }
     );
+    server
+        .assert_settled("client_half_closing_mid_body_gets_an_answer_and_a_close")
+        .await;
     server.stop().await;
 }
 
@@ -742,6 +807,9 @@ async fn client_vanishing_mid_body_is_seen_by_the_app() {
         };
         assert_eq!(event.outcome, Err(("ConnectionClosed", read)), "{framing}");
     }
+    server
+        .assert_settled("client_vanishing_mid_body_is_seen_by_the_app")
+        .await;
     server.stop().await;
 }
 
@@ -793,6 +861,9 @@ async fn pipelined_requests_are_answered_in_order() {
         assert_eq!(resp.header("Connection"), Some(connection), "response {i}");
     }
     conn.expect_eof().await;
+    server
+        .assert_settled("pipelined_requests_are_answered_in_order")
+        .await;
     server.stop().await;
 }
 
@@ -825,6 +896,10 @@ async fn expect_100_continue_is_answered_before_the_body() {
     let resp = conn.response().await;
     assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"GET /n\n");
+    drop(conn);
+    server
+        .assert_settled("expect_100_continue_is_answered_before_the_body")
+        .await;
     server.stop().await;
 }
 
@@ -841,6 +916,9 @@ async fn expect_100_continue_is_ignored_for_http10() {
     assert_eq!(resp.head.line, "HTTP/1.1 400 Bad Request");
     assert_eq!(resp.header("x-echo-error"), Some("ConnectionClosed"));
     conn.expect_eof().await;
+    server
+        .assert_settled("expect_100_continue_is_ignored_for_http10")
+        .await;
     server.stop().await;
 }
 
@@ -861,6 +939,10 @@ async fn empty_lines_before_a_request_are_ignored() {
     let resp = conn.response().await;
     assert_eq!(resp.body, b"GET /after\n");
     assert_eq!(resp.header("Connection"), Some("keep-alive"));
+    drop(conn);
+    server
+        .assert_settled("empty_lines_before_a_request_are_ignored")
+        .await;
     server.stop().await;
 }
 
@@ -874,6 +956,9 @@ async fn client_half_closing_after_a_request_still_gets_the_response() {
     assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"GET /half\n");
     conn.expect_eof().await;
+    server
+        .assert_settled("client_half_closing_after_a_request_still_gets_the_response")
+        .await;
     server.stop().await;
 }
 
@@ -893,6 +978,9 @@ async fn http10_streamed_response_is_delimited_by_close() {
         assert_eq!(resp.header("X-Custom-Header"), Some("pingora"));
         assert_eq!(resp.body, b"hello");
     }
+    server
+        .assert_settled("http10_streamed_response_is_delimited_by_close")
+        .await;
     server.stop().await;
 }
 
@@ -910,6 +998,8 @@ async fn head_responses_have_no_body() {
     let get = conn.response().await;
     assert_eq!(get.head.line, "HTTP/1.1 200 OK");
     assert_eq!(get.body, b"GET /g\n");
+    drop(conn);
+    server.assert_settled("head_responses_have_no_body").await;
     server.stop().await;
 }
 
@@ -937,6 +1027,10 @@ async fn keepalive_request_limit_closes_after_the_last_allowed() {
         conn.response().await.header("Connection"),
         Some("keep-alive")
     );
+    drop(conn);
+    server
+        .assert_settled("keepalive_request_limit_closes_after_the_last_allowed")
+        .await;
     server.stop().await;
 }
 
@@ -957,6 +1051,9 @@ async fn keepalive_request_limit_with_pipelined_requests() {
     }
     // The fourth request is not answered.
     conn.expect_eof().await;
+    server
+        .assert_settled("keepalive_request_limit_with_pipelined_requests")
+        .await;
     server.stop().await;
 }
 
@@ -985,6 +1082,9 @@ async fn http10_closes_unless_keepalive_is_asked() {
         .await;
     assert_eq!(conn.response().await.header("Connection"), Some("close"));
     conn.expect_eof().await;
+    server
+        .assert_settled("http10_closes_unless_keepalive_is_asked")
+        .await;
     server.stop().await;
 }
 
@@ -1012,6 +1112,9 @@ async fn large_chunked_upload_is_echoed_exactly() {
     assert!(resp.body == body, "the echoed body differs");
     assert_eq!(next_event(&mut events).await.outcome, Ok(SIZE));
     drop(send.await.unwrap());
+    server
+        .assert_settled("large_chunked_upload_is_echoed_exactly")
+        .await;
     server.stop().await;
 }
 
@@ -1036,6 +1139,9 @@ async fn large_chunked_upload_is_streamed_back_exactly() {
     assert!(resp.chunked_complete);
     assert!(resp.body == body, "the echoed body differs");
     drop(send.await.unwrap());
+    server
+        .assert_settled("large_chunked_upload_is_streamed_back_exactly")
+        .await;
     server.stop().await;
 }
 
@@ -1058,6 +1164,9 @@ async fn idle_keepalive_connection_closes_after_its_timeout() {
         "closed after {waited:?}"
     );
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    server
+        .assert_settled("idle_keepalive_connection_closes_after_its_timeout")
+        .await;
     server.stop().await;
 }
 
@@ -1090,6 +1199,9 @@ async fn graceful_shutdown_closes_idle_keepalive_connections_promptly() {
     assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.body, b"abcd");
     busy.expect_eof().await;
+    server
+        .assert_settled("graceful_shutdown_closes_idle_keepalive_connections_promptly")
+        .await;
     server.stop().await;
     // The listening socket is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -1114,6 +1226,11 @@ async fn request_sent_just_after_shutdown_on_an_idle_connection_is_served_and_cl
     assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
     assert_eq!(resp.header("Connection"), Some("close"));
     conn.expect_eof().await;
+    server
+        .assert_settled(
+            "request_sent_just_after_shutdown_on_an_idle_connection_is_served_and_closes_it",
+        )
+        .await;
     server.stop().await;
 }
 
@@ -1175,5 +1292,8 @@ async fn response_during_graceful_shutdown_announces_close() {
     // next request at once loses it.
     assert_eq!(resp.header("Connection"), Some("close"));
     conn.expect_eof().await;
+    server
+        .assert_settled("response_during_graceful_shutdown_announces_close")
+        .await;
     server.stop().await;
 }

@@ -13,6 +13,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
+use pingora_test_support::leaks::Baseline;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
@@ -120,6 +121,7 @@ async fn rejected(addr: SocketAddr, seen: &Seen, name: &str, attack: &str, statu
 fn smuggling_attempts_are_rejected_before_the_origin() {
     let rt = runtime();
     let (_proxy, addr, seen, _) = setup(&rt, false);
+    let baseline = Baseline::local().with_port(addr.port());
     let cases = [
         (
             "CL.TE",
@@ -242,6 +244,9 @@ fn smuggling_attempts_are_rejected_before_the_origin() {
             .await;
         assert_eq!(resp.text(), "ok");
         assert_eq!(*seen.lock().expect("seen"), ["POST /fine 5"]);
+        baseline
+            .settle("smuggling_attempts_are_rejected_before_the_origin")
+            .await;
     });
 }
 
@@ -289,6 +294,7 @@ fn setup_normalizing(rt: &tokio::runtime::Runtime) -> (TestServer, SocketAddr, S
 fn accepted_oddities_reach_the_origin_normalized() {
     let rt = runtime();
     let (_proxy, addr, seen) = setup_normalizing(&rt);
+    let baseline = Baseline::local().with_port(addr.port());
     // (name, request, what the origin must see)
     let cases = [
         (
@@ -331,6 +337,9 @@ fn accepted_oddities_reach_the_origin_normalized() {
             assert_eq!(resp.text(), "ok", "{name}");
             assert_eq!(*seen.lock().expect("seen"), [expected], "{name}");
         }
+        baseline
+            .settle("accepted_oddities_reach_the_origin_normalized")
+            .await;
     });
 }
 
@@ -384,6 +393,9 @@ fn upstream_response_framing_rules() {
     };
     let (_strict, strict_addr) = proxy(false);
     let (_lenient, lenient_addr) = proxy(true);
+    let baseline = Baseline::local()
+        .with_port(strict_addr.port())
+        .with_port(lenient_addr.port());
     // (path, the peer allows an invalid Content-Length, status, body)
     let cases = [
         // Both headers: framed by Transfer-Encoding, Content-Length removed (section 6.3).
@@ -428,6 +440,7 @@ fn upstream_response_framing_rules() {
                 );
             }
         }
+        baseline.settle("upstream_response_framing_rules").await;
     });
 }
 
@@ -435,6 +448,7 @@ fn upstream_response_framing_rules() {
 fn oversized_heads_are_rejected() {
     let rt = runtime();
     let (_proxy, addr, seen, _) = setup(&rt, false);
+    let baseline = Baseline::local().with_port(addr.port());
     rt.block_on(async {
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(70_000));
         rejected(addr, &seen, "long request line", &long_target, 414).await;
@@ -450,6 +464,7 @@ fn oversized_heads_are_rejected() {
                 .collect::<String>()
         );
         rejected(addr, &seen, "too many fields", &many, 431).await;
+        baseline.settle("oversized_heads_are_rejected").await;
     });
 }
 
@@ -457,6 +472,7 @@ fn oversized_heads_are_rejected() {
 fn malformed_chunked_body_stops_at_the_proxy() {
     let rt = runtime();
     let (_proxy, addr, seen, _) = setup(&rt, false);
+    let baseline = Baseline::local().with_port(addr.port());
     rt.block_on(async {
         let mut client = RawConn::connect(addr).await;
         // A valid chunk, then a size line that is not hex, then a request hidden in the body.
@@ -472,6 +488,10 @@ fn malformed_chunked_body_stops_at_the_proxy() {
         // The origin may have started reading the POST, but never got a complete request,
         // let alone the hidden one.
         assert!(seen.lock().expect("seen").is_empty(), "{:?}", seen.lock());
+        drop(client);
+        baseline
+            .settle("malformed_chunked_body_stops_at_the_proxy")
+            .await;
     });
 }
 
@@ -479,6 +499,7 @@ fn malformed_chunked_body_stops_at_the_proxy() {
 fn filters_cannot_inject_header_lines() {
     let rt = runtime();
     let (_proxy, addr, seen, verdicts) = setup(&rt, true);
+    let baseline = Baseline::local().with_port(addr.port());
     rt.block_on(async {
         // The response filter's attempts are refused by the header API; the response goes
         // out without them.
@@ -501,5 +522,7 @@ fn filters_cannot_inject_header_lines() {
                 "request value ok=false"
             ]
         );
+        drop(client);
+        baseline.settle("filters_cannot_inject_header_lines").await;
     });
 }

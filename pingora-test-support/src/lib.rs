@@ -19,7 +19,9 @@
 //! * [`body`]: deterministic pseudo-random bodies and a checker for them;
 //! * [`tls`]: run-time certificates (a test CA and leaves signed by it, with rcgen) and TLS
 //!   client helpers;
-//! * [`curl`]: the `curl` binary as a client.
+//! * [`curl`]: the `curl` binary as a client;
+//! * [`leaks`]: live heap bytes (a counting global allocator), open file descriptors and
+//!   runtime tasks, and a [`leaks::Baseline`] that waits for them to come back.
 //!
 //! Every wait is bounded by [`TIMEOUT`]; every listener binds an ephemeral loopback port, and
 //! readiness is awaited (the bound address), never slept for.
@@ -36,6 +38,7 @@ pub mod apps;
 pub mod body;
 pub mod curl;
 pub mod h2;
+pub mod leaks;
 pub mod origin;
 #[cfg(feature = "proxy")]
 pub mod proxy;

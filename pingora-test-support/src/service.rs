@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::leaks::Baseline;
 use crate::raw::RawConn;
 use crate::TIMEOUT;
 
@@ -25,6 +26,8 @@ pub struct TestService {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// The sockets on the port and the tasks of the runtime once the service was listening.
+    baseline: Baseline,
 }
 
 impl TestService {
@@ -83,16 +86,31 @@ impl TestService {
         let (shutdown, watch) = watch::channel(false);
         let task = tokio::spawn(async move { service.start_service(None, watch, 1).await });
         let addr = bound(&addrs).await?;
+        let baseline = Baseline::local()
+            .with_port(addr.port())
+            .with_tasks(&tokio::runtime::Handle::current());
         Ok(TestService {
             addr,
             shutdown,
             task,
+            baseline,
         })
     }
 
     /// A new raw HTTP/1 client connection to the service.
     pub async fn connect(&self) -> RawConn<TcpStream> {
         RawConn::connect(self.addr).await
+    }
+
+    /// Waits until the service is back to what it had when it started listening: no socket
+    /// left on its port but the listener, no task left on the runtime but those it started
+    /// with. Call it once the test's clients are gone (dropped) to show that nothing leaked.
+    ///
+    /// # Panics
+    ///
+    /// If the counts do not come back within [`TIMEOUT`]; `what` names the check.
+    pub async fn assert_settled(&self, what: &str) {
+        self.baseline.settle(what).await;
     }
 
     /// Starts a graceful shutdown (what the server does on SIGTERM) without waiting for it.
