@@ -8,10 +8,12 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::support::*;
+use crate::wrk::{established_to, Wrk};
 
 /// The tests, by name.
 pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
+    ("graceful_upgrade_under_wrk", graceful_upgrade_under_wrk),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
     ("sigint_stops_at_once", sigint_stops_at_once),
     (
@@ -109,6 +111,78 @@ fn graceful_upgrade_under_load() {
             .contains("took over 1 listening sockets from the old process"),
         "{}",
         new.output()
+    );
+
+    new.signal(Signal::SIGTERM);
+    let status = new.wait_exit(GRACE + Duration::from_secs(30));
+    assert!(status.success(), "new process: {status:?}");
+}
+
+/// wrk's keepalive connections through a graceful upgrade: wrk sends each connection's next
+/// request the moment a response ends, so a connection of the old process closed under a
+/// request already sent would be a socket error. None may happen: after the hand-over, each
+/// connection of the old process answers its next request with `Connection: close` (and wrk
+/// reconnects, to the new process), and every response is a 200.
+fn graceful_upgrade_under_wrk() {
+    const CONNECTIONS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+
+    // About 6 s to the old process's exit (the 5 s hand-over pause, then the drain); the rest
+    // on the new process alone.
+    let wrk = Wrk::start(dir.path(), addr, 2, CONNECTIONS, Duration::from_secs(12));
+    wait_until("wrk's connections to the old process", || {
+        established_to(addr) >= CONNECTIONS
+    });
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    old.signal(Signal::SIGQUIT);
+    let (_, new_pid) = parse_ready(&new.wait_line("ready "));
+
+    let status = old.wait_exit(CLOSE_TIMEOUT + GRACE);
+    assert!(
+        status.success(),
+        "old process: {status:?}\n{}",
+        old.output()
+    );
+    let left = wrk.remaining();
+    println!("    old process exited with {left:.1?} of the wrk run left");
+    assert!(
+        left > Duration::from_secs(1),
+        "the old process took too long to exit for the new one to be loaded alone"
+    );
+
+    let report = wrk.finish();
+    println!("    wrk: {}", report.summary());
+    assert_eq!(report.errors(), 0, "socket errors:\n{}", report.output);
+    assert_eq!(
+        report.non_2xx, None,
+        "non-2xx responses:\n{}",
+        report.output
+    );
+    for (pid, name) in [(old_pid, "old"), (new_pid, "new")] {
+        let served = report.per_pid.get(&pid).copied().unwrap_or_default();
+        assert!(
+            served >= 1_000,
+            "the {name} process served {served}:\n{}",
+            report.output
+        );
+    }
+    assert_eq!(
+        report.per_pid.values().sum::<u64>(),
+        report.requests,
+        "every response came from one of the two processes:\n{}",
+        report.output
+    );
+    // Each of the old process's connections ended with a `Connection: close` response.
+    assert!(
+        report.closes >= CONNECTIONS as u64,
+        "{} responses with Connection: close:\n{}",
+        report.closes,
+        report.output
     );
 
     new.signal(Signal::SIGTERM);
