@@ -1,5 +1,6 @@
 //! The process tests.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
     ("graceful_upgrade_under_wrk", graceful_upgrade_under_wrk),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
+    (
+        "sigterm_closes_idle_keepalive_connections",
+        sigterm_closes_idle_keepalive_connections,
+    ),
     ("sigint_stops_at_once", sigint_stops_at_once),
     (
         "upgrade_without_old_process_exits_1",
@@ -235,6 +240,105 @@ fn sigterm_drains_then_exits() {
     for phase in ["phase GracefulTerminate", "phase Terminated"] {
         assert!(log.contains(phase), "{phase} missing from:\n{log}");
     }
+}
+
+/// How many idle connections [`sigterm_closes_idle_keepalive_connections`] opens: the
+/// `IDLE_CONNS` environment variable (`bench/idle-shutdown.sh` sets 8000), 2000 by default.
+fn idle_connection_count() -> usize {
+    match std::env::var("IDLE_CONNS") {
+        Ok(n) => n.parse().expect("IDLE_CONNS: a number of connections"),
+        Err(_) => 2_000,
+    }
+}
+
+/// Thousands of idle keepalive connections (each served one request, then left waiting), then
+/// `SIGTERM`: the server closes every one of them cleanly (each client reads EOF, nothing
+/// sent, no reset) well within the grace period, then exits with status 0.
+fn sigterm_closes_idle_keepalive_connections() {
+    const OPENERS: usize = 8;
+    let count = idle_connection_count();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, pid) = parse_ready(&server.wait_line("ready "));
+
+    let opening = Instant::now();
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|i| {
+            let share = count / OPENERS + usize::from(i < count % OPENERS);
+            std::thread::spawn(move || open_idle_connections(addr, share, pid))
+        })
+        .collect();
+    let groups: Vec<Vec<HttpConn>> = openers
+        .into_iter()
+        .map(|opener| opener.join().expect("an opening thread panicked"))
+        .collect();
+    assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), count);
+    println!(
+        "    {count} keepalive connections served and idle after {:.1?}",
+        opening.elapsed()
+    );
+
+    let signalled = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let watchers: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for mut conn in group {
+                    if let Err(e) = conn.expect_closed() {
+                        failures.push(e);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = watchers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a watching thread panicked"))
+        .collect();
+    let closing = signalled.elapsed();
+    let status = server.wait_exit(GRACE + Duration::from_secs(30));
+    let exiting = signalled.elapsed();
+    println!(
+        "    {count} idle connections closed {closing:.2?} after SIGTERM; the process exited \
+         after {exiting:.2?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {count} connections not closed cleanly, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        closing < GRACE / 4,
+        "closing the idle connections took {closing:?}, the grace period is {GRACE:?}"
+    );
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let log = server.output();
+    for phase in ["phase GracefulTerminate", "phase Terminated"] {
+        assert!(log.contains(phase), "{phase} missing from:\n{log}");
+    }
+}
+
+/// Opens `count` connections to `addr`, each serving one request answered in full by `pid`
+/// and kept alive.
+fn open_idle_connections(addr: SocketAddr, count: usize, pid: u32) -> Vec<HttpConn> {
+    (0..count)
+        .map(|i| {
+            let mut conn = HttpConn::connect(addr)
+                .unwrap_or_else(|e| panic!("connection {i} of {count}: {e}"));
+            let (head, body) = conn
+                .get("/")
+                .unwrap_or_else(|e| panic!("request on connection {i} of {count}: {e}"));
+            assert_eq!(head.status, 200);
+            assert!(!head.close, "the connection is kept alive");
+            assert_eq!(body, format!("hello from pid {pid}\n").into_bytes());
+            conn
+        })
+        .collect()
 }
 
 /// `SIGINT`: the process exits at once, cutting the requests in flight.
