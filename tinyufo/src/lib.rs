@@ -119,7 +119,7 @@ impl<K: Hash, T: Clone + Send + Sync + 'static> TinyUfo<K, T> {
     pub fn get(&self, key: &K) -> Option<T> {
         let key = self.hasher.hash_one(key);
         self.store.with(key, |bucket| {
-            bucket.uses.increment();
+            bucket.increment_uses();
             bucket.data.clone()
         })
     }

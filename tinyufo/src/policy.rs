@@ -21,7 +21,7 @@ use std::sync::atomic::{
 use crossbeam_queue::SegQueue;
 
 use crate::sketch::FrequencySketch;
-use crate::store::{Bucket, Store, Uses};
+use crate::store::{Bucket, Store, ID_BITS};
 use crate::KV;
 
 /// An item leaves the small queue for the main one once it has more uses than this: one read
@@ -69,8 +69,8 @@ pub(crate) struct Policy {
     /// to the thread that made it. Signed, because a removal may be counted just before the
     /// insertion it undoes.
     weight: AtomicIsize,
-    /// Ids for new items. 48 bits of them fit in an [`Entry`]; wrapping after 2^48 puts would
-    /// at worst let a very old queue entry act on a newer item of the same key.
+    /// Ids for new items, of [`ID_BITS`] bits: wrapping after 2^46 puts would at worst let a
+    /// very old queue entry act on a newer item of the same key.
     next_id: AtomicU64,
     pub(crate) sketch: FrequencySketch,
 }
@@ -117,7 +117,7 @@ impl Policy {
             out.push(KV { key, data, weight });
             return out;
         }
-        if let Some(uses) = store.with(key, |b| b.uses.increment()) {
+        if let Some(uses) = store.with(key, |b| b.increment_uses()) {
             // A new value for a resident key: it keeps its uses but queues again as new.
             self.insert(store, key, data, weight, uses);
             return self.evict_to_limit(store, 0);
@@ -151,13 +151,8 @@ impl Policy {
     where
         T: Clone + Send + Sync + 'static,
     {
-        let id = self.next_id.fetch_add(1, Relaxed);
-        let bucket = Bucket {
-            data,
-            id,
-            weight,
-            uses: Uses::new(uses),
-        };
+        let id = self.next_id.fetch_add(1, Relaxed) & ((1 << ID_BITS) - 1);
+        let bucket = Bucket::new(data, id, weight, uses);
         let displaced = store.replace(key, bucket);
         self.add_weight(usize::from(weight), displaced);
         // The entry goes in after the item, so an evictor that pops it finds the item.
@@ -208,7 +203,7 @@ impl Policy {
     {
         while let Some(entry) = self.small.pop() {
             self.small_weight.fetch_sub(entry.weight(), Relaxed);
-            let uses = store.with(entry.key, |b| (b.id == entry.id()).then(|| b.uses.get()));
+            let uses = store.with(entry.key, |b| (b.id() == entry.id()).then(|| b.uses()));
             match uses.flatten() {
                 // Gone, or replaced by a newer item with an entry of its own.
                 None => continue,
@@ -229,7 +224,7 @@ impl Policy {
     {
         while let Some(entry) = self.main.pop() {
             let used = store.with(entry.key, |b| {
-                (b.id == entry.id()).then(|| b.uses.decrement() > 0)
+                (b.id() == entry.id()).then(|| b.decrement_uses() > 0)
             });
             match used.flatten() {
                 None => continue,

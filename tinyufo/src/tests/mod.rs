@@ -262,17 +262,21 @@ fn concurrent_reads_and_writes() {
 }
 
 #[test]
-fn uses_saturate() {
-    let uses = store::Uses::new(0);
-    assert_eq!(uses.decrement(), 0);
-    assert_eq!(uses.increment(), 1);
+fn bucket_packs_id_uses_and_weight() {
+    let bucket = store::Bucket::new((), (1 << store::ID_BITS) - 1, u16::MAX, 0);
+    assert_eq!(bucket.decrement_uses(), 0);
+    assert_eq!(bucket.increment_uses(), 1);
     for _ in 0..10 {
-        uses.increment();
+        bucket.increment_uses();
     }
-    assert_eq!(uses.get(), 3);
-    assert_eq!(uses.decrement(), 3);
-    assert_eq!(uses.get(), 2);
-    assert_eq!(store::Uses::new(9).get(), 3);
+    assert_eq!(bucket.uses(), 3);
+    assert_eq!(bucket.decrement_uses(), 3);
+    assert_eq!(bucket.uses(), 2);
+    // The use count never spills into its neighbours.
+    assert_eq!(bucket.id(), (1 << store::ID_BITS) - 1);
+    assert_eq!(bucket.weight(), u16::MAX);
+    assert_eq!(store::Bucket::new((), 5, 1, 9).uses(), 3);
+    assert_eq!(std::mem::size_of::<store::Bucket<u64>>(), 16);
 }
 
 #[test]
