@@ -48,6 +48,10 @@ use policy::Policy;
 use sketch::FrequencySketch;
 use store::Store;
 
+/// Estimates above this (a billion items) are taken as this: the map grows past it as needed,
+/// and sizing structures for absurd estimates would only fail.
+const MAX_PRESIZED: usize = 1 << 30;
+
 /// An item that left the cache (or was turned away), as returned by [`TinyUfo::put`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KV<T> {
@@ -80,8 +84,8 @@ impl<K: Hash, T: Clone + Send + Sync + 'static> TinyUfo<K, T> {
     pub fn new(total_weight_limit: usize, estimated_size: usize) -> Self {
         Self::build(
             total_weight_limit,
-            Store::new(estimated_size),
-            FrequencySketch::new(estimated_size, false, rand_seed()),
+            Store::new(estimated_size.min(MAX_PRESIZED)),
+            FrequencySketch::new(estimated_size.min(MAX_PRESIZED), false, rand_seed()),
             SeedableRandomState::random(),
         )
     }
@@ -95,8 +99,8 @@ impl<K: Hash, T: Clone + Send + Sync + 'static> TinyUfo<K, T> {
     pub fn new_compact(total_weight_limit: usize, estimated_size: usize) -> Self {
         Self::build(
             total_weight_limit,
-            Store::new(estimated_size),
-            FrequencySketch::new(estimated_size, true, rand_seed()),
+            Store::new(estimated_size.min(MAX_PRESIZED)),
+            FrequencySketch::new(estimated_size.min(MAX_PRESIZED), true, rand_seed()),
             SeedableRandomState::random(),
         )
     }
