@@ -159,6 +159,36 @@ impl<T> Drop for Leading<'_, T> {
 ///
 /// A waiter whose leader's future is dropped before the lookup finished also does its own
 /// lookup.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use async_trait::async_trait;
+/// use pingora_error::ErrorTrait;
+/// use pingora_memory_cache::{CacheStatus, Lookup, RTCache};
+///
+/// struct Squares;
+///
+/// #[async_trait]
+/// impl Lookup<u64, u64, ()> for Squares {
+///     async fn lookup(
+///         key: &u64,
+///         _extra: Option<&()>,
+///     ) -> Result<(u64, Option<Duration>), Box<dyn ErrorTrait + Send + Sync>> {
+///         Ok((key * key, None))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let cache: RTCache<u64, u64, Squares, ()> =
+///     RTCache::new(100, Some(Duration::from_secs(2)), Some(Duration::from_secs(1)));
+/// let (value, status) = cache.get(&7, Some(Duration::from_secs(60)), None).await;
+/// assert_eq!((value.unwrap(), status), (49, CacheStatus::Miss));
+/// let (value, status) = cache.get(&7, None, None).await;
+/// assert_eq!((value.unwrap(), status), (49, CacheStatus::Hit));
+/// # });
+/// ```
 pub struct RTCache<K, T, CB, S>
 where
     K: Hash + Send,
