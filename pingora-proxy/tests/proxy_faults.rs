@@ -54,6 +54,8 @@ async fn upstream_gone_in_the_middle_of_a_body_cuts_the_client_connection() {
         ("/body-fin", b"partial"),
         ("/chunk-rst", b"5\r\nhello\r\n"),
         ("/chunk-fin", b"5\r\nhello\r\n"),
+        // A body that ends with the connection goes to the client chunked.
+        ("/unframed-rst", b"4\r\nsome\r\n"),
     ];
     for (path, first) in cases {
         let mut client = h.client().await;
@@ -89,11 +91,24 @@ async fn upstream_gone_in_the_middle_of_a_body_cuts_the_client_connection() {
         h.next_request_uses_a_fresh_connection(path).await;
         h.settle(path).await;
     }
+    // The control: a body that ends with the connection closing normally is complete, and
+    // the client connection serves the next request.
+    let mut client = h.client().await;
+    client.send(get("/unframed-fin", "")).await;
+    assert_eq!(client.read_head().await.expect("a head").status(), 200);
+    assert_eq!(client.read_exact(9).await, b"4\r\nsome\r\n");
+    h.origin.go();
+    assert_eq!(client.read_exact(5).await, b"0\r\n\r\n");
+    assert_eq!(client.roundtrip(get("/close", "")).await.text(), "bye");
+    assert_eq!(h.logged().await.error, None);
+    h.logged().await;
+    drop(client);
+    h.settle("/unframed-fin").await;
 }
 
 // === an upstream that never answers ===
 
-const READ_TIMEOUT: Duration = Duration::from_millis(200);
+const READ_TIMEOUT: Duration = Duration::from_millis(400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
@@ -229,6 +244,42 @@ async fn upstream_answering_before_the_body_is_in() {
         h.origin
             .got_once_on_a_closed_connection(&format!("POST {path}"), what)
             .await;
+        drop(client);
+        h.next_request_uses_a_fresh_connection(what).await;
+        h.settle(what).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_reset_in_the_middle_of_an_upload_is_a_502() {
+    // Allocated before the baseline is taken.
+    let body = vec![b'u'; 128 * 1024];
+    let by_length = "POST /upload-rst HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n";
+    let by_chunks = "POST /upload-rst HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunks = chunked(&body, &[8192])[..body.len()].to_vec();
+    let cases = [
+        ("Content-Length", by_length, &body),
+        ("chunked", by_chunks, &chunks),
+    ];
+    let mut h = Harness::start(Setup::default()).await;
+    for (what, head, part) in cases {
+        let mut client = h.client().await;
+        client.send(head).await;
+        client.send(part).await;
+        let resp = client.response().await;
+        assert_eq!(resp.status(), 502, "{what}");
+        assert_eq!(resp.header("connection"), Some("close"), "{what}");
+        let (rest, _) = client.read_to_close().await;
+        assert!(
+            rest.is_empty(),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        assert_eq!(h.logged().await.status, Some(502), "{what}");
+        h.origin
+            .got_once_on_a_closed_connection("POST /upload-rst", what)
+            .await;
+        assert_eq!(h.peer_calls.load(Ordering::SeqCst), 1, "{what}");
         drop(client);
         h.next_request_uses_a_fresh_connection(what).await;
         h.settle(what).await;

@@ -134,12 +134,16 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 ///   [`FaultOrigin::go`] a reset or a close;
 /// * `/chunk-rst`, `/chunk-fin`: a chunked head, a whole chunk and part of the next; on
 ///   [`FaultOrigin::go`] a reset or a close;
+/// * `/unframed-rst`, `/unframed-fin`: a head without framing (the body ends with the
+///   connection) and 4 bytes of body; on [`FaultOrigin::go`] a reset (the body is cut
+///   short) or a close (the body is complete);
 /// * `/silent`: reads the request and says nothing until the proxy closes;
 /// * `/early-413`: 413 (kept alive) as soon as the head is read, the body left unread;
 ///   then reads until the proxy closes;
 /// * `/early-close`: 200 "early" with `Connection: close` as soon as the head is read, then
 ///   half-closes and reads until the proxy closes;
 /// * `/upload`: reads the body, answers 200 with its length;
+/// * `/upload-rst`: reads 16 KiB of the body, then resets;
 /// * `/download`: `Content-Length` of 1 GiB, written as fast as it is read until a write
 ///   fails;
 /// * `/slow-download`: a chunked body, one small chunk every 20 ms until a write fails.
@@ -342,6 +346,11 @@ async fn respond(conn: &mut RawConn, head: &Head, go: &Notify) -> Next {
             go.notified().await;
             fault_end
         }
+        "/unframed-rst" | "/unframed-fin" => {
+            let _ = conn.try_send("HTTP/1.1 200 OK\r\n\r\nsome").await;
+            go.notified().await;
+            fault_end
+        }
         "/silent" => {
             let _ = conn.read_body(head).await;
             let _ = conn.read_to_close().await;
@@ -359,6 +368,10 @@ async fn respond(conn: &mut RawConn, head: &Head, go: &Notify) -> Next {
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn.stream).await;
             let _ = conn.read_to_close().await;
             Next::Close
+        }
+        "/upload-rst" => {
+            let _ = conn.try_read_exact(16 * 1024).await;
+            Next::Reset
         }
         "/upload" => match conn.read_body(head).await {
             Some(body) => next(
