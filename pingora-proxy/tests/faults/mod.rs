@@ -138,6 +138,8 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 ///   connection) and 4 bytes of body; on [`FaultOrigin::go`] a reset (the body is cut
 ///   short) or a close (the body is complete);
 /// * `/silent`: reads the request and says nothing until the proxy closes;
+/// * `/silent-unread`: reads only the request head and says nothing; on
+///   [`FaultOrigin::go`] reads until the proxy closes;
 /// * `/early-413`: 413 (kept alive) as soon as the head is read, the body left unread;
 ///   then reads until the proxy closes;
 /// * `/early-close`: 200 "early" with `Connection: close` as soon as the head is read, then
@@ -350,6 +352,11 @@ async fn respond(conn: &mut RawConn, head: &Head, go: &Notify) -> Next {
             let _ = conn.try_send("HTTP/1.1 200 OK\r\n\r\nsome").await;
             go.notified().await;
             fault_end
+        }
+        "/silent-unread" => {
+            go.notified().await;
+            let _ = conn.read_to_close().await;
+            Next::Close
         }
         "/silent" => {
             let _ = conn.read_body(head).await;
