@@ -24,18 +24,23 @@ static ALLOC: CountingAlloc = CountingAlloc;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_gone_in_the_middle_of_the_head_is_a_502() {
     let mut h = Harness::start(Setup::default()).await;
-    for path in ["/head-rst", "/head-fin"] {
+    // An informational response is not the response: a 502 follows it.
+    for path in ["/head-rst", "/head-fin", "/hints-rst", "/hints-fin"] {
         let mut client = h.client().await;
         let resp = client.roundtrip(get(path, "")).await;
         assert_eq!(resp.status(), 502, "{path}");
         assert_eq!(resp.header("connection"), Some("close"), "{path}");
+        if path == "/hints-fin" {
+            let hints: Vec<u16> = resp.interim.iter().map(|h| h.status()).collect();
+            assert_eq!(hints, [103], "{path}");
+        }
         assert!(
             client.is_closed().await,
             "{path}: the client connection stays open"
         );
         let logged = h.logged().await;
         assert_eq!(logged.status, Some(502), "{path}");
-        // Part of a head arrived: the request was not sent again.
+        // It failed on a new upstream connection: it is not sent again.
         let request = format!("GET {path}");
         h.origin
             .got_once_on_a_closed_connection(&request, path)
@@ -106,6 +111,33 @@ async fn upstream_gone_in_the_middle_of_a_body_cuts_the_client_connection() {
     h.logged().await;
     drop(client);
     h.settle("/unframed-fin").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_upstream_faults_leave_nothing_behind() {
+    let mut h = Harness::start(Setup::default()).await;
+    // Small leaks add up: 120 faults against one baseline (64 KiB of slack).
+    for _ in 0..40 {
+        for path in ["/head-rst", "/head-fin"] {
+            let mut client = h.client().await;
+            assert_eq!(
+                client.roundtrip(get(path, "")).await.status(),
+                502,
+                "{path}"
+            );
+            h.logged().await;
+        }
+        let mut client = h.client().await;
+        client.send(get("/body-rst", "")).await;
+        client.read_head().await.expect("a response head");
+        client.read_exact(7).await;
+        h.origin.go();
+        client.read_to_close().await;
+        h.logged().await;
+    }
+    h.next_request_uses_a_fresh_connection("repeated faults")
+        .await;
+    h.settle("repeated faults").await;
 }
 
 // === an upstream that never answers ===

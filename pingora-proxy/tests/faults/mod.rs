@@ -130,6 +130,7 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 /// * `/hello`: 200 "hello", keeping the connection;
 /// * `/close`: 200 "bye" with `Connection: close`, then closes;
 /// * `/head-rst`, `/head-fin`: part of a response head, then a reset or a close;
+/// * `/hints-rst`, `/hints-fin`: a 103 (Early Hints), then a reset or a close;
 /// * `/body-rst`, `/body-fin`: a head with `Content-Length: 100` and 7 bytes of body; on
 ///   [`FaultOrigin::go`] a reset or a close;
 /// * `/chunk-rst`, `/chunk-fin`: a chunked head, a whole chunk and part of the next; on
@@ -331,6 +332,12 @@ async fn respond(conn: &mut RawConn, head: &Head, go: &Notify) -> Next {
         }
         "/head-rst" | "/head-fin" => {
             let _ = conn.try_send("HTTP/1.1 200 OK\r\nContent-Le").await;
+            fault_end
+        }
+        "/hints-rst" | "/hints-fin" => {
+            let _ = conn
+                .try_send("HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+                .await;
             fault_end
         }
         "/body-rst" | "/body-fin" => {
