@@ -8,8 +8,12 @@ mod faults;
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use faults::{Harness, Setup};
+use http::Method;
 use pingora_core::apps::HttpServerOptions;
+use pingora_test_support::h2::frames::{self, headers, request_fields, Wire};
+use pingora_test_support::h2::{exchange, h2_client, request};
 use pingora_test_support::leaks::CountingAlloc;
 use pingora_test_support::raw::{chunked, get};
 use pingora_test_support::within;
@@ -167,4 +171,111 @@ async fn slowloris_is_cut_off_while_others_are_served() {
     );
     h.next_request_uses_a_fresh_connection("slowloris").await;
     h.settle("slowloris").await;
+}
+
+// === HTTP/2 clients ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_client_and_upstream_faults_end_their_streams_only() {
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    let mut h = Harness::start(Setup {
+        options: Some(options),
+        ..Setup::default()
+    })
+    .await;
+    let send = h2_client(h.proxy.addr).await;
+
+    // The client cancels a download: the upstream connection is closed.
+    {
+        let mut ready = send.clone().ready().await.expect("connection ready");
+        let (resp, _) = ready
+            .send_request(request(Method::GET, "/slow-download"), true)
+            .expect("send request");
+        let mut body = within("the head", resp)
+            .await
+            .expect("response")
+            .into_body();
+        within("the first bytes", body.data()).await;
+        // Dropping the body resets the stream (CANCEL).
+    }
+    assert!(h.logged().await.error.is_some());
+    h.origin
+        .got_once_on_a_closed_connection("GET /slow-download", "h2 cancelled download")
+        .await;
+
+    // The client cancels an upload: the upstream connection is closed.
+    {
+        let mut ready = send.clone().ready().await.expect("connection ready");
+        let (_resp, mut stream) = ready
+            .send_request(request(Method::POST, "/upload"), false)
+            .expect("send request");
+        stream
+            .send_data(Bytes::from_static(b"part of a body"), false)
+            .expect("send data");
+        h.origin.saw_request("POST /upload").await;
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    assert!(h.logged().await.error.is_some());
+    h.origin
+        .got_once_on_a_closed_connection("POST /upload", "h2 cancelled upload")
+        .await;
+
+    // The upstream fails in the middle of a body: the stream is reset, not ended.
+    {
+        let mut ready = send.clone().ready().await.expect("connection ready");
+        let (resp, _) = ready
+            .send_request(request(Method::GET, "/body-rst"), true)
+            .expect("send request");
+        let mut body = within("the head", resp)
+            .await
+            .expect("response")
+            .into_body();
+        let first = within("the first bytes", body.data()).await;
+        assert_eq!(first.expect("data").expect("data"), &b"partial"[..]);
+        h.origin.go();
+        let end = within("the end of the stream", body.data()).await;
+        assert!(matches!(end, Some(Err(_))), "{end:?}");
+    }
+    assert!(h.logged().await.error.is_some());
+    h.origin
+        .got_once_on_a_closed_connection("GET /body-rst", "h2 upstream reset")
+        .await;
+
+    // A second connection goes away (reset) with two downloads in flight: both upstream
+    // connections are closed.
+    h.origin.take_log();
+    let mut wire = Wire::open(h.proxy.addr).await;
+    let mut streams = headers(1, &request_fields("GET", "/slow-download"), true);
+    streams.extend(headers(3, &request_fields("GET", "/download"), true));
+    wire.send(&streams).await.expect("requests sent");
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < 2 {
+        let f = wire.next_significant().await;
+        // Response heads (this client gives no flow-control window beyond the first).
+        if f.kind == frames::HEADERS {
+            answered.insert(f.stream);
+        }
+    }
+    wire.conn.reset();
+    for what in [
+        "h2 connection gone: slow download",
+        "h2 connection gone: download",
+    ] {
+        assert!(h.logged().await.error.is_some(), "{what}");
+    }
+    h.origin
+        .got_once_on_a_closed_connection("GET /slow-download", "h2 connection gone")
+        .await;
+    h.origin
+        .got_once_on_a_closed_connection("GET /download", "h2 connection gone")
+        .await;
+
+    // The first connection still serves streams.
+    let got = exchange(&send, request(Method::GET, "/close"), None).await;
+    assert_eq!(got.body, b"bye");
+    h.logged().await;
+    drop(send);
+    h.next_request_uses_a_fresh_connection("h2").await;
+    h.settle("h2").await;
 }
