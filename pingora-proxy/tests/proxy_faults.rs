@@ -176,6 +176,8 @@ async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
             let started = Instant::now();
             let resp = client.roundtrip(&request).await;
             assert_eq!(resp.status(), status, "{what}");
+            // The client connection is closed after it, whoever chose the status.
+            assert_eq!(resp.header("connection"), Some("close"), "{what}");
             assert!(
                 started.elapsed() >= READ_TIMEOUT,
                 "{what}: {:?}",

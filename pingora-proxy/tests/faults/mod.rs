@@ -2,6 +2,7 @@
 //! cue, and a harness that runs both on the test's runtime and checks after each case that
 //! the proxy is back to where it was (tasks, descriptors, heap, no panic).
 
+// Each of the two test binaries that include this module uses a part of it.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
