@@ -205,45 +205,61 @@ async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
     }
 }
 
+/// An upstream that reads neither a large request body nor answers: the proxy gives up after
+/// the peer's read timeout, or its write timeout (the body stops going out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_neither_reading_the_body_nor_answering_times_out() {
-    let mut h = Harness::start(Setup {
+    let read = Setup {
         read_timeout: Some(READ_TIMEOUT),
         ..Setup::default()
-    })
-    .await;
-    let client = h.client().await;
-    let (read, mut write) = client.stream.into_split();
-    let mut client = RawConn::new(read);
-    // More body than the queues and socket buffers on the way hold: the proxy stops reading
-    // from the client while the upstream reads nothing.
-    let uploading = tokio::spawn(async move {
-        let head = "POST /silent-unread HTTP/1.1\r\nHost: t\r\nContent-Length: 67108864\r\n\r\n";
-        let piece = vec![b'u'; 64 * 1024];
-        let mut sent = write.write_all(head.as_bytes()).await;
-        while sent.is_ok() {
-            sent = write.write_all(&piece).await;
-        }
-        sent
-    });
-    let started = Instant::now();
-    let resp = client.response().await;
-    assert_eq!(resp.status(), 502);
-    assert!(started.elapsed() >= READ_TIMEOUT, "{:?}", started.elapsed());
-    assert_eq!(resp.header("connection"), Some("close"));
-    assert_eq!(h.logged().await.error.as_deref(), Some("ReadTimedout"));
-    // The proxy hangs up on the client, which stops uploading.
-    let stopped = within("the upload to stop", uploading).await;
-    stopped
-        .expect("the upload task")
-        .expect_err("the upload stops with an error");
-    h.origin.go();
-    h.origin
-        .got_once_on_a_closed_connection("POST /silent-unread", "unread body")
-        .await;
-    drop(client);
-    h.next_request_uses_a_fresh_connection("unread body").await;
-    h.settle("unread body").await;
+    };
+    let write = Setup {
+        write_timeout: Some(READ_TIMEOUT),
+        ..Setup::default()
+    };
+    for (what, setup, error) in [
+        ("read", read, "ReadTimedout"),
+        ("write", write, "WriteTimedout"),
+    ] {
+        let mut h = Harness::start(setup).await;
+        let client = h.client().await;
+        let (read, mut write) = client.stream.into_split();
+        let mut client = RawConn::new(read);
+        // More body than the queues and socket buffers on the way hold: the proxy stops
+        // reading from the client while the upstream reads nothing.
+        let uploading = tokio::spawn(async move {
+            let head =
+                "POST /silent-unread HTTP/1.1\r\nHost: t\r\nContent-Length: 67108864\r\n\r\n";
+            let piece = vec![b'u'; 64 * 1024];
+            let mut sent = write.write_all(head.as_bytes()).await;
+            while sent.is_ok() {
+                sent = write.write_all(&piece).await;
+            }
+            sent
+        });
+        let started = Instant::now();
+        let resp = client.response().await;
+        assert_eq!(resp.status(), 502, "{what}");
+        assert!(
+            started.elapsed() >= READ_TIMEOUT,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(resp.header("connection"), Some("close"), "{what}");
+        assert_eq!(h.logged().await.error.as_deref(), Some(error), "{what}");
+        // The proxy hangs up on the client, which stops uploading.
+        let stopped = within("the upload to stop", uploading).await;
+        stopped
+            .expect("the upload task")
+            .expect_err("the upload stops with an error");
+        h.origin.go();
+        h.origin
+            .got_once_on_a_closed_connection("POST /silent-unread", what)
+            .await;
+        drop(client);
+        h.next_request_uses_a_fresh_connection(what).await;
+        h.settle(what).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,7 @@ pub struct Logged {
     pub error: Option<String>,
 }
 
-/// Proxies to the origin. The peer has the configured read timeout; connection failures are
+/// Proxies to the origin. The peer has the configured read and write timeouts; connection failures are
 /// marked retryable. By request field:
 /// * `x-dead-first`: the first attempt goes to a port where nothing listens;
 /// * `x-timeouts-504`: `fail_to_proxy` answers upstream timeouts with 504 instead of 502.
@@ -42,6 +42,7 @@ struct Faults {
     origin: SocketAddr,
     dead: SocketAddr,
     read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     peer_calls: Arc<AtomicUsize>,
     logged: mpsc::UnboundedSender<Logged>,
 }
@@ -69,6 +70,7 @@ impl ProxyHttp for Faults {
         *attempt += 1;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.read_timeout = self.read_timeout;
+        peer.options.write_timeout = self.write_timeout;
         Ok(Box::new(peer))
     }
 
@@ -443,6 +445,8 @@ pub struct Harness {
 pub struct Setup {
     /// The peer's read timeout.
     pub read_timeout: Option<Duration>,
+    /// The peer's write timeout.
+    pub write_timeout: Option<Duration>,
     /// The server's retry bound (`ServerConf::max_retries`); the default when `None`.
     pub max_retries: Option<usize>,
     /// How client connections are served.
@@ -463,6 +467,7 @@ impl Harness {
             origin: origin.origin.addr,
             dead: dead_addr(),
             read_timeout: setup.read_timeout,
+            write_timeout: setup.write_timeout,
             peer_calls: peer_calls.clone(),
             logged: tx,
         };

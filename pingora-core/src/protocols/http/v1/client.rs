@@ -10,7 +10,9 @@
 //! Like the server session: a future dropped in the middle of a read or write leaves the
 //! connection in an unknown state, and [`HttpSession::reuse`] then refuses to hand it back.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,6 +26,7 @@ use pingora_http_codec::h1::{head, Framing};
 use std::future::Future;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tracing::debug;
 
 use super::io::{read_more_sized, with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
@@ -75,6 +78,8 @@ pub struct HttpSession {
     half_close_queued: bool,
     /// Told when `queued` shrinks to the given size (see [`HttpSession::notify_queue_below`]).
     queue_watch: Option<(Arc<Notify>, usize)>,
+    /// When queued bytes that the upstream takes none of fail with `WriteTimedout`.
+    queue_stall: Option<Pin<Box<Sleep>>>,
     response: Option<Box<ResponseHeader>>,
     response_tokens: ConnectionTokens,
     response_keepalive_timeout: Option<u64>,
@@ -115,6 +120,7 @@ impl HttpSession {
             queue_failed: false,
             half_close_queued: false,
             queue_watch: None,
+            queue_stall: None,
             response: None,
             response_tokens: ConnectionTokens::default(),
             response_keepalive_timeout: None,
@@ -263,7 +269,9 @@ impl HttpSession {
     /// [`queued_len`](Self::queued_len) to bound the memory used.
     ///
     /// If the upstream stops reading (it answered early and closed), the rest of the body is
-    /// discarded and the connection is not reused; the response decides the outcome.
+    /// discarded and the connection is not reused; the response decides the outcome. If it
+    /// takes none of the queued bytes for the [write timeout](Self::write_timeout), the read
+    /// writing them fails with [`ErrorType::WriteTimedout`].
     ///
     /// # Errors
     /// As [`write_body`](Self::write_body), for framing errors.
@@ -369,15 +377,14 @@ impl HttpSession {
         std::future::poll_fn(|cx| self.poll_read_and_flush(cx, chunk)).await
     }
 
-    fn poll_read_and_flush(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        chunk: usize,
-    ) -> std::task::Poll<Result<usize>> {
-        use std::task::Poll;
+    fn poll_read_and_flush(&mut self, cx: &mut Context<'_>, chunk: usize) -> Poll<Result<usize>> {
+        let mut progressed = false;
         while !self.queued.is_empty() {
-            match std::pin::Pin::new(&mut *self.stream).poll_write(cx, &self.queued) {
-                Poll::Ready(Ok(n)) if n > 0 => bytes::Buf::advance(&mut self.queued, n),
+            match Pin::new(&mut *self.stream).poll_write(cx, &self.queued) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    bytes::Buf::advance(&mut self.queued, n);
+                    progressed = true;
+                }
                 Poll::Ready(result) => {
                     debug!("upstream stopped reading the request body: {result:?}");
                     self.queued.clear();
@@ -392,12 +399,14 @@ impl HttpSession {
                 notify.notify_one();
             }
         }
+        if let Poll::Ready(e) = self.poll_queue_stall(cx, progressed) {
+            return Poll::Ready(Err(e));
+        }
         if self.queued.is_empty() {
             // Nothing is buffered in plain TCP; other transports may need the push.
-            let _ = std::pin::Pin::new(&mut *self.stream).poll_flush(cx);
+            let _ = Pin::new(&mut *self.stream).poll_flush(cx);
             if self.half_close_queued {
-                if let Poll::Ready(result) = std::pin::Pin::new(&mut *self.stream).poll_shutdown(cx)
-                {
+                if let Poll::Ready(result) = Pin::new(&mut *self.stream).poll_shutdown(cx) {
                     if let Err(e) = result {
                         debug!("failed to half-close an upgraded connection: {e}");
                     }
@@ -414,6 +423,35 @@ impl HttpSession {
         ));
         read.poll(cx)
             .map(|r| r.or_err(ErrorType::ReadError, "while reading"))
+    }
+
+    /// Bounds, by the write timeout, how long queued request bytes may wait for the upstream
+    /// to take any of them; each byte taken starts the wait again. Ready with the error once
+    /// the time is up.
+    fn poll_queue_stall(&mut self, cx: &mut Context<'_>, progressed: bool) -> Poll<Box<Error>> {
+        let Some(limit) = self.write_timeout.filter(|_| !self.queued.is_empty()) else {
+            self.queue_stall = None;
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let stall = match &mut self.queue_stall {
+            Some(stall) => {
+                if progressed {
+                    stall.as_mut().reset(deadline);
+                }
+                stall
+            }
+            None => self
+                .queue_stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if stall.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.queue_stall = None;
+        self.broken = true;
+        let why = format!("the upstream took none of the request body for {limit:?}");
+        Poll::Ready(Error::explain(ErrorType::WriteTimedout, why).into_up())
     }
 
     /// The request head written, if any.
@@ -475,7 +513,8 @@ impl HttpSession {
         let result = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head()).await;
         let response_head = result.map_err(|mut e| {
             self.broken = true;
-            if !self.response_started && e.etype != ErrorType::ReadTimedout {
+            let timed_out = matches!(e.etype, ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+            if !self.response_started && !timed_out {
                 e.retry = RetryType::ReusedOnly;
             }
             e.into_up()
