@@ -142,12 +142,12 @@ async fn repeated_upstream_faults_leave_nothing_behind() {
 
 // === an upstream that never answers ===
 
-const READ_TIMEOUT: Duration = Duration::from_millis(400);
+const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(400);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
     let mut h = Harness::start(Setup {
-        read_timeout: Some(READ_TIMEOUT),
+        read_timeout: Some(UPSTREAM_TIMEOUT),
         max_retries: Some(3),
         ..Setup::default()
     })
@@ -179,7 +179,7 @@ async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
             // The client connection is closed after it, whoever chose the status.
             assert_eq!(resp.header("connection"), Some("close"), "{what}");
             assert!(
-                started.elapsed() >= READ_TIMEOUT,
+                started.elapsed() >= UPSTREAM_TIMEOUT,
                 "{what}: {:?}",
                 started.elapsed()
             );
@@ -210,11 +210,11 @@ async fn upstream_read_timeout_is_a_502_or_a_configured_504_and_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_neither_reading_the_body_nor_answering_times_out() {
     let read = Setup {
-        read_timeout: Some(READ_TIMEOUT),
+        read_timeout: Some(UPSTREAM_TIMEOUT),
         ..Setup::default()
     };
     let write = Setup {
-        write_timeout: Some(READ_TIMEOUT),
+        write_timeout: Some(UPSTREAM_TIMEOUT),
         ..Setup::default()
     };
     for (what, setup, error) in [
@@ -241,7 +241,7 @@ async fn upstream_neither_reading_the_body_nor_answering_times_out() {
         let resp = client.response().await;
         assert_eq!(resp.status(), 502, "{what}");
         assert!(
-            started.elapsed() >= READ_TIMEOUT,
+            started.elapsed() >= UPSTREAM_TIMEOUT,
             "{what}: {:?}",
             started.elapsed()
         );
