@@ -1,0 +1,147 @@
+//! `Lru` against the obvious alternative, the `lru` crate's `LruCache` behind a mutex, on one
+//! thread and on two threads sharing the cache.
+//!
+//! * `promote`: 100 000 items, each operation promotes an existing key (`LruCache::get`);
+//! * `admit_evict`: the cache is full, each operation admits a new key and evicts one
+//!   (`Lru::admit` + `Lru::evict_to_limit`, `LruCache::push`).
+//!
+//! Both sides hash with foldhash and lock with `parking_lot`, so the comparison is of the
+//! structures and of sharding. `Lru` runs with 1 shard (no sharding) and 16 shards.
+//!
+//! Run: `cargo bench -p pingora-lru --bench lru -- --warm-up-time 1 --measurement-time 2`
+
+use std::hint::black_box;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use foldhash::fast::RandomState;
+use parking_lot::Mutex;
+use pingora_lru::Lru;
+
+/// Items in the cache.
+const ITEMS: u64 = 100_000;
+/// Operations per measured batch (per thread).
+const BATCH: u64 = 10_000;
+
+/// The operations measured, for each contender.
+trait Cache: Sync {
+    fn promote(&self, key: u64);
+    fn admit_evict(&self, key: u64);
+}
+
+impl<const N: usize> Cache for Lru<u64, N> {
+    fn promote(&self, key: u64) {
+        black_box(Lru::promote(self, key));
+    }
+
+    fn admit_evict(&self, key: u64) {
+        self.admit(key, key, 1);
+        black_box(self.evict_to_limit());
+    }
+}
+
+struct Baseline(Mutex<lru::LruCache<u64, u64, RandomState>>);
+
+impl Cache for Baseline {
+    fn promote(&self, key: u64) {
+        black_box(self.0.lock().get(&key).copied());
+    }
+
+    fn admit_evict(&self, key: u64) {
+        black_box(self.0.lock().push(key, key));
+    }
+}
+
+fn full_lru<const N: usize>() -> Lru<u64, N> {
+    let lru = Lru::with_capacity(ITEMS as usize, ITEMS as usize / N + 1);
+    for key in 0..ITEMS {
+        lru.admit(mix(key), key, 1);
+    }
+    lru
+}
+
+fn full_baseline() -> Baseline {
+    let capacity = NonZeroUsize::new(ITEMS as usize).unwrap();
+    let mut cache = lru::LruCache::with_hasher(capacity, RandomState::default());
+    for key in 0..ITEMS {
+        cache.put(mix(key), key);
+    }
+    Baseline(Mutex::new(cache))
+}
+
+/// Spreads `i` over the u64 range like a hash would (SplitMix64's finaliser).
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Runs `iters` batches of `op` on `threads` threads at once and returns the wall time. Each
+/// call of `op` gets a number of its own: `base`, then the numbers after it.
+fn run(threads: u64, iters: u64, base: u64, op: &(dyn Fn(u64) + Sync)) -> Duration {
+    let per_thread = iters * BATCH;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let first = base + t * per_thread;
+                for n in first..first + per_thread {
+                    op(n);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn bench_promote(c: &mut Criterion) {
+    let mut group = c.benchmark_group("promote");
+    let contenders: [(&str, Box<dyn Cache>); 3] = [
+        ("pingora_lru_1_shard", Box::new(full_lru::<1>())),
+        ("pingora_lru_16_shards", Box::new(full_lru::<16>())),
+        ("lru_crate_mutex", Box::new(full_baseline())),
+    ];
+    for threads in [1, 2] {
+        group.throughput(Throughput::Elements(BATCH * threads));
+        for (name, cache) in &contenders {
+            let cache = cache.as_ref();
+            // A key already present, picked at random.
+            let op = |n: u64| cache.promote(mix(mix(n) % ITEMS));
+            group.bench_function(BenchmarkId::new(*name, threads), |b| {
+                b.iter_custom(|iters| run(threads, iters, 0, &op))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_admit_evict(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit_evict");
+    let contenders: [(&str, Box<dyn Cache>); 3] = [
+        ("pingora_lru_1_shard", Box::new(full_lru::<1>())),
+        ("pingora_lru_16_shards", Box::new(full_lru::<16>())),
+        ("lru_crate_mutex", Box::new(full_baseline())),
+    ];
+    // Numbers never used before, so every key is new.
+    let next = AtomicU64::new(ITEMS);
+    for threads in [1, 2] {
+        group.throughput(Throughput::Elements(BATCH * threads));
+        for (name, cache) in &contenders {
+            let cache = cache.as_ref();
+            let op = |n: u64| cache.admit_evict(mix(n));
+            group.bench_function(BenchmarkId::new(*name, threads), |b| {
+                b.iter_custom(|iters| {
+                    let base = next.fetch_add(threads * iters * BATCH, Ordering::Relaxed);
+                    run(threads, iters, base, &op)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_promote, bench_admit_evict);
+criterion_main!(benches);
