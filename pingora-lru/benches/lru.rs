@@ -54,21 +54,33 @@ impl Cache for Baseline {
     }
 }
 
+/// Numbers for keys never used before: above those of the warm-up.
+static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
+
+/// Fills `cache`, then replaces every item twice over, so hash tables and free lists have
+/// reached their steady size before anything is measured. The items present afterwards are
+/// (about, for several shards) those of numbers `2 * ITEMS..3 * ITEMS`.
+fn warmed_up<C: Cache>(cache: C, fill: impl Fn(&C, u64)) -> C {
+    for key in 0..ITEMS {
+        fill(&cache, mix(key));
+    }
+    for n in ITEMS..3 * ITEMS {
+        cache.admit_evict(mix(n));
+    }
+    cache
+}
+
 fn full_lru<const N: usize>() -> Lru<u64, N> {
     let lru = Lru::with_capacity(ITEMS as usize, ITEMS as usize / N + 1);
-    for key in 0..ITEMS {
-        lru.admit(mix(key), key, 1);
-    }
-    lru
+    warmed_up(lru, |lru, key| _ = lru.admit(key, key, 1))
 }
 
 fn full_baseline() -> Baseline {
     let capacity = NonZeroUsize::new(ITEMS as usize).unwrap();
-    let mut cache = lru::LruCache::with_hasher(capacity, RandomState::default());
-    for key in 0..ITEMS {
-        cache.put(mix(key), key);
-    }
-    Baseline(Mutex::new(cache))
+    let cache = lru::LruCache::with_hasher(capacity, RandomState::default());
+    warmed_up(Baseline(Mutex::new(cache)), |cache, key| {
+        cache.0.lock().put(key, key);
+    })
 }
 
 /// Spreads `i` over the u64 range like a hash would (SplitMix64's finaliser).
@@ -108,8 +120,8 @@ fn bench_promote(c: &mut Criterion) {
         group.throughput(Throughput::Elements(BATCH * threads));
         for (name, cache) in &contenders {
             let cache = cache.as_ref();
-            // A key already present, picked at random.
-            let op = |n: u64| cache.promote(mix(mix(n) % ITEMS));
+            // A key picked at random among those present after the warm-up.
+            let op = |n: u64| cache.promote(mix(2 * ITEMS + mix(n) % ITEMS));
             group.bench_function(BenchmarkId::new(*name, threads), |b| {
                 b.iter_custom(|iters| run(threads, iters, 0, &op))
             });
@@ -125,8 +137,6 @@ fn bench_admit_evict(c: &mut Criterion) {
         ("pingora_lru_16_shards", Box::new(full_lru::<16>())),
         ("lru_crate_mutex", Box::new(full_baseline())),
     ];
-    // Numbers never used before, so every key is new.
-    let next = AtomicU64::new(ITEMS);
     for threads in [1, 2] {
         group.throughput(Throughput::Elements(BATCH * threads));
         for (name, cache) in &contenders {
@@ -134,7 +144,7 @@ fn bench_admit_evict(c: &mut Criterion) {
             let op = |n: u64| cache.admit_evict(mix(n));
             group.bench_function(BenchmarkId::new(*name, threads), |b| {
                 b.iter_custom(|iters| {
-                    let base = next.fetch_add(threads * iters * BATCH, Ordering::Relaxed);
+                    let base = NEXT.fetch_add(threads * iters * BATCH, Ordering::Relaxed);
                     run(threads, iters, base, &op)
                 })
             });

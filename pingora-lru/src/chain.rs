@@ -1,33 +1,37 @@
 //! The doubly linked list behind both [`LinkedList`](crate::linked_list::LinkedList) and
-//! [`LruUnit`](crate::LruUnit): nodes live in one `Vec` and link to each other by position.
+//! [`LruUnit`](crate::LruUnit): nodes live in `Vec`s and link to each other by position.
 //!
-//! Slot 0 is a sentinel that closes the list into a ring: its `next` is the head and its `prev`
-//! the tail, so linking and unlinking never branch on "first" or "last". Freed slots keep no
-//! value and are chained through `next` into a free list that later pushes reuse, so a list that
-//! has once held `n` values never allocates again while it holds at most `n`. The `Vec` never
-//! shrinks.
+//! The links and the values are kept apart, in two `Vec`s indexed alike: walking or relinking
+//! the list (promotion, removal) touches only the 8-byte links, which pack densely, and a walk
+//! steps from one link to the next with a shift rather than a multiply.
 //!
-//! Positions are `u32`: 8 bytes of links per node instead of 16. A list holds at most
-//! `u32::MAX` values.
+//! Position 0 is a sentinel that closes the list into a ring: its `next` is the head and its
+//! `prev` the tail, so linking and unlinking never branch on "first" or "last". Freed positions
+//! hold no value and are chained through `next` into a free list that later pushes reuse, so a
+//! list that has once held `n` values never allocates again while it holds at most `n`. The
+//! `Vec`s never shrink.
+//!
+//! Positions are `u32`, so a list holds at most `u32::MAX - 1` values.
 
 /// The sentinel's position, and "none" at the end of the free list.
 const SENTINEL: u32 = 0;
 
-/// Above this many slots the `Vec` grows by an eighth instead of doubling, so a large list
-/// wastes at most about 12% of its memory on spare capacity.
+/// Above this many positions the `Vec`s grow by an eighth instead of doubling, so a large
+/// list wastes at most about 12% of its memory on spare capacity.
 const GEOMETRIC_GROWTH_LIMIT: usize = 1 << 16;
 
-struct Node<V> {
+#[derive(Clone, Copy)]
+struct Link {
     prev: u32,
     next: u32,
-    /// `None` in the sentinel and in free slots.
-    value: Option<V>,
 }
 
-/// A doubly linked list over a `Vec` of nodes, addressed by stable positions.
+/// A doubly linked list over `Vec`s, addressed by stable positions.
 pub(crate) struct Chain<V> {
-    nodes: Vec<Node<V>>,
-    /// First free slot, or `SENTINEL` when none is free.
+    links: Vec<Link>,
+    /// `None` at the sentinel and at free positions.
+    values: Vec<Option<V>>,
+    /// First free position, or `SENTINEL` when none is free.
     free: u32,
     len: usize,
 }
@@ -35,14 +39,16 @@ pub(crate) struct Chain<V> {
 impl<V> Chain<V> {
     /// An empty list with room for `capacity` values before it allocates again.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let mut nodes = Vec::with_capacity(capacity.saturating_add(1));
-        nodes.push(Node {
+        let mut links = Vec::with_capacity(capacity.saturating_add(1));
+        let mut values = Vec::with_capacity(capacity.saturating_add(1));
+        links.push(Link {
             prev: SENTINEL,
             next: SENTINEL,
-            value: None,
         });
+        values.push(None);
         Chain {
-            nodes,
+            links,
+            values,
             free: SENTINEL,
             len: 0,
         }
@@ -52,86 +58,81 @@ impl<V> Chain<V> {
         self.len
     }
 
-    /// The number of slots allocated so far, used or free.
+    /// The number of positions allocated so far, used or free.
     #[cfg(test)]
     pub(crate) fn slots(&self) -> usize {
-        self.nodes.len() - 1
+        self.links.len() - 1
     }
 
-    fn node(&self, at: u32) -> &Node<V> {
-        &self.nodes[at as usize]
+    fn link(&self, at: u32) -> Link {
+        self.links[at as usize]
     }
 
-    fn node_mut(&mut self, at: u32) -> &mut Node<V> {
-        &mut self.nodes[at as usize]
+    fn link_mut(&mut self, at: u32) -> &mut Link {
+        &mut self.links[at as usize]
     }
 
-    /// Whether `at` holds a value (the sentinel and free slots do not).
+    /// Whether `at` holds a value (the sentinel and free positions do not).
     pub(crate) fn contains(&self, at: u32) -> bool {
-        self.nodes
-            .get(at as usize)
-            .is_some_and(|node| node.value.is_some())
+        self.get(at).is_some()
     }
 
     pub(crate) fn get(&self, at: u32) -> Option<&V> {
-        self.nodes.get(at as usize)?.value.as_ref()
+        self.values.get(at as usize)?.as_ref()
     }
 
     pub(crate) fn get_mut(&mut self, at: u32) -> Option<&mut V> {
-        self.nodes.get_mut(at as usize)?.value.as_mut()
+        self.values.get_mut(at as usize)?.as_mut()
     }
 
-    /// The most recently pushed-to-front position, if any.
+    /// The front position, if any.
     pub(crate) fn front(&self) -> Option<u32> {
-        Some(self.node(SENTINEL).next).filter(|&at| at != SENTINEL)
+        Some(self.link(SENTINEL).next).filter(|&at| at != SENTINEL)
     }
 
-    /// The back (least recent) position, if any.
+    /// The back position, if any.
     pub(crate) fn back(&self) -> Option<u32> {
-        Some(self.node(SENTINEL).prev).filter(|&at| at != SENTINEL)
+        Some(self.link(SENTINEL).prev).filter(|&at| at != SENTINEL)
     }
 
-    /// Takes a slot for `value`: a free one if there is one, else a new one at the end.
+    /// Takes a position for `value`: a free one if there is one, else a new one at the end.
     fn allocate(&mut self, value: V) -> u32 {
         if self.free != SENTINEL {
             let at = self.free;
-            let node = self.node_mut(at);
-            let next_free = node.next;
-            node.value = Some(value);
-            self.free = next_free;
+            self.free = self.link(at).next;
+            self.values[at as usize] = Some(value);
             return at;
         }
-        let at = u32::try_from(self.nodes.len())
+        let at = u32::try_from(self.links.len())
             .ok()
             .filter(|&at| at != u32::MAX)
-            .expect("a linked list holds at most u32::MAX values");
-        if self.nodes.len() == self.nodes.capacity() && self.nodes.len() > GEOMETRIC_GROWTH_LIMIT {
-            self.nodes.reserve_exact(self.nodes.len() / 8);
+            .expect("a linked list holds at most u32::MAX - 1 values");
+        if self.links.len() == self.links.capacity() && self.links.len() > GEOMETRIC_GROWTH_LIMIT {
+            let more = self.links.len() / 8;
+            self.links.reserve_exact(more);
+            self.values.reserve_exact(more);
         }
-        self.nodes.push(Node {
+        self.links.push(Link {
             prev: SENTINEL,
             next: SENTINEL,
-            value: Some(value),
         });
+        self.values.push(Some(value));
         at
     }
 
-    /// Links the detached node `at` right after `after`.
+    /// Links the detached position `at` right after `after`.
     fn link_after(&mut self, at: u32, after: u32) {
-        let next = self.node(after).next;
-        self.node_mut(after).next = at;
-        self.node_mut(next).prev = at;
-        let node = self.node_mut(at);
-        node.prev = after;
-        node.next = next;
+        let next = self.link(after).next;
+        self.link_mut(after).next = at;
+        self.link_mut(next).prev = at;
+        *self.link_mut(at) = Link { prev: after, next };
     }
 
-    /// Detaches the linked node `at` from its neighbours.
+    /// Detaches the linked position `at` from its neighbours.
     fn unlink(&mut self, at: u32) {
-        let node = self.node(at);
-        let (prev, next) = (node.prev, node.next);
-        self.node_mut(prev).next = next;
-        self.node_mut(next).prev = prev;
+        let Link { prev, next } = self.link(at);
+        self.link_mut(prev).next = next;
+        self.link_mut(next).prev = prev;
     }
 
     pub(crate) fn push_front(&mut self, value: V) -> u32 {
@@ -143,7 +144,7 @@ impl<V> Chain<V> {
 
     pub(crate) fn push_back(&mut self, value: V) -> u32 {
         let at = self.allocate(value);
-        let tail = self.node(SENTINEL).prev;
+        let tail = self.link(SENTINEL).prev;
         self.link_after(at, tail);
         self.len += 1;
         at
@@ -151,12 +152,12 @@ impl<V> Chain<V> {
 
     /// Removes the value at `at`; `None` (and no change) if `at` holds none.
     pub(crate) fn remove(&mut self, at: u32) -> Option<V> {
-        let value = self.nodes.get_mut(at as usize)?.value.take()?;
+        let value = self.values.get_mut(at as usize)?.take()?;
         self.unlink(at);
-        let free = self.free;
-        let node = self.node_mut(at);
-        node.prev = SENTINEL;
-        node.next = free;
+        *self.link_mut(at) = Link {
+            prev: SENTINEL,
+            next: self.free,
+        };
         self.free = at;
         self.len -= 1;
         Some(value)
@@ -171,7 +172,7 @@ impl<V> Chain<V> {
         if !self.contains(at) {
             return false;
         }
-        if self.node(SENTINEL).next != at {
+        if self.link(SENTINEL).next != at {
             self.unlink(at);
             self.link_after(at, SENTINEL);
         }
@@ -184,10 +185,11 @@ impl<V> Chain<V> {
     }
 
     pub(crate) fn iter(&self) -> Iter<'_, V> {
+        let sentinel = self.link(SENTINEL);
         Iter {
             chain: self,
-            front: self.node(SENTINEL).next,
-            back: self.node(SENTINEL).prev,
+            front: sentinel.next,
+            back: sentinel.prev,
             remaining: self.len,
         }
     }
@@ -210,10 +212,9 @@ impl<'a, V> Iterator for Iter<'a, V> {
             return None;
         }
         let at = self.front;
-        let node = self.chain.node(at);
-        self.front = node.next;
+        self.front = self.chain.link(at).next;
         self.remaining -= 1;
-        node.value.as_ref().map(|value| (at, value))
+        self.chain.get(at).map(|value| (at, value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -227,10 +228,9 @@ impl<V> DoubleEndedIterator for Iter<'_, V> {
             return None;
         }
         let at = self.back;
-        let node = self.chain.node(at);
-        self.back = node.prev;
+        self.back = self.chain.link(at).prev;
         self.remaining -= 1;
-        node.value.as_ref().map(|value| (at, value))
+        self.chain.get(at).map(|value| (at, value))
     }
 }
 
@@ -315,7 +315,8 @@ mod tests {
         for v in 0..GEOMETRIC_GROWTH_LIMIT as u64 + 11 {
             chain.push_back(v);
         }
-        let capacity = chain.nodes.capacity();
+        let capacity = chain.links.capacity();
+        assert!(chain.values.capacity() < (GEOMETRIC_GROWTH_LIMIT + 11) * 5 / 4);
         assert!(
             capacity < (GEOMETRIC_GROWTH_LIMIT + 11) * 5 / 4,
             "{capacity}"

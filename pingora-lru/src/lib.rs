@@ -50,28 +50,19 @@ use parking_lot::RwLock;
 /// See the [crate documentation](crate) for an overview. All methods take `&self`; share the
 /// LRU between threads with an `Arc`.
 ///
-/// The counters ([`len`](Self::len), [`weight`](Self::weight), the per-shard figures and the
-/// eviction totals) are updated with relaxed atomics: each is exact once concurrent calls have
-/// returned, but a reader racing with writers may see one counter updated before another.
+/// The figures are relaxed atomics. [`len`](Self::len) and [`weight`](Self::weight) are shared
+/// counters, read in O(1) on every [`evict_to_limit`](Self::evict_to_limit); the per-shard
+/// figures and the eviction counts are kept per shard (the eviction totals add them up). Each
+/// is exact once concurrent calls have returned; one read while other threads write may be
+/// older than another.
 pub struct Lru<T, const N: usize> {
     shards: [Shard<T>; N],
     totals: Totals,
-    evicted: Totals,
     weight_limit: usize,
     len_watermark: Option<usize>,
 }
 
-/// One shard and lock-free copies of its figures. Aligned so that shards used by different
-/// threads do not share a cache line.
-#[repr(align(128))]
-struct Shard<T> {
-    unit: RwLock<LruUnit<T>>,
-    /// Copies of `unit.len()` and `unit.used_weight()`, stored while the write lock is held.
-    len: AtomicUsize,
-    weight: AtomicUsize,
-}
-
-/// A weight and an item count, on a cache line of their own.
+/// The total weight and item count, on a cache line of their own.
 #[repr(align(128))]
 #[derive(Default)]
 struct Totals {
@@ -79,26 +70,45 @@ struct Totals {
     len: AtomicUsize,
 }
 
+// === impl Totals ===
+
 impl Totals {
-    fn add(&self, weight: usize, len: usize) {
-        self.weight.fetch_add(weight, Relaxed);
-        self.len.fetch_add(len, Relaxed);
-    }
-
-    fn sub(&self, weight: usize, len: usize) {
-        self.weight.fetch_sub(weight, Relaxed);
-        self.len.fetch_sub(len, Relaxed);
-    }
-
-    /// Replaces `old` weight by `new`.
-    fn reweigh(&self, old: usize, new: usize) {
-        if new > old {
-            self.weight.fetch_add(new - old, Relaxed);
-        } else if old > new {
-            self.weight.fetch_sub(old - new, Relaxed);
+    /// Counts a change from `old` (weight, items) to `new`. Called with the shard's lock held,
+    /// so for any one key an addition is counted before the subtraction that undoes it and the
+    /// totals never wrap below zero.
+    fn change(&self, old: (usize, usize), new: (usize, usize)) {
+        for (counter, old, new) in [(&self.weight, old.0, new.0), (&self.len, old.1, new.1)] {
+            if new > old {
+                counter.fetch_add(new - old, Relaxed);
+            } else if old > new {
+                counter.fetch_sub(old - new, Relaxed);
+            }
         }
     }
 }
+
+/// One shard and lock-free copies of its figures. Aligned so that shards used by different
+/// threads do not share a cache line.
+#[repr(align(128))]
+struct Shard<T> {
+    unit: RwLock<LruUnit<T>>,
+    /// Copies of `unit.len()` and `unit.used_weight()`.
+    len: AtomicUsize,
+    weight: AtomicUsize,
+    /// Items evicted from this shard so far, and their total weight.
+    evicted_len: AtomicUsize,
+    evicted_weight: AtomicUsize,
+}
+
+/// Stores `new` in a counter that only lock holders write, returning the old value: no
+/// read-modify-write needed.
+fn replace(counter: &AtomicUsize, new: usize) -> usize {
+    let old = counter.load(Relaxed);
+    counter.store(new, Relaxed);
+    old
+}
+
+// === impl Shard ===
 
 impl<T> Shard<T> {
     fn new(capacity: usize) -> Self {
@@ -106,18 +116,41 @@ impl<T> Shard<T> {
             unit: RwLock::new(LruUnit::with_capacity(capacity)),
             len: AtomicUsize::new(0),
             weight: AtomicUsize::new(0),
+            evicted_len: AtomicUsize::new(0),
+            evicted_weight: AtomicUsize::new(0),
         }
     }
 
-    /// Runs `f` on the unit under the write lock and refreshes the lock-free copies.
-    fn write<R>(&self, f: impl FnOnce(&mut LruUnit<T>) -> R) -> R {
+    /// Runs `f` on the unit under the write lock, then updates the copies of its figures
+    /// and `totals`. Only writers holding the lock store to the copies, so plain stores
+    /// suffice.
+    fn write<R>(&self, totals: &Totals, f: impl FnOnce(&mut LruUnit<T>) -> R) -> R {
         let mut unit = self.unit.write();
         let result = f(&mut unit);
-        self.len.store(unit.len(), Relaxed);
-        self.weight.store(unit.used_weight(), Relaxed);
+        let (len, weight) = (unit.len(), unit.used_weight());
+        let old_len = replace(&self.len, len);
+        let old_weight = replace(&self.weight, weight);
+        totals.change((old_weight, old_len), (weight, len));
         result
     }
+
+    /// Evicts the least recently used item and counts it.
+    fn evict(&self, totals: &Totals) -> Option<(T, usize)> {
+        self.write(totals, |unit| {
+            let evicted = unit.evict();
+            if let Some((_, weight)) = &evicted {
+                // Only lock holders write these: no read-modify-write needed.
+                let len = self.evicted_len.load(Relaxed);
+                self.evicted_len.store(len + 1, Relaxed);
+                let total = self.evicted_weight.load(Relaxed);
+                self.evicted_weight.store(total + weight, Relaxed);
+            }
+            evicted
+        })
+    }
 }
+
+// === impl Lru ===
 
 impl<T, const N: usize> Lru<T, N> {
     /// Creates an LRU that keeps the total weight within `weight_limit`, with room for
@@ -139,7 +172,6 @@ impl<T, const N: usize> Lru<T, N> {
         Lru {
             shards: std::array::from_fn(|_| Shard::new(capacity)),
             totals: Totals::default(),
-            evicted: Totals::default(),
             weight_limit,
             len_watermark,
         }
@@ -153,6 +185,13 @@ impl<T, const N: usize> Lru<T, N> {
         &self.shards[Self::shard_of(key)]
     }
 
+    fn sum(&self, figure: impl Fn(&Shard<T>) -> &AtomicUsize) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| figure(shard).load(Relaxed))
+            .sum()
+    }
+
     /// Adds `key` as the most recently used item, with `data` and `weight` (a weight of 0
     /// counts as 1, so every item takes part in eviction). If `key` is already present, its
     /// data and weight are replaced and it moves to the front.
@@ -161,18 +200,9 @@ impl<T, const N: usize> Lru<T, N> {
     /// [`evict_to_limit`](Self::evict_to_limit) afterwards.
     pub fn admit(&self, key: u64, data: T, weight: usize) -> usize {
         let index = Self::shard_of(key);
-        let weight = weight.max(1);
-        // The totals change under the shard's lock, so for any one key an addition is always
-        // counted before the subtraction that undoes it and the totals never wrap below zero.
-        let replaced = self.shards[index].write(|unit| {
-            let replaced = unit.admit(key, data, weight);
-            match &replaced {
-                Some((_, old_weight)) => self.totals.reweigh(*old_weight, weight),
-                None => self.totals.add(weight, 1),
-            }
-            replaced
-        });
-        // The replaced data is dropped here, after the lock is released.
+        let replaced =
+            self.shards[index].write(&self.totals, |unit| unit.admit(key, data, weight.max(1)));
+        // Any replaced data is dropped here, after the lock is released.
         drop(replaced);
         index
     }
@@ -183,13 +213,10 @@ impl<T, const N: usize> Lru<T, N> {
     /// Returns the new weight, or 0 if `key` is absent.
     pub fn increment_weight(&self, key: u64, delta: usize, max_weight: Option<usize>) -> usize {
         self.shard(key)
-            .write(|unit| match unit.increment_weight(key, delta, max_weight) {
-                Some((old, new)) => {
-                    self.totals.reweigh(old, new);
-                    new
-                }
-                None => 0,
+            .write(&self.totals, |unit| {
+                unit.increment_weight(key, delta, max_weight)
             })
+            .map_or(0, |(_, new)| new)
     }
 
     /// Moves `key` to the front of its shard. Returns `false` if `key` is absent.
@@ -218,14 +245,7 @@ impl<T, const N: usize> Lru<T, N> {
     }
 
     fn evict_at(&self, index: usize) -> Option<(T, usize)> {
-        self.shards[index].write(|unit| {
-            let evicted = unit.evict();
-            if let Some((_, weight)) = &evicted {
-                self.totals.sub(*weight, 1);
-                self.evicted.add(*weight, 1);
-            }
-            evicted
-        })
+        self.shards[index].evict(&self.totals)
     }
 
     /// Evicts least recently used items until the total weight is within the weight limit and
@@ -242,12 +262,20 @@ impl<T, const N: usize> Lru<T, N> {
     /// [`evict_to_limit`](Self::evict_to_limit) with the random source given.
     fn evict_to_limit_with(&self, mut random: impl FnMut() -> u64) -> Vec<(T, usize)> {
         let mut evicted = Vec::new();
-        let mut excess_weight = self.weight().saturating_sub(self.weight_limit);
         let watermark = self.len_watermark.unwrap_or(usize::MAX);
-        let mut excess_len = self.len().saturating_sub(watermark);
-        while (excess_weight > 0 && self.weight() > self.weight_limit)
-            || (excess_len > 0 && self.len() > watermark)
+        let mut excess_weight = self.weight().saturating_sub(self.weight_limit);
+        let mut excess_len = match self.len_watermark {
+            Some(watermark) => self.len().saturating_sub(watermark),
+            None => 0,
+        };
+        // The totals were just read; after that they are read again only while this call
+        // still has some of the excess it saw to evict, to stop early if concurrent callers
+        // evicted it already. The usual call, one eviction, reads them once.
+        let mut fresh = true;
+        while (excess_weight > 0 && (fresh || self.weight() > self.weight_limit))
+            || (excess_len > 0 && (fresh || self.len() > watermark))
         {
+            fresh = false;
             let Some((data, weight)) = self.evict_some_shard(random()) else {
                 break;
             };
@@ -273,13 +301,7 @@ impl<T, const N: usize> Lru<T, N> {
 
     /// Removes `key` and returns its data and weight. This is not counted as an eviction.
     pub fn remove(&self, key: u64) -> Option<(T, usize)> {
-        self.shard(key).write(|unit| {
-            let removed = unit.remove(key);
-            if let Some((_, weight)) = &removed {
-                self.totals.sub(*weight, 1);
-            }
-            removed
-        })
+        self.shard(key).write(&self.totals, |unit| unit.remove(key))
     }
 
     /// Adds `key` as the least recently used item of its shard, with its weight as given (0
@@ -288,13 +310,8 @@ impl<T, const N: usize> Lru<T, N> {
     /// Adding the items of a saved LRU in most-to-least recently used order with this rebuilds
     /// its order.
     pub fn insert_tail(&self, key: u64, data: T, weight: usize) -> bool {
-        self.shard(key).write(|unit| {
-            let inserted = unit.insert_tail(key, data, weight);
-            if inserted {
-                self.totals.add(weight, 1);
-            }
-            inserted
-        })
+        self.shard(key)
+            .write(&self.totals, |unit| unit.insert_tail(key, data, weight))
     }
 
     /// Whether `key` is present, without changing the order.
@@ -324,12 +341,12 @@ impl<T, const N: usize> Lru<T, N> {
 
     /// The total weight of the items evicted so far.
     pub fn evicted_weight(&self) -> usize {
-        self.evicted.weight.load(Relaxed)
+        self.sum(|shard| &shard.evicted_weight)
     }
 
     /// The number of items evicted so far.
     pub fn evicted_len(&self) -> usize {
-        self.evicted.len.load(Relaxed)
+        self.sum(|shard| &shard.evicted_len)
     }
 
     /// The number of items.

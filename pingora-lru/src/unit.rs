@@ -10,10 +10,11 @@ use crate::chain::{self, Chain};
 /// A weighted LRU list of `u64`-keyed items, without locking: one shard of an
 /// [`Lru`](crate::Lru).
 ///
-/// A hash map finds a key's node in a [`Chain`]-style list kept in one `Vec` (see
-/// [`linked_list`](crate::linked_list)); the node holds the key, the weight and the data, so an
-/// item costs one map entry (12 bytes plus the map's overhead) and one node, with no allocation
-/// of its own. The front of the list is the most recently used item.
+/// A hash map finds a key's position in a doubly linked list kept in `Vec`s, like
+/// [`linked_list::LinkedList`](crate::linked_list::LinkedList); the list holds the key, the
+/// weight and the data, so an item costs one map entry (12 bytes plus the map's overhead), 8
+/// bytes of links and its entry, with no allocation of its own. The front of the list is the
+/// most recently used item.
 ///
 /// Weights are taken as given here; [`Lru`](crate::Lru) is the one that raises a weight of
 /// zero to one on admission.
