@@ -281,6 +281,10 @@ impl<T, const N: usize> Lru<T, N> {
             };
             excess_weight = excess_weight.saturating_sub(weight);
             excess_len = excess_len.saturating_sub(1);
+            if evicted.capacity() == 0 {
+                // Usually one item is evicted: allocate for exactly that, once.
+                evicted.reserve_exact(1 + usize::from(excess_weight > 0 || excess_len > 0));
+            }
             evicted.push((data, weight));
         }
         evicted
