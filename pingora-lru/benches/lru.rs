@@ -3,7 +3,8 @@
 //!
 //! * `promote`: 100 000 items, each operation promotes an existing key (`LruCache::get`);
 //! * `admit_evict`: the cache is full, each operation admits a new key and evicts one
-//!   (`Lru::admit` + `Lru::evict_to_limit`, `LruCache::push`).
+//!   (`Lru::admit` + `Lru::evict_to_limit`; `LruCache::push`, and for the same shape as ours,
+//!   `LruCache::put` + `LruCache::pop_lru` under two locks, the item returned in a `Vec`).
 //!
 //! Both sides hash with foldhash and lock with `parking_lot`, so the comparison is of the
 //! structures and of sharding. `Lru` runs with 1 shard (no sharding) and 16 shards.
@@ -54,6 +55,21 @@ impl Cache for Baseline {
     }
 }
 
+/// The baseline used the way `Lru` must be: one call to add, another to evict, each taking
+/// the lock, the evicted item returned in a `Vec`.
+struct TwoCalls(Baseline);
+
+impl Cache for TwoCalls {
+    fn promote(&self, key: u64) {
+        self.0.promote(key);
+    }
+
+    fn admit_evict(&self, key: u64) {
+        self.0 .0.lock().put(key, key);
+        black_box(Vec::from_iter(self.0 .0.lock().pop_lru()));
+    }
+}
+
 /// Numbers for keys never used before: above those of the warm-up.
 static NEXT: AtomicU64 = AtomicU64::new(1 << 40);
 
@@ -75,11 +91,24 @@ fn full_lru<const N: usize>() -> Lru<u64, N> {
     warmed_up(lru, |lru, key| _ = lru.admit(key, key, 1))
 }
 
+fn baseline(capacity: u64) -> Baseline {
+    let capacity = NonZeroUsize::new(capacity as usize).unwrap();
+    Baseline(Mutex::new(lru::LruCache::with_hasher(
+        capacity,
+        RandomState::default(),
+    )))
+}
+
 fn full_baseline() -> Baseline {
-    let capacity = NonZeroUsize::new(ITEMS as usize).unwrap();
-    let cache = lru::LruCache::with_hasher(capacity, RandomState::default());
-    warmed_up(Baseline(Mutex::new(cache)), |cache, key| {
+    warmed_up(baseline(ITEMS), |cache, key| {
         cache.0.lock().put(key, key);
+    })
+}
+
+/// One spare place, so that `put` never evicts and `pop_lru` does.
+fn full_two_calls() -> TwoCalls {
+    warmed_up(TwoCalls(baseline(ITEMS + 1)), |cache, key| {
+        cache.0 .0.lock().put(key, key);
     })
 }
 
@@ -132,10 +161,11 @@ fn bench_promote(c: &mut Criterion) {
 
 fn bench_admit_evict(c: &mut Criterion) {
     let mut group = c.benchmark_group("admit_evict");
-    let contenders: [(&str, Box<dyn Cache>); 3] = [
+    let contenders: [(&str, Box<dyn Cache>); 4] = [
         ("pingora_lru_1_shard", Box::new(full_lru::<1>())),
         ("pingora_lru_16_shards", Box::new(full_lru::<16>())),
         ("lru_crate_mutex", Box::new(full_baseline())),
+        ("lru_crate_mutex_two_calls", Box::new(full_two_calls())),
     ];
     for threads in [1, 2] {
         group.throughput(Throughput::Elements(BATCH * threads));

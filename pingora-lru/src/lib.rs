@@ -50,11 +50,13 @@ use parking_lot::RwLock;
 /// See the [crate documentation](crate) for an overview. All methods take `&self`; share the
 /// LRU between threads with an `Arc`.
 ///
-/// The figures are relaxed atomics. [`len`](Self::len) and [`weight`](Self::weight) are shared
-/// counters, read in O(1) on every [`evict_to_limit`](Self::evict_to_limit); the per-shard
-/// figures and the eviction counts are kept per shard (the eviction totals add them up). Each
-/// is exact once concurrent calls have returned; one read while other threads write may be
-/// older than another.
+/// The figures are relaxed atomics. [`weight`](Self::weight), read on every
+/// [`evict_to_limit`](Self::evict_to_limit), is a shared counter; everything else is counted per
+/// shard, by the shard's lock holder without read-modify-writes, and the totals
+/// ([`len`](Self::len), [`evicted_len`](Self::evicted_len),
+/// [`evicted_weight`](Self::evicted_weight)) add up the `N` shards. Each figure is exact once
+/// concurrent calls have returned; one read while other threads write may be older than
+/// another.
 pub struct Lru<T, const N: usize> {
     shards: [Shard<T>; N],
     totals: Totals,
@@ -62,27 +64,24 @@ pub struct Lru<T, const N: usize> {
     len_watermark: Option<usize>,
 }
 
-/// The total weight and item count, on a cache line of their own.
+/// The total weight, on a cache line of its own.
 #[repr(align(128))]
 #[derive(Default)]
 struct Totals {
     weight: AtomicUsize,
-    len: AtomicUsize,
 }
 
 // === impl Totals ===
 
 impl Totals {
-    /// Counts a change from `old` (weight, items) to `new`. Called with the shard's lock held,
-    /// so for any one key an addition is counted before the subtraction that undoes it and the
-    /// totals never wrap below zero.
-    fn change(&self, old: (usize, usize), new: (usize, usize)) {
-        for (counter, old, new) in [(&self.weight, old.0, new.0), (&self.len, old.1, new.1)] {
-            if new > old {
-                counter.fetch_add(new - old, Relaxed);
-            } else if old > new {
-                counter.fetch_sub(old - new, Relaxed);
-            }
+    /// Counts a change of a shard's weight from `old` to `new`. Called with the shard's lock
+    /// held, so for any one key an addition is counted before the subtraction that undoes it
+    /// and the total never wraps below zero.
+    fn change(&self, old: usize, new: usize) {
+        if new > old {
+            self.weight.fetch_add(new - old, Relaxed);
+        } else if old > new {
+            self.weight.fetch_sub(old - new, Relaxed);
         }
     }
 }
@@ -127,10 +126,10 @@ impl<T> Shard<T> {
     fn write<R>(&self, totals: &Totals, f: impl FnOnce(&mut LruUnit<T>) -> R) -> R {
         let mut unit = self.unit.write();
         let result = f(&mut unit);
-        let (len, weight) = (unit.len(), unit.used_weight());
-        let old_len = replace(&self.len, len);
+        replace(&self.len, unit.len());
+        let weight = unit.used_weight();
         let old_weight = replace(&self.weight, weight);
-        totals.change((old_weight, old_len), (weight, len));
+        totals.change(old_weight, weight);
         result
     }
 
@@ -276,7 +275,7 @@ impl<T, const N: usize> Lru<T, N> {
             || (excess_len > 0 && (fresh || self.len() > watermark))
         {
             fresh = false;
-            let Some((data, weight)) = self.evict_some_shard(random()) else {
+            let Some((data, weight)) = self.evict_some_shard(&mut random) else {
                 break;
             };
             excess_weight = excess_weight.saturating_sub(weight);
@@ -292,7 +291,11 @@ impl<T, const N: usize> Lru<T, N> {
 
     /// Evicts one item from the longer of two shards chosen by `random`, trying the following
     /// shards in turn if it is empty. `None` if every shard is empty.
-    fn evict_some_shard(&self, random: u64) -> Option<(T, usize)> {
+    fn evict_some_shard(&self, random: &mut impl FnMut() -> u64) -> Option<(T, usize)> {
+        if N == 1 {
+            return self.evict_at(0);
+        }
+        let random = random();
         let first = (random as u32 as usize) % N;
         let second = ((random >> 32) as usize) % N;
         let start = if self.shard_len(second) > self.shard_len(first) {
@@ -353,9 +356,9 @@ impl<T, const N: usize> Lru<T, N> {
         self.sum(|shard| &shard.evicted_len)
     }
 
-    /// The number of items.
+    /// The number of items (the sum of the shards' counts).
     pub fn len(&self) -> usize {
-        self.totals.len.load(Relaxed)
+        self.sum(|shard| &shard.len)
     }
 
     /// Whether the LRU holds no item.

@@ -1,6 +1,6 @@
 //! [`LruUnit`]: one shard of the LRU, without locking.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::fmt;
 
 use foldhash::fast::RandomState;
@@ -75,18 +75,23 @@ impl<T> LruUnit<T> {
     /// If `key` was already present its data and weight are replaced, and the old ones are
     /// returned.
     pub fn admit(&mut self, key: u64, data: T, weight: usize) -> Option<(T, usize)> {
-        if let Some(&at) = self.slots.get(&key) {
-            self.order.move_to_front(at);
-            let entry = self.order.get_mut(at)?;
-            self.used_weight = self.used_weight - entry.weight + weight;
-            let old_weight = std::mem::replace(&mut entry.weight, weight);
-            let old_data = std::mem::replace(&mut entry.data, data);
-            return Some((old_data, old_weight));
+        // One lookup whether the key is new or not.
+        match self.slots.entry(key) {
+            hash_map::Entry::Occupied(slot) => {
+                let at = *slot.get();
+                self.order.move_to_front(at);
+                let entry = self.order.get_mut(at)?;
+                self.used_weight = self.used_weight - entry.weight + weight;
+                let old_weight = std::mem::replace(&mut entry.weight, weight);
+                let old_data = std::mem::replace(&mut entry.data, data);
+                Some((old_data, old_weight))
+            }
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(self.order.push_front(Entry { key, weight, data }));
+                self.used_weight += weight;
+                None
+            }
         }
-        let at = self.order.push_front(Entry { key, weight, data });
-        self.slots.insert(key, at);
-        self.used_weight += weight;
-        None
     }
 
     /// Adds `delta` to the weight of `key` and moves it to the front.
@@ -152,11 +157,10 @@ impl<T> LruUnit<T> {
     /// Returns `false`, changing nothing, if `key` is already present. Adding items with this in
     /// most-to-least recently used order rebuilds a saved order.
     pub fn insert_tail(&mut self, key: u64, data: T, weight: usize) -> bool {
-        if self.slots.contains_key(&key) {
+        let hash_map::Entry::Vacant(slot) = self.slots.entry(key) else {
             return false;
-        }
-        let at = self.order.push_back(Entry { key, weight, data });
-        self.slots.insert(key, at);
+        };
+        slot.insert(self.order.push_back(Entry { key, weight, data }));
         self.used_weight += weight;
         true
     }
