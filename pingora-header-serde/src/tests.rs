@@ -291,3 +291,9 @@ proptest! {
         let _ = wire::decode(Bytes::from(head));
     }
 }
+
+#[test]
+fn is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<HeaderSerde>();
+}

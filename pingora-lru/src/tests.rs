@@ -394,3 +394,11 @@ fn random_numbers_spread() {
     assert!(draws.iter().any(|d| d % 2 == 0) && draws.iter().any(|d| d % 2 == 1));
     assert!(draws.iter().any(|d| (d >> 32) % 2 == 0) && draws.iter().any(|d| (d >> 32) % 2 == 1));
 }
+
+#[test]
+fn types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Lru<String, 4>>();
+    assert_send_sync::<LruUnit<String>>();
+    assert_send_sync::<linked_list::LinkedList>();
+}
