@@ -8,6 +8,7 @@ need_pkgs=()
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 # TLS: `openssl s_client` is a test peer; openssl-sys needs pkg-config and libssl-dev;
 # BoringSSL (pingora-boringssl) is built from source with cmake, clang and libclang-dev.
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)

@@ -1,22 +1,29 @@
 //! Hostile and malformed HTTP/2 input against the h2c listener, sent as hand-built frames over
 //! a plain TCP connection: each case gets the RFC 9113 error (a stream reset or a GOAWAY with
 //! the right code), the server's work stays bounded, and the connection keeps serving other
-//! streams when the error is the stream's alone.
+//! streams when the error is the stream's alone. A listener serving HTTP/2 only
+//! (`HttpServerOptions::h2c_only`) refuses anything but the connection preface.
 
 mod http_support;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use http_support::options;
+use http::Method;
+use http_support::{echo_server, options};
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::v2::server::{default_options, H2Options};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use pingora_test_support::h2::frames::*;
+use pingora_test_support::h2::{exchange, h2_client, request};
 use pingora_test_support::TestService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 // === The application ===
@@ -698,5 +705,155 @@ async fn shutdown_is_announced_while_the_task_slots_are_full() {
     server
         .assert_settled("shutdown_is_announced_while_the_task_slots_are_full")
         .await;
+    server.stop().await;
+}
+
+// === h2c-only listeners (RFC 9113 section 3.4) ===
+
+/// What the client does after its first bytes.
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    /// Keeps the connection open and waits.
+    Wait,
+    /// Ends its sending side.
+    Close,
+}
+
+/// Sends `bytes` on a new connection to `addr`, then does `then`, and reads until the server
+/// closes: returns what came, whether the close was clean (EOF rather than a reset) and how
+/// long it took.
+async fn send_then_read(addr: SocketAddr, bytes: &[u8], then: Then) -> (Vec<u8>, bool, Duration) {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    conn.write_all(bytes).await.expect("write");
+    if let Then::Close = then {
+        conn.shutdown().await.expect("shutdown");
+    }
+    let mut got = Vec::new();
+    // Past the server's 10 s preface timeout.
+    let read = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut got)).await;
+    let clean = read.expect("the server closed the connection").is_ok();
+    (got, clean, started.elapsed())
+}
+
+/// A listener serving HTTP/2 only closes every plaintext connection that does not open with
+/// the preface, after an empty SETTINGS and `GOAWAY(PROTOCOL_ERROR)` with last-stream-id 0, and
+/// never answers in HTTP/1; a client that sends nothing is closed without a word. A preface cut
+/// short is waited for 10 s at most.
+#[tokio::test]
+async fn h2c_only_refuses_anything_but_the_preface() {
+    let (server, mut events) = echo_server(options(|o| o.h2c_only = true)).await;
+    let refusal = [
+        frame(SETTINGS, 0, 0, &[]),
+        frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, PROTOCOL_ERROR as u8]),
+    ]
+    .concat();
+    let cases: Vec<(&str, Vec<u8>, Then, Vec<u8>)> = vec![
+        (
+            "an HTTP/1 request",
+            b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n".to_vec(),
+            Then::Wait,
+            refusal.clone(),
+        ),
+        (
+            "an HTTP/1 request, then close",
+            b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n".to_vec(),
+            Then::Close,
+            refusal.clone(),
+        ),
+        (
+            "garbage",
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 not http at all".to_vec(),
+            Then::Wait,
+            refusal.clone(),
+        ),
+        (
+            "a wrong preface (the last line differs)",
+            b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n".to_vec(),
+            Then::Wait,
+            refusal.clone(),
+        ),
+        (
+            "a preface truncated, then close",
+            PREFACE[..10].to_vec(),
+            Then::Close,
+            refusal.clone(),
+        ),
+        (
+            "a preface truncated, then silence",
+            PREFACE[..16].to_vec(),
+            Then::Wait,
+            refusal.clone(),
+        ),
+        ("an empty connection", Vec::new(), Then::Close, Vec::new()),
+    ];
+    let addr = server.addr;
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(what, bytes, then, expected)| {
+            let run = tokio::spawn(async move { send_then_read(addr, &bytes, then).await });
+            (what, expected, run)
+        })
+        .collect();
+    for (what, expected, run) in runs {
+        let (got, clean, took) = run.await.expect("the case ran");
+        assert_eq!(got, expected, "{what}: {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            !got.windows(6).any(|w| w == b"HTTP/1"),
+            "{what}: HTTP/1 bytes"
+        );
+        assert!(clean, "{what}: the connection was reset, not closed");
+        if what.ends_with("silence") {
+            assert!(
+                (Duration::from_secs(9)..Duration::from_secs(15)).contains(&took),
+                "{what}: closed after {took:?}, not after the 10 s preface timeout"
+            );
+        } else {
+            assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+        }
+    }
+    assert!(events.try_recv().is_err(), "the application saw a request");
+    server.stop().await;
+}
+
+/// An h2c client (prior knowledge) is served on an h2c-only listener.
+#[tokio::test]
+async fn h2c_only_serves_http2_clients() {
+    let (server, _events) = echo_server(options(|o| o.h2c_only = true)).await;
+    let send = h2_client(server.addr).await;
+    for path in ["/a", "/b"] {
+        let got = exchange(&send, request(Method::GET, path), None).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, format!("GET {path}\n").into_bytes());
+    }
+    drop(send);
+    server.stop().await;
+}
+
+/// With h2c shared with HTTP/1 on one port, a malformed HTTP/1 request still gets its 400, and
+/// a well-formed one its answer.
+#[tokio::test]
+async fn shared_h2c_listener_still_answers_malformed_http1_with_400() {
+    let (server, _events) = echo_server(options(|o| o.h2c = true)).await;
+    let cases: [(&[u8], &str); 3] = [
+        (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", "HTTP/1.1 400"),
+        // Starts like the preface, then is not.
+        (b"PRI / HTTP/1.1\r\nHost\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"GET /ok HTTP/1.1\r\nHost: example.test\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+    ];
+    for (request, status) in cases {
+        let mut conn = server.connect().await;
+        conn.send(request).await;
+        let resp = conn.response().await;
+        assert!(
+            resp.head.line.starts_with(status),
+            "{:?}: {}",
+            String::from_utf8_lossy(request),
+            resp.head.line
+        );
+    }
     server.stop().await;
 }

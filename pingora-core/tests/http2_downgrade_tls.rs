@@ -1,5 +1,7 @@
 //! An upstream that negotiates HTTP/2 over TLS but answers `HTTP_1_1_REQUIRED`: the request is
-//! retryable and every later connection to that peer offers only `http/1.1` in ALPN.
+//! retryable and every later connection to that peer offers only `http/1.1` in ALPN. And a
+//! server whose plaintext connections are HTTP/2 only (`h2c_only`) still lets ALPN decide on
+//! TLS.
 
 mod tls_support;
 
@@ -7,11 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::http_app::{HttpServer, ServeHttp};
+use pingora_core::apps::{HttpServerOptions, ServerApp};
 use pingora_core::connectors::http::Connector;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::protocols::http::client::HttpSession;
-use pingora_core::protocols::http::HttpTask;
+use pingora_core::protocols::http::{HttpTask, ServerSession};
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{ErrorType, Result};
@@ -152,5 +155,49 @@ struct ArcApp(Arc<WantsH1>);
 impl ServerApp for ArcApp {
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         self.0.process_new(io, shutdown).await
+    }
+}
+
+/// Answers with the request's HTTP version.
+struct Version;
+
+#[async_trait]
+impl ServeHttp for Version {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let body = format!("{:?}", session.req_header().version).into_bytes();
+        http::Response::builder()
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap()
+    }
+}
+
+/// `h2c_only` is about plaintext connections: over TLS, a client that picks `http/1.1` in ALPN
+/// is served HTTP/1.1, one that picks `h2` HTTP/2.
+#[tokio::test]
+async fn h2c_only_leaves_tls_connections_to_alpn() {
+    let provider = pingora_rustls::provider();
+    let pki = Pki::new("h2c-only CA");
+    let leaf = pki.server(&["localhost"]);
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.enable_h2();
+    let mut http = HttpServer::new_app(Version);
+    let mut options = HttpServerOptions::default();
+    options.h2c_only = true;
+    http.server_options = Some(options);
+    let (_tx, seen) = mpsc::unbounded_channel();
+    let server = TlsServer::start(&provider, settings, http, seen).await;
+
+    let connector = Connector::new(None);
+    connector
+        .transport()
+        .set_tls_provider(Arc::clone(&provider));
+    for (version, expected) in [(1, "HTTP/1.1"), (2, "HTTP/2.0")] {
+        let mut peer = peer(server.addr, "localhost", &pki);
+        peer.options.set_http_version(version, version);
+        let (mut session, _) = connector.get_http_session(&peer).await.unwrap();
+        assert_eq!(session.as_http2().is_some(), version == 2);
+        let body = exchange(&mut session).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&body), expected);
     }
 }

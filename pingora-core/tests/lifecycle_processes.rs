@@ -1,5 +1,6 @@
-//! Real server processes through their lifecycle: a graceful upgrade under client load, a
-//! graceful shutdown with requests in flight, and daemon mode.
+//! Real server processes through their lifecycle: a graceful upgrade under client load (ours,
+//! and `wrk`'s), a graceful shutdown with requests in flight or with many idle connections, and
+//! daemon mode.
 //!
 //! The server is the `lifecycle_server` example, compiled into this test binary: run with
 //! `PINGORA_LIFECYCLE_SERVE` set, the binary is that server instead of the test runner. The
@@ -15,6 +16,9 @@ mod lifecycle_server;
 
 #[path = "lifecycle/support.rs"]
 mod support;
+
+#[path = "lifecycle/wrk.rs"]
+mod wrk;
 
 #[path = "lifecycle/cases.rs"]
 mod cases;

@@ -8,6 +8,7 @@
 //!   response, run by [`http_app::HttpServer`].
 
 mod h2_conn;
+mod h2c;
 pub mod http_app;
 
 use std::any::Any;
@@ -20,8 +21,9 @@ use tokio::io::AsyncReadExt;
 use tracing::debug;
 
 use self::h2_conn::serve_h2;
+use self::h2c::read_preface;
 use crate::protocols::http::v1::Limits;
-use crate::protocols::http::v2::server::{self as h2_server, H2Limits, H2Options};
+use crate::protocols::http::v2::server::{H2Limits, H2Options};
 use crate::protocols::http::ServerSession;
 use crate::protocols::{PrefixedStream, Stream, ALPN};
 use crate::shutdown::ShutdownWatch;
@@ -52,6 +54,15 @@ pub struct HttpServerOptions {
     /// Accept HTTP/2 without TLS (h2c with prior knowledge), detected by its connection
     /// preface; HTTP/1 is still served on the same port.
     pub h2c: bool,
+    /// Serve plaintext connections as HTTP/2 only (h2c with prior knowledge; implies
+    /// [`h2c`](Self::h2c)). A plaintext connection that does not open with the 24-byte
+    /// connection preface is a connection error (RFC 9113 section 3.4): the server sends an
+    /// empty SETTINGS frame and `GOAWAY(PROTOCOL_ERROR)` with last-stream-id 0, then closes it,
+    /// never writing a byte of HTTP/1. A connection that sends part of the preface then stops
+    /// is refused 10 s after its first byte; one that sends nothing is closed after the
+    /// keepalive timeout (60 s), or when a graceful shutdown starts. TLS connections are not
+    /// affected: ALPN decides their protocol.
+    pub h2c_only: bool,
     /// Let `CONNECT` requests through to the application; otherwise they are refused (405).
     pub allow_connect_method_proxying: bool,
     /// Most requests one connection may serve (like nginx's `keepalive_requests`); `None` for
@@ -59,6 +70,10 @@ pub struct HttpServerOptions {
     pub keepalive_request_limit: Option<u32>,
     /// Limits on request heads and bodies (HTTP/1).
     pub h1_limits: Limits,
+    /// Most time a client may take to send a whole request head once its first byte arrived
+    /// (HTTP/1): a client that trickles a head byte by byte (slowloris) is disconnected then.
+    /// `None` bounds the head by the session's read timeout (60 s).
+    pub h1_header_read_timeout: Option<Duration>,
     /// Limits of HTTP/2 connections against floods and stalls, beyond the protocol settings of
     /// [`HttpServerApp::h2_options`].
     pub h2_limits: H2Limits,
@@ -173,29 +188,6 @@ async fn wait_for_request(
     got_bytes.then_some(buf)
 }
 
-/// Reads on until `buf` holds as many bytes as the HTTP/2 preface or stops matching it.
-/// Returns whether it starts with the preface. Bytes read are left in `buf` either way.
-async fn read_preface(stream: &mut Stream, buf: &mut BytesMut) -> bool {
-    let preface = h2_server::H2_PREFACE;
-    loop {
-        let n = buf.len().min(preface.len());
-        if buf[..n] != preface[..n] {
-            return false;
-        }
-        if n == preface.len() {
-            return true;
-        }
-        match pingora_timeout::timeout(PREFACE_TIMEOUT, stream.read_buf(buf)).await {
-            Ok(Ok(read)) if read > 0 => {}
-            // Let the HTTP/1 parser see what came and report it.
-            _ => return false,
-        }
-    }
-}
-
-/// How long a client that started sending the HTTP/2 preface may take to send the rest.
-const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What the first read of a request asks for; most request heads fit.
 const FIRST_READ_CAPACITY: usize = 4096;
 
@@ -241,9 +233,13 @@ where
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
             return serve_h2(self, stream, shutdown).await;
         }
+        let h2c_only = options.is_some_and(|o| o.h2c_only);
+        if h2c_only && stream.get_ssl_digest().is_none() {
+            return h2c::serve_prior_knowledge_only(self, stream, shutdown).await;
+        }
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut shutdown = shutdown.clone();
-        let h2c = options.is_some_and(|o| o.h2c);
+        let h2c = h2c_only || options.is_some_and(|o| o.h2c);
         let mut first = true;
         loop {
             let idle = settings
@@ -262,6 +258,7 @@ where
             if let Some(h1) = session.as_http1_mut() {
                 if let Some(options) = options {
                     h1.set_limits(options.h1_limits);
+                    h1.set_header_read_timeout(options.h1_header_read_timeout);
                     h1.set_allow_connect(options.allow_connect_method_proxying);
                 }
             }

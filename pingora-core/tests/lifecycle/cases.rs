@@ -1,5 +1,6 @@
 //! The process tests.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,17 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::support::*;
+use crate::wrk::{established_to, Wrk};
 
 /// The tests, by name.
 pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
+    ("graceful_upgrade_under_wrk", graceful_upgrade_under_wrk),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
+    (
+        "sigterm_closes_idle_keepalive_connections",
+        sigterm_closes_idle_keepalive_connections,
+    ),
     ("sigint_stops_at_once", sigint_stops_at_once),
     (
         "upgrade_without_old_process_exits_1",
@@ -116,6 +123,78 @@ fn graceful_upgrade_under_load() {
     assert!(status.success(), "new process: {status:?}");
 }
 
+/// wrk's keepalive connections through a graceful upgrade: wrk sends each connection's next
+/// request the moment a response ends, so a connection of the old process closed under a
+/// request already sent would be a socket error. None may happen: after the hand-over, each
+/// connection of the old process answers its next request with `Connection: close` (and wrk
+/// reconnects, to the new process), and every response is a 200.
+fn graceful_upgrade_under_wrk() {
+    const CONNECTIONS: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+
+    // About 6 s to the old process's exit (the 5 s hand-over pause, then the drain); the rest
+    // on the new process alone.
+    let wrk = Wrk::start(dir.path(), addr, 2, CONNECTIONS, Duration::from_secs(12));
+    wait_until("wrk's connections to the old process", || {
+        established_to(addr) >= CONNECTIONS
+    });
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    old.signal(Signal::SIGQUIT);
+    let (_, new_pid) = parse_ready(&new.wait_line("ready "));
+
+    let status = old.wait_exit(CLOSE_TIMEOUT + GRACE);
+    assert!(
+        status.success(),
+        "old process: {status:?}\n{}",
+        old.output()
+    );
+    let left = wrk.remaining();
+    println!("    old process exited with {left:.1?} of the wrk run left");
+    assert!(
+        left > Duration::from_secs(1),
+        "the old process took too long to exit for the new one to be loaded alone"
+    );
+
+    let report = wrk.finish();
+    println!("    wrk: {}", report.summary());
+    assert_eq!(report.errors(), 0, "socket errors:\n{}", report.output);
+    assert_eq!(
+        report.non_2xx, None,
+        "non-2xx responses:\n{}",
+        report.output
+    );
+    for (pid, name) in [(old_pid, "old"), (new_pid, "new")] {
+        let served = report.per_pid.get(&pid).copied().unwrap_or_default();
+        assert!(
+            served >= 1_000,
+            "the {name} process served {served}:\n{}",
+            report.output
+        );
+    }
+    assert_eq!(
+        report.per_pid.values().sum::<u64>(),
+        report.requests,
+        "every response came from one of the two processes:\n{}",
+        report.output
+    );
+    // Each of the old process's connections ended with a `Connection: close` response.
+    assert!(
+        report.closes >= CONNECTIONS as u64,
+        "{} responses with Connection: close:\n{}",
+        report.closes,
+        report.output
+    );
+
+    new.signal(Signal::SIGTERM);
+    let status = new.wait_exit(GRACE + Duration::from_secs(30));
+    assert!(status.success(), "new process: {status:?}");
+}
+
 /// `SIGTERM`: the listener closes at once (new connections are refused from then on), the
 /// requests in flight complete, and the process exits with status 0.
 fn sigterm_drains_then_exits() {
@@ -161,6 +240,105 @@ fn sigterm_drains_then_exits() {
     for phase in ["phase GracefulTerminate", "phase Terminated"] {
         assert!(log.contains(phase), "{phase} missing from:\n{log}");
     }
+}
+
+/// How many idle connections [`sigterm_closes_idle_keepalive_connections`] opens: the
+/// `IDLE_CONNS` environment variable (`bench/idle-shutdown.sh` sets 8000), 2000 by default.
+fn idle_connection_count() -> usize {
+    match std::env::var("IDLE_CONNS") {
+        Ok(n) => n.parse().expect("IDLE_CONNS: a number of connections"),
+        Err(_) => 2_000,
+    }
+}
+
+/// Thousands of idle keepalive connections (each served one request, then left waiting), then
+/// `SIGTERM`: the server closes every one of them cleanly (each client reads EOF, nothing
+/// sent, no reset) well within the grace period, then exits with status 0.
+fn sigterm_closes_idle_keepalive_connections() {
+    const OPENERS: usize = 8;
+    let count = idle_connection_count();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut server = ServerProcess::start(&["-c", &conf]);
+    let (addr, pid) = parse_ready(&server.wait_line("ready "));
+
+    let opening = Instant::now();
+    let openers: Vec<_> = (0..OPENERS)
+        .map(|i| {
+            let share = count / OPENERS + usize::from(i < count % OPENERS);
+            std::thread::spawn(move || open_idle_connections(addr, share, pid))
+        })
+        .collect();
+    let groups: Vec<Vec<HttpConn>> = openers
+        .into_iter()
+        .map(|opener| opener.join().expect("an opening thread panicked"))
+        .collect();
+    assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), count);
+    println!(
+        "    {count} keepalive connections served and idle after {:.1?}",
+        opening.elapsed()
+    );
+
+    let signalled = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let watchers: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for mut conn in group {
+                    if let Err(e) = conn.expect_closed() {
+                        failures.push(e);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = watchers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a watching thread panicked"))
+        .collect();
+    let closing = signalled.elapsed();
+    let status = server.wait_exit(GRACE + Duration::from_secs(30));
+    let exiting = signalled.elapsed();
+    println!(
+        "    {count} idle connections closed {closing:.2?} after SIGTERM; the process exited \
+         after {exiting:.2?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {count} connections not closed cleanly, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        closing < GRACE / 4,
+        "closing the idle connections took {closing:?}, the grace period is {GRACE:?}"
+    );
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let log = server.output();
+    for phase in ["phase GracefulTerminate", "phase Terminated"] {
+        assert!(log.contains(phase), "{phase} missing from:\n{log}");
+    }
+}
+
+/// Opens `count` connections to `addr`, each serving one request answered in full by `pid`
+/// and kept alive.
+fn open_idle_connections(addr: SocketAddr, count: usize, pid: u32) -> Vec<HttpConn> {
+    (0..count)
+        .map(|i| {
+            let mut conn = HttpConn::connect(addr)
+                .unwrap_or_else(|e| panic!("connection {i} of {count}: {e}"));
+            let (head, body) = conn
+                .get("/")
+                .unwrap_or_else(|e| panic!("request on connection {i} of {count}: {e}"));
+            assert_eq!(head.status, 200);
+            assert!(!head.close, "the connection is kept alive");
+            assert_eq!(body, format!("hello from pid {pid}\n").into_bytes());
+            conn
+        })
+        .collect()
 }
 
 /// `SIGINT`: the process exits at once, cutting the requests in flight.

@@ -309,6 +309,17 @@ impl HttpConn {
         Ok((head, body))
     }
 
+    /// Waits for the server to close this idle connection: `Ok` on a clean close with nothing
+    /// sent, otherwise what happened instead.
+    pub(crate) fn expect_closed(&mut self) -> Result<(), String> {
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(format!("bytes came: {:?}", String::from_utf8_lossy(&byte))),
+            Err(e) => Err(format!("not a clean close: {e}")),
+        }
+    }
+
     fn line(&mut self) -> Result<String, Failure> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 pub(crate) struct TlsServer {
     pub(crate) addr: SocketAddr,
     pub(crate) seen: SeenEvents,
-    _service: TestService,
+    service: TestService,
 }
 
 impl TlsServer {
@@ -62,11 +62,16 @@ impl TlsServer {
         TlsServer {
             addr: service.addr,
             seen,
-            _service: service,
+            service,
         }
     }
 
     /// What the server saw of its next connection.
+    /// See [`TestService::assert_settled`].
+    pub(crate) async fn assert_settled(&self, what: &str) {
+        self.service.assert_settled(what).await;
+    }
+
     pub(crate) async fn next_seen(&mut self) -> Seen {
         next_seen(&mut self.seen).await
     }
@@ -390,26 +395,65 @@ pub(crate) async fn verification(provider: Arc<dyn TlsProvider>) {
     assert_eq!(error_type(result), ErrorType::InvalidCert, "wildcard depth");
 }
 
-/// Bytes that are not TLS close the connection; the listener keeps serving.
+/// Bytes that are not a TLS handshake close the connection without an answer in plaintext,
+/// a client that stalls is cut off by the handshake timeout, and none of them leaves a socket
+/// or a task behind; the listener keeps serving.
 pub(crate) async fn garbage_and_timeout(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("garbage CA");
     let leaf = pki.server(&["localhost"]);
     let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
     settings.set_handshake_timeout(Duration::from_millis(300));
     let server = TlsServer::echo(&provider, settings).await;
-    let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let n = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut buf))
-        .await
-        .expect("closed");
-    assert!(n.is_err() || buf.is_empty(), "{buf:?}");
-    // A client that says nothing is cut off by the handshake timeout.
-    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let closed = tokio::time::timeout(TIMEOUT, silent.read(&mut [0u8; 8])).await;
-    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    // A ClientHello record header announcing 512 bytes, and the start of its handshake header.
+    let truncated_hello: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    // (what, bytes, then close our write side)
+    let rows: [(&str, &[u8], bool); 8] = [
+        (
+            "plaintext HTTP/1",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            false,
+        ),
+        (
+            "random bytes",
+            &[0x9c, 0x00, 0xff, 0x13, 0x37, 0x42, 0x00, 0x01, 0x02],
+            false,
+        ),
+        (
+            "handshake record of length zero",
+            b"\x16\x03\x01\x00\x00",
+            false,
+        ),
+        (
+            "alert record instead of a hello",
+            b"\x15\x03\x03\x00\x02\x02\x28",
+            false,
+        ),
+        (
+            "SSLv2-style hello",
+            b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10",
+            false,
+        ),
+        ("truncated hello then close", truncated_hello, true),
+        ("truncated hello then silence", truncated_hello, false),
+        ("nothing at all", b"", false),
+    ];
+    for (what, bytes, half_close) in rows {
+        let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        raw.write_all(bytes).await.unwrap();
+        if half_close {
+            raw.shutdown().await.unwrap();
+        }
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the connection was left open"));
+        // A TLS alert at most, never plaintext HTTP.
+        assert!(
+            read.is_err() || buf.is_empty() || buf[0] == 0x15,
+            "{what}: answered {buf:?}"
+        );
+    }
+    server.assert_settled("non-TLS input").await;
     round_trip(&connector(&provider), &peer(server.addr, "localhost", &pki))
         .await
         .expect("still serving");
