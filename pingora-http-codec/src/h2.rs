@@ -150,7 +150,12 @@ pub fn check_request_host(parts: &http::request::Parts) -> std::result::Result<(
     }
     match parts.uri.authority() {
         // Host names are case-insensitive (RFC 3986 section 3.2.2).
-        Some(authority) if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+        Some(authority)
+            if !authority
+                .as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(host.as_bytes()) =>
+        {
             Err("a Host that differs from :authority")
         }
         _ => Ok(()),

@@ -425,7 +425,9 @@ impl Server {
             let Some(mut wrapper) = self.services.get_mut(id).and_then(Option::take) else {
                 continue;
             };
-            wrapper.service.set_drain_watch(self.drain_watch.subscribe());
+            wrapper
+                .service
+                .set_drain_watch(self.drain_watch.subscribe());
             let name = wrapper.service.name().to_string();
             let threads = wrapper.service.threads().unwrap_or(conf.threads);
             let dependencies = self.dependencies.lock().dependencies(id);

@@ -277,12 +277,8 @@ async fn run_endpoint<A>(
         };
         match accepted {
             Ok(io) => {
-                let task = handle_connection(
-                    io,
-                    Arc::clone(&app_logic),
-                    drain.clone(),
-                    in_flight.clone(),
-                );
+                let task =
+                    handle_connection(io, Arc::clone(&app_logic), drain.clone(), in_flight.clone());
                 current_handle().spawn(task);
             }
             Err(e) if is_connection_error(&e) => {

@@ -151,8 +151,10 @@ impl HttpSession {
                     return Ok(Some(Self::new(request, send_response, digest)));
                 }
                 Some(Err(e)) => {
-                    return Err(Error::because(ErrorType::H2Error, "HTTP/2 connection failed", e)
-                        .into_down())
+                    return Err(
+                        Error::because(ErrorType::H2Error, "HTTP/2 connection failed", e)
+                            .into_down(),
+                    )
                 }
             }
         }
