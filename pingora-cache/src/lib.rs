@@ -10,6 +10,7 @@
 //!   response ([`filters::age`]).
 //! * [`meta`]: [`CacheMeta`], the stored metadata of a response, and [`CacheMetaDefaults`].
 //! * [`variance`]: the secondary key of responses with `Vary` ([`VarianceBuilder`]).
+//! * [`range`] and [`conditional`]: range and conditional requests answered from the cache.
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
 //!
 //! Storage, the cache lock, eviction, the predictor, the `HttpCache` state machine and the
@@ -24,9 +25,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cache_control;
+pub mod conditional;
 pub mod filters;
 pub mod key;
 pub mod meta;
+pub mod range;
 mod status;
 pub mod variance;
 
