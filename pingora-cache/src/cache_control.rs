@@ -225,9 +225,13 @@ impl CacheControl {
                 value = Some(DirectiveValue(parsed));
                 line = rest;
             }
-            // Names are case-insensitive tokens; one that is not UTF-8 names nothing we know.
-            if let Ok(key) = std::str::from_utf8(key) {
-                self.directives.push((key.to_ascii_lowercase(), value));
+            // Names are case-insensitive tokens; an empty one, or one that is not UTF-8,
+            // names nothing we know.
+            match std::str::from_utf8(key) {
+                Ok(key) if !key.is_empty() => {
+                    self.directives.push((key.to_ascii_lowercase(), value));
+                }
+                _ => {}
             }
         }
     }

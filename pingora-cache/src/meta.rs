@@ -11,6 +11,8 @@ use pingora_http::{HMap, ResponseHeader};
 
 use crate::key::HashBinary;
 
+mod codec;
+
 /// The stored metadata of a cached response: its freshness, how long it may be served
 /// stale, its variance and its response header.
 #[derive(Debug)]
@@ -224,6 +226,34 @@ impl CacheMeta {
         &self.0.header.headers
     }
 
+    /// The stored forms of the metadata: `(internal, header)`. The internal part is a
+    /// small versioned binary (freshness, stale windows, variance, epoch); the header is the
+    /// response header in its HTTP/1 wire form, field-name spelling kept. Extensions are
+    /// not stored.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for header compression.
+    pub fn serialize(&self) -> pingora_error::Result<(Vec<u8>, Vec<u8>)> {
+        Ok((
+            codec::encode_internal(&self.0.internal),
+            codec::encode_header(&self.0.header),
+        ))
+    }
+
+    /// Reads metadata back from what [`serialize`](Self::serialize) wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorType::InternalError`](pingora_error::ErrorType::InternalError) for an unknown
+    /// version, truncated or trailing bytes, an out-of-range time, or a malformed header;
+    /// header errors from [`ResponseHeader`] (invalid status, name or value) as they are.
+    pub fn deserialize(internal: &[u8], header: &[u8]) -> pingora_error::Result<Self> {
+        let internal = codec::decode_internal(internal)?;
+        let header = codec::decode_header(header)?;
+        Ok(CacheMeta::from_parts(internal, header))
+    }
+
     /// Typed data attached to the metadata; never stored.
     pub fn extensions(&self) -> &Extensions {
         &self.0.extensions
@@ -390,6 +420,31 @@ mod tests {
 
         m.extensions_mut().insert(7u8);
         assert_eq!(m.extensions().get::<u8>(), Some(&7));
+    }
+
+    #[test]
+    fn serialize_round_trip() {
+        let mut m = meta(1_060, 1_000, 5, 6);
+        m.set_variance_key([3; 16]);
+        m.set_epoch_override(at(1_010));
+        m.set_updated(at(1_020));
+        m.response_header_mut()
+            .append_header("ETag", "\"a\"")
+            .unwrap();
+        m.extensions_mut().insert(1u8);
+        let (internal, header) = m.serialize().unwrap();
+        let back = CacheMeta::deserialize(&internal, &header).unwrap();
+        assert_eq!(back.fresh_until(), m.fresh_until());
+        assert_eq!(back.created(), m.created());
+        assert_eq!(back.updated(), m.updated());
+        assert_eq!(back.epoch_override(), m.epoch_override());
+        assert_eq!(back.variance(), m.variance());
+        assert_eq!(back.stale_while_revalidate_sec(), 5);
+        assert_eq!(back.stale_if_error_sec(), 6);
+        assert_eq!(back.headers(), m.headers());
+        assert!(back.extensions().get::<u8>().is_none());
+        assert!(CacheMeta::deserialize(&internal[1..], &header).is_err());
+        assert!(CacheMeta::deserialize(&internal, &header[1..]).is_err());
     }
 
     #[test]

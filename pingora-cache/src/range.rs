@@ -40,6 +40,19 @@ enum Spec {
     Suffix(u64),
 }
 
+/// `bytes` without leading and trailing optional whitespace (SP, HTAB).
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
 /// Parses decimal digits, saturating at `u64::MAX` (a huge position is unsatisfiable or
 /// clamped, not invalid).
 fn parse_pos(digits: &[u8]) -> Option<u64> {
@@ -53,7 +66,7 @@ fn parse_pos(digits: &[u8]) -> Option<u64> {
 
 fn parse_spec(spec: &[u8]) -> Option<Spec> {
     let dash = spec.iter().position(|&b| b == b'-')?;
-    let (first, last) = (spec[..dash].trim_ascii(), spec[dash + 1..].trim_ascii());
+    let (first, last) = (trim_ows(&spec[..dash]), trim_ows(&spec[dash + 1..]));
     if first.is_empty() {
         return Some(Spec::Suffix(parse_pos(last)?));
     }
@@ -88,16 +101,16 @@ fn resolve(spec: Spec, len: u64) -> Option<Range<u64>> {
 /// ranges are not served as ranges (a defence against many small or overlapping ranges,
 /// RFC 9110 section 14.2): the full response is.
 pub fn parse_range_header(value: &[u8], content_length: u64, max_ranges: usize) -> RangeType {
-    let value = value.trim_ascii();
+    let value = trim_ows(value);
     let Some(eq) = value.iter().position(|&b| b == b'=') else {
         return RangeType::None;
     };
-    if !value[..eq].trim_ascii().eq_ignore_ascii_case(b"bytes") {
+    if !trim_ows(&value[..eq]).eq_ignore_ascii_case(b"bytes") {
         return RangeType::None;
     }
     let mut specs = Vec::new();
     for member in value[eq + 1..].split(|&b| b == b',') {
-        let member = member.trim_ascii();
+        let member = trim_ows(member);
         if member.is_empty() {
             continue;
         }
