@@ -10,7 +10,9 @@
 //!   response ([`filters::age`]).
 //! * [`meta`]: [`CacheMeta`], the stored metadata of a response, and [`CacheMetaDefaults`].
 //! * [`variance`]: the secondary key of responses with `Vary` ([`VarianceBuilder`]).
-//! * [`range`] and [`conditional`]: range and conditional requests answered from the cache.
+//! * [`range`] and [`conditional`]: range and conditional requests answered from the cache,
+//!   and revalidation with a 304.
+//! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
 //!
 //! Storage, the cache lock, eviction, the predictor, the `HttpCache` state machine and the
@@ -25,6 +27,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cache_control;
+pub mod cache_status;
 pub mod conditional;
 pub mod filters;
 pub mod key;

@@ -16,6 +16,8 @@
 //!   `no-cache="..."` are never stored (section 3.1).
 //! * [`request_allows_reuse`]: the request directives `no-cache`, `max-age`, `min-fresh` and
 //!   `max-stale` (section 5.2.1).
+//! * [`invalidates`] and [`invalidation_targets`]: what an unsafe request's response
+//!   invalidates (section 4.4).
 //! * [`resp_cacheable`]: all of the above, giving the [`CacheMeta`] to store. Its
 //!   [`created`](CacheMeta::created) time is when the response was "born" (its arrival minus
 //!   its initial age, section 4.2.3), so that [`CacheMeta::age_at`] is the response's
@@ -23,7 +25,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderMap, HeaderName};
+use http::uri::{PathAndQuery, Uri};
 use http::{response, Method, StatusCode};
 use pingora_http::ResponseHeader;
 
@@ -362,6 +365,60 @@ pub fn request_allows_reuse(
         Ok(Some(Some(limit))) => staleness.as_secs() <= u64::from(limit),
         _ => false,
     }
+}
+
+/// Whether the response to a request invalidates the stored responses for its target
+/// (RFC 9111 section 4.4): a 2xx or 3xx answer to an unsafe method (anything but GET, HEAD,
+/// OPTIONS and TRACE, unknown methods included).
+pub fn invalidates(method: &Method, status: StatusCode) -> bool {
+    let safe = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    !safe && (status.is_success() || status.is_redirection())
+}
+
+/// The other targets such a response invalidates: the paths of its `Location` and
+/// `Content-Location` when they are an absolute path, or an absolute URI with the request's
+/// origin (`scheme` and `authority`; host case-insensitive, default port elided). Relative
+/// references of other forms are skipped (invalidating them is optional).
+pub fn invalidation_targets(scheme: &str, authority: &str, resp: &HeaderMap) -> Vec<PathAndQuery> {
+    let origin = normalized_origin(scheme, authority);
+    let mut targets: Vec<PathAndQuery> = Vec::new();
+    let values = [header::LOCATION, header::CONTENT_LOCATION]
+        .into_iter()
+        .filter_map(|name| resp.get(name))
+        .filter_map(|value| value.to_str().ok());
+    for value in values {
+        let Ok(uri) = value.trim().parse::<Uri>() else {
+            continue;
+        };
+        let same_origin = match (uri.scheme_str(), uri.authority()) {
+            // An absolute path; `//host/...` is a network-path reference, skipped.
+            (None, None) => value.trim().starts_with('/') && !value.trim().starts_with("//"),
+            (Some(s), Some(a)) => origin.is_some() && normalized_origin(s, a.as_str()) == origin,
+            _ => false,
+        };
+        if let (true, Some(path)) = (same_origin, uri.path_and_query()) {
+            if !targets.contains(path) {
+                targets.push(path.clone());
+            }
+        }
+    }
+    targets
+}
+
+/// `scheme://host:port` lower-cased, with the scheme's default port.
+fn normalized_origin(scheme: &str, authority: &str) -> Option<(String, String, u16)> {
+    let scheme = scheme.to_ascii_lowercase();
+    let authority: http::uri::Authority = authority.parse().ok()?;
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let port = authority.port_u16().unwrap_or(default_port);
+    Some((scheme, authority.host().to_ascii_lowercase(), port))
 }
 
 /// The default policy's decision on a response, with the metadata to store.

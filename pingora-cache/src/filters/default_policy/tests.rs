@@ -532,3 +532,64 @@ fn default_resp_cacheable() {
     );
     assert_eq!(verdict.into_meta().err(), Some(REQUEST_NO_STORE));
 }
+
+#[test]
+fn invalidation() {
+    // (method, status, invalidates)
+    let cases = [
+        (Method::POST, 200, true),
+        (Method::PUT, 204, true),
+        (Method::DELETE, 301, true),
+        (Method::PATCH, 200, true),
+        (Method::from_bytes(b"PURGE").unwrap(), 200, true),
+        (Method::POST, 404, false),
+        (Method::POST, 500, false),
+        (Method::POST, 100, false),
+        (Method::GET, 200, false),
+        (Method::HEAD, 200, false),
+        (Method::OPTIONS, 200, false),
+        (Method::TRACE, 200, false),
+    ];
+    for (method, status, expected) in cases {
+        let status = StatusCode::from_u16(status).unwrap();
+        assert_eq!(invalidates(&method, status), expected, "{method} {status}");
+    }
+}
+
+#[test]
+fn invalidation_targets_are_same_origin_paths() {
+    // (Location, Content-Location, targets)
+    let cases: &[(Option<&str>, Option<&str>, &[&str])] = &[
+        (Some("/a?x=1"), None, &["/a?x=1"]),
+        (Some("/a"), Some("/b"), &["/a", "/b"]),
+        (Some("/a"), Some("/a"), &["/a"]),
+        (Some("http://EXAMPLE.com/c"), None, &["/c"]),
+        (Some("http://example.com:80/c"), None, &["/c"]),
+        (Some("http://example.com:8080/c"), None, &[]),
+        (Some("https://example.com/c"), None, &[]),
+        (Some("http://other.com/c"), None, &[]),
+        (Some("relative/path"), None, &[]),
+        (Some("//example.com/x"), None, &[]),
+        (Some("not a uri"), None, &[]),
+        (None, None, &[]),
+    ];
+    for (location, content_location, expected) in cases {
+        let mut headers = HeaderMap::new();
+        if let Some(l) = location {
+            headers.insert(header::LOCATION, l.parse().unwrap());
+        }
+        if let Some(l) = content_location {
+            headers.insert(header::CONTENT_LOCATION, l.parse().unwrap());
+        }
+        let got = invalidation_targets("http", "example.com", &headers);
+        let got: Vec<&str> = got.iter().map(|p| p.as_str()).collect();
+        assert_eq!(got, *expected, "{location:?} {content_location:?}");
+    }
+    let headers =
+        HeaderMap::from_iter([(header::LOCATION, "https://a.com:443/x".parse().unwrap())]);
+    assert_eq!(
+        invalidation_targets("HTTPS", "A.com", &headers)[0].as_str(),
+        "/x"
+    );
+    assert!(invalidation_targets("ftp", "a.com", &headers).is_empty());
+}
