@@ -428,7 +428,8 @@ fn normalized_origin(scheme: &str, authority: &str) -> Option<(String, String, u
 /// the [unstored fields](strip_unstored_fields), adds `Date` when the response has none (the
 /// response time), and takes the stale-serving windows from the directives or `defaults`.
 /// The metadata's `created` time is the response's birth: `response_time` minus its
-/// corrected initial age.
+/// corrected initial age. The stored header keeps the upstream's `Age` as received; a
+/// response served from the cache replaces it with [`CacheMeta::age_at`] the time of serving.
 pub fn resp_cacheable(
     exchange: &Exchange<'_>,
     cc: Option<&CacheControl>,

@@ -593,3 +593,71 @@ fn invalidation_targets_are_same_origin_paths() {
     );
     assert!(invalidation_targets("ftp", "a.com", &headers).is_empty());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALUES: &[(&str, &str)] = &[
+        ("cache-control", "max-age=60"),
+        ("cache-control", "s-maxage=5, public"),
+        ("cache-control", "no-cache"),
+        ("cache-control", "no-store, must-understand"),
+        ("cache-control", "private=\"set-cookie\""),
+        ("cache-control", "max-age=99999999999, stale-if-error=9"),
+        ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("expires", "0"),
+        ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("date", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ("age", "99999999999"),
+        ("age", "5"),
+        ("connection", "x-a"),
+        ("x-a", "1"),
+        ("transfer-encoding", "chunked"),
+        ("set-cookie", "a=1"),
+        ("vary", "*"),
+    ];
+
+    proptest! {
+        #[test]
+        fn decisions_are_consistent(
+            status in 100u16..600,
+            picks in proptest::collection::vec(0..VALUES.len(), 0..8),
+            request_time in 0u64..2_000_000_000,
+            delay in 0u64..100,
+            auth in any::<bool>(),
+        ) {
+            let fields: Vec<(&str, &str)> = picks.iter().map(|&i| VALUES[i]).collect();
+            let r = resp(status, &fields);
+            let cc = CacheControl::from_resp_headers(&r);
+            let exchange = Exchange {
+                method: &Method::GET,
+                request_cache_control: None,
+                authorization_present: auth,
+                request_time: at(request_time),
+                response_time: at(request_time + delay),
+            };
+            let verdict = storable(&Method::GET, None, auth, &r, cc.as_ref());
+            let options = PolicyOptions::default().refuse_set_cookie(false);
+            match resp_cacheable(&exchange, cc.as_ref(), r, &options, &NO_DEFAULTS) {
+                RespCacheable::Cacheable(meta) => {
+                    prop_assert!(verdict.is_ok());
+                    prop_assert!(meta.created() <= exchange.response_time);
+                    prop_assert!(meta.fresh_until() >= meta.created());
+                    for name in UNSTORED_FIELDS {
+                        prop_assert!(!meta.headers().contains_key(name), "{name} stored");
+                    }
+                    if fields.contains(&("connection", "x-a")) {
+                        prop_assert!(!meta.headers().contains_key("x-a"));
+                    }
+                    prop_assert!(meta.headers().contains_key("date"));
+                }
+                RespCacheable::Uncacheable(reason) => {
+                    prop_assert!(verdict.is_err() || reason == VARY_STAR, "{reason:?}");
+                }
+            }
+        }
+    }
+}
