@@ -403,11 +403,24 @@ async fn malformed_pseudo_headers_reset_the_stream() {
     .concat();
     let duplicate_path = [request_fields("GET", "/"), field(":path", "/again")].concat();
     let response_pseudo = [request_fields("GET", "/"), field(":status", "200")].concat();
+    // `request_fields` sends `:authority: a`.
+    let other_host = [request_fields("GET", "/"), field("host", "b")].concat();
+    let two_hosts = [
+        request_fields("GET", "/"),
+        field("host", "a"),
+        field("host", "a"),
+    ]
+    .concat();
+    let invalid_host = [request_fields("GET", "/"), field("host", "a b")].concat();
     let cases = [
         ("missing :path", missing_path),
         ("pseudo-header after a regular field", pseudo_after_regular),
         ("duplicate :path", duplicate_path),
         (":status in a request", response_pseudo),
+        // RFC 9113 section 8.3.1: Host and :authority must agree.
+        ("a Host that differs from :authority", other_host),
+        ("two Host fields", two_hosts),
+        ("an invalid Host", invalid_host),
     ];
     let mut id = 1;
     for (what, block) in cases {
@@ -423,6 +436,18 @@ async fn malformed_pseudo_headers_reset_the_stream() {
         1,
         "only the valid request ran"
     );
+    // The same Host as :authority, in another case, is served.
+    let same_host = [request_fields("GET", "/"), field("host", "A")].concat();
+    wire.send(&headers(id + 2, &same_host, true)).await.unwrap();
+    // Past the end (an empty DATA frame) of the previous response.
+    let f = loop {
+        let f = wire.next_significant().await;
+        if f.kind != DATA || f.stream != id {
+            break f;
+        }
+    };
+    assert_eq!((f.kind, f.stream), (HEADERS, id + 2), "{f:?}");
+    assert_eq!(status_of(&f.payload), 200);
     drop(wire);
     server
         .assert_settled("malformed_pseudo_headers_reset_the_stream")

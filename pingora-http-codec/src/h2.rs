@@ -128,6 +128,40 @@ pub fn response_from_h2(parts: http::response::Parts) -> ResponseHeader {
 
 // === requests received over HTTP/2 (server side) ===
 
+/// Checks the `Host` of a request received over HTTP/2 against its `:authority`. RFC 9113
+/// section 8.3.1: a request with both must carry the same value in each, otherwise it is
+/// malformed. We also refuse several `Host` fields and a `Host` that is not a valid
+/// `uri-host [ ":" port ]` (as for HTTP/1, see [`is_valid_host`](crate::h1::fields::is_valid_host)),
+/// so that what routes a request (`:authority`, or `Host` when there is no `:authority`) is
+/// never ambiguous.
+///
+/// # Errors
+/// Why the request is malformed; the server resets its stream with `PROTOCOL_ERROR`.
+pub fn check_request_host(parts: &http::request::Parts) -> std::result::Result<(), &'static str> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Ok(());
+    };
+    if hosts.next().is_some() {
+        return Err("several Host fields");
+    }
+    if !crate::h1::fields::is_valid_host(host.as_bytes()) {
+        return Err("an invalid Host");
+    }
+    match parts.uri.authority() {
+        // Host names are case-insensitive (RFC 3986 section 3.2.2).
+        Some(authority)
+            if !authority
+                .as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(host.as_bytes()) =>
+        {
+            Err("a Host that differs from :authority")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The request head an HTTP/2 request gives: `Host` filled from `:authority` when the client
 /// sent none, and the `cookie` fields HTTP/2 clients send one per cookie joined into the single
 /// field HTTP/1 expects (RFC 9113 section 8.2.3). The version stays HTTP/2.

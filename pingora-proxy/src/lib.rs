@@ -332,6 +332,9 @@ where
         match error {
             None => self.finish(session, ctx, None, reusable).await,
             Some(e) => {
+                // The client connection is closed after a failed attempt, whatever
+                // `fail_to_proxy` says: an error response it sends must say so.
+                session.set_keepalive(None);
                 let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
                 if !self.inner.suppress_error_log(&session, &ctx, &e) {
                     error!(

@@ -264,6 +264,8 @@ pub trait ProxyHttp {
             },
         };
         if code > 0 {
+            // The connection is not reused (see below): the response says so.
+            session.set_keepalive(None);
             if let Err(send_error) = session.respond_error(code).await {
                 error!("failed to send the error response to the client: {send_error}");
             }

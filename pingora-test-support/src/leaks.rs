@@ -93,6 +93,22 @@ pub fn alive_tasks(handle: &Handle) -> usize {
     handle.metrics().num_alive_tasks()
 }
 
+/// Panics in this process since the first call, on any thread (a task of a runtime included:
+/// the runtime catches those, so they would go unnoticed otherwise). The first call installs
+/// a panic hook that counts them and then runs the hook that was there before.
+pub fn panic_count() -> usize {
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+    PANICS.load(Ordering::SeqCst)
+}
+
 /// Serializes the tests of a binary that compare process-wide counts: hold the guard for the
 /// whole test.
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
-use pingora_proxy::{ProxyHttp, ProxyServiceBuilder};
+use pingora_core::services::listening::Service;
+use pingora_proxy::{HttpProxy, ProxyHttp, ProxyServiceBuilder};
 
-use crate::TestServer;
+use crate::{TestServer, TestService};
 
 /// Builds and starts a proxy running an application; by default plaintext with the default
 /// [`ServerConf`] for the proxy's own settings (connector, retries).
@@ -54,6 +55,24 @@ where
         self
     }
 
+    /// Starts the proxy as a [`TestService`]: a task of the current runtime, with no `Server`
+    /// and no threads of its own, so that the test sees the proxy's tasks among the runtime's
+    /// (see [`leaks::alive_tasks`](crate::leaks::alive_tasks)). Returns once it listens.
+    ///
+    /// # Panics
+    ///
+    /// If the endpoint cannot be bound within [`TIMEOUT`](crate::TIMEOUT).
+    pub async fn serve(self) -> TestService {
+        let ProxyUnderTest {
+            app,
+            conf,
+            options,
+            tls,
+        } = self;
+        let service = build(app, &Arc::new(conf), options, tls);
+        TestService::run(service).await.expect("binding failed")
+    }
+
     /// Starts the proxy; returns its server (stopped when dropped) and its address.
     pub fn start(self) -> (TestServer, SocketAddr) {
         let ProxyUnderTest {
@@ -64,21 +83,36 @@ where
         } = self;
         let conf = Arc::new(conf);
         let (server, addrs) = TestServer::start(move |server| {
-            let mut builder = ProxyServiceBuilder::new(&conf, app);
-            if let Some(options) = options {
-                builder = builder.server_options(options);
-            }
-            let mut service = builder.build();
-            match tls {
-                Some(settings) => service.add_tls_with_settings("127.0.0.1:0", None, settings),
-                None => service.add_tcp("127.0.0.1:0"),
-            }
+            let service = build(app, &conf, options, tls);
             let addrs = service.local_addrs();
             server.add_service(service);
             vec![addrs]
         });
         (server, addrs[0])
     }
+}
+
+/// The proxy service running `app`, listening on `127.0.0.1:0`.
+fn build<SV>(
+    app: SV,
+    conf: &Arc<ServerConf>,
+    options: Option<HttpServerOptions>,
+    tls: Option<TlsSettings>,
+) -> Service<HttpProxy<SV>>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    let mut builder = ProxyServiceBuilder::new(conf, app);
+    if let Some(options) = options {
+        builder = builder.server_options(options);
+    }
+    let mut service = builder.build();
+    match tls {
+        Some(settings) => service.add_tls_with_settings("127.0.0.1:0", None, settings),
+        None => service.add_tcp("127.0.0.1:0"),
+    }
+    service
 }
 
 /// Starts a plaintext proxy running `app` with the default configuration.

@@ -203,6 +203,19 @@ impl RawConn<TcpStream> {
             .expect("connect");
         RawConn::new(stream)
     }
+
+    /// Closes the connection with a reset (RST) instead of a FIN: `SO_LINGER` of zero, then
+    /// dropped. What a crashed peer or a middlebox giving up looks like.
+    ///
+    /// # Panics
+    ///
+    /// If the socket option cannot be set.
+    pub fn reset(self) {
+        self.stream
+            .set_zero_linger()
+            .expect("set SO_LINGER to zero");
+        drop(self);
+    }
 }
 
 impl<S: AsyncWrite + Unpin> RawConn<S> {
@@ -448,6 +461,17 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
             Framing::None => {}
         }
         Some(())
+    }
+
+    /// Reads the body that `head` announces (a request's: without framing there is none);
+    /// `None` if it is cut short or malformed.
+    pub async fn read_body(&mut self, head: &Head) -> Option<Vec<u8>> {
+        let mut msg = Message {
+            head: head.clone(),
+            ..Message::default()
+        };
+        self.try_read_body(&mut msg, false).await?;
+        Some(msg.body)
     }
 
     /// Reads a request with its body (and trailers); `None` if the peer closed (or broke the

@@ -70,6 +70,10 @@ pub struct HttpServerOptions {
     pub keepalive_request_limit: Option<u32>,
     /// Limits on request heads and bodies (HTTP/1).
     pub h1_limits: Limits,
+    /// Most time a client may take to send a whole request head once its first byte arrived
+    /// (HTTP/1): a client that trickles a head byte by byte (slowloris) is disconnected then.
+    /// `None` bounds the head by the session's read timeout (60 s).
+    pub h1_header_read_timeout: Option<Duration>,
     /// Limits of HTTP/2 connections against floods and stalls, beyond the protocol settings of
     /// [`HttpServerApp::h2_options`].
     pub h2_limits: H2Limits,
@@ -254,6 +258,7 @@ where
             if let Some(h1) = session.as_http1_mut() {
                 if let Some(options) = options {
                     h1.set_limits(options.h1_limits);
+                    h1.set_header_read_timeout(options.h1_header_read_timeout);
                     h1.set_allow_connect(options.allow_connect_method_proxying);
                 }
             }

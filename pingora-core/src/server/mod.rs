@@ -146,6 +146,9 @@ pub struct Server {
     services: Vec<Option<ServiceWrapper>>,
     shutdown_watch: watch::Sender<bool>,
     shutdown_recv: ShutdownWatch,
+    /// Turns `true` when connections should stop being kept alive: with `shutdown_watch`, or
+    /// earlier, as soon as a graceful upgrade has handed the listening sockets over.
+    drain_watch: watch::Sender<bool>,
     execution_phase_watch: broadcast::Sender<ExecutionPhase>,
     dependencies: Arc<Mutex<DependencyGraph>>,
     bootstrap: Arc<Mutex<Bootstrap>>,
@@ -223,6 +226,7 @@ impl Server {
 
     fn build(opt: Option<Opt>, conf: ServerConf) -> Server {
         let (shutdown_watch, shutdown_recv) = watch::channel(false);
+        let (drain_watch, _) = watch::channel(false);
         let (execution_phase_watch, _) = broadcast::channel(EXECUTION_PHASE_CAPACITY);
         let configuration = Arc::new(conf);
         let bootstrap = Bootstrap::new(opt.as_ref(), &configuration, &execution_phase_watch);
@@ -231,6 +235,7 @@ impl Server {
             services: Vec::new(),
             shutdown_watch,
             shutdown_recv,
+            drain_watch,
             execution_phase_watch,
             dependencies: Arc::new(Mutex::new(DependencyGraph::new())),
             bootstrap: Arc::new(Mutex::new(bootstrap)),
@@ -417,9 +422,12 @@ impl Server {
 
         let mut runtimes = Vec::with_capacity(order.len());
         for id in order {
-            let Some(wrapper) = self.services.get_mut(id).and_then(Option::take) else {
+            let Some(mut wrapper) = self.services.get_mut(id).and_then(Option::take) else {
                 continue;
             };
+            wrapper
+                .service
+                .set_drain_watch(self.drain_watch.subscribe());
             let name = wrapper.service.name().to_string();
             let threads = wrapper.service.threads().unwrap_or(conf.threads);
             let dependencies = self.dependencies.lock().dependencies(id);
@@ -471,6 +479,11 @@ impl Server {
                         HandOver::Failed => continue,
                         HandOver::NothingToSend => {}
                         HandOver::Sent => {
+                            // The new process serves from now on: connections here answer
+                            // their next request with `Connection: close` (or close while
+                            // idle), while accepting goes on until the new process surely
+                            // accepts too.
+                            self.drain_watch.send_replace(true);
                             let _ = self
                                 .execution_phase_watch
                                 .send(ExecutionPhase::GracefulUpgradeCloseTimeout(handle));
@@ -538,6 +551,7 @@ impl Server {
 
     fn broadcast_shutdown(&self) {
         // `send_replace` works even when no service is watching.
+        self.drain_watch.send_replace(true);
         self.shutdown_watch.send_replace(true);
         tracing::info!("graceful shutdown announced to services");
     }

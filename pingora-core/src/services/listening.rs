@@ -73,6 +73,8 @@ pub struct Service<A> {
     app_logic: Option<A>,
     /// How many threads the service wants; `None` to use the server's `threads` setting.
     pub threads: Option<usize>,
+    /// The server's drain signal, handed to the application instead of `shutdown`.
+    drain: Option<ShutdownWatch>,
 }
 
 /// Counts the connections being served; [`InFlight::wait`] waits until there are none.
@@ -98,6 +100,7 @@ impl<A> Service<A> {
             name,
             listeners,
             app_logic: Some(app_logic),
+            drain: None,
             threads: None,
         }
     }
@@ -209,6 +212,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             }
         };
         let app_logic = Arc::new(app_logic);
+        // Connections see the drain signal (keepalive ends); accepting stops on `shutdown`.
+        let drain = self.drain.take().unwrap_or_else(|| shutdown.clone());
         ready_notifier.notify_ready();
 
         let in_flight = InFlight::new();
@@ -218,7 +223,10 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 let task = run_endpoint(
                     stack.clone(),
                     Arc::clone(&app_logic),
-                    shutdown.clone(),
+                    Watches {
+                        shutdown: shutdown.clone(),
+                        drain: drain.clone(),
+                    },
                     in_flight.guard(),
                 );
                 accept_tasks.push(current_handle().spawn(task));
@@ -236,16 +244,27 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
     }
 }
 
+/// What an accept loop watches: `shutdown` to stop accepting, `drain` to give its
+/// connections (the application sees it as its shutdown watch).
+struct Watches {
+    shutdown: ShutdownWatch,
+    drain: ShutdownWatch,
+}
+
 /// Accepts connections on one endpoint until the server shuts down, serving each in a task of
 /// its own.
 async fn run_endpoint<A>(
     stack: TransportStack,
     app_logic: Arc<A>,
-    mut shutdown: ShutdownWatch,
+    watches: Watches,
     in_flight: InFlightGuard,
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
+    let Watches {
+        mut shutdown,
+        drain,
+    } = watches;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -253,17 +272,13 @@ async fn run_endpoint<A>(
             accepted = stack.accept() => Some(accepted),
         };
         let Some(accepted) = accepted else {
-            serve_queued(&stack, &app_logic, &shutdown, &in_flight);
+            serve_queued(&stack, &app_logic, &drain, &in_flight);
             break;
         };
         match accepted {
             Ok(io) => {
-                let task = handle_connection(
-                    io,
-                    Arc::clone(&app_logic),
-                    shutdown.clone(),
-                    in_flight.clone(),
-                );
+                let task =
+                    handle_connection(io, Arc::clone(&app_logic), drain.clone(), in_flight.clone());
                 current_handle().spawn(task);
             }
             Err(e) if is_connection_error(&e) => {
@@ -402,6 +417,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
 
     fn threads(&self) -> Option<usize> {
         self.threads
+    }
+
+    fn set_drain_watch(&mut self, drain: ShutdownWatch) {
+        self.drain = Some(drain);
     }
 }
 

@@ -112,6 +112,14 @@ pub trait ServiceWithDependents: Send + Sync {
         ready_notifier: ServiceReadyNotifier,
     );
 
+    /// Gives the service the server's drain signal: a watch that turns `true` when the
+    /// connections of this process should stop being kept alive. At a graceful shutdown it
+    /// turns with `shutdown`; at a graceful upgrade it turns as soon as the listening sockets
+    /// are handed over, while `shutdown` (stop accepting) waits until the new process is
+    /// surely accepting. Called once before the service starts; ignored by default.
+    #[doc(hidden)]
+    fn set_drain_watch(&mut self, _drain: ShutdownWatch) {}
+
     /// The name of the service, for logs and for naming its threads (Linux keeps the first 15
     /// bytes of a thread name).
     fn name(&self) -> &str;
@@ -159,6 +167,14 @@ pub trait Service: Sync + Send {
         self.start_service(fds, shutdown, listeners_per_fd).await;
     }
 
+    /// Gives the service the server's drain signal: a watch that turns `true` when the
+    /// connections of this process should stop being kept alive. At a graceful shutdown it
+    /// turns with `shutdown`; at a graceful upgrade it turns as soon as the listening sockets
+    /// are handed over, while `shutdown` (stop accepting) waits until the new process is
+    /// surely accepting. Called once before the service starts; ignored by default.
+    #[doc(hidden)]
+    fn set_drain_watch(&mut self, _drain: ShutdownWatch) {}
+
     /// The name of the service, for logs and for naming its threads (Linux keeps the first 15
     /// bytes of a thread name).
     fn name(&self) -> &str;
@@ -193,6 +209,10 @@ where
 
     fn name(&self) -> &str {
         S::name(self)
+    }
+
+    fn set_drain_watch(&mut self, drain: ShutdownWatch) {
+        S::set_drain_watch(self, drain);
     }
 
     fn threads(&self) -> Option<usize> {

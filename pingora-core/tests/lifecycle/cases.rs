@@ -15,6 +15,10 @@ use crate::wrk::{established_to, Wrk};
 pub(crate) const TESTS: &[(&str, fn())] = &[
     ("graceful_upgrade_under_load", graceful_upgrade_under_load),
     ("graceful_upgrade_under_wrk", graceful_upgrade_under_wrk),
+    (
+        "upgrade_ends_keepalive_on_the_old_process",
+        upgrade_ends_keepalive_on_the_old_process,
+    ),
     ("sigterm_drains_then_exits", sigterm_drains_then_exits),
     (
         "sigterm_closes_idle_keepalive_connections",
@@ -193,6 +197,65 @@ fn graceful_upgrade_under_wrk() {
     new.signal(Signal::SIGTERM);
     let status = new.wait_exit(GRACE + Duration::from_secs(30));
     assert!(status.success(), "new process: {status:?}");
+}
+
+/// Once the old process has handed its sockets over, its keepalive connections stop being
+/// kept alive at once, not when it stops accepting ([`CLOSE_TIMEOUT`] later): a busy one
+/// answers its next request with `Connection: close`, an idle one is closed within the
+/// server's half-second linger. Clients move to the new process instead of sending more
+/// requests to one about to exit.
+fn upgrade_ends_keepalive_on_the_old_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+    let mut busy = HttpConn::connect(addr).unwrap();
+    let mut idle = HttpConn::connect(addr).unwrap();
+    for conn in [&mut busy, &mut idle] {
+        let (head, body) = conn.get("/").unwrap();
+        assert!(!head.close, "kept alive before the upgrade");
+        assert_eq!(body_pid(&body), Some(old_pid));
+    }
+
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    old.signal(Signal::SIGQUIT);
+    let upgrade_started = Instant::now();
+    parse_ready(&new.wait_line("ready "));
+    // Half the time the old process still accepts: well before it stops.
+    let deadline = upgrade_started + CLOSE_TIMEOUT / 2;
+
+    // The busy connection: answered by the old process, then told to close.
+    loop {
+        let (head, body) = busy.get("/").unwrap();
+        assert_eq!(body_pid(&body), Some(old_pid));
+        if head.close {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old process still keeps connections alive {:?} after SIGQUIT",
+            upgrade_started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "    Connection: close {:.1?} after SIGQUIT",
+        upgrade_started.elapsed()
+    );
+    // The idle connection: closed cleanly, with nothing sent.
+    idle.expect_closed().unwrap();
+    let idle_closed = upgrade_started.elapsed();
+    println!("    idle connection closed {idle_closed:.1?} after SIGQUIT");
+    assert!(
+        idle_closed < CLOSE_TIMEOUT / 2,
+        "idle connection closed {idle_closed:?} after SIGQUIT"
+    );
+
+    assert!(old.wait_exit(CLOSE_TIMEOUT + GRACE).success());
+    new.signal(Signal::SIGTERM);
+    assert!(new.wait_exit(GRACE).success());
 }
 
 /// `SIGTERM`: the listener closes at once (new connections are refused from then on), the

@@ -335,7 +335,7 @@ fn during(msg: String) -> Failure {
 }
 
 /// The pid in a `hello from pid N` body.
-fn body_pid(body: &[u8]) -> Option<u32> {
+pub(crate) fn body_pid(body: &[u8]) -> Option<u32> {
     std::str::from_utf8(body)
         .ok()?
         .trim()

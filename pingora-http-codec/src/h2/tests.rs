@@ -117,11 +117,37 @@ fn host_from_authority_and_cookies_joined() {
 
     // A Host the client sent is kept; a single cookie is left alone.
     let req = request_from_h2(h2_parts(
-        "https://authority.test/",
-        &[("host", "sent.test"), ("cookie", "a=1")],
+        "https://Authority.test/",
+        &[("host", "authority.TEST"), ("cookie", "a=1")],
     ));
-    assert_eq!(req.headers["host"], "sent.test");
+    assert_eq!(req.headers["host"], "authority.TEST");
     assert_eq!(req.headers["cookie"], "a=1");
+}
+
+#[test]
+fn host_must_agree_with_authority() {
+    let check = |uri: &str, hosts: &[&str]| {
+        let fields: Vec<(&str, &str)> = hosts.iter().map(|h| ("host", *h)).collect();
+        check_request_host(&h2_parts(uri, &fields))
+    };
+    // No Host, or the same authority (case aside): fine.
+    assert_eq!(check("https://a.test/", &[]), Ok(()));
+    assert_eq!(check("https://a.test:8443/", &["A.test:8443"]), Ok(()));
+    // Host without :authority (a client may send it instead): fine when valid.
+    assert_eq!(check("/p", &["a.test"]), Ok(()));
+    // Malformed (RFC 9113 section 8.3.1), and our stricter rules.
+    for (uri, hosts) in [
+        ("https://a.test/", &["b.test"][..]),
+        ("https://a.test/", &["a.test:443"]),
+        ("https://a.test:8443/", &["a.test"]),
+        ("https://a.test/", &["a.test", "a.test"]),
+        ("/p", &["a.test", "b.test"]),
+        ("/p", &["a b"]),
+        ("/p", &["u@a.test"]),
+        ("/p", &[""]),
+    ] {
+        assert!(check(uri, hosts).is_err(), "{uri} {hosts:?}");
+    }
 }
 
 #[test]

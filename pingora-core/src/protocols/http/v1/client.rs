@@ -10,23 +10,24 @@
 //! Like the server session: a future dropped in the middle of a read or write leaves the
 //! connection in an unknown state, and [`HttpSession::reuse`] then refuses to hand it back.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
-use pingora_error::{Error, ErrorType, OrErr, Result, RetryType};
+use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
 use pingora_http_codec::h1::encode::BodyEncoder;
 use pingora_http_codec::h1::fields::ConnectionTokens;
 use pingora_http_codec::h1::{head, Framing};
-use std::future::Future;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tracing::debug;
 
-use super::io::{read_more_sized, with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
+use super::io::{with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
 use super::Limits;
 use crate::protocols::digest::Digest;
 use crate::protocols::http::HttpTask;
@@ -75,6 +76,8 @@ pub struct HttpSession {
     half_close_queued: bool,
     /// Told when `queued` shrinks to the given size (see [`HttpSession::notify_queue_below`]).
     queue_watch: Option<(Arc<Notify>, usize)>,
+    /// When queued bytes that the upstream takes none of fail with `WriteTimedout`.
+    queue_stall: Option<Pin<Box<Sleep>>>,
     response: Option<Box<ResponseHeader>>,
     response_tokens: ConnectionTokens,
     response_keepalive_timeout: Option<u64>,
@@ -115,6 +118,7 @@ impl HttpSession {
             queue_failed: false,
             half_close_queued: false,
             queue_watch: None,
+            queue_stall: None,
             response: None,
             response_tokens: ConnectionTokens::default(),
             response_keepalive_timeout: None,
@@ -255,167 +259,6 @@ impl HttpSession {
         result.map(|()| Some(written))
     }
 
-    /// Queues a piece of request body (the end of the body too, with `end`) without waiting
-    /// for it to be written: queued bytes are written while the response is read
-    /// ([`read_response`](Self::read_response), [`read_body_bytes`](Self::read_body_bytes) and
-    /// [`read_response_task`](Self::read_response_task)), so that an upstream answering while
-    /// it reads (a streaming echo, say) never waits for us while we wait for it. Check
-    /// [`queued_len`](Self::queued_len) to bound the memory used.
-    ///
-    /// If the upstream stops reading (it answered early and closed), the rest of the body is
-    /// discarded and the connection is not reused; the response decides the outcome.
-    ///
-    /// # Errors
-    /// As [`write_body`](Self::write_body), for framing errors.
-    pub fn queue_body(&mut self, data: &[u8], end: bool) -> Result<()> {
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Error::e_explain(ErrorType::InternalError, "request body before its head");
-        };
-        if encoder.is_finished() {
-            return Ok(());
-        }
-        if !data.is_empty() && encoder.is_length_complete() && !encoder.is_until_close() {
-            self.broken = true;
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "request body longer than its head announced",
-            );
-        }
-        let frame = encoder
-            .encode(data.len())
-            .inspect_err(|_| self.broken = true)?;
-        let mut tail = Vec::new();
-        let finished = if end {
-            Some(encoder.finish(None, &mut tail))
-        } else {
-            None
-        };
-        if !self.queue_failed {
-            self.queued.extend_from_slice(frame.prefix());
-            self.queued.extend_from_slice(&data[..frame.data_len]);
-            self.queued.extend_from_slice(frame.suffix);
-            self.queued.extend_from_slice(&tail);
-        }
-        if let Some(Err(e)) = finished {
-            self.broken = true;
-            return Err(e);
-        }
-        if end && self.upgraded {
-            self.half_close_queued = true;
-        }
-        Ok(())
-    }
-
-    /// Queues the end of the request body with `trailers`, like
-    /// [`queue_body`](Self::queue_body) with `end`: the trailers go after every byte queued
-    /// before them. A chunked body ends with them (`0\r\nName: value\r\n\r\n`); a body framed
-    /// by `Content-Length` has nowhere to carry them, so they are dropped, as RFC 9110
-    /// section 6.5 allows. Nothing is queued if the body already ended.
-    ///
-    /// The fields are written as given: leave out those that must not travel as trailers.
-    ///
-    /// # Errors
-    /// Before the head; a body shorter than its `Content-Length`.
-    pub fn queue_trailers(&mut self, trailers: &http::HeaderMap) -> Result<()> {
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Error::e_explain(ErrorType::InternalError, "request trailers before the head");
-        };
-        if encoder.is_finished() {
-            return Ok(());
-        }
-        let mut tail = Vec::new();
-        let finished = encoder.finish(Some(trailers), &mut tail);
-        if !self.queue_failed {
-            self.queued.extend_from_slice(&tail);
-        }
-        if self.upgraded {
-            self.half_close_queued = true;
-        }
-        finished.inspect_err(|_| self.broken = true)
-    }
-
-    /// Ends the request body with `trailers` and writes what is still queued. See
-    /// [`queue_trailers`](Self::queue_trailers) for when trailers are sent.
-    ///
-    /// # Errors
-    /// As [`queue_trailers`](Self::queue_trailers), and a failed write.
-    pub async fn write_trailers(&mut self, trailers: &http::HeaderMap) -> Result<()> {
-        self.queue_trailers(trailers)?;
-        self.flush_pending().await
-    }
-
-    /// Bytes of request queued by [`queue_body`](Self::queue_body) and not written yet.
-    pub fn queued_len(&self) -> usize {
-        self.queued.len()
-    }
-
-    /// A notification given once the queued request body is down to `len` bytes or fewer, as
-    /// a response read writes it out: lets a caller that stopped queueing at a limit wait for
-    /// room while it also waits for the response.
-    pub fn notify_queue_below(&mut self, len: usize) -> Arc<Notify> {
-        let notify = match &self.queue_watch {
-            Some((notify, _)) => Arc::clone(notify),
-            None => Arc::new(Notify::new()),
-        };
-        self.queue_watch = Some((Arc::clone(&notify), len));
-        notify
-    }
-
-    /// Reads more of the response into the buffer, writing queued request bytes meanwhile.
-    async fn read_and_flush(&mut self, chunk: usize) -> Result<usize> {
-        if self.queued.is_empty() && !self.half_close_queued {
-            return read_more_sized(&mut self.stream, &mut self.buf, chunk).await;
-        }
-        std::future::poll_fn(|cx| self.poll_read_and_flush(cx, chunk)).await
-    }
-
-    fn poll_read_and_flush(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        chunk: usize,
-    ) -> std::task::Poll<Result<usize>> {
-        use std::task::Poll;
-        while !self.queued.is_empty() {
-            match std::pin::Pin::new(&mut *self.stream).poll_write(cx, &self.queued) {
-                Poll::Ready(Ok(n)) if n > 0 => bytes::Buf::advance(&mut self.queued, n),
-                Poll::Ready(result) => {
-                    debug!("upstream stopped reading the request body: {result:?}");
-                    self.queued.clear();
-                    self.queue_failed = true;
-                    self.broken = true;
-                }
-                Poll::Pending => break,
-            }
-        }
-        if let Some((notify, len)) = &self.queue_watch {
-            if self.queued.len() <= *len {
-                notify.notify_one();
-            }
-        }
-        if self.queued.is_empty() {
-            // Nothing is buffered in plain TCP; other transports may need the push.
-            let _ = std::pin::Pin::new(&mut *self.stream).poll_flush(cx);
-            if self.half_close_queued {
-                if let Poll::Ready(result) = std::pin::Pin::new(&mut *self.stream).poll_shutdown(cx)
-                {
-                    if let Err(e) = result {
-                        debug!("failed to half-close an upgraded connection: {e}");
-                    }
-                    self.half_close_queued = false;
-                }
-            }
-        }
-        if self.buf.capacity() - self.buf.len() < chunk / 4 {
-            self.buf.reserve(chunk);
-        }
-        let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(
-            &mut self.stream,
-            &mut self.buf
-        ));
-        read.poll(cx)
-            .map(|r| r.or_err(ErrorType::ReadError, "while reading"))
-    }
-
     /// The request head written, if any.
     pub fn req_header(&self) -> Option<&RequestHeader> {
         self.request.as_deref()
@@ -475,7 +318,8 @@ impl HttpSession {
         let result = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head()).await;
         let response_head = result.map_err(|mut e| {
             self.broken = true;
-            if !self.response_started && e.etype != ErrorType::ReadTimedout {
+            let timed_out = matches!(e.etype, ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+            if !self.response_started && !timed_out {
                 e.retry = RetryType::ReusedOnly;
             }
             e.into_up()
@@ -772,5 +616,6 @@ impl HttpSession {
     }
 }
 
+mod queue;
 #[cfg(test)]
 mod tests;

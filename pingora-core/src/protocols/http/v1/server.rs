@@ -81,6 +81,8 @@ pub struct HttpSession {
     keepalive: Keepalive,
     keepalive_reuses_remaining: Option<u32>,
     read_timeout: Option<Duration>,
+    /// Bounds reading the request head as a whole; `None`: `read_timeout` does.
+    header_read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     total_drain_timeout: Option<Duration>,
     min_send_rate: Option<usize>,
@@ -125,6 +127,7 @@ impl HttpSession {
             keepalive: Keepalive::Off,
             keepalive_reuses_remaining: None,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            header_read_timeout: None,
             write_timeout: None,
             total_drain_timeout: None,
             min_send_rate: None,
@@ -181,6 +184,12 @@ impl HttpSession {
     /// Bounds each read of the request (default 60 s; `None` waits for ever).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
+    }
+
+    /// Bounds reading the request head as a whole, once its first byte arrived (default
+    /// `None`: the read timeout bounds it).
+    pub fn set_header_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_read_timeout = timeout;
     }
 
     /// Bounds each write of the response (default none).
@@ -273,7 +282,7 @@ impl HttpSession {
                 Err(e) => return Err(e.into_down()),
             }
         }
-        let read_timeout = self.read_timeout;
+        let read_timeout = self.header_read_timeout.or(self.read_timeout);
         let head = with_timeout(read_timeout, ErrorType::ReadTimedout, self.read_head())
             .await
             .map_err(|e| {

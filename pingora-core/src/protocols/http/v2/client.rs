@@ -191,7 +191,9 @@ impl Http2Session {
     /// [`queued_request_body_len`](Self::queued_request_body_len) to bound the memory used.
     ///
     /// If the server stops reading (it answered early and reset the stream), what is queued
-    /// is discarded; the response decides the outcome.
+    /// is discarded; the response decides the outcome. If it gives no window for the
+    /// [write timeout](Self::write_timeout), the read sending the body fails with
+    /// [`ErrorType::WriteTimedout`] and the stream is reset.
     ///
     /// # Errors
     /// Before the request head.
@@ -284,7 +286,8 @@ impl Http2Session {
                 })
             })
         });
-        let read = while_flushing(&mut self.body, self.read_timeout, next).await;
+        let read =
+            while_flushing(&mut self.body, self.read_timeout, self.write_timeout, next).await;
         let (response, body) = match read {
             Ok(Ok(next)) => next,
             Ok(Err(e)) => {
@@ -327,7 +330,8 @@ impl Http2Session {
             return Error::e_explain(ErrorType::InternalError, "response body before its head");
         };
         let next = poll_fn(|cx| body.poll_data(cx));
-        let read = while_flushing(&mut self.body, self.read_timeout, next).await;
+        let read =
+            while_flushing(&mut self.body, self.read_timeout, self.write_timeout, next).await;
         match read {
             Ok(Some(Ok(data))) => {
                 let body = self.response_body.as_mut().expect("read from it just now");
@@ -371,7 +375,8 @@ impl Http2Session {
             return Error::e_explain(ErrorType::InternalError, "trailers before the response");
         };
         let next = poll_fn(|cx| body.poll_trailers(cx));
-        let read = while_flushing(&mut self.body, self.read_timeout, next).await;
+        let read =
+            while_flushing(&mut self.body, self.read_timeout, self.write_timeout, next).await;
         match read {
             Ok(Ok(trailers)) => {
                 self.body_ended = true;

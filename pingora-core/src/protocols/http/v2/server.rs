@@ -135,13 +135,27 @@ impl HttpSession {
         conn: &mut H2Connection<Stream>,
         digest: Arc<Digest>,
     ) -> Result<Option<Self>> {
-        match conn.accept().await {
-            None => Ok(None),
-            Some(Ok((request, send_response))) => {
-                Ok(Some(Self::new(request, send_response, digest)))
-            }
-            Some(Err(e)) => {
-                Err(Error::because(ErrorType::H2Error, "HTTP/2 connection failed", e).into_down())
+        loop {
+            match conn.accept().await {
+                None => return Ok(None),
+                Some(Ok((request, mut send_response))) => {
+                    // A malformed request is a stream error (RFC 9113 section 8.1.1): reset
+                    // it and wait for the next one; the application never sees it.
+                    let (parts, body) = request.into_parts();
+                    if let Err(why) = h2_heads::check_request_host(&parts) {
+                        debug!("HTTP/2 request refused: {why}");
+                        send_response.send_reset(Reason::PROTOCOL_ERROR);
+                        continue;
+                    }
+                    let request = http::Request::from_parts(parts, body);
+                    return Ok(Some(Self::new(request, send_response, digest)));
+                }
+                Some(Err(e)) => {
+                    return Err(
+                        Error::because(ErrorType::H2Error, "HTTP/2 connection failed", e)
+                            .into_down(),
+                    )
+                }
             }
         }
     }

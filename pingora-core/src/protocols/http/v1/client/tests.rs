@@ -548,3 +548,35 @@ async fn trailers_of_a_length_body_are_dropped() {
     assert!(s.queue_trailers(&trailers(&[("x-a", "1")])).is_err());
     assert!(!s.will_keepalive());
 }
+
+#[tokio::test]
+async fn queued_body_the_upstream_does_not_take_times_out() {
+    let (ours, mut theirs) = tokio::io::duplex(4096);
+    let mut s = HttpSession::new(Box::new(ours));
+    s.write_timeout = Some(Duration::from_millis(50));
+    s.write_request_header(post(&[("Content-Length", "65536")]))
+        .await
+        .unwrap();
+    s.queue_body(&[b'x'; 65536], true).unwrap();
+    // The upstream reads the head and a little of the body, then nothing: the wait starts
+    // again with each byte taken, and ends with an error once none is.
+    read_until(&mut theirs, b"\r\n\r\n").await;
+    let start = std::time::Instant::now();
+    let reading = tokio::spawn(async move {
+        let e = s.read_response().await.unwrap_err();
+        (e, s)
+    });
+    let mut taken = [0u8; 1024];
+    theirs.read_exact(&mut taken).await.unwrap();
+    let (e, s) = tokio::time::timeout(Duration::from_secs(5), reading)
+        .await
+        .expect("the read fails in time")
+        .unwrap();
+    assert_eq!(e.etype(), &ErrorType::WriteTimedout);
+    assert_eq!(e.esource(), &pingora_error::ErrorSource::Upstream);
+    let mut retry = e.retry;
+    retry.decide_reuse(true);
+    assert!(!retry.retry(), "not retried even on a reused connection");
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(s.reuse().await.is_none());
+}

@@ -325,6 +325,30 @@ async fn slow_head_times_out() {
 }
 
 #[tokio::test]
+async fn header_read_timeout_bounds_a_trickled_head() {
+    let (mut s, mut client) = session_with(b"GET / HTTP/1.1\r\n").await;
+    s.set_read_timeout(Some(Duration::from_secs(30)));
+    s.set_header_read_timeout(Some(Duration::from_millis(100)));
+    let trickle = tokio::spawn(async move {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let field = format!("X-{i}: v\r\n");
+            if client.write_all(field.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let start = std::time::Instant::now();
+    let err = s.read_request().await.unwrap_err();
+    assert_eq!(err.etype(), &ErrorType::ReadTimedout);
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    drop(s);
+    trickle.await.unwrap();
+}
+
+#[tokio::test]
 async fn client_closing_mid_body_is_an_error() {
     let (server, mut client) = tokio::io::duplex(1024);
     client

@@ -150,12 +150,15 @@ impl BodyQueue {
     }
 }
 
-/// Runs `read` while sending the queued request body. `limit` bounds the time without
+/// Runs `read` while sending the queued request body. `read_limit` bounds the time without
 /// progress: each piece of body sent starts it again, so a long upload is not cut short while
-/// the server reads it before answering.
+/// the server reads it before answering. `write_limit` bounds how long the queued body may
+/// wait for flow-control window: a server that gives none for that long fails the read with
+/// [`ErrorType::WriteTimedout`].
 pub(super) async fn while_flushing<T>(
     body: &mut BodyQueue,
-    limit: Option<Duration>,
+    read_limit: Option<Duration>,
+    write_limit: Option<Duration>,
     read: impl Future<Output = T>,
 ) -> Result<T> {
     let mut read = pin!(read);
@@ -164,19 +167,24 @@ pub(super) async fn while_flushing<T>(
             if !body.pending() {
                 return Ok(Some(read.as_mut().await));
             }
+            let send = with_timeout(write_limit, ErrorType::WriteTimedout, body.send_some());
             tokio::select! {
                 biased;
                 out = read.as_mut() => Ok(Some(out)),
-                sent = body.send_some() => {
-                    if let Err(e) = sent {
-                        debug!("request body not sent in full: {e}");
-                        body.discard();
+                sent = send => {
+                    match sent {
+                        Err(e) if e.etype() == &ErrorType::WriteTimedout => return Err(e),
+                        Err(e) => {
+                            debug!("request body not sent in full: {e}");
+                            body.discard();
+                        }
+                        Ok(()) => {}
                     }
                     Ok(None)
                 }
             }
         };
-        if let Some(out) = with_timeout(limit, ErrorType::ReadTimedout, step).await? {
+        if let Some(out) = with_timeout(read_limit, ErrorType::ReadTimedout, step).await? {
             return Ok(out);
         }
     }

@@ -190,3 +190,40 @@ async fn queued_trailers_follow_the_body_and_end_the_stream() {
     assert!(session.request_finished());
     assert!(session.exchange_done());
 }
+
+#[tokio::test]
+async fn a_body_the_server_gives_no_window_for_times_out() {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    // A server that opens no window for request bodies and never answers.
+    tokio::spawn(async move {
+        let mut conn = h2::server::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, Bytes>(server)
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        while let Some(Ok(request)) = conn.accept().await {
+            held.push(request);
+        }
+    });
+    let stream: Stream = Box::new(client);
+    let conn = handshake(stream, H2HandshakeSettings::default())
+        .await
+        .unwrap();
+    let mut session = conn.spawn_stream().unwrap();
+    session.write_timeout = Some(Duration::from_millis(50));
+    let req = request("POST", "/", &[("Host", "h"), ("Content-Length", "5")]);
+    session
+        .write_request_header(Box::new(req), false)
+        .await
+        .unwrap();
+    session
+        .queue_request_body(Bytes::from_static(b"hello"), true)
+        .unwrap();
+    let start = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), session.read_response_header())
+        .await
+        .expect("the read fails in time");
+    assert_eq!(read.unwrap_err().etype(), &ErrorType::WriteTimedout);
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
