@@ -37,6 +37,7 @@ mod status;
 pub mod variance;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use meta::{set_compression_dict_content, set_compression_dict_path};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
 pub use variance::VarianceBuilder;

@@ -4,9 +4,12 @@
 //! Times are [`SystemTime`]s with one-second resolution in practice (HTTP dates). Every
 //! decision takes the time to judge at as an argument, so it is deterministic under test.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use http::{Extensions, StatusCode};
+use pingora_header_serde::HeaderSerde;
 use pingora_http::{HMap, ResponseHeader};
 
 use crate::key::HashBinary;
@@ -227,30 +230,32 @@ impl CacheMeta {
     }
 
     /// The stored forms of the metadata: `(internal, header)`. The internal part is a
-    /// small versioned binary (freshness, stale windows, variance, epoch); the header is the
-    /// response header in its HTTP/1 wire form, field-name spelling kept. Extensions are
-    /// not stored.
+    /// small versioned binary (freshness, stale windows, variance, epoch); the header is
+    /// written by [`pingora_header_serde`] (its HTTP/1 form, field-name spelling kept,
+    /// zstd-compressed with the dictionary set by [`set_compression_dict_content`] or
+    /// [`set_compression_dict_path`], if any). Extensions are not stored.
     ///
     /// # Errors
     ///
-    /// None today; the `Result` leaves room for header compression.
+    /// When header compression fails.
     pub fn serialize(&self) -> pingora_error::Result<(Vec<u8>, Vec<u8>)> {
-        Ok((
-            codec::encode_internal(&self.0.internal),
-            codec::encode_header(&self.0.header),
-        ))
+        let header = header_serde().serialize(&self.0.header)?;
+        Ok((codec::encode_internal(&self.0.internal), header))
     }
 
-    /// Reads metadata back from what [`serialize`](Self::serialize) wrote.
+    /// Reads metadata back from what [`serialize`](Self::serialize) wrote. Stored data is
+    /// untrusted: any input gives metadata or an error, never a panic.
     ///
     /// # Errors
     ///
     /// [`ErrorType::InternalError`](pingora_error::ErrorType::InternalError) for an unknown
-    /// version, truncated or trailing bytes, an out-of-range time, or a malformed header;
-    /// header errors from [`ResponseHeader`] (invalid status, name or value) as they are.
+    /// version, truncated or trailing bytes or an out-of-range time in the internal part, or a
+    /// header that does not decompress (another dictionary, corrupt data);
+    /// [`ErrorType::InvalidHTTPHeader`](pingora_error::ErrorType::InvalidHTTPHeader) for a
+    /// header that is not a valid response head.
     pub fn deserialize(internal: &[u8], header: &[u8]) -> pingora_error::Result<Self> {
         let internal = codec::decode_internal(internal)?;
-        let header = codec::decode_header(header)?;
+        let header = header_serde().deserialize(header)?;
         Ok(CacheMeta::from_parts(internal, header))
     }
 
@@ -262,6 +267,37 @@ impl CacheMeta {
     /// Typed data attached to the metadata, to change; never stored.
     pub fn extensions_mut(&mut self) -> &mut Extensions {
         &mut self.0.extensions
+    }
+}
+
+/// The header compression dictionary, set before the first use of [`HEADER_SERDE`].
+static COMPRESSION_DICT: OnceLock<Cow<'static, [u8]>> = OnceLock::new();
+
+/// The header serializer of every [`CacheMeta`], created on first use.
+static HEADER_SERDE: OnceLock<HeaderSerde> = OnceLock::new();
+
+fn header_serde() -> &'static HeaderSerde {
+    HEADER_SERDE.get_or_init(|| HeaderSerde::new(COMPRESSION_DICT.get().map(|d| d.to_vec())))
+}
+
+/// Sets the zstd dictionary that compresses stored response headers (see
+/// [`pingora_header_serde::dict`] to train one). Call it once, before the cache stores or
+/// reads anything: headers stored with one dictionary read back only with the same one.
+///
+/// Returns false, and changes nothing, if a dictionary was already set or a header was
+/// already serialized or deserialized (Pingora accepts the dictionary then but never uses it).
+pub fn set_compression_dict_content(content: Cow<'static, [u8]>) -> bool {
+    HEADER_SERDE.get().is_none() && COMPRESSION_DICT.set(content).is_ok()
+}
+
+/// Reads the header compression dictionary from the file at `path`; see
+/// [`set_compression_dict_content`].
+///
+/// Returns false if the file cannot be read, or as [`set_compression_dict_content`] does.
+pub fn set_compression_dict_path(path: &str) -> bool {
+    match std::fs::read(path) {
+        Ok(dict) => set_compression_dict_content(Cow::Owned(dict)),
+        Err(_) => false,
     }
 }
 
@@ -445,6 +481,11 @@ mod tests {
         assert!(back.extensions().get::<u8>().is_none());
         assert!(CacheMeta::deserialize(&internal[1..], &header).is_err());
         assert!(CacheMeta::deserialize(&internal, &header[1..]).is_err());
+        assert!(CacheMeta::deserialize(&internal, b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+
+        // The dictionary cannot change once headers were serialized.
+        assert!(!set_compression_dict_content(Cow::Borrowed(b"dictionary")));
+        assert!(!set_compression_dict_path("/nonexistent/dictionary"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The stored forms of a [`CacheMeta`]: a small versioned binary for the internal part,
-//! and the response header in its HTTP/1 wire form.
+//! The stored form of a [`CacheMeta`]'s internal part: a small versioned binary. (The
+//! header is stored by `pingora-header-serde`.)
 //!
 //! Stored data is untrusted input: decoding checks every length, version and value and
 //! returns an error, never panics.
@@ -15,9 +15,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::{ResponseHeader, Version};
 
 use super::Internal;
 
@@ -142,49 +140,6 @@ pub(super) fn decode_internal(buf: &[u8]) -> Result<Internal> {
     Ok(internal)
 }
 
-/// The response header as an HTTP/1 head: status line, fields with their spelling, empty
-/// line. HTTP/1.0 is kept; every other version is written as HTTP/1.1.
-pub(super) fn encode_header(header: &ResponseHeader) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + header.headers.len() * 32);
-    out.extend_from_slice(if header.version == Version::HTTP_10 {
-        b"HTTP/1.0 "
-    } else {
-        b"HTTP/1.1 "
-    });
-    out.extend_from_slice(header.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(header.reason_phrase().unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    header.header_to_h1_wire(&mut out);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Parses what [`encode_header`] wrote.
-pub(super) fn decode_header(buf: &[u8]) -> Result<ResponseHeader> {
-    // Every field takes at least one CRLF, so this many slots always suffice.
-    let slots = buf.windows(2).filter(|w| w == b"\r\n").count();
-    let mut fields = vec![httparse::EMPTY_HEADER; slots];
-    let mut parsed = httparse::Response::new(&mut fields);
-    match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len == buf.len() => {}
-        Ok(_) => return Err(invalid("stored response header is incomplete")),
-        Err(_) => return Err(invalid("stored response header is malformed")),
-    }
-    let code = parsed
-        .code
-        .ok_or_else(|| invalid("stored header has no status"))?;
-    let mut header = ResponseHeader::build(code, Some(parsed.headers.len()))?;
-    if parsed.version == Some(0) {
-        header.set_version(Version::HTTP_10);
-    }
-    header.set_reason_phrase(parsed.reason)?;
-    for field in parsed.headers.iter() {
-        header.append_header(Bytes::copy_from_slice(field.name.as_bytes()), field.value)?;
-    }
-    Ok(header)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,56 +216,6 @@ mod tests {
                     assert_eq!(encode_internal(&decoded), bytes, "{secs} {nanos}");
                 }
             }
-        }
-    }
-
-    #[test]
-    fn header_round_trips() {
-        let mut header = ResponseHeader::build(200, None).unwrap();
-        header.append_header("Content-Type", "text/plain").unwrap();
-        header.append_header("x-lower", "a").unwrap();
-        header.append_header("X-Lower", "b").unwrap();
-        header.append_header("ETag", "\"v\"").unwrap();
-        let wire = encode_header(&header);
-        assert_eq!(
-            wire,
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nx-lower: a\r\nX-Lower: b\r\nETag: \"v\"\r\n\r\n"
-        );
-        let back = decode_header(&wire).unwrap();
-        assert_eq!(back.status, header.status);
-        assert_eq!(back.headers, header.headers);
-        assert_eq!(encode_header(&back), wire);
-
-        let mut custom = ResponseHeader::build(599, None).unwrap();
-        custom.set_reason_phrase(Some("Odd Thing")).unwrap();
-        custom.set_version(Version::HTTP_10);
-        let back = decode_header(&encode_header(&custom)).unwrap();
-        assert_eq!(back.reason_phrase(), Some("Odd Thing"));
-        assert_eq!(back.version, Version::HTTP_10);
-        assert_eq!(back.status.as_u16(), 599);
-
-        let empty_reason = ResponseHeader::build(299, None).unwrap();
-        let back = decode_header(&encode_header(&empty_reason)).unwrap();
-        assert_eq!(back.status.as_u16(), 299);
-    }
-
-    #[test]
-    fn header_rejects_bad_input() {
-        for bad in [
-            &b""[..],
-            b"HTTP/1.1 200 OK\r\n",
-            b"HTTP/1.1 200 OK\r\n\r\nextra",
-            b"HTTP/1.1 099 Low\r\n\r\n",
-            b"HTTP/1.1 2000 OK\r\n\r\n",
-            b"HTTP/2 200 OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n",
-        ] {
-            assert!(
-                decode_header(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
         }
     }
 }
