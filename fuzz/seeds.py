@@ -185,16 +185,17 @@ CACHE_VARY = [
     b"\x00V a b, c\nH c:1\nH c:2",
 ]
 
-# cache_meta: the length of the internal part (byte), the internal part (version 1), then the
-# header in its HTTP/1 wire form (from pingora-cache/src/meta/codec.rs).
+# cache_meta: a mode byte (bit 0: the header part is an HTTP/1 head the check compresses),
+# the length of the internal part (byte), the internal part (version 1), then the header part
+# (from pingora-cache/src/meta/codec.rs).
 def meta_internal(flags=0, extra=b""):
     def t(secs, nanos=0):
         return struct.pack(">qI", secs, nanos)
     body = bytes([1, flags]) + t(1000060) + t(1000000) + t(1000010, 5) + struct.pack(">II", 7, 8)
     return body + extra
 
-def meta(internal, header):
-    return bytes([len(internal)]) + internal + header
+def meta(internal, header, mode=1):
+    return bytes([mode, len(internal)]) + internal + header
 
 CACHE_META = [
     meta(meta_internal(), b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"v\"\r\n\r\n"),
@@ -202,6 +203,8 @@ CACHE_META = [
          b"HTTP/1.0 599 Odd Thing\r\nx-lower: a\r\nX-Lower: b\r\n\r\n"),
     meta(meta_internal(), b"HTTP/1.1 299 \r\n\r\n"),
     meta(meta_internal()[:20], b"HTTP/1.1 200 OK\r\n"),
+    meta(meta_internal(), b"HTTP/2 404\r\nVary: Accept\r\n\r\n"),
+    meta(meta_internal(), b"\x28\xb5\x2f\xfd", mode=0),
 ]
 
 TARGETS = {

@@ -2,7 +2,10 @@
 //! error or metadata, and metadata it accepts serializes back to bytes that decode to the
 //! same thing.
 //!
-//! Input: the length of the internal part (byte), the internal part, then the header part.
+//! Input: a mode byte, the length of the internal part (byte), the internal part, then the
+//! header part. With mode bit 0 set, the header part is an HTTP/1 head that the check first
+//! compresses into a zstd frame (as `pingora-header-serde` stores it without a dictionary),
+//! so that the head parser sees the input; otherwise the bytes are used as they are.
 
 use pingora_cache::CacheMeta;
 
@@ -11,8 +14,16 @@ use crate::Input;
 /// The fuzz check.
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
+    let mode = input.byte();
     let internal = input.slice8();
-    let header = input.rest();
+    let rest = input.rest();
+    let compressed;
+    let header = if mode & 1 == 1 {
+        compressed = zstd::bulk::compress(rest, 3).expect("zstd compresses any input");
+        &compressed[..]
+    } else {
+        rest
+    };
     let Ok(meta) = CacheMeta::deserialize(internal, header) else {
         return;
     };
@@ -36,8 +47,9 @@ pub fn check(data: &[u8]) {
     assert_eq!(header_again.version, header.version);
     assert_eq!(header_again.reason_phrase(), header.reason_phrase());
     assert_eq!(header_again.headers, header.headers);
-    assert_eq!(
-        again.serialize().expect("serializing cannot fail").1,
-        header2
-    );
+    let mut wire = Vec::new();
+    let mut wire_again = Vec::new();
+    header.header_to_h1_wire(&mut wire);
+    header_again.header_to_h1_wire(&mut wire_again);
+    assert_eq!(wire_again, wire, "field-name spellings survive");
 }
