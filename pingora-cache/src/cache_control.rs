@@ -14,6 +14,9 @@
 //!   the response stale (freshness lifetime 0, section 4.2.1), never fresh forever;
 //! * bare `private` or `no-cache` anywhere wins over a field-name form of the same directive.
 //!
+//! Targeted fields such as `CDN-Cache-Control` (RFC 9213) must be valid Structured Field
+//! Dictionaries to count: [`targeted_cache_control`] picks the first valid one.
+//!
 //! ```
 //! use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
 //! use pingora_http::ResponseHeader;
@@ -37,6 +40,9 @@ use http::header::{HeaderMap, HeaderName};
 use http::{request, response};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
+
+mod targeted;
+pub use targeted::{is_sf_dictionary, targeted_cache_control};
 
 /// The largest delta-seconds value: larger values are clamped to it (RFC 9111 section 1.2.2).
 pub const DELTA_SECONDS_OVERFLOW_VALUE: u32 = i32::MAX as u32;
