@@ -153,6 +153,8 @@ CACHE_CONTROL = [
     b"stale-while-revalidate=5, stale-if-error=7, must-revalidate",
     b"max-age=0, min-fresh=5, max-stale, only-if-cached, no-store",
     b"must-understand, no-store\n=5, y",
+    b"a=1;p, b=?0, c=\"x\", d=:aGk=:, e=(1 2 \"x\");q=1, f=*tok/en:x",
+    b"a=-1.5, b=123456789012345, c=()",
 ]
 
 # cache_range: body length (u16), most ranges (byte), then the Range value

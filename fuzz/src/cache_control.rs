@@ -1,12 +1,15 @@
 //! `Cache-Control` parsing (`pingora_cache::cache_control`), checked for consistency: field
 //! lines parse the same as one combined line, names are lower-case, the accessors agree
-//! with the directive list, and delta-seconds agree with a plain reading of the rule.
+//! with the directive list, delta-seconds agree with a plain reading of the rule, and a
+//! targeted field (RFC 9213) is used only when it is a valid Structured Field Dictionary.
 //!
 //! Input: the field lines, separated by `\n` (lines that are not valid field values are
 //! skipped).
 
 use http::{HeaderMap, HeaderValue};
-use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora_cache::cache_control::{
+    is_sf_dictionary, targeted_cache_control, CacheControl, InterpretCacheControl,
+};
 use pingora_http::ResponseHeader;
 use std::time::Duration;
 
@@ -29,6 +32,26 @@ pub fn check(data: &[u8]) {
     check_directives(&cc);
     check_lines_combine(&cc, &lines);
     check_strip(&cc, &headers);
+    check_targeted(&headers);
+}
+
+/// A targeted field counts only when all its lines form a valid, non-empty Structured Field
+/// Dictionary, and then its directives are those of the lenient parser (at least one).
+fn check_targeted(headers: &HeaderMap) {
+    let joined = headers
+        .get_all("cache-control")
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b", "[..]);
+    let valid = is_sf_dictionary(&joined);
+    match targeted_cache_control(headers, &["cdn-cache-control", "cache-control"]) {
+        Some(cc) => {
+            assert!(valid);
+            assert!(cc.directives().count() >= 1);
+        }
+        None => assert!(!valid),
+    }
 }
 
 fn check_directives(cc: &CacheControl) {
