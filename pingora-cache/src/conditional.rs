@@ -66,7 +66,8 @@ fn parse_etag(input: &[u8]) -> Option<(EntityTag<'_>, &[u8])> {
 }
 
 /// Whether any member of an `If-None-Match` field (all its lines) weakly matches `etag`; `*`
-/// matches any stored representation. An invalid list matches nothing.
+/// matches any stored representation. Reading a line stops at its first member that is not
+/// an entity tag, so an invalid line matches only through the members before it.
 fn none_match_matches(lines: header::GetAll<'_, HeaderValue>, etag: Option<&HeaderValue>) -> bool {
     let stored = etag.and_then(|v| EntityTag::parse(v.as_bytes()));
     for line in lines {

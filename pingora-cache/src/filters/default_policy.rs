@@ -16,6 +16,7 @@
 //!   `no-cache="..."` are never stored (section 3.1).
 //! * [`request_allows_reuse`]: the request directives `no-cache`, `max-age`, `min-fresh` and
 //!   `max-stale` (section 5.2.1).
+//! * [`is_stale_if_error_status`]: origin answers that let `stale-if-error` apply (RFC 5861).
 //! * [`invalidates`] and [`invalidation_targets`]: what an unsafe request's response
 //!   invalidates (section 4.4).
 //! * [`resp_cacheable`]: all of the above, giving the [`CacheMeta`] to store. Its
@@ -365,6 +366,13 @@ pub fn request_allows_reuse(
         Ok(Some(Some(limit))) => staleness.as_secs() <= u64::from(limit),
         _ => false,
     }
+}
+
+/// Whether an origin's status lets a stale response be served under `stale-if-error`
+/// (RFC 5861 section 4): 500, 502, 503 and 504. Connect and timeout failures allow it too.
+/// Either way the stale window must still be open ([`CacheMeta::serve_stale_if_error`]).
+pub fn is_stale_if_error_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// Whether the response to a request invalidates the stored responses for its target

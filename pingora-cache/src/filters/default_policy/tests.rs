@@ -534,6 +534,22 @@ fn default_resp_cacheable() {
 }
 
 #[test]
+fn stale_if_error_statuses() {
+    for code in [100, 200, 304, 404, 429, 501, 505, 599] {
+        assert!(
+            !is_stale_if_error_status(StatusCode::from_u16(code).unwrap()),
+            "{code}"
+        );
+    }
+    for code in [500, 502, 503, 504] {
+        assert!(
+            is_stale_if_error_status(StatusCode::from_u16(code).unwrap()),
+            "{code}"
+        );
+    }
+}
+
+#[test]
 fn invalidation() {
     // (method, status, invalidates)
     let cases = [
