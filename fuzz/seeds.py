@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under fuzz/corpus/<target>/ from inputs of the unit tests of
-pingora-http-codec, pingora-http and pingora-tls. Run from anywhere; rewrites the seed files
+pingora-http-codec, pingora-http, pingora-tls and pingora-cache. Run from anywhere; rewrites the seed files
 (named seed-*), leaves other corpus files alone."""
 import hashlib
 import os
@@ -138,6 +138,77 @@ H2 = [
     b"\x01\x00\x64" + b"\x05\x06" + b"\x03\x04" + b"\x08\x08" + b"\x0e\x09",
 ]
 
+# cache_control: field lines separated by "\n" (from pingora-cache/src/cache_control/tests.rs).
+CACHE_CONTROL = [
+    b"public, max-age=60\nprivate=\"Set-Cookie, X-Token\"",
+    b"Public, MAX-AGE=60",
+    b"public; max-age=5,,, ,s-maxage=1",
+    b"private=\"a, b\", max-age=1",
+    b"x=\"q\\\"uote\\\\\"",
+    b"x=\"unterminated, y",
+    b"max-age=60, max-age=60",
+    b"max-age=99999999999999999999999",
+    b"max-age=+5\nmax-age=-1",
+    b"no-cache=\"x-a\"\nno-cache",
+    b"stale-while-revalidate=5, stale-if-error=7, must-revalidate",
+    b"max-age=0, min-fresh=5, max-stale, only-if-cached, no-store",
+    b"must-understand, no-store\n=5, y",
+    b"a=1;p, b=?0, c=\"x\", d=:aGk=:, e=(1 2 \"x\");q=1, f=*tok/en:x",
+    b"a=-1.5, b=123456789012345, c=()",
+]
+
+# cache_range: body length (u16), most ranges (byte), then the Range value
+# (from pingora-cache/src/range/tests.rs).
+def rng(length, max_ranges, value):
+    return struct.pack(">H", length) + bytes([max_ranges]) + value
+
+CACHE_RANGE = [
+    rng(10, 2, b"bytes=0-9"),
+    rng(10, 2, b"bytes=5-"),
+    rng(10, 2, b"bytes=-3"),
+    rng(10, 2, b"BYTES = 1-2,"),
+    rng(10, 2, b"bytes=0-1,4-5, -2"),
+    rng(10, 0, b"bytes=0-0,1-1,2-2,3-3"),
+    rng(10, 2, b"bytes=10-20"),
+    rng(0, 2, b"bytes=0-"),
+    rng(10, 2, b"bytes=99999999999999999999999-"),
+    rng(10, 2, b"bytes=5-1"),
+    rng(10, 2, b"items=0-1"),
+]
+
+# cache_vary: respelling choices (byte), then lines "V <Vary value>" and "H <name>:<value>"
+# (from pingora-cache/src/variance.rs).
+CACHE_VARY = [
+    b"\x00V Accept-Encoding\nH accept-encoding:GZIP , br",
+    b"\x03V accept-encoding, ACCEPT-ENCODING\nV Origin\nH origin:a\nH accept-encoding:gzip,,br",
+    b"\x01V Accept-Encoding\nH accept-encoding:",
+    b"\x02V Accept, *\nH accept:text/html",
+    b"\x00V User-Agent\nH user-agent:A (X, Y)\nH cookie:a=1",
+    b"\x00V a b, c\nH c:1\nH c:2",
+]
+
+# cache_meta: a mode byte (bit 0: the header part is an HTTP/1 head the check compresses),
+# the length of the internal part (byte), the internal part (version 1), then the header part
+# (from pingora-cache/src/meta/codec.rs).
+def meta_internal(flags=0, extra=b""):
+    def t(secs, nanos=0):
+        return struct.pack(">qI", secs, nanos)
+    body = bytes([1, flags]) + t(1000060) + t(1000000) + t(1000010, 5) + struct.pack(">II", 7, 8)
+    return body + extra
+
+def meta(internal, header, mode=1):
+    return bytes([mode, len(internal)]) + internal + header
+
+CACHE_META = [
+    meta(meta_internal(), b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"v\"\r\n\r\n"),
+    meta(meta_internal(3, b"\x09" * 16 + struct.pack(">qI", -2, 500000000)),
+         b"HTTP/1.0 599 Odd Thing\r\nx-lower: a\r\nX-Lower: b\r\n\r\n"),
+    meta(meta_internal(), b"HTTP/1.1 299 \r\n\r\n"),
+    meta(meta_internal()[:20], b"HTTP/1.1 200 OK\r\n"),
+    meta(meta_internal(), b"HTTP/2 404\r\nVary: Accept\r\n\r\n"),
+    meta(meta_internal(), b"\x28\xb5\x2f\xfd", mode=0),
+]
+
 TARGETS = {
     "h1_request_head": REQUESTS,
     "h1_response_head": RESPONSES,
@@ -146,6 +217,10 @@ TARGETS = {
     "header_map_ops": HEADER_OPS,
     "tls_client_hello": HELLOS,
     "h2_heads": H2,
+    "cache_control": CACHE_CONTROL,
+    "cache_range": CACHE_RANGE,
+    "cache_vary": CACHE_VARY,
+    "cache_meta": CACHE_META,
 }
 
 for target, seeds in TARGETS.items():

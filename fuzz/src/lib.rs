@@ -1,11 +1,15 @@
 //! The checks behind each fuzz target of the sans-IO crates (`pingora-http-codec`,
-//! `pingora-http`, `pingora-tls`).
+//! `pingora-http`, `pingora-tls`, `pingora-cache`).
 //!
 //! Each module has one `check(data)` that a libFuzzer binary in `fuzz_targets/` calls, and that
 //! `tests/corpus.rs` runs over the committed corpus on stable Rust. A check panics when an
 //! invariant breaks; reaching the end without a panic is a pass. Any input is valid: inputs
 //! the code under test rejects are checked for being rejected cleanly.
 
+pub mod cache_control;
+pub mod cache_meta;
+pub mod cache_range;
+pub mod cache_vary;
 pub mod h1_body_decoder;
 pub mod h1_framing;
 pub mod h1_request_head;
@@ -15,7 +19,7 @@ pub mod header_map_ops;
 pub mod tls_client_hello;
 
 /// The names of the targets, as the binaries and corpus directories are named.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 11] = [
     "h1_request_head",
     "h1_response_head",
     "h1_body_decoder",
@@ -23,6 +27,10 @@ pub const TARGETS: [&str; 7] = [
     "header_map_ops",
     "tls_client_hello",
     "h2_heads",
+    "cache_control",
+    "cache_range",
+    "cache_vary",
+    "cache_meta",
 ];
 
 /// Runs the check of the target named `name` on `data`.
@@ -38,6 +46,10 @@ pub fn run(name: &str, data: &[u8]) {
         "header_map_ops" => header_map_ops::check(data),
         "tls_client_hello" => tls_client_hello::check(data),
         "h2_heads" => h2_heads::check(data),
+        "cache_control" => cache_control::check(data),
+        "cache_range" => cache_range::check(data),
+        "cache_vary" => cache_vary::check(data),
+        "cache_meta" => cache_meta::check(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }

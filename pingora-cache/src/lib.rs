@@ -1,0 +1,43 @@
+//! HTTP caching for Pingora: the pure, sans-IO building blocks of a shared cache that keeps
+//! the rules of RFC 9111 by default.
+//!
+//! What exists so far:
+//!
+//! * [`key`]: [`CacheKey`] and its 128-bit Blake2b hashes.
+//! * [`cache_control`]: `Cache-Control` parsing and its reading by a shared cache.
+//! * [`filters`]: may a response be stored, for how long, how long may it be served stale;
+//!   Pingora's functions, and the stricter [`filters::default_policy`] with the age of a
+//!   response ([`filters::age`]).
+//! * [`meta`]: [`CacheMeta`], the stored metadata of a response, and [`CacheMetaDefaults`].
+//! * [`variance`]: the secondary key of responses with `Vary` ([`VarianceBuilder`]).
+//! * [`range`] and [`conditional`]: range and conditional requests answered from the cache,
+//!   and revalidation with a 304.
+//! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
+//! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
+//!
+//! Storage, the cache lock, eviction, the predictor, the `HttpCache` state machine and the
+//! proxy integration are still to come (see the crate README).
+//!
+//! # Time
+//!
+//! Every decision that depends on the time takes it as an argument (`now`, `response_time`),
+//! so tests are deterministic; only the Pingora-compatible conveniences
+//! ([`filters::resp_cacheable`], [`CacheMeta::age`]) read the system clock.
+// Library code reports failures as errors; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod cache_control;
+pub mod cache_status;
+pub mod conditional;
+pub mod filters;
+pub mod key;
+pub mod meta;
+pub mod range;
+mod status;
+pub mod variance;
+
+pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use meta::{set_compression_dict_content, set_compression_dict_path};
+pub use meta::{CacheMeta, CacheMetaDefaults};
+pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use variance::VarianceBuilder;
