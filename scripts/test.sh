@@ -60,6 +60,9 @@ cargo clippy --workspace --all-targets -j "$JOBS" -- -D warnings
 step "cargo test (lib, bins, tests, examples, doc tests)"
 cargo test --workspace -j "$JOBS"
 
+step "cargo build --benches (every bench compiles and links; they are run by hand, see docs/benchmarks.md)"
+cargo build --workspace --benches -j "$JOBS"
+
 # The TLS conformance suite: pingora-core/tests/tls_{openssl,s2n,rustls}.rs run in the
 # workspace tests above; tls_boringssl.rs needs --features boringssl (BoringSSL never links
 # next to OpenSSL), see below.
