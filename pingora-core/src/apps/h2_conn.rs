@@ -3,11 +3,11 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use super::HttpServerApp;
-use crate::protocols::http::v2::guard::{Alarm, FrameGuard};
+use crate::protocols::http::v2::guard::{Alarm, FrameGuard, Guard};
 use crate::protocols::http::v2::server::{self as h2_server, HttpSession as H2Session};
 use crate::protocols::http::ServerSession;
 use crate::protocols::Stream;
@@ -111,31 +111,14 @@ where
             }
         };
         match next {
-            Ok(Some(mut session)) => {
-                if session.was_reset().await {
-                    // Nothing to answer; a flood of these ends the connection.
-                    if resets.count_reset() {
-                        debug!("HTTP/2 client resets most streams at once; closing the connection");
-                        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                    }
-                    continue;
-                }
-                resets.count_served();
-                if session.req_header().method == http::Method::CONNECT && !allow_connect {
-                    // As for HTTP/1: tunnels only when the application asked for them.
-                    let refusal = ServerSession::generate_error(405);
-                    let _ = session.write_response_header(Box::new(refusal), true).await;
-                    continue;
-                }
-                session.set_guard(guard.clone());
-                let app = app.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let session = ServerSession::new_http2(session);
-                    // An HTTP/2 stream never hands a connection back.
-                    let _ = app.process_new_http(session, &shutdown).await;
-                    drop(permit);
-                });
+            Ok(Some(session)) => {
+                let accepted = Accepted {
+                    session,
+                    permit,
+                    allow_connect,
+                    guard: &guard,
+                };
+                accepted.start(app, &mut conn, &mut resets, shutdown).await;
             }
             Ok(None) => return None,
             Err(e) => {
@@ -143,6 +126,58 @@ where
                 return None;
             }
         }
+    }
+}
+
+/// A stream just accepted, with the task slot it will run in.
+struct Accepted<'a> {
+    session: H2Session,
+    permit: OwnedSemaphorePermit,
+    allow_connect: bool,
+    guard: &'a Arc<Guard>,
+}
+
+impl Accepted<'_> {
+    /// Spawns the stream's task, unless it needs none: a stream the client already reset (a
+    /// flood of these ends the connection), or a `CONNECT` the application did not allow
+    /// (answered 405 here, as for HTTP/1).
+    async fn start<T>(
+        self,
+        app: &Arc<T>,
+        conn: &mut h2_server::H2Connection<Stream>,
+        resets: &mut EarlyResets,
+        shutdown: &ShutdownWatch,
+    ) where
+        T: HttpServerApp + Send + Sync + 'static,
+    {
+        let Accepted {
+            mut session,
+            permit,
+            allow_connect,
+            guard,
+        } = self;
+        if session.was_reset().await {
+            if resets.count_reset() {
+                debug!("HTTP/2 client resets most streams at once; closing the connection");
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            }
+            return;
+        }
+        resets.count_served();
+        if session.req_header().method == http::Method::CONNECT && !allow_connect {
+            let refusal = ServerSession::generate_error(405);
+            let _ = session.write_response_header(Box::new(refusal), true).await;
+            return;
+        }
+        session.set_guard(guard.clone());
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let session = ServerSession::new_http2(session);
+            // An HTTP/2 stream never hands a connection back.
+            let _ = app.process_new_http(session, &shutdown).await;
+            drop(permit);
+        });
     }
 }
 
