@@ -56,7 +56,16 @@ fn ttl() -> impl Strategy<Value = Option<Duration>> {
         2 => Just(None),
         1 => Just(Some(Duration::ZERO)),
         1 => Just(Some(Duration::MAX)),
-        6 => (1..3_000u64).prop_map(|n| Some(ms(n))),
+        6 => duration(3_000).prop_map(|d| Some(d.max(ms(1)))),
+    ]
+}
+
+/// A duration below `limit_ms`, mostly in steps of 100 ms so that values often expire
+/// exactly when the clock gets there (the boundary: at its expiry, a value is expired).
+fn duration(limit_ms: u64) -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        3 => (0..limit_ms / 100).prop_map(|n| ms(n * 100)),
+        1 => (0..limit_ms).prop_map(ms),
     ]
 }
 
@@ -68,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => key.clone().prop_map(Op::GetStale),
         1 => key.clone().prop_map(Op::Remove),
         1 => prop::collection::vec(key, 0..6).prop_map(Op::MultiGet),
-        2 => (0..1_500u64).prop_map(|n| Op::Advance(ms(n))),
+        2 => duration(1_500).prop_map(Op::Advance),
     ]
 }
 
@@ -298,7 +307,7 @@ fn rt_ttl() -> impl Strategy<Value = Option<Duration>> {
     prop_oneof![
         2 => Just(None),
         1 => Just(Some(Duration::ZERO)),
-        6 => (1..2_000u64).prop_map(|n| Some(ms(n))),
+        6 => duration(2_000).prop_map(|d| Some(d.max(ms(1)))),
     ]
 }
 
@@ -308,7 +317,7 @@ fn rt_op() -> impl Strategy<Value = RtOp> {
         rt_ttl(),
         rt_ttl(),
         prop::bool::weighted(0.15),
-        prop::option::weighted(0.3, (0..1_500u64).prop_map(ms)),
+        prop::option::weighted(0.3, duration(1_500)),
         prop_oneof![3 => Just(1usize), 1 => 2..8usize],
     )
         .prop_map(|(key, ttl, lookup_ttl, fail, stale_ttl, n)| {
@@ -323,7 +332,7 @@ fn rt_op() -> impl Strategy<Value = RtOp> {
         });
     prop_oneof![
         4 => read,
-        1 => (0..1_500u64).prop_map(|n| RtOp::Advance(ms(n))),
+        1 => duration(1_500).prop_map(RtOp::Advance),
     ]
 }
 
