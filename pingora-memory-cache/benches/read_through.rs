@@ -191,6 +191,10 @@ where
 fn report(name: &str, lookups: &AtomicU64, lookups_before: u64, keys_before: u64) {
     let keys = NEXT_KEY.load(Ordering::Relaxed) - keys_before;
     let lookups = lookups.load(Ordering::Relaxed) - lookups_before;
+    if keys == 0 {
+        // Filtered out of this run.
+        return;
+    }
     println!(
         "{name}: {lookups} lookups for {keys} cold keys ({:.3} per key)",
         lookups as f64 / keys as f64
