@@ -65,8 +65,17 @@ fn size_bounds_the_number_of_values() {
     cache.put(&3, 6, None);
     let resident = (1..=3).filter(|k| cache.get(k).0.is_some()).count();
     assert_eq!(resident, 2);
-    // The oldest unread value made room.
-    assert_eq!(cache.get(&1), (None, CacheStatus::Miss));
+    // The oldest unread value made room, unless TinyLFU turned the newcomer away: the
+    // sketch of so small a cache is 16 counters wide and its seed is random, so in about 1%
+    // of runs keys 1 and 2 share all their counters and key 1 looks more frequent than 3.
+    assert_eq!(cache.get(&2), (Some(4), CacheStatus::Hit));
+    let one = cache.get(&1);
+    let three = cache.get(&3);
+    assert!(
+        (one, three) == ((None, CacheStatus::Miss), (Some(6), CacheStatus::Hit))
+            || (one, three) == ((Some(2), CacheStatus::Hit), (None, CacheStatus::Miss)),
+        "key 1: {one:?}, key 3: {three:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
