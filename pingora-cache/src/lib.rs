@@ -31,12 +31,14 @@ pub mod cache_status;
 pub mod conditional;
 pub mod filters;
 pub mod key;
+pub mod lock;
 pub mod meta;
 pub mod range;
 mod status;
 pub mod variance;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use lock::CacheOptionOverrides;
 pub use meta::{set_compression_dict_content, set_compression_dict_path};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
