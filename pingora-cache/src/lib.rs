@@ -33,6 +33,7 @@ pub mod filters;
 pub mod key;
 pub mod lock;
 pub mod meta;
+pub mod predictor;
 pub mod range;
 mod status;
 pub mod variance;
