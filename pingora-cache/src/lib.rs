@@ -29,6 +29,7 @@
 pub mod cache_control;
 pub mod cache_status;
 pub mod conditional;
+pub mod eviction;
 pub mod filters;
 pub mod key;
 pub mod lock;

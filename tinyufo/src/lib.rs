@@ -128,6 +128,20 @@ impl<K: Hash, T: Clone + Send + Sync + 'static> TinyUfo<K, T> {
         })
     }
 
+    /// The value of `key`, if the cache has it, without counting a use (unlike
+    /// [`get`](Self::get), this never changes what is evicted next).
+    ///
+    /// ```
+    /// let cache = tinyufo::TinyUfo::new(10, 10);
+    /// cache.put(1, "one", 1);
+    /// assert_eq!(cache.peek(&1), Some("one"));
+    /// assert_eq!(cache.peek(&2), None);
+    /// ```
+    pub fn peek(&self, key: &K) -> Option<T> {
+        let key = self.hasher.hash_one(key);
+        self.store.with(key, |bucket| bucket.data.clone())
+    }
+
     /// Puts `data` under `key` with the given weight (0 counts as 1) and returns the items
     /// that left the cache to make room.
     ///
