@@ -37,8 +37,10 @@ use crate::key::{CacheHashKey, CacheKey};
 /// The lock type the cache stores: any [`CacheKeyLock`] that can be shared between threads.
 pub type CacheKeyLockImpl = dyn CacheKeyLock + Send + Sync;
 
-/// Per-request options that override the cache's defaults.
+/// Per-request options that override the cache's defaults. Build it from
+/// [`Default`] and set the fields (more may be added).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheOptionOverrides {
     /// How long this request may wait as a cache-lock reader before it gives up and goes to
     /// the origin itself ([`LockStatus::WaitTimeout`]). `None`: only the writer's age timeout

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use pingora_error::{ErrorType, OrErr, Result};
+use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_lru::Lru;
 
 use super::{persist, u64key, EvictionManager};
@@ -36,34 +36,78 @@ impl<const N: usize> Manager<N> {
         Manager(Lru::with_capacity_and_watermark(limit, capacity, watermark))
     }
 
-    /// The number of items in shard `shard`. `None` if `shard >= N`.
-    pub fn shard_items(&self, shard: usize) -> Option<usize> {
-        (shard < N).then(|| self.0.shard_len(shard))
+    /// The number of shards, `N`.
+    pub fn shards(&self) -> usize {
+        N
     }
 
-    /// The total size of the items in shard `shard`. `None` if `shard >= N`.
-    pub fn shard_size(&self, shard: usize) -> Option<usize> {
-        (shard < N).then(|| self.0.shard_weight(shard))
-    }
-
-    /// The saved form of shard `shard`, most recently used first (empty for `shard >= N`).
-    pub fn serialize_shard(&self, shard: usize) -> Vec<u8> {
-        let mut writer = persist::Writer::new();
+    /// The total size of the items in shard `shard` (0 if `shard >= N`).
+    pub fn shard_weight(&self, shard: usize) -> usize {
         if shard < N {
-            self.0
-                .iter_for_each(shard, |(key, weight)| writer.push(key, weight));
+            self.0.shard_weight(shard)
+        } else {
+            0
         }
-        writer.into_bytes()
     }
 
-    /// Adds the items of a saved shard (from [`serialize_shard`](Self::serialize_shard))
-    /// after the tracked ones, keeping their order. Items already tracked are skipped.
+    /// The number of items in shard `shard` (0 if `shard >= N`).
+    pub fn shard_len(&self, shard: usize) -> usize {
+        if shard < N {
+            self.0.shard_len(shard)
+        } else {
+            0
+        }
+    }
+
+    /// The shard that holds `key`.
+    pub fn shard_for_key(&self, key: &CompactCacheKey) -> usize {
+        (u64key(key) % N as u64) as usize
+    }
+
+    /// The shard that holds `key` (Pingora's name).
+    #[deprecated(note = "use `shard_for_key`")]
+    pub fn get_shard_for_key(&self, key: &CompactCacheKey) -> usize {
+        self.shard_for_key(key)
+    }
+
+    /// The least recently used key of shard `shard`, without removing it.
+    pub fn peek_lru(&self, shard: usize) -> Option<CompactCacheKey> {
+        self.0.peek_lru(shard).map(|(key, _weight)| key)
+    }
+
+    /// The tracked size of `item`, without counting a use.
+    pub fn peek_weight(&self, item: &CompactCacheKey) -> Option<usize> {
+        self.0.peek_weight(u64key(item))
+    }
+
+    /// The saved form of shard `shard`, most recently used first.
     ///
     /// # Errors
     ///
-    /// When `data` is not a saved shard.
-    pub fn deserialize_shard(&self, data: &[u8]) -> Result<()> {
-        for (key, weight) in persist::decode(data)? {
+    /// When `shard >= N`.
+    pub fn serialize_shard(&self, shard: usize) -> Result<Vec<u8>> {
+        if shard >= N {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("shard {shard} of an LRU with {N} shards"),
+            );
+        }
+        let mut writer = persist::Writer::new();
+        self.0
+            .iter_for_each(shard, |(key, weight)| writer.push(key, weight));
+        Ok(writer.into_bytes())
+    }
+
+    /// Adds the items of a saved shard (from [`serialize_shard`](Self::serialize_shard))
+    /// after the tracked ones, keeping their order; each item goes to the shard of its key,
+    /// so a state saved with another shard count loads too. Items already tracked are
+    /// skipped.
+    ///
+    /// # Errors
+    ///
+    /// When `buf` is not a saved shard.
+    pub fn deserialize_shard(&self, buf: &[u8]) -> Result<()> {
+        for (key, weight) in persist::decode(buf)? {
             self.0.insert_tail(u64key(&key), key, weight);
         }
         Ok(())
@@ -139,7 +183,7 @@ impl<const N: usize> EvictionManager for Manager<N> {
 
     async fn save(&self, dir_path: &str) -> Result<()> {
         for shard in 0..N {
-            let data = self.serialize_shard(shard);
+            let data = self.serialize_shard(shard)?;
             persist::write_file(dir_path, &Self::file_name(shard), data).await?;
         }
         Ok(())

@@ -120,9 +120,16 @@ async fn lru_save_load_round_trip() {
     let manager = lru::Manager::<1>::with_capacity(100, 8);
     let fresh = lru::Manager::<1>::with_capacity(100, 8);
     check_round_trip(&manager, &fresh).await;
-    assert_eq!(manager.shard_items(0), Some(3));
-    assert_eq!(manager.shard_size(0), Some(60));
-    assert_eq!(manager.shard_items(1), None);
+    assert_eq!((manager.shards(), manager.shard_len(0)), (1, 3));
+    assert_eq!(manager.shard_weight(0), 60);
+    assert_eq!((manager.shard_len(1), manager.shard_weight(1)), (0, 0));
+    assert!(manager.serialize_shard(1).is_err());
+    // `b` (the key with a variance and its own tag) is the least recently used.
+    let lru = manager.peek_lru(0).unwrap();
+    assert_eq!((&*lru.user_tag, lru.variance.is_some()), ("tag b", true));
+    assert_eq!(fresh.peek_lru(0), Some(key("a")));
+    assert_eq!(manager.peek_weight(&key("a")), Some(10));
+    assert_eq!(manager.peek_weight(&key("zz")), None);
 }
 
 #[tokio::test]
@@ -140,7 +147,12 @@ async fn sharded_lru_round_trip_keeps_every_item() {
     let dir = dir.path().to_str().unwrap();
     let manager = lru::Manager::<8>::with_capacity(1 << 20, 64);
     for n in 0..200 {
-        manager.admit(key(&n.to_string()), n + 1, later());
+        let k = key(&n.to_string());
+        manager.admit(k.clone(), n + 1, later());
+        assert_eq!(manager.peek_weight(&k), Some(n + 1));
+        let shard = manager.shard_for_key(&k);
+        // The newest item of its shard is the last to go: it is not the LRU unless alone.
+        assert!(manager.peek_lru(shard) != Some(k) || manager.shard_len(shard) == 1);
     }
     manager.save(dir).await.unwrap();
     let fresh = lru::Manager::<8>::with_capacity(1 << 20, 64);
@@ -148,8 +160,11 @@ async fn sharded_lru_round_trip_keeps_every_item() {
     assert_eq!(fresh.total_items(), 200);
     assert_eq!(fresh.total_size(), manager.total_size());
     for shard in 0..8 {
-        assert_eq!(fresh.shard_items(shard), manager.shard_items(shard));
-        assert_eq!(fresh.serialize_shard(shard), manager.serialize_shard(shard));
+        assert_eq!(fresh.shard_len(shard), manager.shard_len(shard));
+        assert_eq!(
+            fresh.serialize_shard(shard).unwrap(),
+            manager.serialize_shard(shard).unwrap()
+        );
     }
     // Loading again adds nothing: tracked items are skipped.
     fresh.load(dir).await.unwrap();
@@ -265,4 +280,21 @@ async fn tinyufo_persists_nothing() {
     let fresh = tinyufo::Manager::new(1 << 20, 16);
     fresh.load(dir).await.unwrap();
     assert_eq!(fresh.total_items(), 0);
+}
+
+#[test]
+fn managers_are_shared_as_trait_objects() {
+    fn shared<T: EvictionManager + Send + Sync + 'static>(
+        manager: T,
+    ) -> &'static dyn EvictionManager {
+        Box::leak(Box::new(manager))
+    }
+    let managers = [
+        shared(lru::Manager::<4>::with_capacity(10, 1)),
+        shared(simple_lru::Manager::new(10)),
+        shared(tinyufo::Manager::new(10, 1)),
+    ];
+    for manager in managers {
+        assert_eq!(manager.total_items(), 0);
+    }
 }

@@ -214,3 +214,19 @@ fn status_numbers_round_trip() {
         LockStatus::GiveUp
     );
 }
+
+#[test]
+fn lock_types_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CacheLock>();
+    send_sync::<ReadLock>();
+    send_sync::<WritePermit>();
+    send_sync::<Locked>();
+    let shared: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(Duration::ZERO));
+    // A zero age timeout: every lock is expired at once, so every request writes.
+    let first = shared.lock(&key("z"), false);
+    assert!(shared.lock(&key("z"), false).is_write());
+    drop(first);
+    let overrides = CacheOptionOverrides::default();
+    assert_eq!(overrides.wait_timeout, None);
+}
