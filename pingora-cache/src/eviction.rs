@@ -15,6 +15,20 @@
 //! The LRU managers can save their state to a directory and load it back
 //! ([`save`](EvictionManager::save), [`load`](EvictionManager::load)), so a restarted
 //! process with a persistent storage keeps its eviction order.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use pingora_cache::eviction::{lru, EvictionManager};
+//! use pingora_cache::CacheKey;
+//!
+//! // 1,000 bytes at most, in one shard (an exact LRU) of up to 16 items before it allocates.
+//! let manager = lru::Manager::<1>::with_capacity(1_000, 16);
+//! let key = CacheKey::new("", "/big", "").to_compact();
+//! assert!(manager.admit(key.clone(), 600, SystemTime::now()).is_empty());
+//! let other = CacheKey::new("", "/bigger", "").to_compact();
+//! // Over the limit: the least recently used object is returned for purging.
+//! assert_eq!(manager.admit(other, 700, SystemTime::now()), [key]);
+//! ```
 
 use std::time::SystemTime;
 

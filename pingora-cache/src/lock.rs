@@ -21,6 +21,24 @@
 //! [`ReadLock::wait_with_timeout`]).
 //!
 //! Time is tokio's ([`tokio::time::Instant`]), so tests can pause it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pingora_cache::lock::{CacheKeyLock, CacheLock, LockStatus, Locked};
+//! use pingora_cache::CacheKey;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let lock = CacheLock::new(Duration::from_secs(5));
+//! let key = CacheKey::new("", "/index.html", "");
+//! let Locked::Write(permit) = lock.lock(&key, false) else { unreachable!() };
+//! let Locked::Read(reader) = lock.lock(&key, false) else { unreachable!() };
+//! // ... the writer fetches and stores the response, then:
+//! lock.release(&key, permit, LockStatus::Done);
+//! assert_eq!(reader.wait().await, LockStatus::Done);
+//! assert!(lock.is_empty());
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::fmt;
