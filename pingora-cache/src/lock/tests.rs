@@ -230,3 +230,47 @@ fn lock_types_cross_threads() {
     let overrides = CacheOptionOverrides::default();
     assert_eq!(overrides.wait_timeout, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_one_writer_per_key_under_contention() {
+    const KEYS: usize = 8;
+    let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(Duration::from_secs(30)));
+    let writing: &'static [AtomicUsize; KEYS] =
+        Box::leak(Box::new(std::array::from_fn(|_| AtomicUsize::new(0))));
+    let tasks: Vec<_> = (0..400)
+        .map(|n| {
+            tokio::spawn(async move {
+                let k = key(&(n % KEYS).to_string());
+                let mut rounds = 0;
+                loop {
+                    rounds += 1;
+                    match lock.lock(&k, false) {
+                        Locked::Write(permit) => {
+                            let active = &writing[n % KEYS];
+                            assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0);
+                            tokio::task::yield_now().await;
+                            active.fetch_sub(1, Ordering::SeqCst);
+                            // Every third writer fails, and its readers try again.
+                            let status = if n % 3 == 0 {
+                                LockStatus::TransientError
+                            } else {
+                                LockStatus::Done
+                            };
+                            lock.release(&k, permit, status);
+                            return rounds;
+                        }
+                        Locked::Read(reader) => match reader.wait().await {
+                            LockStatus::Done => return rounds,
+                            LockStatus::TransientError => continue,
+                            other => panic!("unexpected {other:?}"),
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap() >= 1);
+    }
+    assert!(lock.is_empty());
+}
