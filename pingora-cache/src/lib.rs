@@ -15,8 +15,14 @@
 //! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
 //!
-//! Storage, the cache lock, eviction, the predictor, the `HttpCache` state machine and the
-//! proxy integration are still to come (see the crate README).
+//! * [`lock`]: the cache lock ([`lock::CacheLock`]): one writer per key, readers wait for it,
+//!   bounded by the writer's age and each reader's wait timeout.
+//! * [`eviction`]: [`eviction::EvictionManager`] and managers on `pingora-lru`, the `lru`
+//!   crate and TinyUFO, with their state saved and loaded.
+//! * [`predictor`]: remembers keys recently found uncacheable.
+//!
+//! Storage, the `HttpCache` state machine and the proxy integration are still to come (see
+//! the crate README).
 //!
 //! # Time
 //!
