@@ -14,8 +14,10 @@
 //!   and revalidation with a 304.
 //! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
+//! * [`storage`]: the [`Storage`] interface with streaming partial writes, and
+//!   [`MemCache`], the in-memory storage; [`trace`]: the span handle storage calls take.
 //!
-//! Storage, the cache lock, eviction, the predictor, the `HttpCache` state machine and the
+//! The cache lock, eviction, the predictor, the `HttpCache` state machine and the
 //! proxy integration are still to come (see the crate README).
 //!
 //! # Time
@@ -31,13 +33,18 @@ pub mod cache_status;
 pub mod conditional;
 pub mod filters;
 pub mod key;
+mod memory;
 pub mod meta;
 pub mod range;
 mod status;
+pub mod storage;
+pub mod trace;
 pub mod variance;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
+pub use memory::MemCache;
 pub use meta::{set_compression_dict_content, set_compression_dict_path};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::{HitHandler, MissHandler, PurgeType, Storage};
 pub use variance::VarianceBuilder;
