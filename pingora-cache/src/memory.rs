@@ -7,21 +7,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
 use crate::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use crate::storage::streaming_write::U64WriteId;
-use crate::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeType, Storage,
-};
+use crate::storage::{HitHandler, MissHandler, PurgeType, Storage};
 use crate::trace::SpanHandle;
 use crate::{CacheKey, CacheMeta};
 
+mod handler;
 #[cfg(test)]
 mod tests;
+
+use handler::{Body, Found, MemMissHandler, Progress};
 
 /// The number of shards of a [`MemCache`].
 const SHARDS: usize = 16;
@@ -48,7 +48,7 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// primary key removes them all under one lock.
 ///
 /// A slot (one combined hash) holds at most one complete object and any number of writes in
-/// progress. A body is a list of [`Bytes`] chunks, kept as written: hits hand out slices of
+/// progress. A body is a list of [`Bytes`](bytes::Bytes) chunks, kept as written: hits hand out slices of
 /// them, never copies.
 ///
 /// # Streaming partial writes
@@ -56,7 +56,7 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// A write is visible to lookups from [`Storage::get_miss_handler`] on. Its readers follow
 /// it through a `tokio::sync::watch` channel that carries the chunks written so far and the
 /// state of the write. A reader ends cleanly only when the write finished; when the writer
-/// fails (an error, or its handler dropped before [`HandleMiss::finish`]) every reader gets
+/// fails (an error, or its handler dropped before [`HandleMiss::finish`](crate::storage::HandleMiss::finish)) every reader gets
 /// an error, so a truncated body is never served as a whole one.
 ///
 /// # Memory bound
@@ -65,7 +65,7 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// ([`MemCache::object_size`]). Bytes are reserved as they are written, so writes in
 /// progress count too and the total never exceeds the capacity: a write that would cross it
 /// fails (nothing is stored). Eviction is not done here: an eviction manager, configured
-/// with a limit below this capacity, admits the sizes returned by [`HandleMiss::finish`] and
+/// with a limit below this capacity, admits the sizes returned by [`HandleMiss::finish`](crate::storage::HandleMiss::finish) and
 /// purges what it evicts with [`PurgeType::Eviction`].
 ///
 /// # Example
@@ -111,38 +111,12 @@ struct Stored {
     weight: usize,
 }
 
-/// A complete body: its chunks and the offset each one ends at.
-#[derive(Debug, Default)]
-struct Body {
-    chunks: Vec<Bytes>,
-    ends: Vec<usize>,
-}
-
 /// A write in progress, as lookups see it.
 #[derive(Debug)]
 struct Write {
     id: u64,
     meta: CacheMeta,
     progress: watch::Receiver<Progress>,
-}
-
-/// What a write has produced so far; shared with its readers through a watch channel.
-#[derive(Debug, Default)]
-struct Progress {
-    chunks: Vec<Bytes>,
-    state: WriteState,
-}
-
-/// The state of a write.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum WriteState {
-    /// More bytes may come.
-    #[default]
-    Writing,
-    /// The write finished: the body is complete.
-    Done,
-    /// The write failed: the body is incomplete.
-    Failed,
 }
 
 // === impl MemCache ===
@@ -200,7 +174,7 @@ impl MemCache {
 
     /// The weight of the complete object of `key`: its body length plus an estimate of its
     /// metadata (a fixed overhead and the bytes of its header fields). It is the size
-    /// [`HandleMiss::finish`] reported for it (or its new weight after
+    /// [`HandleMiss::finish`](crate::storage::HandleMiss::finish) reported for it (or its new weight after
     /// [`Storage::update_meta`]), the size an eviction manager tracks.
     pub fn object_size(&self, key: &CompactCacheKey) -> Option<usize> {
         let (primary, combined) = hashes(key);
@@ -373,17 +347,8 @@ impl Storage for MemCache {
             .slot_mut_or_insert(primary, combined)
             .writes
             .push(write);
-        Ok(Box::new(MemMissHandler {
-            cache: self,
-            primary,
-            combined,
-            id,
-            tag: U64WriteId::from(id),
-            sender,
-            reserved: weight,
-            eof: false,
-            over: false,
-        }))
+        let handler = MemMissHandler::new(self, (primary, combined), id, sender, weight);
+        Ok(Box::new(handler))
     }
 
     /// An [`Invalidation`](PurgeType::Invalidation) of a key without variance removes the
@@ -446,328 +411,6 @@ impl Storage for MemCache {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
-    }
-}
-
-/// What a lookup found, taken out of the shard before the lock is released.
-enum Found {
-    Complete(Arc<Stored>),
-    Writing(Arc<Write>),
-}
-
-impl Found {
-    fn into_hit(self) -> (CacheMeta, HitHandler) {
-        match self {
-            Found::Complete(stored) => {
-                let hit = CompleteHit {
-                    pos: 0,
-                    end: stored.body.len(),
-                    body: stored.body.clone(),
-                    weight: stored.weight,
-                };
-                (
-                    stored_copy(&stored.meta),
-                    Box::new(MemHitHandler::Complete(hit)),
-                )
-            }
-            Found::Writing(write) => {
-                let hit = PartialHit {
-                    progress: write.progress.clone(),
-                    next: 0,
-                    writer_gone: false,
-                };
-                (
-                    stored_copy(&write.meta),
-                    Box::new(MemHitHandler::Partial(hit)),
-                )
-            }
-        }
-    }
-}
-
-// === impl Body ===
-
-impl Body {
-    fn from_chunks(chunks: Vec<Bytes>) -> Self {
-        let ends = chunks
-            .iter()
-            .scan(0, |end, chunk| {
-                *end += chunk.len();
-                Some(*end)
-            })
-            .collect();
-        Body { chunks, ends }
-    }
-
-    fn len(&self) -> usize {
-        self.ends.last().copied().unwrap_or(0)
-    }
-
-    /// The bytes from `pos` to the end of the chunk holding `pos`, at most up to `end`.
-    fn slice(&self, pos: usize, end: usize) -> Option<Bytes> {
-        if pos >= end {
-            return None;
-        }
-        // Chunks are never empty, so the first chunk ending after `pos` holds it.
-        let index = self.ends.partition_point(|chunk_end| *chunk_end <= pos);
-        let chunk = self.chunks.get(index)?;
-        let chunk_start = self.ends[index] - chunk.len();
-        let from = pos - chunk_start;
-        let to = chunk.len().min(end - chunk_start);
-        Some(chunk.slice(from..to))
-    }
-}
-
-// === hit handlers ===
-
-/// The hit handler of [`MemCache`]: a complete object, or a write followed as it goes.
-#[derive(Debug)]
-enum MemHitHandler {
-    Complete(CompleteHit),
-    Partial(PartialHit),
-}
-
-/// Reads a complete object, optionally a range of it.
-#[derive(Debug)]
-struct CompleteHit {
-    body: Arc<Body>,
-    pos: usize,
-    end: usize,
-    weight: usize,
-}
-
-/// Follows a write in progress.
-#[derive(Debug)]
-struct PartialHit {
-    progress: watch::Receiver<Progress>,
-    /// The index of the next chunk to return.
-    next: usize,
-    /// The writer's sender is gone: no change will come any more.
-    writer_gone: bool,
-}
-
-impl CompleteHit {
-    fn read(&mut self) -> Option<Bytes> {
-        let bytes = self.body.slice(self.pos, self.end)?;
-        self.pos += bytes.len();
-        Some(bytes)
-    }
-
-    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.body.len();
-        if start >= len {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek start {start} is not within the body of {len} bytes"),
-            );
-        }
-        let end = end.map_or(len, |end| end.min(len));
-        if end < start {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek end {end} is before its start {start}"),
-            );
-        }
-        self.pos = start;
-        self.end = end;
-        Ok(())
-    }
-}
-
-impl PartialHit {
-    async fn read(&mut self) -> Result<Option<Bytes>> {
-        loop {
-            {
-                let progress = self.progress.borrow_and_update();
-                if let Some(chunk) = progress.chunks.get(self.next) {
-                    self.next += 1;
-                    return Ok(Some(chunk.clone()));
-                }
-                match progress.state {
-                    WriteState::Done => return Ok(None),
-                    WriteState::Failed => {
-                        return Error::e_explain(
-                            ErrorType::InternalError,
-                            "the cache write this hit follows failed",
-                        )
-                    }
-                    WriteState::Writing if self.writer_gone => {
-                        return Error::e_explain(
-                            ErrorType::InternalError,
-                            "the cache writer went away before finishing",
-                        )
-                    }
-                    WriteState::Writing => {}
-                }
-            }
-            if self.progress.changed().await.is_err() {
-                self.writer_gone = true;
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl HandleHit for MemHitHandler {
-    async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        match self {
-            MemHitHandler::Complete(hit) => Ok(hit.read()),
-            MemHitHandler::Partial(hit) => hit.read().await,
-        }
-    }
-
-    async fn finish(
-        self: Box<Self>,
-        _storage: &'static (dyn Storage + Sync),
-        _key: &CacheKey,
-        _trace: &SpanHandle,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn can_seek(&self) -> bool {
-        matches!(self, MemHitHandler::Complete(_))
-    }
-
-    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        match self {
-            MemHitHandler::Complete(hit) => hit.seek(start, end),
-            MemHitHandler::Partial(_) => Error::e_explain(
-                ErrorType::InternalError,
-                "cannot seek in an object still being written",
-            ),
-        }
-    }
-
-    /// Reads of writes in progress are not counted: the object is not admitted yet.
-    fn should_count_access(&self) -> bool {
-        matches!(self, MemHitHandler::Complete(_))
-    }
-
-    fn get_eviction_weight(&self) -> usize {
-        match self {
-            MemHitHandler::Complete(hit) => hit.weight,
-            MemHitHandler::Partial(_) => 0,
-        }
-    }
-
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
-        self
-    }
-}
-
-// === miss handler ===
-
-/// The miss handler of [`MemCache`].
-#[derive(Debug)]
-struct MemMissHandler {
-    cache: &'static MemCache,
-    primary: u128,
-    combined: u128,
-    id: u64,
-    tag: U64WriteId,
-    sender: watch::Sender<Progress>,
-    /// Bytes taken from the cache's budget: metadata and body so far.
-    reserved: usize,
-    eof: bool,
-    /// The write finished or failed; nothing is left to undo.
-    over: bool,
-}
-
-impl MemMissHandler {
-    /// Fails the write: readers get an error, the slot forgets it, the bytes go back.
-    fn fail(&mut self) {
-        if self.over {
-            return;
-        }
-        self.over = true;
-        self.sender
-            .send_modify(|progress| progress.state = WriteState::Failed);
-        self.cache
-            .shard(self.primary)
-            .write()
-            .take_write(self.primary, self.combined, self.id);
-        self.cache.release(self.reserved);
-    }
-}
-
-#[async_trait]
-impl HandleMiss for MemMissHandler {
-    /// # Errors
-    ///
-    /// After the end of the body (`eof`) or a failure, and `Custom("MemCacheFull")` when the
-    /// data does not fit; the write then fails.
-    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
-        if self.over || self.eof {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "body written after its end or after the write failed",
-            );
-        }
-        if !data.is_empty() {
-            if !self.cache.reserve(data.len()) {
-                self.fail();
-                return Error::e_explain(STORAGE_FULL, "no room for the body of a new object");
-            }
-            self.reserved += data.len();
-            self.sender
-                .send_modify(|progress| progress.chunks.push(data));
-        }
-        self.eof = eof;
-        Ok(())
-    }
-
-    /// The later of two finished writes of one key replaces the earlier (as in Pingora).
-    ///
-    /// # Errors
-    ///
-    /// When the write failed before, or its key was purged while it was being written (the
-    /// body is then complete for its readers, but not stored).
-    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        if self.over {
-            return Error::e_explain(ErrorType::InternalError, "finish after a failed write");
-        }
-        self.over = true;
-        let mut chunks = Vec::new();
-        self.sender.send_modify(|progress| {
-            progress.state = WriteState::Done;
-            chunks = progress.chunks.clone();
-        });
-        let cache = self.cache;
-        let mut shard = cache.shard(self.primary).write();
-        let Some(write) = shard.take_write(self.primary, self.combined, self.id) else {
-            drop(shard);
-            cache.release(self.reserved);
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "the object was purged while it was being written",
-            );
-        };
-        let meta = Arc::try_unwrap(write).map_or_else(|write| stored_copy(&write.meta), |w| w.meta);
-        let stored = Stored {
-            meta,
-            body: Arc::new(Body::from_chunks(chunks)),
-            weight: self.reserved,
-        };
-        let slot = shard.slot_mut_or_insert(self.primary, self.combined);
-        if let Some(previous) = slot.complete.replace(Arc::new(stored)) {
-            cache.release(previous.weight);
-        }
-        Ok(MissFinishType::Created(self.reserved))
-    }
-
-    fn streaming_write_tag(&self) -> Option<&[u8]> {
-        Some(self.tag.as_bytes())
-    }
-}
-
-impl Drop for MemMissHandler {
-    fn drop(&mut self) {
-        self.fail();
     }
 }
 

@@ -3,8 +3,11 @@ use std::time::{Duration, SystemTime};
 use pingora_http::ResponseHeader;
 use tokio::sync::mpsc;
 
+use bytes::Bytes;
+
 use super::*;
 use crate::key::hash_key;
+use crate::storage::MissFinishType;
 
 fn cache(capacity: usize) -> &'static MemCache {
     Box::leak(Box::new(MemCache::with_capacity_bytes(capacity)))
