@@ -31,7 +31,7 @@ pub(super) struct Progress {
 
 /// The state of a write.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WriteState {
+enum WriteState {
     /// More bytes may come.
     #[default]
     Writing,

@@ -381,6 +381,35 @@ fn cache_with_no_room() -> &'static MemCache {
     cache(10)
 }
 
+#[test]
+fn handlers_and_cache_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<MemCache>();
+    send_sync::<HitHandler>();
+    send_sync::<MissHandler>();
+    let _: &'static (dyn Storage + Send + Sync) = cache(1);
+}
+
+#[tokio::test]
+async fn writes_after_the_end_of_the_body_fail() {
+    let cache = cache(1 << 20);
+    let k = key("/eof");
+    let trace = SpanHandle::default();
+    let mut miss = cache
+        .get_miss_handler(&k, &meta("e"), &trace)
+        .await
+        .unwrap();
+    miss.write_body(Bytes::from_static(b"done"), true)
+        .await
+        .unwrap();
+    assert!(miss
+        .write_body(Bytes::from_static(b"more"), false)
+        .await
+        .is_err());
+    miss.finish().await.unwrap();
+    assert_eq!(body_of(cache, &k).await.unwrap(), b"done");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readers_from_several_tasks() {
     let cache = cache(1 << 20);
@@ -431,6 +460,7 @@ mod model {
             primary: u8,
             variance: Option<u8>,
             len: usize,
+            abort: bool,
         },
         Lookup {
             primary: u8,
@@ -446,11 +476,14 @@ mod model {
     fn op() -> impl Strategy<Value = Op> {
         let target = (0..3u8, proptest::option::of(0..2u8));
         prop_oneof![
-            (target.clone(), 0..40usize).prop_map(|((primary, variance), len)| Op::Put {
-                primary,
-                variance,
-                len
-            }),
+            (target.clone(), 0..40usize, proptest::bool::weighted(0.2)).prop_map(
+                |((primary, variance), len, abort)| Op::Put {
+                    primary,
+                    variance,
+                    len,
+                    abort
+                }
+            ),
             target
                 .clone()
                 .prop_map(|(primary, variance)| Op::Lookup { primary, variance }),
@@ -479,13 +512,20 @@ mod model {
             runtime.block_on(async {
                 for (step, op) in ops.into_iter().enumerate() {
                     match op {
-                        Op::Put { primary, variance, len } => {
+                        Op::Put { primary, variance, len, abort } => {
                             let body = vec![step as u8; len];
                             let k = key_of(primary, variance);
                             let mut miss = cache.get_miss_handler(&k, &meta("p"), &trace).await.unwrap();
-                            miss.write_body(Bytes::from(body.clone()), true).await.unwrap();
-                            miss.finish().await.unwrap();
-                            model.insert((primary, variance), body);
+                            if abort {
+                                // A failed write hides nothing once it is gone: the previous
+                                // object, if any, is visible again.
+                                miss.write_body(Bytes::from(body), false).await.unwrap();
+                                drop(miss);
+                            } else {
+                                miss.write_body(Bytes::from(body.clone()), true).await.unwrap();
+                                miss.finish().await.unwrap();
+                                model.insert((primary, variance), body);
+                            }
                         }
                         Op::Lookup { primary, variance } => {
                             let found = body_of(cache, &key_of(primary, variance)).await;
