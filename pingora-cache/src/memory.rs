@@ -48,16 +48,16 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// primary key removes them all under one lock.
 ///
 /// A slot (one combined hash) holds at most one complete object and any number of writes in
-/// progress. A body is a list of [`Bytes`](bytes::Bytes) chunks, kept as written: hits hand out slices of
-/// them, never copies.
+/// progress. A body is a list of [`Bytes`] chunks, kept as written: hits hand out slices
+/// of them, never copies.
 ///
 /// # Streaming partial writes
 ///
 /// A write is visible to lookups from [`Storage::get_miss_handler`] on. Its readers follow
 /// it through a `tokio::sync::watch` channel that carries the chunks written so far and the
 /// state of the write. A reader ends cleanly only when the write finished; when the writer
-/// fails (an error, or its handler dropped before [`HandleMiss::finish`](crate::storage::HandleMiss::finish)) every reader gets
-/// an error, so a truncated body is never served as a whole one.
+/// fails (an error, or its handler dropped before [`HandleMiss::finish`]) every reader
+/// gets an error, so a truncated body is never served as a whole one.
 ///
 /// # Memory bound
 ///
@@ -65,8 +65,8 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// ([`MemCache::object_size`]). Bytes are reserved as they are written, so writes in
 /// progress count too and the total never exceeds the capacity: a write that would cross it
 /// fails (nothing is stored). Eviction is not done here: an eviction manager, configured
-/// with a limit below this capacity, admits the sizes returned by [`HandleMiss::finish`](crate::storage::HandleMiss::finish) and
-/// purges what it evicts with [`PurgeType::Eviction`].
+/// with a limit below this capacity, admits the sizes returned by [`HandleMiss::finish`]
+/// and purges what it evicts with [`PurgeType::Eviction`].
 ///
 /// # Example
 ///
@@ -79,6 +79,9 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// assert_eq!(cache.used_bytes(), 0);
 /// assert_eq!(cache.capacity_bytes(), 64 << 20);
 /// ```
+///
+/// [`Bytes`]: bytes::Bytes
+/// [`HandleMiss::finish`]: crate::storage::HandleMiss::finish
 #[derive(Debug)]
 pub struct MemCache {
     shards: Box<[RwLock<Shard>]>,
@@ -174,8 +177,10 @@ impl MemCache {
 
     /// The weight of the complete object of `key`: its body length plus an estimate of its
     /// metadata (a fixed overhead and the bytes of its header fields). It is the size
-    /// [`HandleMiss::finish`](crate::storage::HandleMiss::finish) reported for it (or its new weight after
+    /// [`HandleMiss::finish`] reported for it (or its new weight after
     /// [`Storage::update_meta`]), the size an eviction manager tracks.
+    ///
+    /// [`HandleMiss::finish`]: crate::storage::HandleMiss::finish
     pub fn object_size(&self, key: &CompactCacheKey) -> Option<usize> {
         let (primary, combined) = hashes(key);
         let shard = self.shard(primary).read();

@@ -502,57 +502,77 @@ mod model {
         }
     }
 
+    async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let cache = cache(usize::MAX);
+        let trace = SpanHandle::default();
+        let mut model: HashMap<(u8, Option<u8>), Vec<u8>> = HashMap::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Put {
+                    primary,
+                    variance,
+                    len,
+                    abort,
+                } => {
+                    let body = vec![step as u8; len];
+                    let k = key_of(primary, variance);
+                    let mut miss = cache
+                        .get_miss_handler(&k, &meta("p"), &trace)
+                        .await
+                        .unwrap();
+                    if abort {
+                        // A failed write hides nothing once it is gone: the previous
+                        // object, if any, is visible again.
+                        miss.write_body(Bytes::from(body), false).await.unwrap();
+                        drop(miss);
+                    } else {
+                        miss.write_body(Bytes::from(body.clone()), true)
+                            .await
+                            .unwrap();
+                        miss.finish().await.unwrap();
+                        model.insert((primary, variance), body);
+                    }
+                }
+                Op::Lookup { primary, variance } => {
+                    let found = body_of(cache, &key_of(primary, variance)).await;
+                    prop_assert_eq!(found.as_ref(), model.get(&(primary, variance)));
+                }
+                Op::Purge {
+                    primary,
+                    variance,
+                    eviction,
+                } => {
+                    let kind = if eviction {
+                        PurgeType::Eviction
+                    } else {
+                        PurgeType::Invalidation
+                    };
+                    let k = key_of(primary, variance).to_compact();
+                    let removed = cache.purge(&k, kind, &trace).await.unwrap();
+                    let before = model.len();
+                    if variance.is_none() && !eviction {
+                        model.retain(|(p, _), _| *p != primary);
+                    } else {
+                        model.remove(&(primary, variance));
+                    }
+                    prop_assert_eq!(removed, model.len() != before);
+                }
+            }
+            prop_assert_eq!(cache.len(), model.len());
+        }
+        let sizes: usize = model
+            .keys()
+            .map(|(p, v)| cache.object_size(&key_of(*p, *v).to_compact()).unwrap())
+            .sum();
+        prop_assert_eq!(cache.used_bytes(), sizes);
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..40)) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let cache = cache(usize::MAX);
-            let trace = SpanHandle::default();
-            let mut model: HashMap<(u8, Option<u8>), Vec<u8>> = HashMap::new();
-            runtime.block_on(async {
-                for (step, op) in ops.into_iter().enumerate() {
-                    match op {
-                        Op::Put { primary, variance, len, abort } => {
-                            let body = vec![step as u8; len];
-                            let k = key_of(primary, variance);
-                            let mut miss = cache.get_miss_handler(&k, &meta("p"), &trace).await.unwrap();
-                            if abort {
-                                // A failed write hides nothing once it is gone: the previous
-                                // object, if any, is visible again.
-                                miss.write_body(Bytes::from(body), false).await.unwrap();
-                                drop(miss);
-                            } else {
-                                miss.write_body(Bytes::from(body.clone()), true).await.unwrap();
-                                miss.finish().await.unwrap();
-                                model.insert((primary, variance), body);
-                            }
-                        }
-                        Op::Lookup { primary, variance } => {
-                            let found = body_of(cache, &key_of(primary, variance)).await;
-                            prop_assert_eq!(found.as_ref(), model.get(&(primary, variance)));
-                        }
-                        Op::Purge { primary, variance, eviction } => {
-                            let kind = if eviction { PurgeType::Eviction } else { PurgeType::Invalidation };
-                            let k = key_of(primary, variance).to_compact();
-                            let removed = cache.purge(&k, kind, &trace).await.unwrap();
-                            let before = model.len();
-                            if variance.is_none() && !eviction {
-                                model.retain(|(p, _), _| *p != primary);
-                            } else {
-                                model.remove(&(primary, variance));
-                            }
-                            prop_assert_eq!(removed, model.len() != before);
-                        }
-                    }
-                    prop_assert_eq!(cache.len(), model.len());
-                }
-                let sizes: usize = model
-                    .keys()
-                    .map(|(p, v)| cache.object_size(&key_of(*p, *v).to_compact()).unwrap())
-                    .sum();
-                prop_assert_eq!(cache.used_bytes(), sizes);
-                Ok(())
-            })?;
+            runtime.block_on(run(ops))?;
         }
     }
 }
