@@ -59,6 +59,9 @@ const STORAGE_FULL: ErrorType = ErrorType::Custom("MemCacheFull");
 /// fails (an error, or its handler dropped before [`HandleMiss::finish`]) every reader
 /// gets an error, so a truncated body is never served as a whole one.
 ///
+/// Reading a hit is cancel safe: a `read_body` future dropped before it completes has
+/// consumed nothing, so the next call returns the same bytes.
+///
 /// # Memory bound
 ///
 /// Every object is weighed as its body length plus an estimate of its metadata
