@@ -161,6 +161,28 @@ async fn dropped_writer_fails_its_readers_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_cancelled_read_consumes_nothing() {
+    let cache = cache(1 << 20);
+    let k = key("/cancel");
+    let trace = SpanHandle::default();
+    let mut miss = cache
+        .get_miss_handler(&k, &meta("c"), &trace)
+        .await
+        .unwrap();
+    let (_, mut hit) = cache.lookup(&k, &trace).await.unwrap().unwrap();
+    tokio::select! {
+        biased;
+        _ = hit.read_body() => panic!("nothing was written yet"),
+        () = std::future::ready(()) => {}
+    }
+    miss.write_body(Bytes::from_static(b"x"), true)
+        .await
+        .unwrap();
+    miss.finish().await.unwrap();
+    assert_eq!(read_all(&mut hit).await.unwrap(), b"x");
+}
+
+#[tokio::test]
 async fn two_writers_the_later_finish_wins() {
     let cache = cache(1 << 20);
     let k = key("/twice");
