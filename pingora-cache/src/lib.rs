@@ -14,15 +14,16 @@
 //!   and revalidation with a 304.
 //! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
-//!
+//! * [`storage`]: the [`Storage`] interface with streaming partial writes, and
+//!   [`MemCache`], the in-memory storage; [`trace`]: the span handle storage calls take.
 //! * [`lock`]: the cache lock ([`lock::CacheLock`]): one writer per key, readers wait for it,
 //!   bounded by the writer's age and each reader's wait timeout.
 //! * [`eviction`]: [`eviction::EvictionManager`] and managers on `pingora-lru`, the `lru`
 //!   crate and TinyUFO, with their state saved and loaded.
 //! * [`predictor`]: remembers keys recently found uncacheable.
 //!
-//! Storage, the `HttpCache` state machine and the proxy integration are still to come (see
-//! the crate README).
+//! The `HttpCache` state machine and the proxy integration are still to come (see the crate
+//! README).
 //!
 //! # Time
 //!
@@ -39,15 +40,20 @@ pub mod eviction;
 pub mod filters;
 pub mod key;
 pub mod lock;
+mod memory;
 pub mod meta;
 pub mod predictor;
 pub mod range;
 mod status;
+pub mod storage;
+pub mod trace;
 pub mod variance;
 
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use lock::CacheOptionOverrides;
+pub use memory::MemCache;
 pub use meta::{set_compression_dict_content, set_compression_dict_path};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
+pub use storage::{HitHandler, MissHandler, PurgeType, Storage};
 pub use variance::VarianceBuilder;
