@@ -21,6 +21,7 @@
 //! * [`eviction`]: [`eviction::EvictionManager`] and managers on `pingora-lru`, the `lru`
 //!   crate and TinyUFO, with their state saved and loaded.
 //! * [`predictor`]: remembers keys recently found uncacheable.
+//! * [`put`]: stores a response outside the proxy path ([`put::CachePutCtx`]).
 //!
 //! The `HttpCache` state machine and the proxy integration are still to come (see the crate
 //! README).
@@ -43,6 +44,7 @@ pub mod lock;
 mod memory;
 pub mod meta;
 pub mod predictor;
+pub mod put;
 pub mod range;
 mod status;
 pub mod storage;
