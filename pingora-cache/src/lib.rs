@@ -59,3 +59,21 @@ pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
 pub use storage::{HitHandler, MissHandler, PurgeType, Storage};
 pub use variance::VarianceBuilder;
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use http::{HeaderMap, HeaderName};
+
+    /// A header map holding `fields` in order (repeated names appended).
+    pub(crate) fn header_map(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+}

@@ -195,16 +195,7 @@ pub fn request_variance(resp_headers: &HeaderMap, req_headers: &HeaderMap) -> Va
 mod tests {
     use super::*;
 
-    fn map(fields: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in fields {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::test_util::header_map as map;
 
     #[test]
     fn builder_basics() {

@@ -244,16 +244,7 @@ mod tests {
         }
     }
 
-    fn map(fields: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in fields {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::test_util::header_map as map;
 
     #[test]
     fn first_valid_targeted_field_wins() {

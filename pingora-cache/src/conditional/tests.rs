@@ -8,16 +8,7 @@ fn stored(status: u16, fields: &[(&str, &str)]) -> ResponseHeader {
     resp
 }
 
-fn headers(fields: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in fields {
-        map.append(
-            header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    map
-}
+use crate::test_util::header_map as headers;
 
 #[test]
 fn entity_tags() {

@@ -92,16 +92,7 @@ mod tests {
         Duration::from_secs(secs)
     }
 
-    fn headers(fields: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in fields {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::test_util::header_map as headers;
 
     #[test]
     fn age_field() {

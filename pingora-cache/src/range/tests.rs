@@ -63,16 +63,7 @@ fn parse_table() {
     }
 }
 
-fn headers(fields: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in fields {
-        map.append(
-            header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    map
-}
+use crate::test_util::header_map as headers;
 
 #[test]
 fn hit_rules() {

@@ -21,14 +21,7 @@ fn resp(status: u16, fields: &[(&str, &str)]) -> ResponseHeader {
 }
 
 fn cc_of(fields: &[(&str, &str)]) -> Option<CacheControl> {
-    let mut map = http::HeaderMap::new();
-    for (name, value) in fields {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    CacheControl::from_headers_named("cache-control", &map)
+    CacheControl::from_headers_named("cache-control", &crate::test_util::header_map(fields))
 }
 
 const NO_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
