@@ -39,6 +39,7 @@ pub mod cache_status;
 pub mod conditional;
 pub mod eviction;
 pub mod filters;
+mod http_cache;
 pub mod key;
 pub mod lock;
 mod memory;
@@ -51,6 +52,10 @@ pub mod storage;
 pub mod trace;
 pub mod variance;
 
+pub use http_cache::{
+    CachePhase, EvictionRef, HttpCache, HttpCacheDigest, HttpCacheOptions, LockCtx, PredictorRef,
+    StorageRef, DEFAULT_MAX_RANGES,
+};
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use lock::CacheOptionOverrides;
 pub use memory::MemCache;

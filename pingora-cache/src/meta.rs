@@ -268,6 +268,16 @@ impl CacheMeta {
     pub fn extensions_mut(&mut self) -> &mut Extensions {
         &mut self.0.extensions
     }
+
+    /// The extensions, taken out of the metadata.
+    pub fn into_extensions(self) -> Extensions {
+        self.0.extensions
+    }
+
+    /// Sets when the response was first stored (kept across revalidations).
+    pub fn set_created(&mut self, created: SystemTime) {
+        self.0.internal.created = created;
+    }
 }
 
 /// The header compression dictionary, set before the first use of [`HEADER_SERDE`].
