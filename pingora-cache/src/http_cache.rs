@@ -766,6 +766,16 @@ impl HttpCache {
         purge_key(enabled.storage, enabled.eviction, &key.to_compact()).await
     }
 
+    /// Removes the object stored under `key` (every variant of it when `key` has no
+    /// variance) from this request's storage, as [`purge`](Self::purge) does. Used to
+    /// invalidate other URIs (RFC 9111 section 4.4).
+    pub async fn purge_compact(&self, key: &CompactCacheKey) -> Result<bool> {
+        let Some(enabled) = self.enabled_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "purge without an enabled cache");
+        };
+        purge_key(enabled.storage, enabled.eviction, key).await
+    }
+
     /// [`purge`](Self::purge) in a spawned task; `context` is logged if it fails.
     pub fn spawn_async_purge(
         &self,

@@ -48,13 +48,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod headers;
+pub mod proxy_cache;
 mod proxy_trait;
 mod pump;
 mod session;
+mod subrequest;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora_cache::NoCacheReason;
 use pingora_core::apps::{
     HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
 };
@@ -70,6 +73,7 @@ use pingora_core::upstreams::peer::Peer;
 use pingora_error::Error;
 use tracing::{debug, error, warn};
 
+pub use proxy_cache::purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp};
 pub use session::Session;
 
@@ -291,6 +295,16 @@ where
             Ok(true) => return self.finish(session, ctx, None, true).await,
             Err(e) => return self.fail_early(session, ctx, e).await,
         }
+        match proxy_cache::cache_phase(&self.inner, &mut session, &mut ctx).await {
+            Ok(proxy_cache::CacheStep::Upstream) => {}
+            Ok(proxy_cache::CacheStep::Served(reusable)) => {
+                return self.finish(session, ctx, None, reusable).await
+            }
+            Err(e) => {
+                session.cache.disable(NoCacheReason::InternalError);
+                return self.fail_early(session, ctx, e).await;
+            }
+        }
         match self
             .inner
             .proxy_upstream_filter(&mut session, &mut ctx)
@@ -298,6 +312,7 @@ where
         {
             Ok(true) => {}
             Ok(false) => {
+                session.cache.disable(NoCacheReason::DeclinedToUpstream);
                 if session.response_written().is_none() {
                     if let Err(e) = session.respond_error(502).await {
                         debug!("failed to answer a request not sent upstream: {e}");
@@ -330,8 +345,16 @@ where
             );
         };
         match error {
+            None if proxy_cache::serves_stored_after_upstream(&session) => {
+                self.serve_stored(session, ctx, reusable).await
+            }
             None => self.finish(session, ctx, None, reusable).await,
+            Some(e) if self.may_serve_stale(&mut session, &mut ctx, &e) => {
+                session.cache_ctx.stale_if_error = true;
+                self.serve_stored(session, ctx, false).await
+            }
             Some(e) => {
+                session.cache.disable(NoCacheReason::UpstreamError);
                 // The client connection is closed after a failed attempt, whatever
                 // `fail_to_proxy` says: an error response it sends must say so.
                 session.set_keepalive(None);
@@ -393,6 +416,43 @@ where
             .error
             .map(|e| self.inner.error_while_proxy(&peer, session, e, ctx, reused));
         (outcome.downstream_reusable, error)
+    }
+
+    /// Whether the stale response found for the request may answer it after the upstream
+    /// failed with `e` (`stale-if-error`, and the user's `should_serve_stale`).
+    fn may_serve_stale(&self, session: &mut Session, ctx: &mut SV::CTX, e: &Error) -> bool {
+        session.response_written().is_none()
+            && session.cache.can_serve_stale_error()
+            && self.inner.should_serve_stale(session, ctx, Some(e))
+    }
+
+    /// Serves the stored response after the upstream exchange (revalidated, or stale after
+    /// an error), then ends the request.
+    async fn serve_stored(
+        &self,
+        mut session: Session,
+        mut ctx: SV::CTX,
+        downstream_reusable: bool,
+    ) -> Option<ReusedHttpStream> {
+        session
+            .cache
+            .release_write_lock(NoCacheReason::UpstreamError);
+        match proxy_cache::serve::serve_stored(&self.inner, &mut session, &mut ctx).await {
+            Ok(reusable) => {
+                let reusable = reusable && downstream_reusable;
+                self.finish(session, ctx, None, reusable).await
+            }
+            Err(e) => {
+                session.cache.disable(NoCacheReason::StorageError);
+                let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
+                error!(
+                    "Fail to serve from cache: {e}, status: {}, {}",
+                    failed.error_code,
+                    self.inner.request_summary(&session, &ctx)
+                );
+                self.finish(session, ctx, Some(&e), false).await
+            }
+        }
     }
 
     /// Ends a request that failed before going upstream.

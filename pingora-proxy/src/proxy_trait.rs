@@ -1,11 +1,14 @@
 //! [`ProxyHttp`]: the callbacks that program the proxy.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderMap;
+use pingora_cache::range::RangeType;
+use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -13,6 +16,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tracing::error;
 
+use crate::proxy_cache::purge::PurgeStatus;
 use crate::Session;
 
 /// What the proxy does with each request, as callbacks run at fixed points of its life.
@@ -73,6 +77,141 @@ pub trait ProxyHttp {
         Self::CTX: Send + Sync,
     {
         Ok(false)
+    }
+
+    /// Whether this request may spawn subrequests (background cache revalidations use them,
+    /// whatever this says). `false` by default.
+    fn allow_spawning_subrequest(&self, _session: &Session, _ctx: &Self::CTX) -> bool
+    where
+        Self::CTX: Send + Sync,
+    {
+        false
+    }
+
+    /// Decides whether the cache handles this request, by calling
+    /// [`session.cache.enable(..)`](pingora_cache::HttpCache::enable) (with the storage, and
+    /// optionally an eviction manager, a predictor and a cache lock). Does nothing by
+    /// default: the cache is off.
+    fn request_cache_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()> {
+        Ok(())
+    }
+
+    /// The cache key of the request, when the cache is enabled. By default (Pingora's
+    /// panics) the target URI: scheme, lower-cased host, port when not the default, path and
+    /// query ([`default_cache_key`](crate::proxy_cache::default_cache_key)). Anything else
+    /// that changes the upstream's answer (a header a `request_filter` routes on, say) must
+    /// be added to the key, or responses will be served to requests they do not answer.
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut Self::CTX) -> Result<CacheKey> {
+        Ok(crate::proxy_cache::default_cache_key(session))
+    }
+
+    /// Called when the lookup found nothing usable and this request will fetch the response
+    /// (and may store it). The default marks the cache a miss.
+    fn cache_miss(&self, session: &mut Session, _ctx: &mut Self::CTX) {
+        session.cache.cache_miss();
+    }
+
+    /// Called when a stored response is found (fresh or not, see `is_fresh`), before it is
+    /// used: may force it fresh, stale or a miss, or wrap its body reader. `None` by default.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Option<ForcedFreshness>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(None)
+    }
+
+    /// Whether the upstream's response may be stored, and its metadata. By default (Pingora
+    /// stores nothing) the RFC 9111 rules of
+    /// [`default_policy`](pingora_cache::filters::default_policy).
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        Ok(crate::proxy_cache::admit::default_response_cacheable(
+            session, resp,
+        ))
+    }
+
+    /// The variance of `req` for the stored response `meta`: the secondary key that tells
+    /// its variants apart. By default (Pingora ignores `Vary`) the request's values of the
+    /// fields the response's `Vary` names; `None` when it names none. A response whose `Vary`
+    /// names fields while this returns `None` is not stored.
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        pingora_cache::variance::request_variance(&meta.response_header().headers, &req.headers)
+            .hash()
+    }
+
+    /// Whether the request's preconditions let the proxy answer 304 Not Modified for the
+    /// response `resp` (stored or new). By default RFC 9110 section 13.2.2: `If-None-Match`,
+    /// else `If-Modified-Since`, on a 200 to GET or HEAD.
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<bool> {
+        let req = session.req_header();
+        Ok(pingora_cache::conditional::not_modified(
+            &req.method,
+            &req.headers,
+            resp,
+        ))
+    }
+
+    /// The range of `resp` the proxy serves for the request, rewriting `resp` for it
+    /// (status, `Content-Range`, `Content-Length`). Runs only when the cache handles the
+    /// request. By default single and multiple ranges (at most
+    /// [`max_ranges`](pingora_cache::HttpCacheOptions::max_ranges)) with `If-Range`.
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> RangeType {
+        crate::proxy_cache::range_filter::range_header_filter(session, resp)
+    }
+
+    /// Whether a stale stored response may be served: while it is revalidated (`error` is
+    /// `None`), or because revalidating it failed with `error`. The response's own stale
+    /// windows are checked first. By default only for upstream errors.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_some_and(|e| *e.esource() == ErrorSource::Upstream)
+    }
+
+    /// Whether this request purges the cache (see `PurgeStatus`). `false` by default; a
+    /// proxy that allows purging must authenticate the client here.
+    fn is_purge(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        false
+    }
+
+    /// May change the answer to a purge request; an error sends a 500 instead.
+    fn purge_response_filter(
+        &self,
+        _session: &Session,
+        _ctx: &mut Self::CTX,
+        _purge_status: PurgeStatus,
+        _purge_response: &mut Cow<'static, ResponseHeader>,
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// Decides whether to go to an upstream at all. `false` ends the request: with the

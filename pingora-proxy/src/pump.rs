@@ -20,6 +20,7 @@ use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
 
 use crate::headers;
+use crate::proxy_cache::admit;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
 
@@ -52,6 +53,7 @@ where
         response_done: false,
         response_started: false,
         upgraded: false,
+        diverted: false,
     };
     match state.run(app, session, client, ctx).await {
         Ok(()) => Outcome {
@@ -79,6 +81,8 @@ struct Exchange {
     /// A final response head was sent to the client: the exchange can no longer be retried.
     response_started: bool,
     upgraded: bool,
+    /// The upstream's response is read but not forwarded: the stored response answers.
+    diverted: bool,
 }
 
 impl Exchange {
@@ -96,6 +100,7 @@ impl Exchange {
         let body_expected = !session.downstream_session.is_body_empty();
         let upgrade_requested = session.downstream_session.is_upgrade_req();
         let mut upstream_req = headers::upstream_request(session.req_header(), body_expected);
+        admit::upstream_request_filter(session, &mut upstream_req);
         app.upstream_request_filter(session, &mut upstream_req, ctx)
             .await?;
         client.write_request_header(Box::new(upstream_req)).await?;
@@ -218,6 +223,18 @@ impl Exchange {
                 let method = session.req_header().method.clone();
                 app.upstream_response_filter(session, &mut resp, ctx)
                     .await?;
+                let forward = admit::upstream_response_header(app, session, ctx, &mut resp).await?;
+                if forward == admit::Forward::ServeStored {
+                    // The stored response answers the client once this exchange ends.
+                    self.diverted = true;
+                    if end {
+                        self.response_done = true;
+                    }
+                    return Ok(());
+                }
+                if end {
+                    admit::upstream_body(session, None, true).await;
+                }
                 headers::downstream_response(&mut resp, &method);
                 if method == Method::CONNECT && resp.status.is_success() {
                     self.upgraded = true;
@@ -229,10 +246,15 @@ impl Exchange {
                     self.response_done = true;
                 }
             }
-            HttpTask::Body(mut data, end) | HttpTask::UpgradedBody(mut data, end) => {
+            HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
                 if let Some(d) = &data {
                     session.upstream_body_bytes_received += d.len();
                 }
+                if self.diverted {
+                    self.response_done = end;
+                    return Ok(());
+                }
+                let mut data = admit::upstream_body(session, data, end).await;
                 if let Some(delay) =
                     app.upstream_response_body_filter(session, &mut data, end, ctx)?
                 {
@@ -247,6 +269,11 @@ impl Exchange {
                 }
             }
             HttpTask::Trailer(trailers) => {
+                if self.diverted {
+                    self.response_done = true;
+                    return Ok(());
+                }
+                admit::upstream_body(session, None, true).await;
                 let mut trailers = trailers.map(|t| *t).unwrap_or_default();
                 app.upstream_response_trailer_filter(session, &mut trailers, ctx)?;
                 match app
@@ -267,7 +294,12 @@ impl Exchange {
                 self.response_done = true;
             }
             HttpTask::Done => {
-                session.write_response_body(None, true).await?;
+                if self.diverted {
+                    self.response_done = true;
+                    return Ok(());
+                }
+                let data = admit::upstream_body(session, None, true).await;
+                session.write_response_body(data, true).await?;
                 self.response_done = true;
             }
             HttpTask::Failed(e) => return Err(e),

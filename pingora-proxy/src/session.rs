@@ -3,11 +3,14 @@
 use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
+use pingora_cache::HttpCache;
 use pingora_core::modules::http::{HttpModuleCtx, HttpModules};
 use pingora_core::protocols::http::{HttpTask, ServerSession};
 use pingora_core::protocols::Stream;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
+
+use crate::proxy_cache::CacheCtx;
 
 /// One client request in the proxy: the client's HTTP session (this derefs to it), the state of
 /// the downstream modules, and what the proxy learnt about the upstream.
@@ -20,6 +23,13 @@ pub struct Session {
     pub downstream_session: Box<ServerSession>,
     /// The per-request state of the downstream modules.
     pub downstream_modules_ctx: HttpModuleCtx,
+    /// The request's cache state: off unless `request_cache_filter` enables it.
+    pub cache: HttpCache,
+    /// Serve the whole response even when the client asks for a range (the cache's range
+    /// filter then does nothing).
+    pub ignore_downstream_range: bool,
+    /// What the proxy's cache phases remember about the request.
+    pub(crate) cache_ctx: CacheCtx,
     /// Bytes of response body received from the upstream.
     pub(crate) upstream_body_bytes_received: usize,
     /// The server is shutting down: the connection will not be kept.
@@ -32,6 +42,9 @@ impl Session {
         Session {
             downstream_session: downstream_session.into(),
             downstream_modules_ctx: modules.build_ctx(),
+            cache: HttpCache::new(),
+            ignore_downstream_range: false,
+            cache_ctx: CacheCtx::default(),
             upstream_body_bytes_received: 0,
             shutting_down: false,
         }

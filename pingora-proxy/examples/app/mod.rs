@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod backoff_retry;
+pub mod cache;
 pub mod ctx;
 pub mod gateway;
 pub mod load_balancer;

@@ -1,0 +1,99 @@
+//! A caching proxy in front of a local origin whose responses say how long they may be
+//! cached.
+//!
+//! The cache: a 64 MiB in-memory store ([`MemCache`]) evicting least recently used objects
+//! ([`lru::Manager`]), a cache lock so that concurrent misses of one URL make a single origin
+//! request, objects up to 8 MiB. Everything else is the default policy (RFC 9111).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{header, Response};
+use pingora_cache::eviction::lru;
+use pingora_cache::lock::CacheLock;
+use pingora_cache::MemCache;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::Result;
+use pingora_proxy::{ProxyHttp, Session};
+
+/// The most bytes the cache keeps.
+const CACHE_BYTES: usize = 64 << 20;
+
+static STORAGE: LazyLock<MemCache> =
+    LazyLock::new(|| MemCache::with_capacity_bytes(CACHE_BYTES + (CACHE_BYTES >> 2)));
+static EVICTION: LazyLock<lru::Manager<16>> =
+    LazyLock::new(|| lru::Manager::with_capacity(CACHE_BYTES, 1 << 16));
+static LOCK: LazyLock<CacheLock> = LazyLock::new(|| CacheLock::new(Duration::from_secs(10)));
+
+/// The caching proxy.
+#[derive(Debug)]
+pub struct CachingProxy {
+    pub origin: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for CachingProxy {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<()> {
+        session
+            .cache
+            .enable(&*STORAGE, Some(&*EVICTION), None, Some(&*LOCK), None);
+        session.cache.set_max_file_size_bytes(8 << 20);
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.origin, false, String::new())))
+    }
+}
+
+/// The origin: `/max-age/N` may be cached N seconds, `/private` may not be cached by a
+/// shared cache, anything else for 10 seconds. Each body counts the origin's responses, so
+/// a cached one is easy to tell.
+#[derive(Debug, Default)]
+pub struct CacheableOrigin {
+    served: AtomicUsize,
+}
+
+#[async_trait]
+impl ServeHttp for CacheableOrigin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = session.req_header().uri.path().to_string();
+        let cache_control = if path == "/private" {
+            "private".to_string()
+        } else {
+            let max_age = path
+                .strip_prefix("/max-age/")
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(10);
+            format!("public, max-age={max_age}")
+        };
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CACHE_CONTROL, cache_control)
+            .header(header::ETAG, format!("\"{n}\""))
+            .body(format!("{path}: origin response #{n}\n").into_bytes())
+            .expect("valid response")
+    }
+}
+
+/// A listening service running a [`CacheableOrigin`] on `addr`.
+pub fn origin_service(
+    addr: &str,
+) -> pingora_core::services::listening::Service<
+    pingora_core::apps::http_app::HttpServer<CacheableOrigin>,
+> {
+    let app = pingora_core::apps::http_app::HttpServer::new_app(CacheableOrigin::default());
+    let mut service =
+        pingora_core::services::listening::Service::new("cacheable origin".to_string(), app);
+    service.add_tcp(addr);
+    service
+}

@@ -1,0 +1,351 @@
+//! The proxy's cache phases: lookup before going upstream, admission of the upstream's
+//! response, serving stored responses, purge and invalidation.
+//!
+//! The flow for a request whose `request_cache_filter` enabled the cache:
+//!
+//! 1. the key (`cache_key_callback`), then purge requests (`is_purge`) are answered here;
+//! 2. methods other than GET and HEAD bypass the cache (their success invalidates the stored
+//!    responses of their target, RFC 9111 section 4.4);
+//! 3. lookup, with the variant for the request's `Vary` fields (`cache_vary_filter`);
+//!    freshness, adjusted by the request's directives and `cache_hit_filter`;
+//! 4. a fresh hit is served from the storage; a stale one is revalidated upstream (or
+//!    served while another request revalidates it); a miss takes the cache lock, so that
+//!    one request fetches and the others wait and then stream the object as it is written;
+//! 5. upstream, the response is judged (`response_cache_filter`), stored as it streams to the
+//!    client, or merged into the stored one after a 304.
+
+use std::time::SystemTime;
+
+use http::{header, Method};
+use pingora_cache::cache_control::CacheControl;
+use pingora_cache::cache_status::FwdReason;
+use pingora_cache::filters::default_policy;
+use pingora_cache::lock::LockStatus;
+use pingora_cache::{CacheKey, CacheMeta, CachePhase, HitStatus, NoCacheReason};
+use pingora_error::Result;
+use tracing::debug;
+
+use crate::proxy_trait::ProxyHttp;
+use crate::Session;
+
+pub(crate) mod admit;
+pub mod purge;
+pub mod range_filter;
+pub(crate) mod serve;
+
+pub use admit::default_response_cacheable;
+
+/// What the proxy remembers about a request's way through the cache.
+#[derive(Debug, Default)]
+pub(crate) struct CacheCtx {
+    /// Why the request went upstream (for `Cache-Status`), if it did through the cache.
+    pub(crate) fwd: Option<FwdReason>,
+    /// The request waited on another request's fetch.
+    pub(crate) collapsed: bool,
+    /// The request's parsed `Cache-Control`, when request directives are honoured.
+    pub(crate) request_cc: Option<CacheControl>,
+    /// When the request was sent upstream.
+    pub(crate) request_time: Option<SystemTime>,
+    /// The upstream's response status (for `Cache-Status`).
+    pub(crate) upstream_status: Option<u16>,
+    /// After the upstream exchange, serve the stored response (revalidated, or stale
+    /// because of an error).
+    pub(crate) serve_stored: bool,
+    /// The stored response is served because the origin failed (`stale-if-error`).
+    pub(crate) stale_if_error: bool,
+    /// The client asked for HEAD and the upstream was asked for GET: the body is stored but
+    /// not sent to the client.
+    pub(crate) head_as_get: bool,
+    /// The body filter of a range answered on a miss.
+    pub(crate) range: Option<range_filter::RangeBodyFilter>,
+    /// The response was written to the storage.
+    pub(crate) stored: bool,
+}
+
+/// What the cache phase decided.
+pub(crate) enum CacheStep {
+    /// Go upstream.
+    Upstream,
+    /// The response was served (from the cache or as a purge answer); the client connection
+    /// may be reused if `true`.
+    Served(bool),
+}
+
+/// The default cache key: the request's target URI, as scheme + lower-cased host + port
+/// (the default port elided) + path + query, taken from the authority the request is
+/// forwarded with. GET and HEAD share it. Namespace and user tag are empty.
+pub fn default_cache_key(session: &Session) -> CacheKey {
+    CacheKey::new("", target_uri(session), "")
+}
+
+/// The request's target URI, normalised as in [`default_cache_key`].
+pub(crate) fn target_uri(session: &Session) -> String {
+    let req = session.req_header();
+    let scheme = request_scheme(session);
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!(
+        "{scheme}://{}{path}",
+        normalized_authority(scheme, &authority)
+    )
+}
+
+fn request_scheme(session: &Session) -> &'static str {
+    let tls = session
+        .downstream_session
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some());
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `authority` lower-cased, without the scheme's default port.
+pub(crate) fn normalized_authority(scheme: &str, authority: &str) -> String {
+    let lower = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    match lower.strip_suffix(default_port) {
+        Some(host) if !host.is_empty() => host.to_string(),
+        _ => lower,
+    }
+}
+
+/// Runs the cache phase of a request: enable, key, purge, lookup, and serving a hit.
+pub(crate) async fn cache_phase<SV>(
+    app: &SV,
+    session: &mut Session,
+    ctx: &mut SV::CTX,
+) -> Result<CacheStep>
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    app.request_cache_filter(session, ctx)?;
+    if !session.cache.enabled() {
+        return Ok(CacheStep::Upstream);
+    }
+    let key = app.cache_key_callback(session, ctx)?;
+    session.cache.set_cache_key(key);
+    if app.is_purge(session, ctx) {
+        return purge::serve_purge(app, session, ctx).await;
+    }
+    let method = session.req_header().method.clone();
+    if method != Method::GET && method != Method::HEAD {
+        session.cache.bypass();
+        session.cache_ctx.fwd = Some(FwdReason::Method);
+        return Ok(CacheStep::Upstream);
+    }
+    if session.cache.options().honor_request_directives {
+        let req = session.req_header();
+        session.cache_ctx.request_cc = CacheControl::from_req_headers(req);
+    }
+    if !session.cache.cacheable_prediction() {
+        session.cache.bypass();
+        session.cache_ctx.fwd = Some(FwdReason::Bypass);
+        return Ok(CacheStep::Upstream);
+    }
+    lookup(app, session, ctx).await
+}
+
+/// The lookup loop: variants, freshness, the lock.
+async fn lookup<SV>(app: &SV, session: &mut Session, ctx: &mut SV::CTX) -> Result<CacheStep>
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    let mut fwd = FwdReason::UriMiss;
+    loop {
+        let found = match session.cache.cache_lookup().await {
+            Ok(found) => found,
+            Err(e) => {
+                debug!("cache lookup failed: {e}");
+                session.cache.disable(NoCacheReason::StorageError);
+                session.cache_ctx.fwd = Some(FwdReason::Miss);
+                return Ok(CacheStep::Upstream);
+            }
+        };
+        let Some((meta, mut handler)) = found else {
+            match miss_or_wait(app, session, ctx, fwd).await? {
+                Some(step) => return Ok(step),
+                None => continue,
+            }
+        };
+        if let Some(variance) = app.cache_vary_filter(&meta, ctx, session.req_header()) {
+            if !session.cache.cache_vary_lookup(variance, &meta) {
+                fwd = FwdReason::VaryMiss;
+                continue;
+            }
+        } else if meta.variance().is_some() {
+            // The stored object varies but this request does not key on it: not a match.
+            fwd = FwdReason::VaryMiss;
+            session
+                .cache
+                .cache_found(meta, handler, HitStatus::ForceMiss);
+            match miss_or_wait(app, session, ctx, fwd).await? {
+                Some(step) => return Ok(step),
+                None => continue,
+            }
+        }
+        let fresh = usable_without_revalidation(session, &meta);
+        let forced = app
+            .cache_hit_filter(session, &meta, &mut handler, fresh, ctx)
+            .await?;
+        let status = match forced {
+            Some(forced) => HitStatus::from(forced),
+            None if fresh => HitStatus::Fresh,
+            None => HitStatus::Expired,
+        };
+        session.cache.cache_found(meta, handler, status);
+        if status.is_treated_as_miss() {
+            fwd = FwdReason::Request;
+            match miss_or_wait(app, session, ctx, fwd).await? {
+                Some(step) => return Ok(step),
+                None => continue,
+            }
+        }
+        if session.cache.phase() == CachePhase::Hit {
+            return serve::serve_stored(app, session, ctx)
+                .await
+                .map(CacheStep::Served);
+        }
+        match stale(app, session, ctx).await? {
+            Some(step) => return Ok(step),
+            None => continue,
+        }
+    }
+}
+
+/// Whether the stored response `meta` may answer the request without revalidation: fresh
+/// (or acceptably stale per the request's `max-stale`), and allowed by the request's
+/// directives.
+fn usable_without_revalidation(session: &Session, meta: &CacheMeta) -> bool {
+    let now = SystemTime::now();
+    let Some(request_cc) = session.cache_ctx.request_cc.as_ref() else {
+        return meta.is_fresh(now);
+    };
+    let age = meta.age_at(now);
+    let lifetime = meta
+        .fresh_until()
+        .duration_since(meta.epoch())
+        .unwrap_or_default();
+    let stale_forbidden = CacheControl::from_resp_headers(meta.response_header())
+        .is_some_and(|cc| cc.forbids_stale());
+    default_policy::request_allows_reuse(Some(request_cc), age, lifetime, stale_forbidden)
+}
+
+/// A stale hit: serve it while another request revalidates it, wait for that request, or
+/// revalidate it upstream. `None`: look up again.
+async fn stale<SV>(app: &SV, session: &mut Session, ctx: &mut SV::CTX) -> Result<Option<CacheStep>>
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    let may_serve_stale =
+        session.cache.can_serve_stale_updating() && app.should_serve_stale(session, ctx, None);
+    if session.cache.is_cache_locked() {
+        if may_serve_stale {
+            session.cache.set_stale_updating();
+            return serve::serve_stored(app, session, ctx)
+                .await
+                .map(|reusable| Some(CacheStep::Served(reusable)));
+        }
+        session.cache_ctx.collapsed = true;
+        return match session.cache.cache_lock_wait().await {
+            LockStatus::GiveUp => {
+                session.cache.disable(NoCacheReason::CacheLockGiveUp);
+                Ok(Some(CacheStep::Upstream))
+            }
+            LockStatus::WaitTimeout => {
+                session.cache.disable(NoCacheReason::CacheLockTimeout);
+                Ok(Some(CacheStep::Upstream))
+            }
+            _ => Ok(None),
+        };
+    }
+    if may_serve_stale && crate::subrequest::spawn_revalidation(app, session) {
+        // The lock writer's revalidation runs in the background.
+        session.cache.set_stale_updating();
+        return serve::serve_stored(app, session, ctx)
+            .await
+            .map(|reusable| Some(CacheStep::Served(reusable)));
+    }
+    session.cache_ctx.fwd = Some(FwdReason::Stale);
+    Ok(Some(CacheStep::Upstream))
+}
+
+/// Nothing usable was found: become the writer (a miss), or wait for the writer and look
+/// up again (`None`), or go upstream without the cache.
+async fn miss_or_wait<SV>(
+    app: &SV,
+    session: &mut Session,
+    ctx: &mut SV::CTX,
+    fwd: FwdReason,
+) -> Result<Option<CacheStep>>
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    if session.cache.is_cache_locked() {
+        session.cache_ctx.collapsed = true;
+        return match session.cache.cache_lock_wait().await {
+            LockStatus::GiveUp => {
+                session.cache.disable(NoCacheReason::CacheLockGiveUp);
+                session.cache_ctx.fwd = Some(fwd);
+                Ok(Some(CacheStep::Upstream))
+            }
+            LockStatus::WaitTimeout => {
+                session.cache.disable(NoCacheReason::CacheLockTimeout);
+                session.cache_ctx.fwd = Some(fwd);
+                Ok(Some(CacheStep::Upstream))
+            }
+            _ => Ok(None),
+        };
+    }
+    miss(app, session, ctx, fwd).await.map(Some)
+}
+
+async fn miss<SV>(
+    app: &SV,
+    session: &mut Session,
+    ctx: &mut SV::CTX,
+    fwd: FwdReason,
+) -> Result<CacheStep>
+where
+    SV: ProxyHttp + Send + Sync,
+    SV::CTX: Send + Sync,
+{
+    let only_if_cached = session
+        .cache_ctx
+        .request_cc
+        .as_ref()
+        .is_some_and(|cc| cc.only_if_cached());
+    if only_if_cached {
+        // RFC 9111 section 5.2.1.7: no stored response to use, and no going forward.
+        session
+            .cache
+            .disable(NoCacheReason::Custom("only-if-cached"));
+        session.respond_error(504).await?;
+        return Ok(CacheStep::Served(true));
+    }
+    app.cache_miss(session, ctx);
+    session.cache_ctx.fwd = Some(fwd);
+    Ok(CacheStep::Upstream)
+}
+
+/// After the upstream exchange: whether the stored response is to be served (revalidated
+/// by a 304, or stale because the origin failed).
+pub(crate) fn serves_stored_after_upstream(session: &Session) -> bool {
+    session.cache_ctx.serve_stored
+}
