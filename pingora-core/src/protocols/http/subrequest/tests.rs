@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_test::task;
 
 use super::server::{HttpSession, SubrequestHandle, CHANNEL_CAPACITY};
-use crate::protocols::http::{HttpTask, ServerSession};
+use crate::protocols::http::{v2::server as v2, HttpTask, ServerSession};
 use crate::protocols::l4::stream::Stream as L4Stream;
 
 /// An HTTP/1 parent session over a real TCP connection whose client sent `request`, with the
@@ -494,4 +494,63 @@ fn sessions_and_handles_can_move_between_threads() {
     send_sync::<ServerSession>();
     send_sync::<HttpSession>();
     send_sync::<SubrequestHandle>();
+}
+
+/// An HTTP/2 parent session (one stream) over a real TCP connection; the client sends a
+/// `POST` whose head ends the stream unless `with_body`. Returns the connection too, which
+/// must stay alive.
+async fn h2_parent(
+    with_body: bool,
+) -> (
+    ServerSession,
+    v2::H2Connection<crate::protocols::Stream>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let client_task = tokio::spawn(async move {
+        let (mut send, conn) = h2::client::handshake(client).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post("https://example.com/up")
+            .body(())
+            .unwrap();
+        let (response, _body) = send.send_request(req, !with_body).unwrap();
+        // Keep the stream open until the server side goes away.
+        let _ = response.await;
+    });
+    let mut conn = v2::handshake(Box::new(L4Stream::from(server)), None)
+        .await
+        .unwrap();
+    let digest = std::sync::Arc::new(crate::protocols::digest::Digest::default());
+    let stream = v2::HttpSession::from_h2_conn(&mut conn, digest)
+        .await
+        .unwrap()
+        .unwrap();
+    (ServerSession::new_http2(stream), conn, client_task)
+}
+
+#[tokio::test]
+async fn an_http2_parent_gives_its_request_and_body_presence() {
+    let (parent, _conn, _client) = h2_parent(true).await;
+    let (sub, handle) = HttpSession::new_from_session(&parent);
+    let mut sub = ServerSession::new_subrequest(sub);
+    assert_eq!(sub.req_header().method, "POST");
+    assert_eq!(sub.req_header().uri.path(), "/up");
+    assert_eq!(sub.get_header_bytes("host"), b"example.com");
+    // No Content-Length, yet the parent's stream carries a body: read it up to its end.
+    assert!(!sub.is_body_empty());
+    handle
+        .tx
+        .send(HttpTask::Body(Some(Bytes::from_static(b"b")), true))
+        .await
+        .unwrap();
+    assert_eq!(sub.read_request_body().await.unwrap().unwrap(), "b");
+    assert_eq!(sub.read_request_body().await.unwrap(), None);
+
+    let (parent, _conn, _client) = h2_parent(false).await;
+    let (sub, _handle) = HttpSession::new_from_session(&parent);
+    assert!(sub.is_body_empty() && sub.is_body_done());
 }
