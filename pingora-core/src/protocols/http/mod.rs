@@ -5,6 +5,7 @@ pub mod client;
 pub mod date;
 pub mod error_resp;
 pub mod server;
+pub mod subrequest;
 pub mod v1;
 pub mod v2;
 

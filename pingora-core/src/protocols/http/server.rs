@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
-use pingora_error::Result;
+use pingora_error::{BError, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::error_resp;
+use super::subrequest::server::HttpSession as SessionSubrequest;
 use super::v1::server::HttpSession as SessionV1;
 use super::v2::server::{self as v2, HttpSession as SessionV2};
 use super::HttpTask;
@@ -16,7 +17,8 @@ use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
 
 /// The server side of one HTTP exchange (a request and its response), whatever the HTTP
-/// version: HTTP/1, or one stream of an HTTP/2 connection.
+/// version: HTTP/1, one stream of an HTTP/2 connection, or a subrequest (a copy of a client's
+/// request served with no socket, see [`SessionSubrequest`]).
 #[derive(Debug)]
 pub struct Session {
     inner: Inner,
@@ -31,6 +33,7 @@ pub struct Session {
 enum Inner {
     H1(Box<SessionV1>),
     H2(Box<SessionV2>),
+    Subrequest(Box<SessionSubrequest>),
 }
 
 macro_rules! each {
@@ -38,28 +41,30 @@ macro_rules! each {
         match &$self.inner {
             Inner::H1($s) => $body,
             Inner::H2($s) => $body,
+            Inner::Subrequest($s) => $body,
         }
     };
     (mut $self:expr, $s:ident => $body:expr) => {
         match &mut $self.inner {
             Inner::H1($s) => $body,
             Inner::H2($s) => $body,
+            Inner::Subrequest($s) => $body,
         }
     };
 }
 
-/// Like `each!`, for what only HTTP/1 has: `$h2` is the HTTP/2 answer.
+/// Like `each!`, for what only HTTP/1 has: `$other` is the answer of HTTP/2 and subrequests.
 macro_rules! h1_only {
-    ($self:expr, $s:ident => $body:expr, $h2:expr) => {
+    ($self:expr, $s:ident => $body:expr, $other:expr) => {
         match &$self.inner {
             Inner::H1($s) => $body,
-            Inner::H2(_) => $h2,
+            Inner::H2(_) | Inner::Subrequest(_) => $other,
         }
     };
-    (mut $self:expr, $s:ident => $body:expr, $h2:expr) => {
+    (mut $self:expr, $s:ident => $body:expr, $other:expr) => {
         match &mut $self.inner {
             Inner::H1($s) => $body,
-            Inner::H2(_) => $h2,
+            Inner::H2(_) | Inner::Subrequest(_) => $other,
         }
     };
 }
@@ -116,11 +121,21 @@ impl Session {
         }
     }
 
+    /// A session serving a subrequest (see [`SessionSubrequest::new_from_session`]).
+    pub fn new_subrequest(session: SessionSubrequest) -> Self {
+        Session {
+            inner: Inner::Subrequest(Box::new(session)),
+            persisted: None,
+            request_trailers: None,
+            request_trailers_read: false,
+        }
+    }
+
     /// The HTTP/1 session, if this is one.
     pub fn as_http1(&self) -> Option<&SessionV1> {
         match &self.inner {
             Inner::H1(s) => Some(s),
-            Inner::H2(_) => None,
+            _ => None,
         }
     }
 
@@ -128,7 +143,7 @@ impl Session {
     pub fn as_http1_mut(&mut self) -> Option<&mut SessionV1> {
         match &mut self.inner {
             Inner::H1(s) => Some(s),
-            Inner::H2(_) => None,
+            _ => None,
         }
     }
 
@@ -136,7 +151,7 @@ impl Session {
     pub fn as_http2(&self) -> Option<&SessionV2> {
         match &self.inner {
             Inner::H2(s) => Some(s),
-            Inner::H1(_) => None,
+            _ => None,
         }
     }
 
@@ -144,8 +159,29 @@ impl Session {
     pub fn as_http2_mut(&mut self) -> Option<&mut SessionV2> {
         match &mut self.inner {
             Inner::H2(s) => Some(s),
-            Inner::H1(_) => None,
+            _ => None,
         }
+    }
+
+    /// The subrequest session, if this is one.
+    pub fn as_subrequest(&self) -> Option<&SessionSubrequest> {
+        match &self.inner {
+            Inner::Subrequest(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The subrequest session, to modify, if this is one.
+    pub fn as_subrequest_mut(&mut self) -> Option<&mut SessionSubrequest> {
+        match &mut self.inner {
+            Inner::Subrequest(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether this session serves a subrequest.
+    pub fn is_subrequest(&self) -> bool {
+        matches!(self.inner, Inner::Subrequest(_))
     }
 
     /// Whether this is an HTTP/2 stream.
@@ -155,12 +191,17 @@ impl Session {
 
     /// Reads the request head. Returns `false` if the client closed the connection (or stayed
     /// idle past the keepalive timeout) before sending a request. An HTTP/2 stream's head is
-    /// read already: `true`.
+    /// read already: `true`. A subrequest holds its request from the start: `true` the first
+    /// time, `false` afterwards.
     ///
     /// # Errors
     /// See [`SessionV1::read_request`]: [`HTTPStatus`](pingora_error::ErrorType::HTTPStatus) carries the status to answer.
     pub async fn read_request(&mut self) -> Result<bool> {
-        h1_only!(mut self, s => Ok(s.read_request().await?.is_some()), Ok(true))
+        match &mut self.inner {
+            Inner::H1(s) => Ok(s.read_request().await?.is_some()),
+            Inner::H2(_) => Ok(true),
+            Inner::Subrequest(s) => Ok(s.read_request().await?.is_some()),
+        }
     }
 
     /// The request head.
@@ -217,6 +258,7 @@ impl Session {
             self.request_trailers = match &mut self.inner {
                 Inner::H1(s) => s.take_request_trailers(),
                 Inner::H2(s) => s.read_trailers().await?.map(Box::new),
+                Inner::Subrequest(s) => s.take_request_trailers(),
             };
             self.request_trailers_read = true;
         }
@@ -249,6 +291,7 @@ impl Session {
                 let end = v2::response_has_no_body(&s.req_header().method, &resp);
                 s.write_response_header(resp, end).await
             }
+            Inner::Subrequest(s) => s.write_response_header(resp).await,
         }
     }
 
@@ -257,6 +300,7 @@ impl Session {
         match &mut self.inner {
             Inner::H1(s) => s.write_response_header_ref(resp).await,
             Inner::H2(_) => self.write_response_header(Box::new(resp.clone())).await,
+            Inner::Subrequest(s) => s.write_response_header_ref(resp).await,
         }
     }
 
@@ -278,6 +322,15 @@ impl Session {
                 }
                 s.write_body(data, end).await
             }
+            Inner::Subrequest(s) => {
+                if !data.is_empty() {
+                    s.write_body(data).await?;
+                }
+                if end {
+                    s.finish().await?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -289,6 +342,7 @@ impl Session {
                 .await
                 .map(|_| ()),
             Inner::H2(s) => s.write_trailers(trailers).await,
+            Inner::Subrequest(s) => s.write_trailers(Some(Box::new(trailers))).await,
         }
     }
 
@@ -307,11 +361,13 @@ impl Session {
                 }
                 s.finish().await
             }
+            Inner::Subrequest(s) => s.finish().await.map(|_| ()),
         }
     }
 
     /// Ends the exchange. Returns the connection if it can serve another request; never for
-    /// an HTTP/2 stream, whose connection serves other streams meanwhile.
+    /// an HTTP/2 stream, whose connection serves other streams meanwhile, nor for a subrequest,
+    /// which has none. A subrequest whose response did not end reports a failure to its handle.
     pub async fn finish(self) -> Result<Option<Stream>> {
         match self.inner {
             Inner::H1(mut s) => {
@@ -326,6 +382,19 @@ impl Session {
                 }
                 Ok(None)
             }
+            Inner::Subrequest(mut s) => {
+                s.finish().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Tells whoever waits on this session that serving it failed with `e`, for cleanup other
+    /// than [`Session::finish`]: a subrequest passes `e` to its handle; nothing to do for HTTP/1
+    /// and HTTP/2, whose resources go with the session.
+    pub fn on_proxy_failure(&mut self, e: BError) {
+        if let Inner::Subrequest(s) = &mut self.inner {
+            s.on_proxy_failure(e);
         }
     }
 
@@ -428,9 +497,13 @@ impl Session {
         each!(self, s => s.response_written())
     }
 
-    /// Closes the connection.
+    /// Closes the connection (a subrequest's channels).
     pub async fn shutdown(&mut self) {
-        each!(mut self, s => s.shutdown().await)
+        match &mut self.inner {
+            Inner::H1(s) => s.shutdown().await,
+            Inner::H2(s) => s.shutdown().await,
+            Inner::Subrequest(s) => s.shutdown(),
+        }
     }
 
     /// The request head as received, in HTTP/1 wire form.
@@ -438,6 +511,7 @@ impl Session {
         match &self.inner {
             Inner::H1(s) => s.get_headers_raw_bytes(),
             Inner::H2(s) => s.pseudo_raw_h1_request_header(),
+            Inner::Subrequest(s) => s.get_headers_raw_bytes(),
         }
     }
 
@@ -468,7 +542,11 @@ impl Session {
 
     /// Whether the connection switched protocols (101) or became a tunnel.
     pub fn was_upgraded(&self) -> bool {
-        h1_only!(self, s => s.was_upgraded(), false)
+        match &self.inner {
+            Inner::H1(s) => s.was_upgraded(),
+            Inner::H2(_) => false,
+            Inner::Subrequest(s) => s.was_upgraded(),
+        }
     }
 
     /// Bytes of response body written.
@@ -481,9 +559,13 @@ impl Session {
         each!(self, s => s.body_bytes_read())
     }
 
-    /// Everything known about the connection.
+    /// Everything known about the connection (for a subrequest: its parent's).
     pub fn digest(&self) -> Option<&Digest> {
-        each!(self, s => Some(s.digest()))
+        match &self.inner {
+            Inner::H1(s) => Some(s.digest()),
+            Inner::H2(s) => Some(s.digest()),
+            Inner::Subrequest(s) => s.digest(),
+        }
     }
 
     /// Everything known about the connection, to modify.
@@ -491,6 +573,7 @@ impl Session {
         match &mut self.inner {
             Inner::H1(s) => Some(s.digest_mut()),
             Inner::H2(s) => s.digest_mut(),
+            Inner::Subrequest(s) => s.digest_mut(),
         }
     }
 
