@@ -52,7 +52,7 @@ pub mod proxy_cache;
 mod proxy_trait;
 mod pump;
 mod session;
-mod subrequest;
+pub mod subrequest;
 
 use std::sync::Arc;
 
@@ -76,6 +76,7 @@ use tracing::{debug, error, warn};
 pub use proxy_cache::purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp};
 pub use session::Session;
+use subrequest::SubrequestSpawner;
 
 /// The name of the service [`http_proxy_service`] creates.
 const DEFAULT_SERVICE_NAME: &str = "Pingora HTTP Proxy Service";
@@ -283,6 +284,9 @@ where
         {
             return self.fail_early(session, ctx, e).await;
         }
+        if self.inner.allow_spawning_subrequest(&session, &ctx) {
+            session.subrequest_spawner = Some(SubrequestSpawner::new(self.clone()));
+        }
         let modules = &mut session.downstream_modules_ctx;
         if let Err(e) = modules
             .request_header_filter(session.downstream_session.req_header_mut())
@@ -295,7 +299,7 @@ where
             Ok(true) => return self.finish(session, ctx, None, true).await,
             Err(e) => return self.fail_early(session, ctx, e).await,
         }
-        match proxy_cache::cache_phase(&self.inner, &mut session, &mut ctx).await {
+        match proxy_cache::cache_phase(self, &mut session, &mut ctx).await {
             Ok(proxy_cache::CacheStep::Upstream) => {}
             Ok(proxy_cache::CacheStep::Served(reusable)) => {
                 return self.finish(session, ctx, None, reusable).await
@@ -483,6 +487,16 @@ where
         reusable: bool,
     ) -> Option<ReusedHttpStream> {
         self.inner.logging(&mut session, error, &mut ctx).await;
+        if let Some(sub) = session.subrequest_ctx.as_mut() {
+            // A write lock handed to this subrequest and not used: its waiters compete again.
+            sub.release_write_lock();
+        }
+        if let Some(e) = error {
+            if session.downstream_session.is_subrequest() {
+                let failure = Error::explain(e.etype().clone(), e.to_string());
+                session.downstream_session.on_proxy_failure(failure);
+            }
+        }
         if !reusable {
             session.downstream_session.shutdown().await;
             return None;
@@ -500,6 +514,32 @@ where
                 None
             }
         }
+    }
+}
+
+#[async_trait]
+impl<SV> subrequest::Subrequest for HttpProxy<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    async fn process_subrequest(
+        self: Arc<Self>,
+        mut downstream: Box<ServerSession>,
+        ctx: Box<subrequest::Ctx>,
+    ) {
+        match downstream.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                debug!("subrequest without a request: {e}");
+                return;
+            }
+        }
+        let mut session = Session::new(downstream, &self.downstream_modules);
+        session.set_keepalive(None);
+        session.subrequest_ctx = Some(ctx);
+        self.process_request(session).await;
     }
 }
 

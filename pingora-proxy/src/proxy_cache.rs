@@ -25,8 +25,11 @@ use pingora_cache::{CacheKey, CacheMeta, CachePhase, HitStatus, NoCacheReason};
 use pingora_error::Result;
 use tracing::debug;
 
+use std::sync::Arc;
+
 use crate::proxy_trait::ProxyHttp;
-use crate::Session;
+use crate::subrequest::{self, SubrequestSpawner};
+use crate::{HttpProxy, Session};
 
 pub(crate) mod admit;
 pub mod purge;
@@ -124,14 +127,15 @@ pub(crate) fn normalized_authority(scheme: &str, authority: &str) -> String {
 
 /// Runs the cache phase of a request: enable, key, purge, lookup, and serving a hit.
 pub(crate) async fn cache_phase<SV>(
-    app: &SV,
+    proxy: &Arc<HttpProxy<SV>>,
     session: &mut Session,
     ctx: &mut SV::CTX,
 ) -> Result<CacheStep>
 where
-    SV: ProxyHttp + Send + Sync,
+    SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    let app = &proxy.inner;
     app.request_cache_filter(session, ctx)?;
     if !session.cache.enabled() {
         return Ok(CacheStep::Upstream);
@@ -156,15 +160,20 @@ where
         session.cache_ctx.fwd = Some(FwdReason::Bypass);
         return Ok(CacheStep::Upstream);
     }
-    lookup(app, session, ctx).await
+    lookup(proxy, session, ctx).await
 }
 
 /// The lookup loop: variants, freshness, the lock.
-async fn lookup<SV>(app: &SV, session: &mut Session, ctx: &mut SV::CTX) -> Result<CacheStep>
+async fn lookup<SV>(
+    proxy: &Arc<HttpProxy<SV>>,
+    session: &mut Session,
+    ctx: &mut SV::CTX,
+) -> Result<CacheStep>
 where
-    SV: ProxyHttp + Send + Sync,
+    SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    let app = &proxy.inner;
     let mut fwd = FwdReason::UriMiss;
     loop {
         let found = match session.cache.cache_lookup().await {
@@ -220,7 +229,7 @@ where
                 .await
                 .map(CacheStep::Served);
         }
-        match stale(app, session, ctx).await? {
+        match stale(proxy, session, ctx).await? {
             Some(step) => return Ok(step),
             None => continue,
         }
@@ -247,11 +256,29 @@ fn usable_without_revalidation(session: &Session, meta: &CacheMeta) -> bool {
 
 /// A stale hit: serve it while another request revalidates it, wait for that request, or
 /// revalidate it upstream. `None`: look up again.
-async fn stale<SV>(app: &SV, session: &mut Session, ctx: &mut SV::CTX) -> Result<Option<CacheStep>>
+async fn stale<SV>(
+    proxy: &Arc<HttpProxy<SV>>,
+    session: &mut Session,
+    ctx: &mut SV::CTX,
+) -> Result<Option<CacheStep>>
 where
-    SV: ProxyHttp + Send + Sync,
+    SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    let app = &proxy.inner;
+    if session.cache.is_cache_locked() {
+        // A background revalidation: it was handed the write lock of the request that
+        // found the response stale.
+        let handed = session
+            .subrequest_ctx
+            .as_mut()
+            .and_then(|ctx| ctx.take_write_lock());
+        if let Some(permit) = handed {
+            session.cache.set_write_lock(permit);
+            session.cache_ctx.fwd = Some(FwdReason::Stale);
+            return Ok(Some(CacheStep::Upstream));
+        }
+    }
     let may_serve_stale =
         session.cache.can_serve_stale_updating() && app.should_serve_stale(session, ctx, None);
     if session.cache.is_cache_locked() {
@@ -274,7 +301,8 @@ where
             _ => Ok(None),
         };
     }
-    if may_serve_stale && crate::subrequest::spawn_revalidation(app, session) {
+    let spawner = SubrequestSpawner::new(proxy.clone());
+    if may_serve_stale && subrequest::spawn_revalidation(&spawner, session) {
         // The lock writer's revalidation runs in the background.
         session.cache.set_stale_updating();
         return serve::serve_stored(app, session, ctx)

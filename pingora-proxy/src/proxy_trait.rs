@@ -186,15 +186,17 @@ pub trait ProxyHttp {
     }
 
     /// Whether a stale stored response may be served: while it is revalidated (`error` is
-    /// `None`), or because revalidating it failed with `error`. The response's own stale
-    /// windows are checked first. By default only for upstream errors.
+    /// `None`), or because revalidating it failed with `error`. It is asked only within the
+    /// response's own windows (`stale-while-revalidate`, `stale-if-error`), which are the
+    /// origin's explicit permission. By default: yes while revalidating (Pingora: no), and
+    /// for upstream errors.
     fn should_serve_stale(
         &self,
         _session: &mut Session,
         _ctx: &mut Self::CTX,
         error: Option<&Error>,
     ) -> bool {
-        error.is_some_and(|e| *e.esource() == ErrorSource::Upstream)
+        error.is_none_or(|e| *e.esource() == ErrorSource::Upstream)
     }
 
     /// Whether this request purges the cache (see `PurgeStatus`). `false` by default; a

@@ -11,6 +11,7 @@ use pingora_error::Result;
 use pingora_http::ResponseHeader;
 
 use crate::proxy_cache::CacheCtx;
+use crate::subrequest::{Ctx as SubrequestCtx, SubrequestSpawner};
 
 /// One client request in the proxy: the client's HTTP session (this derefs to it), the state of
 /// the downstream modules, and what the proxy learnt about the upstream.
@@ -30,6 +31,10 @@ pub struct Session {
     pub ignore_downstream_range: bool,
     /// What the proxy's cache phases remember about the request.
     pub(crate) cache_ctx: CacheCtx,
+    /// Set when this request is a subrequest: what its spawner gave it.
+    pub subrequest_ctx: Option<Box<SubrequestCtx>>,
+    /// Starts subrequests of this request, when `allow_spawning_subrequest` allowed it.
+    pub subrequest_spawner: Option<SubrequestSpawner>,
     /// Bytes of response body received from the upstream.
     pub(crate) upstream_body_bytes_received: usize,
     /// The server is shutting down: the connection will not be kept.
@@ -45,6 +50,8 @@ impl Session {
             cache: HttpCache::new(),
             ignore_downstream_range: false,
             cache_ctx: CacheCtx::default(),
+            subrequest_ctx: None,
+            subrequest_spawner: None,
             upstream_body_bytes_received: 0,
             shutting_down: false,
         }

@@ -54,9 +54,11 @@ impl ProxyHttp for CachingProxy {
     }
 }
 
-/// The origin: `/max-age/N` may be cached N seconds, `/private` may not be cached by a
-/// shared cache, anything else for 10 seconds. Each body counts the origin's responses, so
-/// a cached one is easy to tell.
+/// The origin: `/max-age/N` may be cached N seconds, `/swr` one second and then served stale
+/// for a minute while it is revalidated in the background, `/private` may not be cached by a
+/// shared cache, anything else for 10 seconds. Each body counts the origin's responses, so a
+/// cached one is easy to tell; the `ETag` is the path, and a request whose `If-None-Match`
+/// holds it gets a 304.
 #[derive(Debug, Default)]
 pub struct CacheableOrigin {
     served: AtomicUsize,
@@ -66,9 +68,13 @@ pub struct CacheableOrigin {
 impl ServeHttp for CacheableOrigin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        let path = session.req_header().uri.path().to_string();
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let etag = format!("\"{path}\"");
         let cache_control = if path == "/private" {
             "private".to_string()
+        } else if path == "/swr" {
+            "public, max-age=1, stale-while-revalidate=60".to_string()
         } else {
             let max_age = path
                 .strip_prefix("/max-age/")
@@ -76,10 +82,22 @@ impl ServeHttp for CacheableOrigin {
                 .unwrap_or(10);
             format!("public, max-age={max_age}")
         };
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain")
+        let not_modified = req
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+        let response = Response::builder()
             .header(header::CACHE_CONTROL, cache_control)
-            .header(header::ETAG, format!("\"{n}\""))
+            .header(header::ETAG, etag)
+            .header("x-origin-response", n.to_string());
+        if not_modified {
+            return response
+                .status(304)
+                .body(Vec::new())
+                .expect("valid response");
+        }
+        response
+            .header(header::CONTENT_TYPE, "text/plain")
             .body(format!("{path}: origin response #{n}\n").into_bytes())
             .expect("valid response")
     }
