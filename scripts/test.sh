@@ -70,10 +70,10 @@ cargo build --workspace --benches -j "$JOBS"
 # Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
 # refuses to build with both. Every other feature, then boringssl on its own.
 step "cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
-cargo test -p pingora --features "time proxy lb openssl s2n rustls" -j "$JOBS"
+cargo test -p pingora --features "time proxy lb cache openssl s2n rustls" -j "$JOBS"
 
 step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
-cargo check -p pingora --features "proxy lb boringssl" --all-targets -j "$JOBS"
+cargo check -p pingora --features "proxy lb cache boringssl" --all-targets -j "$JOBS"
 
 step "cargo test -p pingora-core --features boringssl (unit tests and the TLS conformance suite on BoringSSL)"
 cargo test -p pingora-core --features boringssl --lib --test tls_boringssl -j "$JOBS"

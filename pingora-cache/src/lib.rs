@@ -42,6 +42,11 @@ pub mod filters;
 mod http_cache;
 pub mod key;
 pub mod lock;
+
+/// The object size limit's error, under Pingora's path.
+pub mod max_file_size {
+    pub use crate::put::ERR_RESPONSE_TOO_LARGE;
+}
 mod memory;
 pub mod meta;
 pub mod predictor;

@@ -232,3 +232,55 @@ fn rate_limiter_answers_429_over_the_limit() {
     assert_eq!(curl::response(&["-H", "appid: 8", &url]).0, 200);
     assert_eq!(curl::response(&[&url]).0, 200);
 }
+
+#[test]
+fn cache_serves_hits_revalidates_and_skips_private() {
+    let (origin_server, origin) = TestServer::start(|server: &mut Server| {
+        let service = app::cache::origin_service("127.0.0.1:0");
+        let addrs = service.local_addrs();
+        server.add_service(service);
+        vec![addrs]
+    });
+    let origin = origin[0];
+    let (_proxy_server, proxy) = ProxyUnderTest::new(app::cache::CachingProxy { origin })
+        .conf(TestServer::test_conf())
+        .start();
+    std::mem::forget(origin_server);
+    let base = format!("http://{proxy}");
+    let cache_status = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Cache-Status: "))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let (status, head, first) = curl::response(&[&format!("{base}/page")]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        cache_status(&head),
+        "pingora; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let (status, head, second) = curl::response(&[&format!("{base}/page")]);
+    assert_eq!(status, 200);
+    assert_eq!(first, second, "the stored response");
+    assert!(
+        cache_status(&head).starts_with("pingora; hit; ttl="),
+        "{head}"
+    );
+    assert!(head.contains("\r\nAge: "), "{head}");
+
+    let (_, _, first) = curl::response(&[&format!("{base}/private")]);
+    let (_, head, second) = curl::response(&[&format!("{base}/private")]);
+    assert_ne!(first, second, "never stored");
+    assert_eq!(cache_status(&head), "pingora; fwd=uri-miss; fwd-status=200");
+
+    // Stale after a second: revalidated with the origin (304), the stored body served.
+    let (_, _, first) = curl::response(&[&format!("{base}/max-age/1")]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, head, second) = curl::response(&[&format!("{base}/max-age/1")]);
+    assert_eq!(first, second);
+    assert!(
+        cache_status(&head).starts_with("pingora; fwd=stale; fwd-status=304; ttl="),
+        "{head}"
+    );
+}

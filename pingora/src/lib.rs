@@ -84,6 +84,17 @@ pub mod lb {
     pub use pingora_load_balancing::*;
 }
 
+/// HTTP caching: `pingora-cache` (storage, cache lock, eviction, the RFC 9111 policy). A
+/// proxy turns the cache on per request in `ProxyHttp::request_cache_filter`; see
+/// `docs/user_guide/cache.md`.
+///
+/// Needs the `cache` feature, which implies `proxy`.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache {
+    pub use pingora_cache::*;
+}
+
 /// Cheap timeouts and sleeps: `pingora-timeout`, and nothing else.
 ///
 /// Needs the `time` feature. The prelude has the same items without it.

@@ -39,3 +39,29 @@ fn prelude_builds_a_load_balancing_proxy() {
         can_reuse_downstream: false,
     };
 }
+
+/// With `cache`, the cache crate is `pingora::cache`, and a proxy enables it per request.
+#[cfg(feature = "cache")]
+mod cache {
+    use std::sync::LazyLock;
+    use std::time::Duration;
+
+    use pingora::cache::lock::CacheLock;
+    use pingora::cache::{CachePhase, MemCache};
+    use pingora::prelude::*;
+
+    static STORAGE: LazyLock<MemCache> = LazyLock::new(MemCache::new);
+    static LOCK: LazyLock<CacheLock> = LazyLock::new(|| CacheLock::new(Duration::from_secs(1)));
+
+    #[test]
+    fn the_cache_is_reachable_and_enables_per_request() {
+        let mut cache = pingora::cache::HttpCache::new();
+        cache.enable(&*STORAGE, None, None, Some(&*LOCK), None);
+        assert_eq!(cache.phase(), CachePhase::Uninit);
+        cache.set_cache_key(pingora::cache::CacheKey::new("", "http://a/", ""));
+        assert_eq!(cache.phase(), CachePhase::CacheKey);
+        let _: Option<pingora::proxy::PurgeStatus> = None;
+        let _: fn(&Session) -> pingora::cache::CacheKey =
+            pingora::proxy::proxy_cache::default_cache_key;
+    }
+}
