@@ -1,19 +1,4 @@
-//! [`HttpCache`]: the cache state of one request, moved through its [`CachePhase`]s by the
-//! proxy.
-//!
-//! A request starts [`Disabled`](CachePhase::Disabled). The proxy's `request_cache_filter`
-//! may [`enable`](HttpCache::enable) it (phase [`Uninit`](CachePhase::Uninit)); the key
-//! callback then sets the key ([`CacheKey`](CachePhase::CacheKey)), the lookup finds a
-//! [`Hit`](CachePhase::Hit), a [`Stale`](CachePhase::Stale) response or a
-//! [`Miss`](CachePhase::Miss); a stale response is revalidated
-//! ([`Revalidated`](CachePhase::Revalidated), [`Expired`](CachePhase::Expired) when the
-//! origin sent a new one) or served while another request updates it
-//! ([`StaleUpdating`](CachePhase::StaleUpdating)).
-//!
-//! Unlike Pingora's, a call made in a phase where it makes no sense never panics: it is
-//! logged and disables the cache for the request ([`NoCacheReason::InternalError`]), and
-//! calls that return a value return an error or an empty one. A bug in a proxy's callbacks
-//! then costs a cache miss, not the request.
+//! [`HttpCache`]: the cache state of one request.
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -163,7 +148,21 @@ struct Inner {
     predictor: Option<PredictorRef>,
 }
 
-/// The cache state of one request. See the [module docs](self).
+/// The cache state of one request, moved through its [`CachePhase`]s by the proxy.
+///
+/// A request starts [`Disabled`](CachePhase::Disabled). The proxy's `request_cache_filter`
+/// may [`enable`](HttpCache::enable) it (phase [`Uninit`](CachePhase::Uninit)); the key
+/// callback then sets the key ([`CacheKey`](CachePhase::CacheKey)), the lookup finds a
+/// [`Hit`](CachePhase::Hit), a [`Stale`](CachePhase::Stale) response or a
+/// [`Miss`](CachePhase::Miss); a stale response is revalidated
+/// ([`Revalidated`](CachePhase::Revalidated), [`Expired`](CachePhase::Expired) when the
+/// origin sent a new one) or served while another request updates it
+/// ([`StaleUpdating`](CachePhase::StaleUpdating)).
+///
+/// Unlike Pingora's, a call made in a phase where it makes no sense never panics: it is
+/// logged and disables the cache for the request ([`NoCacheReason::InternalError`]), and
+/// calls that return a value return an error or an empty one. A bug in a proxy's callbacks
+/// then costs a cache miss, not the request.
 pub struct HttpCache {
     phase: CachePhase,
     inner: Option<Box<Inner>>,

@@ -1,7 +1,8 @@
-//! HTTP caching for Pingora: the pure, sans-IO building blocks of a shared cache that keeps
-//! the rules of RFC 9111 by default.
+//! HTTP caching for Pingora: a shared cache that keeps the rules of RFC 9111 by default.
 //!
-//! What exists so far:
+//! [`HttpCache`] is the cache state of one request, which the proxy (`pingora-proxy`) moves
+//! through its [`CachePhase`]s; a proxy turns it on in `request_cache_filter` (see
+//! `docs/user_guide/cache.md`). The parts:
 //!
 //! * [`key`]: [`CacheKey`] and its 128-bit Blake2b hashes.
 //! * [`cache_control`]: `Cache-Control` parsing and its reading by a shared cache.
@@ -22,9 +23,6 @@
 //!   crate and TinyUFO, with their state saved and loaded.
 //! * [`predictor`]: remembers keys recently found uncacheable.
 //! * [`put`]: stores a response outside the proxy path ([`put::CachePutCtx`]).
-//!
-//! The `HttpCache` state machine and the proxy integration are still to come (see the crate
-//! README).
 //!
 //! # Time
 //!

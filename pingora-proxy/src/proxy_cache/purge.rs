@@ -13,16 +13,16 @@ use super::CacheStep;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
 
-/// How a purge request went; the proxy answers with the status in brackets.
+/// How a purge request went, and the status of the answer.
 #[derive(Debug)]
 pub enum PurgeStatus {
-    /// The cache is not enabled for this request [405].
+    /// The cache is not enabled for this request: 405.
     NoCache,
-    /// The object was found and removed [200].
+    /// The object was found and removed: 200.
     Found,
-    /// Nothing was stored under the key [404].
+    /// Nothing was stored under the key: 404.
     NotFound,
-    /// The storage failed [500].
+    /// The storage failed: 500.
     Error(Box<Error>),
 }
 
