@@ -302,3 +302,21 @@ async fn only_if_cached_is_a_504_without_a_usable_stored_response() {
     assert_eq!(stale.status(), 504, "a stale response is not usable");
     assert_eq!(h.origin.count("/oic-stale"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_directives_can_be_switched_off() {
+    let h = Cached::with(Knobs {
+        ignore_request_directives: true,
+        ..Knobs::default()
+    })
+    .await;
+    h.origin.set("/deaf", fresh("body").header("Age", "30"));
+    let _ = h.get("/deaf", "").await;
+    for directive in ["no-cache", "max-age=0", "min-fresh=100", "no-store"] {
+        let resp = h
+            .get("/deaf", &format!("Cache-Control: {directive}\r\n"))
+            .await;
+        assert!(is_hit(&resp), "{directive} was honoured");
+    }
+    assert_eq!(h.origin.count("/deaf"), 1);
+}

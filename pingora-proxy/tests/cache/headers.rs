@@ -124,3 +124,86 @@ async fn cache_status_is_appended_to_the_upstream_value() {
         assert!(members[1].starts_with("pingora;"), "request {n}: {value:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_status_name_is_configurable_and_the_field_can_be_off() {
+    let named = Cached::with(Knobs {
+        cache_status_name: Some(Some("edge-7")),
+        ..Knobs::default()
+    })
+    .await;
+    named.origin.set("/named", fresh("body"));
+    for (n, prefix) in [(0, "edge-7; fwd=uri-miss"), (1, "edge-7; hit")] {
+        let resp = named.get("/named", "").await;
+        let value = joined(&resp.head, "cache-status");
+        assert!(value.starts_with(prefix), "request {n}: {value:?}");
+    }
+    let off = Cached::with(Knobs {
+        cache_status_name: Some(None),
+        ..Knobs::default()
+    })
+    .await;
+    off.origin.set("/off", fresh("body"));
+    for n in 0..2 {
+        let resp = off.get("/off", "").await;
+        assert_eq!(resp.head.get("cache-status"), None, "request {n}");
+    }
+    assert_eq!(
+        off.origin.count("/off"),
+        1,
+        "the cache is on without the field"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_replaces_cache_control_for_a_cdn_cache() {
+    let cdn = Cached::with(Knobs {
+        cdn: true,
+        ..Knobs::default()
+    })
+    .await;
+    let plain = Cached::start().await;
+    // (case, Cache-Control, CDN-Cache-Control, stored by the CDN cache, by a plain cache)
+    let cases = [
+        ("targeted-stores", "no-store", "max-age=60", true, false),
+        ("targeted-refuses", "max-age=60", "no-store", false, true),
+        // An invalid targeted field is ignored: Cache-Control decides.
+        (
+            "targeted-invalid",
+            "max-age=60",
+            "\"unterminated",
+            true,
+            true,
+        ),
+        ("targeted-empty", "max-age=60", "", true, true),
+        // Expires too is replaced.
+        ("targeted-over-expires", "", "max-age=0", false, true),
+    ];
+    for (case, cc, targeted, by_cdn, by_plain) in cases {
+        let target = format!("/{case}");
+        for (h, stored) in [(&cdn, by_cdn), (&plain, by_plain)] {
+            let mut reply = Reply::ok("body").header("CDN-Cache-Control", targeted);
+            if cc.is_empty() {
+                reply = reply
+                    .header("Date", &http_date(0))
+                    .header("Expires", &http_date(60));
+            } else {
+                reply = reply.header("Cache-Control", cc);
+            }
+            h.origin.set(&target, reply);
+            let (count, second) = twice(h, &target, "").await;
+            let which = if std::ptr::eq(h, &cdn) {
+                "cdn"
+            } else {
+                "plain"
+            };
+            assert_eq!(count, if stored { 1 } else { 2 }, "{case} ({which})");
+            // The field is forwarded unchanged.
+            assert_eq!(
+                second.head.get("cdn-cache-control"),
+                Some(targeted),
+                "{case} ({which})"
+            );
+        }
+    }
+}

@@ -18,6 +18,7 @@ mod store;
 mod validation;
 mod vary;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,7 +37,7 @@ use pingora_cache::{
     lock::{CacheKeyLockImpl, CacheLock},
     predictor::{CacheablePredictor, Predictor},
     storage::{PurgeType, Storage},
-    CacheOptionOverrides, MemCache,
+    CacheOptionOverrides, HttpCache, MemCache,
 };
 
 pub use pingora_test_support::scripted::{Cut, Gate, Reply};
@@ -72,6 +73,12 @@ pub struct Knobs {
     pub h2c: bool,
     /// The upstream read timeout.
     pub read_timeout: Option<Duration>,
+    /// A CDN cache: `CDN-Cache-Control` is its targeted field (RFC 9213).
+    pub cdn: bool,
+    /// Replaces the cache's name in `Cache-Status`; `Some(None)` sends no field.
+    pub cache_status_name: Option<Option<&'static str>>,
+    /// Ignore the client's `Cache-Control`.
+    pub ignore_request_directives: bool,
 }
 
 /// Proxies everything to one (switchable) upstream with the cache on: a `MemCache` and a
@@ -115,6 +122,28 @@ impl CacheProxy {
             predictor,
         }
     }
+
+    /// Turns `cache` on as the knobs say (what `request_cache_filter` does).
+    fn enable(&self, cache: &mut HttpCache) {
+        cache.enable(
+            self.storage,
+            None,
+            self.predictor,
+            Some(self.lock),
+            Some(self.overrides),
+        );
+        if let Some(max) = self.knobs.max_file_size {
+            cache.set_max_file_size_bytes(max);
+        }
+        let options = cache.options_mut();
+        if self.knobs.cdn {
+            options.targeted_cache_control = &["CDN-Cache-Control"];
+        }
+        if let Some(name) = self.knobs.cache_status_name {
+            options.cache_status_name = name.map(Cow::Borrowed);
+        }
+        options.honor_request_directives = !self.knobs.ignore_request_directives;
+    }
 }
 
 #[async_trait]
@@ -132,18 +161,8 @@ impl ProxyHttp for CacheProxy {
 
     #[cfg(any())]
     fn request_cache_filter(&self, session: &mut Session, _: &mut ()) -> Result<()> {
-        if session.get_header(CACHE_OFF_FIELD).is_some() {
-            return Ok(());
-        }
-        session.cache.enable(
-            self.storage,
-            None,
-            self.predictor,
-            Some(self.lock),
-            Some(self.overrides),
-        );
-        if let Some(max) = self.knobs.max_file_size {
-            session.cache.set_max_file_size_bytes(max);
+        if session.get_header(CACHE_OFF_FIELD).is_none() {
+            self.enable(&mut session.cache);
         }
         Ok(())
     }
