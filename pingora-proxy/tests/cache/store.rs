@@ -396,3 +396,27 @@ async fn incomplete_responses_are_never_stored() {
         assert_eq!(hit.text(), whole, "{case}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_key_is_host_lowercased_default_port_elided_path_and_query() {
+    let h = Cached::start().await;
+    h.origin.set("/k", fresh("k"));
+    h.origin.set("/k?a=1", fresh("k?a=1"));
+    let get = |host: &str, target: &str| format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let _ = h.send(get("test", "/k")).await;
+    // The same key.
+    for host in ["TEST", "test:80", "TeSt:80"] {
+        let resp = h.send(get(host, "/k")).await;
+        assert!(is_hit(&resp), "Host {host}");
+        assert_eq!(resp.text(), "k");
+    }
+    let head = h.send(request("HEAD", "/k", "")).await;
+    assert!(is_hit(&head), "HEAD does not share GET's key");
+    // Other keys.
+    for (host, target) in [("test", "/k?a=1"), ("other", "/k"), ("test:8080", "/k")] {
+        let resp = h.send(get(host, target)).await;
+        assert!(!is_hit(&resp), "Host {host}, {target}");
+    }
+    assert_eq!(h.origin.count("/k"), 3);
+    assert_eq!(h.origin.count("/k?a=1"), 1);
+}
