@@ -219,7 +219,7 @@ impl Reply {
                     .any(|(n, _)| n.eq_ignore_ascii_case(field))
             };
             match self.framing {
-                Framing::Length if !explicit("content-length") => {
+                Framing::Length if !explicit("content-length") && !matches!(status, 204 | 304) => {
                     head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
                 }
                 Framing::Chunked if !explicit("transfer-encoding") => {

@@ -124,21 +124,22 @@ async fn a_failed_writer_aborts_its_streaming_readers_and_the_next_request_refet
     const READERS: usize = 5;
     let h = Arc::new(Cached::start().await);
     let body = pattern_vec(64 * 1024);
-    let gate = Gate::new();
-    for (target, cut) in [("/fail-rst", Cut::Reset), ("/fail-fin", Cut::Close)] {
+    let gates = [Gate::new(), Gate::new()];
+    let targets = [("/fail-rst", Cut::Reset), ("/fail-fin", Cut::Close)];
+    for ((target, cut), gate) in targets.into_iter().zip(&gates) {
         h.origin.set_sequence(
             target,
             vec![
                 Reply::ok(&body)
                     .header("Cache-Control", "max-age=60")
                     .pieces(8 * 1024)
-                    .pause_after(8 * 1024, &gate)
+                    .pause_after(8 * 1024, gate)
                     .cut_after(32 * 1024, cut),
                 Reply::ok(&body).header("Cache-Control", "max-age=60"),
             ],
         );
     }
-    for target in ["/fail-rst", "/fail-fin"] {
+    for ((target, _), gate) in targets.into_iter().zip(&gates) {
         let started = Arc::new(AtomicUsize::new(0));
         let mut readers = Vec::new();
         for _ in 0..READERS {
