@@ -159,7 +159,6 @@ impl ProxyHttp for CacheProxy {
         Ok(Box::new(peer))
     }
 
-    #[cfg(any())]
     fn request_cache_filter(&self, session: &mut Session, _: &mut ()) -> Result<()> {
         if session.get_header(CACHE_OFF_FIELD).is_none() {
             self.enable(&mut session.cache);
@@ -167,7 +166,6 @@ impl ProxyHttp for CacheProxy {
         Ok(())
     }
 
-    #[cfg(any())]
     fn is_purge(&self, session: &Session, _: &()) -> bool {
         self.knobs.purge
             && session
@@ -175,7 +173,6 @@ impl ProxyHttp for CacheProxy {
                 .is_some_and(|v| v.as_bytes() == PURGE_TOKEN.as_bytes())
     }
 
-    #[cfg(any())]
     fn should_serve_stale(
         &self,
         session: &mut Session,
