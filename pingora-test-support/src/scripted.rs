@@ -506,7 +506,15 @@ impl ScriptedOrigin {
 
 /// Serves one connection.
 async fn serve(mut conn: RawConn, index: usize, state: Arc<Mutex<State>>) {
-    while let Some(head) = conn.read_head().await {
+    loop {
+        // An idle connection (kept by a pool) may wait for its next request for as long as
+        // the test runs: wait for bytes without the bounded read.
+        if conn.leftover().is_empty() && conn.stream.readable().await.is_err() {
+            return;
+        }
+        let Some(head) = conn.read_head().await else {
+            return;
+        };
         let Some(body) = conn.read_body(&head).await else {
             return;
         };

@@ -129,14 +129,20 @@ async fn a_range_on_a_miss_is_stripped_upstream_only_when_the_object_is_admitted
     assert!(is_hit(&hit));
     assert_eq!(hit.text(), DIGITS);
 
-    // Too large to be admitted: the range goes upstream.
+    // Known to be too large to be admitted (the predictor remembers): the range goes
+    // upstream.
     let small = Cached::with(Knobs {
         max_file_size: Some(5),
+        predictor: true,
         ..Knobs::default()
     })
     .await;
     small.origin.set("/big", fresh(DIGITS));
+    let first = small.get("/big", "").await;
+    assert_eq!(first.text(), DIGITS);
+    assert!(!status(&first).stored, "stored over the size limit");
     let _ = small.get("/big", "Range: bytes=2-4\r\n").await;
+    assert_eq!(small.origin.count("/big"), 2);
     assert_eq!(small.origin.last("/big").get("range"), Some("bytes=2-4"));
 }
 

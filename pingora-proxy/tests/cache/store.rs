@@ -378,13 +378,18 @@ async fn incomplete_responses_are_never_stored() {
     for (case, cut) in cases {
         let target = format!("/{case}");
         h.origin.set_sequence(&target, vec![cut, fresh(&whole)]);
+        // The client gets a 200 head and part of the body, or an error status, or nothing
+        // (the failure came before the head went out); never the whole body.
         let mut client = h.client().await;
         client.send(request("GET", &target, "")).await;
-        let head = client.read_head().await.expect("a head");
-        assert_eq!(head.status(), 200, "{case}");
-        let (rest, _) = client.read_to_close().await;
+        let (got, _) = client.read_to_close().await;
+        let got = String::from_utf8_lossy(&got);
         assert!(
-            !String::from_utf8_lossy(&rest).contains(&whole[40..]),
+            got.is_empty() || got.starts_with("HTTP/1.1 200 ") || got.starts_with("HTTP/1.1 5"),
+            "{case}: {got:?}"
+        );
+        assert!(
+            !got.contains(&whole[40..]),
             "{case}: the client got a whole body"
         );
         // The cut response was not stored: the next request goes to the origin.

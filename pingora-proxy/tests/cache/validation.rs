@@ -31,17 +31,21 @@ async fn a_stale_response_is_revalidated_with_its_validators() {
         let mut stored = Reply::ok("v1")
             .header("Cache-Control", "max-age=60")
             .header("Age", "61");
+        // The 304 carries the validators too, so that it selects the stored response.
+        let mut not_modified = Reply::new(304).header("Cache-Control", "max-age=60");
         if let Some(etag) = etag {
             stored = stored.header("ETag", etag);
+            not_modified = not_modified.header("ETag", etag);
         }
         if let Some(lm) = lm {
             stored = stored.header("Last-Modified", lm);
+            not_modified = not_modified.header("Last-Modified", lm);
         }
         h.origin.set_fn(&target, move |req, n| {
             let conditional =
                 req.get("if-none-match").is_some() || req.get("if-modified-since").is_some();
             if n > 0 && conditional {
-                Reply::new(304).header("Cache-Control", "max-age=60")
+                not_modified.clone()
             } else {
                 stored.clone()
             }
