@@ -12,6 +12,9 @@
 //!   and reports each connection's TLS facts;
 //! * [`origin`]: origins that are not pingora: scripted raw TCP ([`origin::raw_origin`]) and
 //!   a hyper HTTP/1 server ([`origin::hyper_origin`]) with standard routes;
+//! * [`scripted`]: [`scripted::ScriptedOrigin`], an HTTP/1.1 origin answering each target as
+//!   the test scripts it (framing, delays, pauses, cuts, 304s, sequences) and recording every
+//!   request;
 //! * [`h2`]: an h2c origin and an h2c client built on the `h2` crate, and hand-built frames
 //!   with a raw HTTP/2 client ([`h2::frames`]) for malformed input;
 //! * [`raw`]: [`RawConn`], one connection spoken to in raw HTTP/1 bytes, as a client or as an
@@ -43,6 +46,7 @@ pub mod origin;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod raw;
+pub mod scripted;
 pub mod server;
 pub mod service;
 pub mod tls;
