@@ -223,7 +223,8 @@ fn kept_on_merge(name: &HeaderName) -> bool {
 /// The stored response header updated with a 304 (RFC 9111 section 4.3.4): every field the
 /// 304 carries replaces all stored values of that field, except `Content-Length`,
 /// `Content-Range`, the fields never stored and those the 304's `Connection` lists. The
-/// 304's `Date` and `Age` thus restart the age calculation. Status, version and the other
+/// 304's `Date` and `Age` thus restart the age calculation; a stored `Age` or `Date` the 304
+/// lacks is removed (the age then counts from the 304's arrival). Status, version and the other
 /// stored fields are kept, as are the 304's field-name spellings.
 pub fn merge_not_modified(
     stored: &ResponseHeader,
@@ -263,6 +264,12 @@ pub fn merge_not_modified(
         }
         // The name and value come from a header map, so appending them cannot fail.
         let _ = merged.append_header(spelling, value.clone());
+    }
+    // The age restarts from the 304: a stored `Age` or `Date` it does not replace is stale.
+    for name in [header::AGE, header::DATE] {
+        if !not_modified.headers.contains_key(&name) {
+            merged.remove_header(&name);
+        }
     }
     merged
 }

@@ -274,6 +274,12 @@ impl HttpCache {
             .is_some_and(|e| e.storage.as_any().downcast_ref::<T>().is_some())
     }
 
+    /// The storage and eviction manager the cache was enabled with (`None` when it never
+    /// was, or was disabled).
+    pub fn storage_and_eviction(&self) -> Option<(StorageRef, Option<EvictionRef>)> {
+        self.enabled_ref().map(|e| (e.storage, e.eviction))
+    }
+
     /// The options of this request's cache (defaults unless set).
     pub fn options(&self) -> &HttpCacheOptions {
         &self.options
@@ -827,7 +833,7 @@ impl HttpCache {
 }
 
 /// Removes `key` (and its variants) from `storage`, and from `eviction` when it was there.
-pub(crate) async fn purge_key(
+pub async fn purge_key(
     storage: StorageRef,
     eviction: Option<EvictionRef>,
     key: &CompactCacheKey,

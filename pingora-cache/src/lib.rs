@@ -56,8 +56,8 @@ pub mod trace;
 pub mod variance;
 
 pub use http_cache::{
-    CachePhase, EvictionRef, HttpCache, HttpCacheDigest, HttpCacheOptions, LockCtx, PredictorRef,
-    StorageRef, DEFAULT_MAX_RANGES,
+    purge_key, CachePhase, EvictionRef, HttpCache, HttpCacheDigest, HttpCacheOptions, LockCtx,
+    PredictorRef, StorageRef, DEFAULT_MAX_RANGES,
 };
 pub use key::{CacheKey, CompactCacheKey, HashBinary};
 pub use lock::CacheOptionOverrides;

@@ -87,6 +87,8 @@ pub struct HttpProxy<SV> {
     client_upstream: Connector,
     downstream_modules: HttpModules,
     max_retries: usize,
+    /// The caches requests enabled, for invalidations by requests that did not.
+    caches: proxy_cache::KnownCaches,
     /// Options for serving client connections; set `h2c` in them to serve HTTP/2 without TLS.
     pub server_options: Option<HttpServerOptions>,
     /// Settings of client HTTP/2 connections; `None` for
@@ -111,6 +113,7 @@ impl<SV> HttpProxy<SV> {
             client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
             downstream_modules: HttpModules::new(),
             max_retries: conf.max_retries,
+            caches: proxy_cache::KnownCaches::default(),
             server_options: None,
             h2_options: None,
         }
@@ -358,6 +361,12 @@ where
                 self.serve_stored(session, ctx, false).await
             }
             Some(e) => {
+                let e = if proxy_cache::revalidating(&session) {
+                    // A stale response that may not be served stale: the gateway failed.
+                    gateway_timeout(e)
+                } else {
+                    e
+                };
                 session.cache.disable(NoCacheReason::UpstreamError);
                 // The client connection is closed after a failed attempt, whatever
                 // `fail_to_proxy` says: an error response it sends must say so.
@@ -540,6 +549,19 @@ where
         session.set_keepalive(None);
         session.subrequest_ctx = Some(ctx);
         self.process_request(session).await;
+    }
+}
+
+/// The error for a revalidation that failed on `e` (connecting, timing out): 504, unless
+/// the origin's status says otherwise.
+fn gateway_timeout(e: Box<Error>) -> Box<Error> {
+    match e.etype() {
+        pingora_error::ErrorType::HTTPStatus(_) => e,
+        _ => Error::because(
+            pingora_error::ErrorType::HTTPStatus(504),
+            "revalidating a stale response failed",
+            e,
+        ),
     }
 }
 

@@ -21,7 +21,9 @@ use pingora_cache::cache_control::CacheControl;
 use pingora_cache::cache_status::FwdReason;
 use pingora_cache::filters::default_policy;
 use pingora_cache::lock::LockStatus;
-use pingora_cache::{CacheKey, CacheMeta, CachePhase, HitStatus, NoCacheReason};
+use pingora_cache::{
+    CacheKey, CacheMeta, CachePhase, EvictionRef, HitStatus, NoCacheReason, StorageRef,
+};
 use pingora_error::Result;
 use tracing::debug;
 
@@ -45,6 +47,15 @@ pub(crate) struct CacheCtx {
     pub(crate) fwd: Option<FwdReason>,
     /// The request waited on another request's fetch.
     pub(crate) collapsed: bool,
+    /// A lock this request waited on ended with the object written or revalidated: a fresh
+    /// object found now answers the request whatever its directives (client revalidations
+    /// are collapsed through the lock).
+    pub(crate) lock_done: bool,
+    /// The stored response was fresh, but the request's directives asked to revalidate it.
+    pub(crate) revalidation_requested: bool,
+    /// Caches to invalidate if this request (an unsafe method on which the cache was not
+    /// enabled) succeeds.
+    pub(crate) invalidate: Vec<KnownCache>,
     /// The request's parsed `Cache-Control`, when request directives are honoured.
     pub(crate) request_cc: Option<CacheControl>,
     /// When the request was sent upstream.
@@ -138,8 +149,20 @@ where
     let app = &proxy.inner;
     app.request_cache_filter(session, ctx)?;
     if !session.cache.enabled() {
+        if app.is_purge(session, ctx) {
+            return purge::serve_purge(app, session, ctx).await;
+        }
+        let method = &session.req_header().method;
+        if !matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) {
+            // Its success invalidates the URI in every cache this proxy uses.
+            session.cache_ctx.invalidate = proxy.caches.all();
+        }
         return Ok(CacheStep::Upstream);
     }
+    proxy.caches.record(&session.cache);
     let key = app.cache_key_callback(session, ctx)?;
     session.cache.set_cache_key(key);
     if app.is_purge(session, ctx) {
@@ -208,6 +231,7 @@ where
             }
         }
         let fresh = usable_without_revalidation(session, &meta);
+        session.cache_ctx.revalidation_requested = !fresh && meta.is_fresh(SystemTime::now());
         let forced = app
             .cache_hit_filter(session, &meta, &mut handler, fresh, ctx)
             .await?;
@@ -241,8 +265,9 @@ where
 /// directives.
 fn usable_without_revalidation(session: &Session, meta: &CacheMeta) -> bool {
     let now = SystemTime::now();
-    let Some(request_cc) = session.cache_ctx.request_cc.as_ref() else {
-        return meta.is_fresh(now);
+    let request_cc = match session.cache_ctx.request_cc.as_ref() {
+        Some(cc) if !session.cache_ctx.lock_done => cc,
+        _ => return meta.is_fresh(now),
     };
     let age = meta.age_at(now);
     let lifetime = meta
@@ -281,6 +306,9 @@ where
     }
     let may_serve_stale =
         session.cache.can_serve_stale_updating() && app.should_serve_stale(session, ctx, None);
+    if !may_serve_stale && only_if_cached(session) {
+        return gateway_timeout(session).await.map(Some);
+    }
     if session.cache.is_cache_locked() {
         if may_serve_stale {
             session.cache.set_stale_updating();
@@ -288,18 +316,7 @@ where
                 .await
                 .map(|reusable| Some(CacheStep::Served(reusable)));
         }
-        session.cache_ctx.collapsed = true;
-        return match session.cache.cache_lock_wait().await {
-            LockStatus::GiveUp => {
-                session.cache.disable(NoCacheReason::CacheLockGiveUp);
-                Ok(Some(CacheStep::Upstream))
-            }
-            LockStatus::WaitTimeout => {
-                session.cache.disable(NoCacheReason::CacheLockTimeout);
-                Ok(Some(CacheStep::Upstream))
-            }
-            _ => Ok(None),
-        };
+        return wait_for_writer(session, FwdReason::Stale).await;
     }
     let spawner = SubrequestSpawner::new(proxy.clone());
     if may_serve_stale && subrequest::spawn_revalidation(&spawner, session) {
@@ -309,8 +326,49 @@ where
             .await
             .map(|reusable| Some(CacheStep::Served(reusable)));
     }
-    session.cache_ctx.fwd = Some(FwdReason::Stale);
+    session.cache_ctx.fwd = Some(if session.cache_ctx.revalidation_requested {
+        FwdReason::Request
+    } else {
+        FwdReason::Stale
+    });
     Ok(Some(CacheStep::Upstream))
+}
+
+/// Waits for the writer this request is behind. `None`: look up again; else go upstream
+/// without the cache (the writer gave up, or this request waited too long).
+async fn wait_for_writer(session: &mut Session, fwd: FwdReason) -> Result<Option<CacheStep>> {
+    session.cache_ctx.collapsed = true;
+    let status = session.cache.cache_lock_wait().await;
+    let reason = match status {
+        LockStatus::GiveUp => NoCacheReason::CacheLockGiveUp,
+        LockStatus::WaitTimeout => NoCacheReason::CacheLockTimeout,
+        LockStatus::Done => {
+            session.cache_ctx.lock_done = true;
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    };
+    session.cache.disable(reason);
+    session.cache_ctx.fwd = Some(fwd);
+    Ok(Some(CacheStep::Upstream))
+}
+
+fn only_if_cached(session: &Session) -> bool {
+    session
+        .cache_ctx
+        .request_cc
+        .as_ref()
+        .is_some_and(|cc| cc.only_if_cached())
+}
+
+/// RFC 9111 section 5.2.1.7: no stored response to use, and the request may not go
+/// forward (`only-if-cached`).
+async fn gateway_timeout(session: &mut Session) -> Result<CacheStep> {
+    session
+        .cache
+        .disable(NoCacheReason::Custom("only-if-cached"));
+    session.respond_error(504).await?;
+    Ok(CacheStep::Served(true))
 }
 
 /// Nothing usable was found: become the writer (a miss), or wait for the writer and look
@@ -325,21 +383,8 @@ where
     SV: ProxyHttp + Send + Sync,
     SV::CTX: Send + Sync,
 {
-    if session.cache.is_cache_locked() {
-        session.cache_ctx.collapsed = true;
-        return match session.cache.cache_lock_wait().await {
-            LockStatus::GiveUp => {
-                session.cache.disable(NoCacheReason::CacheLockGiveUp);
-                session.cache_ctx.fwd = Some(fwd);
-                Ok(Some(CacheStep::Upstream))
-            }
-            LockStatus::WaitTimeout => {
-                session.cache.disable(NoCacheReason::CacheLockTimeout);
-                session.cache_ctx.fwd = Some(fwd);
-                Ok(Some(CacheStep::Upstream))
-            }
-            _ => Ok(None),
-        };
+    if session.cache.is_cache_locked() && !only_if_cached(session) {
+        return wait_for_writer(session, fwd).await;
     }
     miss(app, session, ctx, fwd).await.map(Some)
 }
@@ -354,22 +399,62 @@ where
     SV: ProxyHttp + Send + Sync,
     SV::CTX: Send + Sync,
 {
-    let only_if_cached = session
-        .cache_ctx
-        .request_cc
-        .as_ref()
-        .is_some_and(|cc| cc.only_if_cached());
-    if only_if_cached {
-        // RFC 9111 section 5.2.1.7: no stored response to use, and no going forward.
-        session
-            .cache
-            .disable(NoCacheReason::Custom("only-if-cached"));
-        session.respond_error(504).await?;
-        return Ok(CacheStep::Served(true));
+    if only_if_cached(session) {
+        return gateway_timeout(session).await;
     }
     app.cache_miss(session, ctx);
     session.cache_ctx.fwd = Some(fwd);
     Ok(CacheStep::Upstream)
+}
+
+/// Whether the request went upstream to revalidate a stale stored response.
+pub(crate) fn revalidating(session: &Session) -> bool {
+    session.cache.phase() == CachePhase::Stale
+}
+
+/// A storage (and its eviction manager) some request of this proxy used.
+#[derive(Clone, Copy)]
+pub(crate) struct KnownCache {
+    pub(crate) storage: StorageRef,
+    pub(crate) eviction: Option<EvictionRef>,
+}
+
+impl std::fmt::Debug for KnownCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownCache").finish_non_exhaustive()
+    }
+}
+
+/// The caches the requests of one proxy enabled, so that an unsafe method on which the cache
+/// was not enabled still invalidates the URI (RFC 9111 section 4.4). Recording costs one
+/// pointer comparison per cached request once the (usually only) storage is known.
+#[derive(Debug, Default)]
+pub(crate) struct KnownCaches {
+    first: std::sync::OnceLock<KnownCache>,
+    more: parking_lot::Mutex<Vec<KnownCache>>,
+}
+
+impl KnownCaches {
+    fn record(&self, cache: &pingora_cache::HttpCache) {
+        let Some((storage, eviction)) = cache.storage_and_eviction() else {
+            return;
+        };
+        let known = KnownCache { storage, eviction };
+        let first = self.first.get_or_init(|| known);
+        if std::ptr::addr_eq(first.storage, storage) {
+            return;
+        }
+        let mut more = self.more.lock();
+        if !more.iter().any(|k| std::ptr::addr_eq(k.storage, storage)) {
+            more.push(known);
+        }
+    }
+
+    fn all(&self) -> Vec<KnownCache> {
+        let mut all: Vec<KnownCache> = self.first.get().copied().into_iter().collect();
+        all.extend(self.more.lock().iter().copied());
+        all
+    }
 }
 
 /// After the upstream exchange: whether the stored response is to be served (revalidated

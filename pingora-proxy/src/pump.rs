@@ -54,10 +54,12 @@ where
         response_started: false,
         upgraded: false,
         diverted: false,
+        client_gone: None,
+        downstream_closed: false,
     };
     match state.run(app, session, client, ctx).await {
         Ok(()) => Outcome {
-            downstream_reusable: true,
+            downstream_reusable: !state.downstream_closed,
             upstream_reusable: state.request_done && state.response_done && !state.upgraded,
             error: None,
         },
@@ -83,6 +85,11 @@ struct Exchange {
     upgraded: bool,
     /// The upstream's response is read but not forwarded: the stored response answers.
     diverted: bool,
+    /// The client left while the response was being stored: the rest is read for the cache
+    /// only.
+    client_gone: Option<Box<Error>>,
+    /// The client connection cannot be reused.
+    downstream_closed: bool,
 }
 
 impl Exchange {
@@ -129,8 +136,17 @@ impl Exchange {
             let drained = (!room).then(|| client.notify_queue_below(QUEUE_LIMIT / 2));
             tokio::select! {
                 _ = async { drained.as_ref().expect("armed when there is no room").notified().await }, if !room => {}
-                body = session.downstream_session.read_body_or_idle(idle), if room || idle => {
-                    let body = body?;
+                body = session.downstream_session.read_body_or_idle(idle), if (room || idle) && self.client_gone.is_none() => {
+                    let body = match body {
+                        Ok(body) => body,
+                        Err(e) if self.request_done && admit::storing(session) => {
+                            // The client left, but the response is being stored: finish
+                            // reading it for the cache.
+                            self.client_gone = Some(e);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let end = body.is_none() || session.downstream_session.is_body_done();
                     self.send_request_body(app, session, client, ctx, body, end).await?;
                 }
@@ -149,6 +165,13 @@ impl Exchange {
             // The upstream answered without waiting for the whole request body (an early
             // error, for example): this upstream connection is done.
             self.upgraded = true;
+        }
+        if let Some(e) = self.client_gone.take() {
+            self.downstream_closed = true;
+            if !session.cache_ctx.head_as_get {
+                // The client left before its response ended (a HEAD's ended with its head).
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -241,7 +264,9 @@ impl Exchange {
                 }
                 app.response_filter(session, &mut resp, ctx).await?;
                 self.response_started = true;
-                session.write_response_header(resp, end).await?;
+                if self.client_gone.is_none() {
+                    session.write_response_header(resp, end).await?;
+                }
                 if end {
                     self.response_done = true;
                 }
@@ -260,6 +285,10 @@ impl Exchange {
                 {
                     pingora_timeout::sleep(delay).await;
                 }
+                if self.client_gone.is_some() {
+                    self.response_done = end;
+                    return Ok(());
+                }
                 if let Some(delay) = app.response_body_filter(session, &mut data, end, ctx)? {
                     pingora_timeout::sleep(delay).await;
                 }
@@ -274,6 +303,10 @@ impl Exchange {
                     return Ok(());
                 }
                 admit::upstream_body(session, None, true).await;
+                if self.client_gone.is_some() {
+                    self.response_done = true;
+                    return Ok(());
+                }
                 let mut trailers = trailers.map(|t| *t).unwrap_or_default();
                 app.upstream_response_trailer_filter(session, &mut trailers, ctx)?;
                 match app
@@ -299,7 +332,9 @@ impl Exchange {
                     return Ok(());
                 }
                 let data = admit::upstream_body(session, None, true).await;
-                session.write_response_body(data, true).await?;
+                if self.client_gone.is_none() {
+                    session.write_response_body(data, true).await?;
+                }
                 self.response_done = true;
             }
             HttpTask::Failed(e) => return Err(e),

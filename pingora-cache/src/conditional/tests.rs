@@ -321,3 +321,20 @@ fn merging_a_304() {
     assert!(wire.contains("cache-control: max-age=60"), "{wire}");
     assert!(wire.contains("Content-Type: text/plain"), "{wire}");
 }
+
+#[test]
+fn a_304_without_age_or_date_restarts_the_age() {
+    let old = stored(
+        200,
+        &[
+            ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("Age", "61"),
+            ("Cache-Control", "max-age=60"),
+        ],
+    );
+    let new = stored(304, &[("ETag", "\"a\"")]);
+    let merged = merge_not_modified(&old, &new);
+    assert!(merged.headers.get("age").is_none());
+    assert!(merged.headers.get("date").is_none());
+    assert_eq!(merged.headers["cache-control"], "max-age=60");
+}

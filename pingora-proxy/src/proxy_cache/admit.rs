@@ -98,6 +98,12 @@ where
         return Ok(Forward::Yes);
     }
     if !session.cache.enabled() {
+        if !session.cache_ctx.invalidate.is_empty()
+            && default_policy::invalidates(&session.req_header().method, resp.status)
+        {
+            let key = app.cache_key_callback(session, ctx)?;
+            purge::invalidate_uncached(session, key, resp).await;
+        }
         forward_cache_status(session, resp);
         return Ok(Forward::Yes);
     }
@@ -290,6 +296,11 @@ fn forward_cache_status(session: &Session, resp: &mut ResponseHeader) {
         status = CacheStatus::forward(name, fwd).fwd_status(resp.status.as_u16());
     }
     add_cache_status(session, resp, Some(status));
+}
+
+/// Whether the upstream's response is being written to the storage.
+pub(crate) fn storing(session: &mut Session) -> bool {
+    session.cache.miss_handler().is_some()
 }
 
 /// Passes a piece of the upstream's body to the storage writer, if the response is being

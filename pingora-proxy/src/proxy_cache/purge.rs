@@ -85,10 +85,44 @@ where
 /// `Content-Location` URIs (with the default key). Done before the answer is forwarded, so
 /// that the client's next request cannot see the old response.
 pub(crate) async fn invalidate(session: &mut Session, resp: &ResponseHeader) {
-    let mut keys: Vec<CompactCacheKey> = Vec::new();
-    if let Some(key) = session.cache.maybe_cache_key() {
-        keys.push(key.to_compact());
+    let mut keys: Vec<CompactCacheKey> = session
+        .cache
+        .maybe_cache_key()
+        .map(CacheKey::to_compact)
+        .into_iter()
+        .collect();
+    keys.extend(location_keys(session, resp));
+    for key in keys {
+        if let Err(e) = session.cache.purge_compact(&key).await {
+            debug!("invalidating {key} failed: {e}");
+        }
     }
+}
+
+/// [`invalidate`] for a request on which the cache was not enabled: `key` (the request's)
+/// and the `Location` keys are removed from every cache the proxy's requests use.
+pub(crate) async fn invalidate_uncached(
+    session: &mut Session,
+    key: CacheKey,
+    resp: &ResponseHeader,
+) {
+    let mut keys = vec![key.to_compact()];
+    keys.extend(location_keys(session, resp));
+    let caches = std::mem::take(&mut session.cache_ctx.invalidate);
+    for cache in caches {
+        for key in &keys {
+            let purged = pingora_cache::purge_key(cache.storage, cache.eviction, key).await;
+            if let Err(e) = purged {
+                debug!("invalidating {key} failed: {e}");
+            }
+        }
+    }
+}
+
+/// The default keys of the same-origin `Location` and `Content-Location` URIs of `resp`,
+/// when the options invalidate them.
+fn location_keys(session: &Session, resp: &ResponseHeader) -> Vec<CompactCacheKey> {
+    let mut keys = Vec::new();
     if session.cache.options().invalidate_locations {
         let uri = super::target_uri(session);
         if let Some((scheme, rest)) = uri.split_once("://") {
@@ -99,9 +133,5 @@ pub(crate) async fn invalidate(session: &mut Session, resp: &ResponseHeader) {
             }
         }
     }
-    for key in keys {
-        if let Err(e) = session.cache.purge_compact(&key).await {
-            debug!("invalidating {key} failed: {e}");
-        }
-    }
+    keys
 }

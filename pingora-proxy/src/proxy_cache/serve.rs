@@ -143,7 +143,12 @@ fn hit_cache_status(session: &Session, meta: &CacheMeta, now: SystemTime) -> Opt
     let ctx = &session.cache_ctx;
     let status = match session.cache.phase() {
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
-            CacheStatus::forward(name, FwdReason::Stale)
+            let reason = if ctx.revalidation_requested {
+                FwdReason::Request
+            } else {
+                FwdReason::Stale
+            };
+            CacheStatus::forward(name, reason)
                 .fwd_status(304)
                 .stored(session.cache.phase() == CachePhase::Revalidated)
         }

@@ -275,6 +275,7 @@ impl Cached {
 
     /// A proxy set up by `knobs`.
     pub async fn with(knobs: Knobs) -> Cached {
+        let _ = env_logger::builder().is_test(true).try_init();
         let origin = ScriptedOrigin::start().await;
         let upstream = Arc::new(Mutex::new(origin.addr()));
         let options = knobs.h2c.then(|| {
