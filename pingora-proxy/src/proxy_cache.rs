@@ -219,8 +219,9 @@ where
                 fwd = FwdReason::VaryMiss;
                 continue;
             }
-        } else if meta.variance().is_some() {
-            // The stored object varies but this request does not key on it: not a match.
+        } else if meta.variance().is_some() || request_varies(&meta, session) {
+            // The stored object varies, or this request has fields its `Vary` names, but the
+            // request is not keyed on them: not a match.
             fwd = FwdReason::VaryMiss;
             session
                 .cache
@@ -258,6 +259,14 @@ where
             None => continue,
         }
     }
+}
+
+/// Whether the request has fields the stored response's `Vary` names.
+fn request_varies(meta: &CacheMeta, session: &Session) -> bool {
+    pingora_cache::variance::request_variance(
+        &meta.response_header().headers,
+        &session.req_header().headers,
+    ) != pingora_cache::variance::VaryKey::Invariant
 }
 
 /// Whether the stored response `meta` may answer the request without revalidation: fresh

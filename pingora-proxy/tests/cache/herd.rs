@@ -341,3 +341,52 @@ async fn http2_clients_share_the_cache_with_http1_clients() {
     assert_eq!(hit.text(), "h2 body");
     assert_eq!(h.origin.count("/from-h2"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_that_got_nothing_wait_for_the_next_writer_after_a_failure() {
+    const WAITERS: usize = 8;
+    let h = Arc::new(
+        Cached::with(Knobs {
+            read_timeout: Some(Duration::from_millis(400)),
+            ..Knobs::default()
+        })
+        .await,
+    );
+    // The first writer's origin never answers (its head waits on a gate never opened): the
+    // writer times out before any byte reached its waiters.
+    let never = Gate::new();
+    h.origin.set_sequence(
+        "/next-writer",
+        vec![
+            Reply::ok("first").head_gate(&never),
+            Reply::ok("second").header("Cache-Control", "max-age=60"),
+        ],
+    );
+    let first = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.get("/next-writer", "").await })
+    };
+    h.origin.wait_count("/next-writer", 1).await;
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.get("/next-writer", "").await })
+        })
+        .collect();
+    let first = within("the failed writer", first).await.expect("a task");
+    assert_eq!(first.status(), 502, "the writer's own request fails");
+    for waiter in waiters {
+        let resp = within("a waiter", waiter).await.expect("a task");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.text(),
+            "second",
+            "fetched again from byte 0 by a new writer"
+        );
+    }
+    assert_eq!(
+        h.origin.count("/next-writer"),
+        2,
+        "one failed fetch, then one for all the waiters"
+    );
+}

@@ -79,6 +79,8 @@ pub struct Knobs {
     pub cache_status_name: Option<Option<&'static str>>,
     /// Ignore the client's `Cache-Control`.
     pub ignore_request_directives: bool,
+    /// `cache_vary_filter` declines to key on anything (returns `None`).
+    pub no_variance: bool,
 }
 
 /// Proxies everything to one (switchable) upstream with the cache on: a `MemCache` and a
@@ -171,6 +173,18 @@ impl ProxyHttp for CacheProxy {
             && session
                 .get_header(PURGE_FIELD)
                 .is_some_and(|v| v.as_bytes() == PURGE_TOKEN.as_bytes())
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &pingora_cache::CacheMeta,
+        ctx: &mut (),
+        req: &pingora_http::RequestHeader,
+    ) -> Option<pingora_cache::HashBinary> {
+        if self.knobs.no_variance {
+            return None;
+        }
+        Defaults.cache_vary_filter(meta, ctx, req)
     }
 
     fn should_serve_stale(

@@ -112,3 +112,32 @@ async fn variants_coexist_and_one_purge_removes_every_variant() {
     }
     assert_eq!(h.origin.count("/variants"), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vary_filter_that_declines_to_key_on_a_field_stores_nothing_varying() {
+    let h = Cached::with(Knobs {
+        no_variance: true,
+        ..Knobs::default()
+    })
+    .await;
+    echo_field(&h.origin, "/declined", "accept-encoding", "Accept-Encoding");
+    // The request has the varying field, the filter gives no variance: not stored, or it
+    // would answer requests with other values.
+    for _ in 0..2 {
+        let resp = h.get("/declined", "Accept-Encoding: gzip\r\n").await;
+        assert_eq!(resp.text(), "accept-encoding=gzip");
+        assert!(!is_hit(&resp));
+    }
+    assert_eq!(h.origin.count("/declined"), 2);
+    let other = h.get("/declined", "Accept-Encoding: br\r\n").await;
+    assert_eq!(other.text(), "accept-encoding=br");
+    // Without the field the response is the same for every request that lacks it: stored.
+    let _ = h.get("/declined", "").await;
+    let again = h.get("/declined", "").await;
+    assert!(is_hit(&again));
+    assert_eq!(again.text(), "accept-encoding absent");
+    // ...and never for a request that has it.
+    let with = h.get("/declined", "Accept-Encoding: gzip\r\n").await;
+    assert_eq!(with.text(), "accept-encoding=gzip");
+    assert!(!is_hit(&with));
+}
