@@ -6,6 +6,7 @@ use pingora_http::ResponseHeader;
 use super::*;
 use crate::lock::CacheLock;
 use crate::memory::MemCache;
+use crate::status::HitStatus;
 
 fn storage() -> StorageRef {
     Box::leak(Box::new(MemCache::new()))
