@@ -19,7 +19,7 @@ Three parts, each chosen with PARTS (default `wrk,fill`; `callgrind` is slow):
   and after, and the size of nginx's cache files on /dev/shm.
 - callgrind: fresh caching proxies under `valgrind --tool=callgrind`; after a warm-up, the
   counters are zeroed and CG_REQUESTS requests are made; user-space instructions per request
-  on hits and on misses, and for ours the crates and functions the hit instructions run in.
+  on hits and on misses, and for ours the crates and functions the instructions run in.
 """
 
 import os
@@ -284,7 +284,7 @@ def callgrind_count(port, proc, workdir, name, uris):
 
 def callgrind_part(workdir, origin_port):
     prefix = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"]
-    rows, ours_costs = {}, None
+    rows, ours_costs = {}, {}
     for target in ["nginx-cache", "pingora-cache"]:
         vg = prefix + [f"--callgrind-out-file={workdir}/cg-{target}"]
         ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, f"cg{len(rows)}", vg, target)
@@ -295,13 +295,13 @@ def callgrind_part(workdir, origin_port):
                 check_hit(port, size, target)
                 hit, costs = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
                 h2load_uris(port, [f"/{size}?warm={i}" for i in range(500)], clients=2)
-                miss, _ = callgrind_count(port, procs[target], workdir, target,
+                miss, miss_costs = callgrind_count(port, procs[target], workdir, target,
                                           [f"/{size}?cg={i}" for i in range(CG_REQUESTS)])
                 rows[(size, target)] = (hit / CG_REQUESTS, miss / CG_REQUESTS)
                 print(f"callgrind {size:>4} {target:<13} hit {hit / CG_REQUESTS:>8.0f} instr/req  "
                       f"miss {miss / CG_REQUESTS:>8.0f} instr/req", flush=True)
                 if target == "pingora-cache" and size == SIZES[0]:
-                    ours_costs = costs
+                    ours_costs = {"hits": costs, "misses": miss_costs}
         finally:
             stop(procs)
             shutil.rmtree(cache_dir, ignore_errors=True)
@@ -314,22 +314,22 @@ def callgrind_part(workdir, origin_port):
         ours, nginx = rows.get((size, "pingora-cache")), rows.get((size, "nginx-cache"))
         if ours and nginx:
             print(f"\n{size}: ours / nginx instructions, hits {ours[0] / nginx[0]:.2f}, misses {ours[1] / nginx[1]:.2f}")
-    if ours_costs:
-        print_costs(ours_costs)
+    for label, costs in ours_costs.items():
+        print_costs(costs, label)
 
 
-def print_costs(costs):
+def print_costs(costs, label):
     total = sum(costs.values())
     per_req = CG_REQUESTS
     crates = defaultdict(int)
     for (fn, ob), n in costs.items():
         crates[crate_of(fn, ob)] += n
-    print(f"\nours, {SIZES[0]} hits, by crate of the function (instructions per request):")
+    print(f"\nours, {SIZES[0]} {label}, by crate of the function (instructions per request):")
     print("| where | instructions per request | share |")
     print("|---|---:|---:|")
     for crate, n in sorted(crates.items(), key=lambda kv: -kv[1])[:14]:
         print(f"| {crate} | {n / per_req:.0f} | {100 * n / total:.0f}% |")
-    print(f"\nours, {SIZES[0]} hits, top functions by self instructions per request:")
+    print(f"\nours, {SIZES[0]} {label}, top functions by self instructions per request:")
     for (fn, _), n in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
         print(f"  {n / per_req:>7.0f}  {fn[:150]}")
 
