@@ -120,6 +120,15 @@ http {{
 """
 
 
+def pingora_conf(workdir, name):
+    """Writes the server configuration of one of our proxies (1 worker thread); returns its path."""
+    path = f"{workdir}/{name}.yaml"
+    with open(path, "w") as f:
+        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\n"
+                f"pid_file: {workdir}/{name}.pid\nupgrade_sock: {workdir}/{name}.sock\n")
+    return path
+
+
 def setup(workdir, origin_extra=""):
     """Starts the origin (with `origin_extra` in its server blocks) and the three proxies."""
     os.makedirs(f"{workdir}/www", exist_ok=True)
@@ -174,10 +183,8 @@ backend be
 """)
     procs["haproxy"] = start(["haproxy", "-f", f"{workdir}/haproxy.cfg"], f"{workdir}/haproxy.log")
 
-    with open(f"{workdir}/pingora.yaml", "w") as f:
-        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\npid_file: {workdir}/pingora.pid\nupgrade_sock: {workdir}/pingora.sock\n")
     procs["pingora"] = start(
-        [OURS, "-c", f"{workdir}/pingora.yaml", "--listen", f"127.0.0.1:{ports['pingora']}",
+        [OURS, "-c", pingora_conf(workdir, "pingora"), "--listen", f"127.0.0.1:{ports['pingora']}",
          f"127.0.0.1:{ports['origin']}"],
         f"{workdir}/pingora.log",
         env={**os.environ, "RUST_LOG": "error"},

@@ -50,10 +50,10 @@ CACHING = {"nginx-cache", "pingora-cache"}
 ORIGIN_CACHE_CONTROL = 'add_header Cache-Control "public, max-age=600";'
 
 
-def start_caching_proxies(workdir, origin_port, tag, valgrind=None, only=None):
+def start_caching_proxies(workdir, origin_port, tag, valgrind=None, only=None, cache_mib=1024):
     """Starts nginx-cache and pingora-cache (or `only` one of them); returns (ports, procs,
     nginx's cache directory). With `valgrind` (a command prefix), they run under it and
-    nginx runs as a single process."""
+    nginx runs as a single process. Ours keeps up to `cache_mib` MiB, nginx 512 MiB of files."""
     names = [only] if only else ["nginx-cache", "pingora-cache"]
     ports = {name: free_port() for name in names}
     all_ports = {"nginx-cache": ports.get("nginx-cache", 0), "pingora-cache": ports.get("pingora-cache", 0)}
@@ -78,7 +78,8 @@ def start_caching_proxies(workdir, origin_port, tag, valgrind=None, only=None):
     commands = {
         "nginx-cache": (["nginx", "-c", f"{workdir}/cache-{tag}.conf", "-p", workdir], os.environ),
         "pingora-cache": (
-            [OURS_CACHE, "--listen", f"127.0.0.1:{all_ports['pingora-cache']}", "--cache-mib", "1024",
+            [OURS_CACHE, "-c", proxy.pingora_conf(workdir, f"pingora-cache-{tag}"),
+             "--listen", f"127.0.0.1:{all_ports['pingora-cache']}", "--cache-mib", str(cache_mib),
              f"127.0.0.1:{origin_port}"],
             {**os.environ, "RUST_LOG": "error"}),
     }
@@ -282,21 +283,40 @@ def callgrind_count(port, proc, workdir, name, uris):
     return total, callgrind_self_costs(path)
 
 
+def start_plain_ours(workdir, origin_port, valgrind):
+    """Our plain proxy (the load_balancer example of bench/proxy.py) under `valgrind`."""
+    port = free_port()
+    proc = start(valgrind + [proxy.OURS, "-c", proxy.pingora_conf(workdir, "pingora-cg"),
+                             "--listen", f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}"],
+                 f"{workdir}/pingora.log", env={**os.environ, "RUST_LOG": "error"})
+    wait_port(port, timeout=120)
+    return {"pingora": port}, {"pingora": proc}, None
+
+
 def callgrind_part(workdir, origin_port):
+    """Hits and misses of both caching proxies, and for scale our plain proxy (`pass`)."""
     prefix = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"]
     rows, ours_costs = {}, {}
-    for target in ["nginx-cache", "pingora-cache"]:
+    for target in ["nginx-cache", "pingora-cache", "pingora"]:
         vg = prefix + [f"--callgrind-out-file={workdir}/cg-{target}"]
-        ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, f"cg{len(rows)}", vg, target)
+        if target == "pingora":
+            ports, procs, cache_dir = start_plain_ours(workdir, origin_port, vg)
+        else:
+            ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, f"cg{len(rows)}", vg, target)
         try:
             for size in SIZES:
                 port = ports[target]
                 h2load_uris(port, [f"/{size}"] * 1000, clients=2)  # warm-up, and the object cached
+                if target == "pingora":
+                    plain, _ = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
+                    rows[(size, target)] = (plain / CG_REQUESTS, None)
+                    print(f"callgrind {size:>4} {target:<13} pass {plain / CG_REQUESTS:>8.0f} instr/req", flush=True)
+                    continue
                 check_hit(port, size, target)
                 hit, costs = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
                 h2load_uris(port, [f"/{size}?warm={i}" for i in range(500)], clients=2)
                 miss, miss_costs = callgrind_count(port, procs[target], workdir, target,
-                                          [f"/{size}?cg={i}" for i in range(CG_REQUESTS)])
+                                                   [f"/{size}?cg={i}" for i in range(CG_REQUESTS)])
                 rows[(size, target)] = (hit / CG_REQUESTS, miss / CG_REQUESTS)
                 print(f"callgrind {size:>4} {target:<13} hit {hit / CG_REQUESTS:>8.0f} instr/req  "
                       f"miss {miss / CG_REQUESTS:>8.0f} instr/req", flush=True)
@@ -304,16 +324,25 @@ def callgrind_part(workdir, origin_port):
                     ours_costs = {"hits": costs, "misses": miss_costs}
         finally:
             stop(procs)
-            shutil.rmtree(cache_dir, ignore_errors=True)
+            if cache_dir:
+                shutil.rmtree(cache_dir, ignore_errors=True)
     print()
-    print("| workload | target | instructions per hit | per miss | hit / miss |")
-    print("|---|---|---:|---:|---:|")
-    for (size, target), (hit, miss) in rows.items():
-        print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} |")
+    print("| workload | target | instructions per hit | per miss | hit / miss | ours: per pass (no cache) |")
+    print("|---|---|---:|---:|---:|---:|")
+    ratios = []
     for size in SIZES:
+        plain = rows.get((size, "pingora"), (float("nan"),))[0]
+        for target in ["nginx-cache", "pingora-cache"]:
+            if (size, target) in rows:
+                hit, miss = rows[(size, target)]
+                pass_cell = f"{plain:.0f}" if target == "pingora-cache" else "-"
+                print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {pass_cell} |")
         ours, nginx = rows.get((size, "pingora-cache")), rows.get((size, "nginx-cache"))
         if ours and nginx:
-            print(f"\n{size}: ours / nginx instructions, hits {ours[0] / nginx[0]:.2f}, misses {ours[1] / nginx[1]:.2f}")
+            ratios.append(f"{size}: ours / nginx instructions, hits {ours[0] / nginx[0]:.2f}, misses "
+                          f"{ours[1] / nginx[1]:.2f}; ours hit / pass {ours[0] / plain:.2f}, miss / pass "
+                          f"{ours[1] / plain:.2f}")
+    print("\n" + "\n".join(ratios))
     for label, costs in ours_costs.items():
         print_costs(costs, label)
 
@@ -343,7 +372,7 @@ def main():
     cache_dirs = []
     try:
         if "wrk" in PARTS:
-            cache_ports, cache_procs, cache_dir = start_caching_proxies(workdir, ports["origin"], "wrk")
+            cache_ports, cache_procs, cache_dir = start_caching_proxies(workdir, ports["origin"], "wrk", cache_mib=256)
             cache_dirs.append(cache_dir)
             procs.update(cache_procs)
             results = wrk_part({**ports, **cache_ports}, procs)
