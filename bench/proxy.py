@@ -35,7 +35,8 @@ H2_CONNS = int(os.environ.get("H2_CONNS", "10"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "100"))
 TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OURS = os.path.join(ROOT, "target", "release", "examples", "load_balancer")
+EXAMPLES = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "examples")
+OURS = os.path.join(EXAMPLES, "load_balancer")
 
 
 def free_port():
@@ -119,7 +120,17 @@ http {{
 """
 
 
-def setup(workdir):
+def pingora_conf(workdir, name):
+    """Writes the server configuration of one of our proxies (1 worker thread); returns its path."""
+    path = f"{workdir}/{name}.yaml"
+    with open(path, "w") as f:
+        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\n"
+                f"pid_file: {workdir}/{name}.pid\nupgrade_sock: {workdir}/{name}.sock\n")
+    return path
+
+
+def setup(workdir, origin_extra=""):
+    """Starts the origin (with `origin_extra` in its server blocks) and the three proxies."""
     os.makedirs(f"{workdir}/www", exist_ok=True)
     with open(f"{workdir}/www/1k", "wb") as f:
         f.write(b"x" * 1024)
@@ -131,8 +142,8 @@ def setup(workdir):
     procs = {}
 
     origin = nginx_conf(workdir, f"""
-    server {{ listen 127.0.0.1:{ports['origin']} reuseport; root {workdir}/www; }}
-    server {{ listen 127.0.0.1:{h2_ports['origin']} http2; root {workdir}/www; }}""")
+    server {{ listen 127.0.0.1:{ports['origin']} reuseport; root {workdir}/www; {origin_extra} }}
+    server {{ listen 127.0.0.1:{h2_ports['origin']} http2; root {workdir}/www; {origin_extra} }}""")
     with open(f"{workdir}/origin.conf", "w") as f:
         f.write(origin)
     procs["origin"] = start(["nginx", "-c", f"{workdir}/origin.conf", "-p", workdir], f"{workdir}/origin.log")
@@ -172,10 +183,8 @@ backend be
 """)
     procs["haproxy"] = start(["haproxy", "-f", f"{workdir}/haproxy.cfg"], f"{workdir}/haproxy.log")
 
-    with open(f"{workdir}/pingora.yaml", "w") as f:
-        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\npid_file: {workdir}/pingora.pid\nupgrade_sock: {workdir}/pingora.sock\n")
     procs["pingora"] = start(
-        [OURS, "-c", f"{workdir}/pingora.yaml", "--listen", f"127.0.0.1:{ports['pingora']}",
+        [OURS, "-c", pingora_conf(workdir, "pingora"), "--listen", f"127.0.0.1:{ports['pingora']}",
          f"127.0.0.1:{ports['origin']}"],
         f"{workdir}/pingora.log",
         env={**os.environ, "RUST_LOG": "error"},
@@ -197,15 +206,19 @@ def parse_latency(text, label):
     return float(m.group(1)) * scale
 
 
-def run_wrk(port, path, conns, pids):
+def run_wrk(port, path, conns, pids, script=None):
+    """One wrk run after a 1 s warm-up. A Lua `script` gets a fresh token as its argument on
+    each wrk invocation (bench/cache_miss.lua makes its URLs unique with it)."""
     url = f"http://127.0.0.1:{port}/{path}"
+
+    def wrk(*args):
+        extra = ["-s", script, url, "--", f"{os.getpid()}-{time.monotonic_ns()}"] if script else [url]
+        return subprocess.run(["wrk", "-t1", f"-c{conns}", *args, *extra], capture_output=True, text=True).stdout
+
     # Warm up connections and pools.
-    subprocess.run(["wrk", "-t1", f"-c{conns}", "-d1s", url], capture_output=True)
+    wrk("-d1s")
     before = cpu_seconds(pids)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "--latency", url],
-        capture_output=True, text=True,
-    ).stdout
+    out = wrk(f"-d{DURATION}s", "--latency")
     cpu = cpu_seconds(pids) - before
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

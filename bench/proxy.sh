@@ -4,6 +4,8 @@
 #
 #   bench/proxy.sh                 # full matrix, 3 runs each (about 10 minutes)
 #   RUNS=1 DURATION=5 bench/proxy.sh   # a quick look
+#   bench/proxy.sh --cache             # the cache benchmark (bench/proxy_cache.py)
+#   PARTS=callgrind bench/proxy.sh --cache   # instructions per request under callgrind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +19,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
+if [ "${1:-}" = "--cache" ]; then
+  # The cache benchmark (bench/proxy_cache.py); its callgrind part needs valgrind.
+  shift
+  case "${PARTS:-}" in *callgrind*)
+    command -v valgrind >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq valgrind; } ;;
+  esac
+  cargo build --release -p pingora-proxy --example load_balancer --example cache_bench
+  exec python3 bench/proxy_cache.py "$@"
+fi
 cargo build --release -p pingora-proxy --example load_balancer
 exec python3 bench/proxy.py "$@"

@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""End-to-end cache benchmark on loopback; run through `bench/proxy.sh --cache`.
+
+Uses the harness of bench/proxy.py (the same nginx origin, now sending `Cache-Control:
+public, max-age=600`, and the same plain proxies) and adds two caching proxies in front of
+the origin, each with one worker:
+
+- nginx-cache: nginx with `proxy_cache` (cache directory on /dev/shm, `proxy_cache_valid 200
+  10m`, `proxy_cache_lock on`), plus an `X-Cache-Status` field;
+- pingora-cache: our `cache_bench` example (MemCache, LRU eviction, cache lock), which adds
+  a `Cache-Status` field.
+
+Three parts, each chosen with PARTS (default `wrk,fill`; `callgrind` is slow):
+
+- wrk: for each body size, `hit` (the object is cached before the runs) and `miss` (every
+  request a new URL, bench/cache_miss.lua) on the caching proxies, `pass` on the plain ones;
+  requests per CPU-second of the proxy (median of RUNS), then the ratios.
+- fill: fresh caching proxies filled with FILL distinct 1 KiB URLs; peak RSS (VmHWM) before
+  and after, and the size of nginx's cache files on /dev/shm.
+- callgrind: fresh caching proxies under `valgrind --tool=callgrind`; after a warm-up, the
+  counters are zeroed and CG_REQUESTS requests are made; user-space instructions per request
+  on hits and on misses, and for ours the crates and functions the instructions run in.
+"""
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxy  # noqa: E402  (the shared harness)
+from proxy import cpu_seconds, descendants, free_port, nginx_conf, peak_rss_mib, start, wait_port  # noqa: E402
+
+SIZES = proxy.SIZES
+CONNS = [int(c) for c in os.environ.get("CONNS", "50").split(",")]
+TARGETS = os.environ.get("TARGETS", "nginx-cache,pingora-cache,nginx,pingora").split(",")
+PARTS = os.environ.get("PARTS", "wrk,fill").split(",")
+FILL = int(os.environ.get("FILL", "100000"))
+CG_REQUESTS = int(os.environ.get("CG_REQUESTS", "5000"))
+OURS_CACHE = os.path.join(proxy.EXAMPLES, "cache_bench")
+MISS_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache_miss.lua")
+CACHING = {"nginx-cache", "pingora-cache"}
+ORIGIN_CACHE_CONTROL = 'add_header Cache-Control "public, max-age=600";'
+
+
+def start_caching_proxies(workdir, origin_port, tag, valgrind=None, only=None, cache_mib=1024):
+    """Starts nginx-cache and pingora-cache (or `only` one of them); returns (ports, procs,
+    nginx's cache directory). With `valgrind` (a command prefix), they run under it and
+    nginx runs as a single process. Ours keeps up to `cache_mib` MiB, nginx 512 MiB of files."""
+    names = [only] if only else ["nginx-cache", "pingora-cache"]
+    ports = {name: free_port() for name in names}
+    all_ports = {"nginx-cache": ports.get("nginx-cache", 0), "pingora-cache": ports.get("pingora-cache", 0)}
+    cache_dir = f"/dev/shm/pingora-bench-{os.getpid()}-{tag}"
+    conf = nginx_conf(workdir, f"""
+    proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench_{tag}:64m max_size=512m inactive=10m
+                     use_temp_path=off manager_files=10000 manager_sleep=50ms;
+    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{all_ports['nginx-cache']};
+        location / {{
+            proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_cache bench_{tag}; proxy_cache_valid 200 10m; proxy_cache_lock on;
+            add_header X-Cache-Status $upstream_cache_status;
+        }}
+    }}""")
+    prefix = valgrind or []
+    if valgrind:
+        conf = conf.replace("worker_processes 1;", "worker_processes 1;\nmaster_process off;")
+    with open(f"{workdir}/cache-{tag}.conf", "w") as f:
+        f.write(conf)
+    commands = {
+        "nginx-cache": (["nginx", "-c", f"{workdir}/cache-{tag}.conf", "-p", workdir], os.environ),
+        "pingora-cache": (
+            [OURS_CACHE, "-c", proxy.pingora_conf(workdir, f"pingora-cache-{tag}"),
+             "--listen", f"127.0.0.1:{all_ports['pingora-cache']}", "--cache-mib", str(cache_mib),
+             f"127.0.0.1:{origin_port}"],
+            {**os.environ, "RUST_LOG": "error"}),
+    }
+    procs = {name: start(prefix + commands[name][0], f"{workdir}/{name}.log", env=commands[name][1])
+             for name in names}
+    for name, port in ports.items():
+        try:
+            wait_port(port, timeout=120 if valgrind else 20)
+        except RuntimeError:
+            with open(f"{workdir}/{name}.log") as f:
+                sys.exit(f"{name} did not start:\n{f.read()}")
+    return ports, procs, cache_dir
+
+
+def stop(procs):
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def cache_status(port, path):
+    """The cache status field of one response: ours `Cache-Status`, nginx `X-Cache-Status`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}") as r:
+        r.read()
+        return r.headers.get("Cache-Status") or r.headers.get("X-Cache-Status") or ""
+
+
+def is_hit(status):
+    return status == "HIT" or "; hit" in status
+
+
+def check_hit(port, path, target):
+    cache_status(port, path)
+    status = cache_status(port, path)
+    if not is_hit(status):
+        sys.exit(f"{target}: /{path} is not a hit after a first request: {status!r}")
+
+
+def check_miss(port, path, target):
+    status = cache_status(port, f"{path}?check={time.monotonic_ns()}")
+    if is_hit(status) or not status:
+        sys.exit(f"{target}: a new URL is not a miss: {status!r}")
+
+
+# === wrk: requests per CPU-second ===
+
+def wrk_part(ports, procs):
+    results = {}
+    for size in SIZES:
+        for conns in CONNS:
+            for target in TARGETS:
+                modes = ["hit", "miss"] if target in CACHING else ["pass"]
+                for mode in modes:
+                    if mode == "hit":
+                        check_hit(ports[target], size, target)
+                    elif mode == "miss":
+                        check_miss(ports[target], size, target)
+                    pids = descendants(procs[target].pid)
+                    script = MISS_LUA if mode == "miss" else None
+                    runs = [proxy.run_wrk(ports[target], size, conns, pids, script) for _ in range(proxy.RUNS)]
+                    med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99", "cpu", "per_cpu"]}
+                    med["errors"] = sum(r["errors"] for r in runs)
+                    results[(size, conns, target, mode)] = med
+                    print(f"{size:>4} c={conns:<3} {target:<13} {mode:<4} {med['rps']:>9.0f} req/s  "
+                          f"p50 {med['p50']:.2f} ms  p99 {med['p99']:.2f} ms  cpu {med['cpu']:.2f} s  "
+                          f"{med['per_cpu']:>8.0f} req/cpu-s  non-2xx {med['errors']}", flush=True)
+    return results
+
+
+def print_wrk(results):
+    print()
+    print("| workload | target | cache | req/s | p50 ms | p99 ms | CPU s | req per CPU-s | CPU us per req |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for (size, conns, target, mode), r in results.items():
+        print(f"| HTTP/1.1 {size}, {conns} conns | {target} | {mode} | {r['rps']:.0f} | {r['p50']:.2f} | "
+              f"{r['p99']:.2f} | {r['cpu']:.2f} | {r['per_cpu']:.0f} | {1e6 / r['per_cpu']:.1f} |")
+    print()
+    print("| workload | ours: hit / miss CPU per req | ours: hit / pass | ours / nginx, hits | ours / nginx, misses |")
+    print("|---|---:|---:|---:|---:|")
+
+    def per_cpu(size, conns, target, mode):
+        r = results.get((size, conns, target, mode))
+        return r["per_cpu"] if r else float("nan")
+
+    for size in SIZES:
+        for conns in CONNS:
+            hit = per_cpu(size, conns, "pingora-cache", "hit")
+            miss = per_cpu(size, conns, "pingora-cache", "miss")
+            plain = per_cpu(size, conns, "pingora", "pass")
+            print(f"| HTTP/1.1 {size}, {conns} conns | {miss / hit:.2f} | {plain / hit:.2f} | "
+                  f"{hit / per_cpu(size, conns, 'nginx-cache', 'hit'):.2f}x | "
+                  f"{miss / per_cpu(size, conns, 'nginx-cache', 'miss'):.2f}x |")
+
+
+# === fill: peak RSS with many cached objects ===
+
+def h2load_uris(port, uris, clients=4):
+    """Requests every URI once over HTTP/1.1 keepalive, `clients` h2load processes of one
+    connection each (h2load gives each connection the whole URI list)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        for i in range(clients):
+            part = uris[i::clients]
+            if not part:
+                continue
+            with open(f"{tmp}/uris{i}", "w") as f:
+                f.write("".join(f"http://127.0.0.1:{port}{u}\n" for u in part))
+            jobs.append(subprocess.Popen(
+                ["h2load", "--h1", "-c1", "-n", str(len(part)), "-i", f"{tmp}/uris{i}"],
+                stdout=subprocess.PIPE, text=True))
+        ok = 0
+        for job in jobs:
+            out = job.communicate()[0]
+            m = re.search(r"status codes: (\d+) 2xx", out)
+            ok += int(m.group(1)) if m else 0
+    if ok != len(uris):
+        sys.exit(f"only {ok} of {len(uris)} requests succeeded")
+
+
+def fill_part(workdir, origin_port):
+    ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, "fill")
+    rows = {}
+    try:
+        for target in ["nginx-cache", "pingora-cache"]:
+            pids = descendants(procs[target].pid)
+            idle = peak_rss_mib(pids)
+            start_time = time.time()
+            h2load_uris(ports[target], [f"/1k?fill={i}" for i in range(FILL)])
+            took = time.time() - start_time
+            check_hit(ports[target], "1k?fill=0", target)
+            pids = descendants(procs[target].pid)
+            rows[target] = (idle, peak_rss_mib(pids), took)
+            print(f"fill {FILL} x 1k {target:<13} idle {idle:.1f} MiB  peak {rows[target][1]:.1f} MiB  "
+                  f"({took:.1f} s)", flush=True)
+        disk = subprocess.run(["du", "-sm", cache_dir], capture_output=True, text=True).stdout.split()
+    finally:
+        stop(procs)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    print()
+    print(f"| {FILL} cached 1 KiB objects | peak RSS before (MiB) | peak RSS after (MiB) | per object |")
+    print("|---|---:|---:|---:|")
+    for target, (idle, peak, _) in rows.items():
+        print(f"| {target} | {idle:.1f} | {peak:.1f} | {(peak - idle) * 1048576 / FILL:.0f} B |")
+    if disk:
+        print(f"\nnginx's cache files on /dev/shm: {disk[0]} MiB (tmpfs memory, outside its RSS)")
+
+
+# === callgrind: instructions per request ===
+
+def callgrind_self_costs(path):
+    """Self instruction counts by function and by object file, from a callgrind output
+    written with --compress-strings=no --compress-pos=no."""
+    by_fn, by_ob = defaultdict(int), defaultdict(int)
+    fn, ob, skip = "?", "?", False
+    with open(path) as f:
+        for line in f:
+            if line.startswith("fn="):
+                fn = line[3:].strip()
+            elif line.startswith("ob="):
+                ob = line[3:].strip()
+            elif line.startswith("calls="):
+                skip = True  # the next cost line is the call's inclusive cost
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if skip:
+                    skip = False
+                    continue
+                parts = line.split()
+                if len(parts) > 1:
+                    by_fn[(fn, ob)] += int(parts[1])
+    return by_fn
+
+
+def crate_of(fn, ob):
+    """A function's crate, from a Rust symbol's first path segment, else its object file."""
+    name = fn.lstrip("<&*( ")
+    name = re.sub(r"^(dyn |mut |impl )", "", name)
+    m = re.match(r"([a-z_][a-z0-9_]*)::", name)
+    if m:
+        return m.group(1)
+    if fn.startswith(("mi_", "_mi_")):
+        return "allocator (mimalloc)"
+    if "memcpy" in fn or "memmove" in fn or "memset" in fn:
+        return "libc memcpy/memset"
+    return os.path.basename(ob)
+
+
+def callgrind_count(port, proc, workdir, name, uris):
+    """Zeroes the counters, requests `uris`, dumps; returns (instructions, self costs)."""
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+    h2load_uris(port, uris, clients=2)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    dumps = sorted((f for f in os.listdir(workdir) if f.startswith(f"cg-{name}.")),
+                   key=lambda f: int(f.rsplit(".", 1)[1]))
+    path = f"{workdir}/{dumps[-1]}"
+    with open(path) as f:
+        total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+    return total, callgrind_self_costs(path)
+
+
+def start_plain_ours(workdir, origin_port, valgrind):
+    """Our plain proxy (the load_balancer example of bench/proxy.py) under `valgrind`."""
+    port = free_port()
+    proc = start(valgrind + [proxy.OURS, "-c", proxy.pingora_conf(workdir, "pingora-cg"),
+                             "--listen", f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}"],
+                 f"{workdir}/pingora.log", env={**os.environ, "RUST_LOG": "error"})
+    wait_port(port, timeout=120)
+    return {"pingora": port}, {"pingora": proc}, None
+
+
+def callgrind_part(workdir, origin_port):
+    """Hits and misses of both caching proxies, and for scale our plain proxy (`pass`)."""
+    prefix = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"]
+    rows, ours_costs = {}, {}
+    for target in ["nginx-cache", "pingora-cache", "pingora"]:
+        vg = prefix + [f"--callgrind-out-file={workdir}/cg-{target}"]
+        if target == "pingora":
+            ports, procs, cache_dir = start_plain_ours(workdir, origin_port, vg)
+        else:
+            ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, f"cg{len(rows)}", vg, target)
+        try:
+            for size in SIZES:
+                port = ports[target]
+                h2load_uris(port, [f"/{size}"] * 1000, clients=2)  # warm-up, and the object cached
+                if target == "pingora":
+                    plain, _ = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
+                    rows[(size, target)] = (plain / CG_REQUESTS, None)
+                    print(f"callgrind {size:>4} {target:<13} pass {plain / CG_REQUESTS:>8.0f} instr/req", flush=True)
+                    continue
+                check_hit(port, size, target)
+                hit, costs = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
+                h2load_uris(port, [f"/{size}?warm={i}" for i in range(500)], clients=2)
+                miss, miss_costs = callgrind_count(port, procs[target], workdir, target,
+                                                   [f"/{size}?cg={i}" for i in range(CG_REQUESTS)])
+                rows[(size, target)] = (hit / CG_REQUESTS, miss / CG_REQUESTS)
+                print(f"callgrind {size:>4} {target:<13} hit {hit / CG_REQUESTS:>8.0f} instr/req  "
+                      f"miss {miss / CG_REQUESTS:>8.0f} instr/req", flush=True)
+                if target == "pingora-cache" and size == SIZES[0]:
+                    ours_costs = {"hits": costs, "misses": miss_costs}
+        finally:
+            stop(procs)
+            if cache_dir:
+                shutil.rmtree(cache_dir, ignore_errors=True)
+    print()
+    print("| workload | target | instructions per hit | per miss | hit / miss | ours: per pass (no cache) |")
+    print("|---|---|---:|---:|---:|---:|")
+    ratios = []
+    for size in SIZES:
+        plain = rows.get((size, "pingora"), (float("nan"),))[0]
+        for target in ["nginx-cache", "pingora-cache"]:
+            if (size, target) in rows:
+                hit, miss = rows[(size, target)]
+                pass_cell = f"{plain:.0f}" if target == "pingora-cache" else "-"
+                print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {pass_cell} |")
+        ours, nginx = rows.get((size, "pingora-cache")), rows.get((size, "nginx-cache"))
+        if ours and nginx:
+            ratios.append(f"{size}: ours / nginx instructions, hits {ours[0] / nginx[0]:.2f}, misses "
+                          f"{ours[1] / nginx[1]:.2f}; ours hit / pass {ours[0] / plain:.2f}, miss / pass "
+                          f"{ours[1] / plain:.2f}")
+    print("\n" + "\n".join(ratios))
+    for label, costs in ours_costs.items():
+        print_costs(costs, label)
+
+
+def print_costs(costs, label):
+    total = sum(costs.values())
+    per_req = CG_REQUESTS
+    crates = defaultdict(int)
+    for (fn, ob), n in costs.items():
+        crates[crate_of(fn, ob)] += n
+    print(f"\nours, {SIZES[0]} {label}, by crate of the function (instructions per request):")
+    print("| where | instructions per request | share |")
+    print("|---|---:|---:|")
+    for crate, n in sorted(crates.items(), key=lambda kv: -kv[1])[:14]:
+        print(f"| {crate} | {n / per_req:.0f} | {100 * n / total:.0f}% |")
+    print(f"\nours, {SIZES[0]} {label}, top functions by self instructions per request:")
+    for (fn, _), n in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {n / per_req:>7.0f}  {fn[:150]}")
+
+
+def main():
+    for exe in [proxy.OURS, OURS_CACHE]:
+        if not os.path.exists(exe):
+            sys.exit(f"build the proxies first: {exe} is missing (bench/proxy.sh --cache does it)")
+    workdir = tempfile.mkdtemp(prefix="pingora-bench-cache-")
+    ports, _, procs = proxy.setup(workdir, ORIGIN_CACHE_CONTROL)
+    cache_dirs = []
+    try:
+        if "wrk" in PARTS:
+            cache_ports, cache_procs, cache_dir = start_caching_proxies(workdir, ports["origin"], "wrk", cache_mib=256)
+            cache_dirs.append(cache_dir)
+            procs.update(cache_procs)
+            results = wrk_part({**ports, **cache_ports}, procs)
+            print_wrk(results)
+        if "fill" in PARTS:
+            fill_part(workdir, ports["origin"])
+        if "callgrind" in PARTS:
+            callgrind_part(workdir, ports["origin"])
+    finally:
+        stop(procs)
+        for d in cache_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
