@@ -22,6 +22,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
@@ -138,6 +139,8 @@ pub struct CacheKey {
     namespace: Vec<u8>,
     primary: Vec<u8>,
     primary_bin_override: Option<HashBinary>,
+    /// The primary hash, computed at its first use (namespace and primary key never change).
+    primary_hash: OnceLock<HashBinary>,
     variance: Option<HashBinary>,
     /// A tag identifying the user (tenant) of the object; see [`CacheHashKey::user_tag`].
     pub user_tag: String,
@@ -159,6 +162,7 @@ impl CacheKey {
             namespace: namespace.into(),
             primary: primary.into(),
             primary_bin_override: None,
+            primary_hash: OnceLock::new(),
             variance: None,
             user_tag: user_tag.into(),
             extensions: Extensions::new(),
@@ -226,10 +230,12 @@ impl CacheHashKey for CacheKey {
         if let Some(hash) = self.primary_bin_override {
             return hash;
         }
-        let mut hasher = Blake2b128::new();
-        hasher.update(&self.namespace);
-        hasher.update(&self.primary);
-        hasher.finalize().into()
+        *self.primary_hash.get_or_init(|| {
+            let mut hasher = Blake2b128::new();
+            hasher.update(&self.namespace);
+            hasher.update(&self.primary);
+            hasher.finalize().into()
+        })
     }
 
     fn variance_bin(&self) -> Option<HashBinary> {

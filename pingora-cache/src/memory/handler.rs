@@ -328,8 +328,11 @@ impl HandleMiss for MemMissHandler {
                 return Error::e_explain(STORAGE_FULL, "no room for the body of a new object");
             }
             self.reserved += data.len();
+            // A copy of its own: a chunk handed over as a slice of a larger read buffer would
+            // keep the whole buffer alive as long as the object is cached, beyond its weight.
+            let owned = Bytes::copy_from_slice(&data);
             self.sender
-                .send_modify(|progress| progress.chunks.push(data));
+                .send_modify(|progress| progress.chunks.push(owned));
         }
         self.eof = eof;
         Ok(())
