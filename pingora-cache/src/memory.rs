@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 use tokio::sync::watch;
 
 use crate::key::{CacheHashKey, CompactCacheKey, HashBinary};
@@ -349,7 +352,7 @@ impl Storage for MemCache {
         let (sender, progress) = watch::channel(Progress::default());
         let write = Arc::new(Write {
             id,
-            meta: stored_copy(meta),
+            meta: owned_copy(meta),
             progress,
         });
         self.shard(primary)
@@ -408,7 +411,7 @@ impl Storage for MemCache {
         }
         self.release(stored.weight.saturating_sub(weight));
         *stored = Arc::new(Stored {
-            meta: stored_copy(meta),
+            meta: owned_copy(meta),
             body: stored.body.clone(),
             weight,
         });
@@ -451,14 +454,40 @@ fn meta_weight(meta: &CacheMeta) -> usize {
 }
 
 /// A copy of what a storage keeps of `meta`: everything but its extensions, which are never
-/// stored (as with [`CacheMeta::serialize`]).
+/// stored (as with [`CacheMeta::serialize`]). Header names and values share their bytes with
+/// `meta`'s.
 fn stored_copy(meta: &CacheMeta) -> CacheMeta {
+    copy_with_header(meta, meta.response_header_copy())
+}
+
+/// [`stored_copy`] whose header owns its bytes: a header parsed from the wire holds slices
+/// of the connection's read buffer, which a stored object must not keep alive.
+fn owned_copy(meta: &CacheMeta) -> CacheMeta {
+    let stored = meta.response_header();
+    let fields = stored.headers.len();
+    let header = ResponseHeader::build(stored.status, Some(fields)).map(|mut header| {
+        header.set_version(stored.version);
+        let _ = header.set_reason_phrase(stored.reason_phrase());
+        for (name, value) in stored.case_header_iter() {
+            let name = Bytes::copy_from_slice(name.as_slice());
+            let value = HeaderValue::from_bytes(value.as_bytes());
+            if let Ok(value) = value {
+                // A name and value taken from a header map are valid again.
+                let _ = header.append_header(name, value);
+            }
+        }
+        header
+    });
+    copy_with_header(meta, header.unwrap_or_else(|_| meta.response_header_copy()))
+}
+
+fn copy_with_header(meta: &CacheMeta, header: ResponseHeader) -> CacheMeta {
     let mut copy = CacheMeta::new(
         meta.fresh_until(),
         meta.created(),
         meta.stale_while_revalidate_sec(),
         meta.stale_if_error_sec(),
-        meta.response_header_copy(),
+        header,
     );
     copy.set_updated(meta.updated());
     if let Some(variance) = meta.variance() {

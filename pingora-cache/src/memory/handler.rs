@@ -15,6 +15,10 @@ use crate::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType, Storage}
 use crate::trace::SpanHandle;
 use crate::{CacheKey, CacheMeta};
 
+/// Body chunks shorter than this are copied when stored (see `HandleMiss::write_body`): a
+/// short slice of a read buffer would pin the whole buffer.
+const COPY_BELOW: usize = 16 * 1024;
+
 /// A complete body: its chunks and the offset each one ends at.
 #[derive(Debug, Default)]
 pub(super) struct Body {
@@ -328,9 +332,15 @@ impl HandleMiss for MemMissHandler {
                 return Error::e_explain(STORAGE_FULL, "no room for the body of a new object");
             }
             self.reserved += data.len();
-            // A copy of its own: a chunk handed over as a slice of a larger read buffer would
-            // keep the whole buffer alive as long as the object is cached, beyond its weight.
-            let owned = Bytes::copy_from_slice(&data);
+            // A small chunk handed over as a slice of a larger read buffer would keep the
+            // whole buffer alive as long as the object is cached, beyond its weight: it gets
+            // a copy of its own. Large chunks fill most of their buffer and are kept as
+            // they are (no copy of large bodies).
+            let owned = if data.len() < COPY_BELOW {
+                Bytes::copy_from_slice(&data)
+            } else {
+                data
+            };
             self.sender
                 .send_modify(|progress| progress.chunks.push(owned));
         }
