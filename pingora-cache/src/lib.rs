@@ -37,6 +37,7 @@ pub mod cache_status;
 pub mod conditional;
 pub mod eviction;
 pub mod filters;
+pub mod hashtable;
 mod http_cache;
 pub mod key;
 pub mod lock;
