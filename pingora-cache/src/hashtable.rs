@@ -108,7 +108,10 @@ mod tests {
         table.write(1).insert(1, "one");
         table.write(6).insert(6, "six");
         assert_eq!(table.read(1).get(&1), Some(&"one"));
-        assert_eq!(table.get_shard_at_idx(2).unwrap().read().get(&6), Some(&"six"));
+        assert_eq!(
+            table.get_shard_at_idx(2).unwrap().read().get(&6),
+            Some(&"six")
+        );
         assert!(table.get_shard_at_idx(4).is_none());
         let mut seen = Vec::new();
         table.for_each(|k, v| seen.push((*k, *v)));
