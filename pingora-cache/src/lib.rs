@@ -35,6 +35,7 @@
 pub mod cache_control;
 pub mod cache_status;
 pub mod conditional;
+mod disk;
 pub mod eviction;
 pub mod filters;
 pub mod hashtable;
@@ -56,6 +57,7 @@ pub mod storage;
 pub mod trace;
 pub mod variance;
 
+pub use disk::{DiskCache, DiskCacheOptions, FsyncPolicy, RebuildStats};
 pub use http_cache::{
     purge_key, CachePhase, EvictionRef, HttpCache, HttpCacheDigest, HttpCacheOptions, LockCtx,
     PredictorRef, StorageRef, DEFAULT_MAX_RANGES,

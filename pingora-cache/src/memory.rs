@@ -430,7 +430,7 @@ impl Storage for MemCache {
 // === helpers ===
 
 /// The primary and combined hashes of a key, as integers.
-fn hashes<K: CacheHashKey>(key: &K) -> (u128, u128) {
+pub(crate) fn hashes<K: CacheHashKey>(key: &K) -> (u128, u128) {
     let primary = key.primary_bin();
     let combined = match key.variance_bin() {
         None => primary,
@@ -456,13 +456,13 @@ fn meta_weight(meta: &CacheMeta) -> usize {
 /// A copy of what a storage keeps of `meta`: everything but its extensions, which are never
 /// stored (as with [`CacheMeta::serialize`]). Header names and values share their bytes with
 /// `meta`'s.
-fn stored_copy(meta: &CacheMeta) -> CacheMeta {
+pub(crate) fn stored_copy(meta: &CacheMeta) -> CacheMeta {
     copy_with_header(meta, meta.response_header_copy())
 }
 
 /// [`stored_copy`] whose header owns its bytes: a header parsed from the wire holds slices
 /// of the connection's read buffer, which a stored object must not keep alive.
-fn owned_copy(meta: &CacheMeta) -> CacheMeta {
+pub(crate) fn owned_copy(meta: &CacheMeta) -> CacheMeta {
     let stored = meta.response_header();
     let fields = stored.headers.len();
     let header = ResponseHeader::build(stored.status, Some(fields)).map(|mut header| {
