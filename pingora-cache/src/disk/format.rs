@@ -210,7 +210,7 @@ mod tests {
             stamp: 42,
             tag_len: 3,
             internal_len: 4,
-            header_len: 5,
+            header_len: 4,
             body_crc: 0xdead_beef,
             body_len: 1000,
             meta_crc: 0,
@@ -225,8 +225,8 @@ mod tests {
         let decoded = Fixed::decode(&raw).unwrap();
         assert_eq!(decoded, fixed);
         assert!(decoded.meta_matches(&raw, variable));
-        assert_eq!(decoded.body_start(), 88 + 12);
-        assert_eq!(decoded.file_len(), 88 + 12 + 1000);
+        assert_eq!(decoded.body_start(), 88 + 11);
+        assert_eq!(decoded.file_len(), 88 + 11 + 1000);
         let sections = Sections::split(&decoded, variable).unwrap();
         assert_eq!(sections.user_tag, b"tag");
         assert_eq!(sections.internal, b"inte");
