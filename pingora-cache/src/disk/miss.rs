@@ -104,13 +104,10 @@ impl DiskMissHandler {
                 tracing::warn!("disk cache: {err}");
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(remove);
-            }
-            // Outside a runtime (a handler dropped at shutdown): the open at the next
-            // start removes the file.
-            Err(_) => {}
+        // Outside a runtime (a handler dropped at shutdown) the file stays: the open at
+        // the next start removes it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(remove);
         }
     }
 
