@@ -16,7 +16,8 @@
 //! * [`cache_status`]: the `Cache-Status` field (RFC 9211).
 //! * [`RespCacheable`], [`NoCacheReason`], [`HitStatus`], [`ForcedFreshness`].
 //! * [`storage`]: the [`Storage`] interface with streaming partial writes, and
-//!   [`MemCache`], the in-memory storage; [`trace`]: the span handle storage calls take.
+//!   [`MemCache`], the in-memory storage, and [`DiskCache`], the disk storage that survives
+//!   restarts; [`trace`]: the span handle storage calls take.
 //! * [`lock`]: the cache lock ([`lock::CacheLock`]): one writer per key, readers wait for it,
 //!   bounded by the writer's age and each reader's wait timeout.
 //! * [`eviction`]: [`eviction::EvictionManager`] and managers on `pingora-lru`, the `lru`

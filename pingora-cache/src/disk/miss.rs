@@ -33,7 +33,8 @@ pub(super) struct DiskMissHandler {
     variable: Vec<u8>,
     file: Arc<File>,
     tag: U64WriteId,
-    sender: watch::Sender<Progress>,
+    /// Shared with the commit, which outlives the handler if `finish` is cancelled.
+    sender: Arc<watch::Sender<Progress>>,
     hasher: crc32fast::Hasher,
     written: u64,
     /// Bytes taken from the cache's budget: the file so far.
@@ -70,7 +71,7 @@ impl DiskMissHandler {
             fixed,
             variable,
             file,
-            sender,
+            sender: Arc::new(sender),
             hasher: crc32fast::Hasher::new(),
             written: 0,
             eof: false,
@@ -112,48 +113,102 @@ impl DiskMissHandler {
     }
 
     /// Rewrites the header with the body's length and CRC, syncs, and renames the file into
-    /// place with the shard lock held.
+    /// place with the shard lock held. The blocking task does all the bookkeeping of the
+    /// outcome (budget, temporary file, readers' state), so a `finish` cancelled while it
+    /// runs leaves nothing half done.
     async fn commit(&mut self) -> Result<Committed> {
+        self.over = true;
         self.fixed.body_len = self.written;
         self.fixed.body_crc = self.hasher.clone().finalize();
-        let header = self.fixed.encode(&self.variable);
-        let cache = self.cache;
-        let (primary, combined, stamp) = (self.primary, self.combined, self.fixed.stamp);
-        let entry = Entry {
-            stamp,
-            size: self.reserved,
-            key: self.key.clone(),
+        let job = Commit {
+            header: self.fixed.encode(&self.variable),
+            cache: self.cache,
+            primary: self.primary,
+            combined: self.combined,
+            entry: Entry {
+                stamp: self.fixed.stamp,
+                size: self.reserved,
+                key: self.key.clone(),
+            },
+            file: self.file.clone(),
         };
-        let file = self.file.clone();
-        cache
+        let sender = self.sender.clone();
+        self.cache
             .blocking
             .run("store a cache object", move || {
-                file.write_all_at(&header, 0)?;
-                let fsync = cache.options.fsync;
-                if fsync == super::FsyncPolicy::Always {
-                    file.sync_all()?;
-                }
+                let (cache, size, stamp) = (job.cache, job.entry.size, job.entry.stamp);
+                let (primary, combined) = (job.primary, job.combined);
                 let tmp = cache.layout.tmp_path(stamp);
-                let path = cache.layout.object_path(combined);
-                {
-                    let mut shard = cache.shard(primary).write();
-                    if shard.take_write(primary, combined, stamp).is_none() {
-                        drop(shard);
-                        remove_file(&tmp)?;
-                        return Ok(Committed::Purged);
-                    }
-                    fs::rename(&tmp, &path)?;
-                    let slot = shard.slot_mut_or_insert(primary, combined);
-                    if let Some(previous) = slot.complete.replace(entry) {
-                        cache.release(previous.size);
-                    }
+                let result = job.run();
+                if result.is_err() {
+                    // The failure may have come before the write left the index.
+                    cache
+                        .shard(primary)
+                        .write()
+                        .take_write(primary, combined, stamp);
                 }
-                if let Some(dir) = path.parent() {
-                    sync_dir(dir, fsync)?;
+                let state = match &result {
+                    Ok(Committed::Stored) => WriteState::Done,
+                    Ok(Committed::Purged) => WriteState::Done,
+                    Err(_) => WriteState::Failed,
+                };
+                if !matches!(result, Ok(Committed::Stored)) {
+                    cache.release(size);
+                    let _ = remove_file(&tmp);
                 }
-                Ok(Committed::Stored)
+                sender.send_modify(|progress| progress.state = state);
+                result
             })
             .await
+    }
+}
+
+/// What a commit needs, moved to the blocking pool.
+struct Commit {
+    header: [u8; FIXED_LEN],
+    cache: &'static DiskCache,
+    primary: u128,
+    combined: u128,
+    entry: Entry,
+    file: Arc<File>,
+}
+
+impl Commit {
+    /// Errors happen only before the entry is in the index (a failed directory sync after
+    /// the rename is logged: the object is in place).
+    fn run(self) -> io::Result<Committed> {
+        let Commit {
+            header,
+            cache,
+            primary,
+            combined,
+            entry,
+            file,
+        } = self;
+        file.write_all_at(&header, 0)?;
+        let fsync = cache.options.fsync;
+        if fsync == super::FsyncPolicy::Always {
+            file.sync_all()?;
+        }
+        let tmp = cache.layout.tmp_path(entry.stamp);
+        let path = cache.layout.object_path(combined);
+        {
+            let mut shard = cache.shard(primary).write();
+            if shard.take_write(primary, combined, entry.stamp).is_none() {
+                return Ok(Committed::Purged);
+            }
+            fs::rename(&tmp, &path)?;
+            let slot = shard.slot_mut_or_insert(primary, combined);
+            if let Some(previous) = slot.complete.replace(entry) {
+                cache.release(previous.size);
+            }
+        }
+        if let Some(dir) = path.parent() {
+            if let Err(err) = sync_dir(dir, fsync) {
+                tracing::warn!("disk cache: syncing {}: {err}", dir.display());
+            }
+        }
+        Ok(Committed::Stored)
     }
 }
 
@@ -217,27 +272,12 @@ impl HandleMiss for DiskMissHandler {
         if self.over {
             return Error::e_explain(ErrorType::InternalError, "finish after a failed write");
         }
-        match self.commit().await {
-            Ok(Committed::Stored) => {
-                self.over = true;
-                self.sender
-                    .send_modify(|progress| progress.state = WriteState::Done);
-                Ok(MissFinishType::Created(self.reserved))
-            }
-            Ok(Committed::Purged) => {
-                self.over = true;
-                self.sender
-                    .send_modify(|progress| progress.state = WriteState::Done);
-                self.cache.release(self.reserved);
-                Error::e_explain(
-                    ErrorType::InternalError,
-                    "the object was purged while it was being written",
-                )
-            }
-            Err(err) => {
-                self.fail();
-                Err(err)
-            }
+        match self.commit().await? {
+            Committed::Stored => Ok(MissFinishType::Created(self.reserved)),
+            Committed::Purged => Error::e_explain(
+                ErrorType::InternalError,
+                "the object was purged while it was being written",
+            ),
         }
     }
 

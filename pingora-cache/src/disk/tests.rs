@@ -732,3 +732,5 @@ async fn rebuild_time_for_1k_and_100k_objects() {
         println!("{count} objects: written in {written:?}, index rebuilt in {rebuilt:?}");
     }
 }
+
+mod model;
