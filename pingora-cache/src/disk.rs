@@ -143,8 +143,9 @@ impl DiskCacheOptions {
 ///
 /// The index (16 shards, like [`MemCache`](crate::MemCache)'s) maps a combined hash to the
 /// object's stamp, size and key, and a primary hash to its variants; it keeps no metadata,
-/// so an object costs a small fixed entry (hashes, stamp, size) plus its user tag. Lookups read the metadata from the file. A lookup
-/// whose file was removed behind the store's back is a miss and drops the entry.
+/// so an object costs a small fixed entry (hashes, stamp, size) plus its user tag. Lookups
+/// read the metadata from the file. A lookup whose file was removed behind the store's
+/// back is a miss and drops the entry.
 ///
 /// # Streaming partial writes
 ///
