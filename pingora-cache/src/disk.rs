@@ -147,6 +147,8 @@ impl DiskCacheOptions {
 /// read the metadata from the file. A lookup whose file was removed behind the store's
 /// back is a miss and drops the entry.
 ///
+/// One process at a time may use a directory: nothing locks it.
+///
 /// # Streaming partial writes
 ///
 /// A write is visible to lookups from [`Storage::get_miss_handler`] on: its readers read the
