@@ -125,6 +125,7 @@ impl FoundObject {
             pos: 0,
             end: body_len,
             hasher: Some(crc32fast::Hasher::new()),
+            broken: false,
         };
         (self.meta, Box::new(DiskHitHandler::Complete(hit)))
     }
@@ -171,6 +172,8 @@ struct CompleteHit {
     end: u64,
     /// The CRC of the body read so far, while it is read from its start without a seek.
     hasher: Option<crc32fast::Hasher>,
+    /// A check failed: every later read fails too, so the body never ends cleanly.
+    broken: bool,
 }
 
 /// Follows a write in progress by reading its temporary file.
@@ -187,6 +190,9 @@ struct PartialHit {
 impl CompleteHit {
     /// Reading is cancel safe: the position and CRC move only once a read returned.
     async fn read(&mut self) -> Result<Option<Bytes>> {
+        if self.broken {
+            return Error::e_explain(ErrorType::ReadError, "the cache object is corrupt");
+        }
         if self.pos >= self.end {
             if self.pos == self.body_len {
                 self.check_crc().await?;
@@ -233,7 +239,7 @@ impl CompleteHit {
     /// Purges the object (if the index still points at this file) and fails the read.
     async fn corrupt<T>(&mut self, reason: &'static str) -> Result<T> {
         self.hasher = None;
-        self.pos = self.end;
+        self.broken = true;
         tracing::warn!("disk cache: discarding {:032x}: {reason}", self.combined);
         self.cache
             .discard(self.primary, self.combined, self.stamp)

@@ -621,6 +621,10 @@ async fn a_crash_never_leaves_an_object_served_as_complete() {
     let bad = key("/bad-body");
     let (_, mut hit) = reopened.lookup(&bad, &trace).await.unwrap().unwrap();
     assert!(read_all(&mut hit).await.is_err());
+    assert!(
+        hit.read_body().await.is_err(),
+        "no clean end after the error"
+    );
     assert!(reopened.lookup(&bad, &trace).await.unwrap().is_none());
     assert!(!path_of(reopened, &bad).exists());
     assert_eq!(reopened.len(), 2);
