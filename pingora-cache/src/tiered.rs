@@ -15,15 +15,18 @@
 //!   is offered to the admission policy. A hit that is read partially, seeks (a range
 //!   request), or fails leaves nothing in the front.
 //! * **Admission and eviction of the front.** The front is bounded by
-//!   [`TieredOptions::front_bytes`] through the crate's TinyUFO eviction manager
-//!   ([`eviction::tinyufo::Manager`](crate::eviction::tinyufo::Manager)), keyed by the combined
-//!   hash. Its TinyLFU test counts every offer of a key (each write-through and each fully read
-//!   back hit), and turns a newcomer away when the one object it would push out was offered
-//!   more often: a key read once from the back does not push a more popular object out, and
-//!   after enough back hits it wins its place. Front hits count as uses for S3-FIFO, so the
-//!   objects pushed out are the ones not read lately. The manager is used rather than a bare
-//!   `TinyUfo` because it already weighs objects in bytes, names the victims by key and tracks
-//!   the exact total; the sketch of the `tinyufo` crate is private to it.
+//!   [`TieredOptions::front_bytes`] through a [`TinyUfo`](tinyufo::TinyUfo) keyed by the
+//!   combined hash, weighing objects in units of 1 KiB. Its TinyLFU test counts every offer
+//!   of a key (each write-through and each fully read back hit), and turns a newcomer away
+//!   when the one object it would push out was offered more often: a key read once from the
+//!   back does not push a more popular object out, and after enough back hits it wins its
+//!   place. Front hits count as uses for S3-FIFO, so the objects pushed out are the ones not
+//!   read lately. A `TinyUfo` is used, rather than its frequency sketch alone (private to the
+//!   `tinyufo` crate), because it gives both halves: admission and the choice of victims. It
+//!   is not the crate's TinyUFO eviction manager because that one re-admits an object it does
+//!   not know when it is hit, which here would re-track a copy just evicted and not yet
+//!   dropped; the front's policy counts hits on known objects only, and serializes its
+//!   admissions so that its byte count stays exact.
 //! * **Demotion is free.** The back store holds every object (write-through), so an object
 //!   pushed out of the front is dropped from memory and nothing is written anywhere.
 //! * **Purge and `update_meta`** apply to both tiers. A failed update of the front drops its
@@ -54,25 +57,24 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use pingora_error::Result;
 
-use crate::eviction::tinyufo::Manager;
-use crate::eviction::EvictionManager;
 use crate::key::{CacheHashKey, CompactCacheKey};
 use crate::storage::{HitHandler, MissHandler, PurgeType, Storage};
 use crate::trace::SpanHandle;
 use crate::{CacheKey, CacheMeta, MemCache};
 
 mod handler;
+mod policy;
 #[cfg(test)]
 mod tests;
 
 use handler::{Promotion, TeeMissHandler};
 pub use handler::{Tier, TieredHitHandler};
+use policy::FrontPolicy;
 
 /// The number of key stripes: locks and generations shared by the keys whose primary hashes
 /// fall in them.
@@ -245,7 +247,7 @@ impl Drop for Writing {
 pub struct TieredStorage {
     front: &'static MemCache,
     back: &'static (dyn Storage + Sync),
-    policy: Manager,
+    policy: FrontPolicy,
     options: TieredOptions,
     stripes: Box<[Stripe]>,
     counters: Counters,
@@ -271,7 +273,7 @@ impl TieredStorage {
         TieredStorage {
             front,
             back,
-            policy: Manager::new(options.front_bytes, options.estimated_items),
+            policy: FrontPolicy::new(options.front_bytes, options.estimated_items),
             options,
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             counters: Counters::default(),
@@ -296,12 +298,12 @@ impl TieredStorage {
     /// The bytes of the objects the front's policy holds (at most
     /// [`TieredOptions::front_bytes`]).
     pub fn front_bytes(&self) -> usize {
-        self.policy.total_size()
+        self.policy.bytes()
     }
 
     /// The number of objects the front's policy holds.
     pub fn front_items(&self) -> usize {
-        self.policy.total_items()
+        self.policy.items()
     }
 
     /// The counters since creation.
@@ -347,7 +349,7 @@ impl TieredStorage {
                     && hit.get_eviction_weight() <= self.options.max_front_object_bytes =>
             {
                 match self.front.get_miss_handler(key, &meta, trace).await {
-                    Ok(miss) => Some(Promotion::new(key, miss, generation, &meta, &self.options)),
+                    Ok(miss) => Some(Promotion::new(key, miss, generation, &self.options)),
                     Err(_) => None,
                 }
             }
@@ -360,15 +362,9 @@ impl TieredStorage {
     /// Offers the front copy of `key`, `size` bytes, to the admission policy and drops from
     /// the front what the policy evicts. Returns whether the copy stays. Called with the
     /// key's stripe locked.
-    async fn admit_front(
-        &self,
-        key: &CompactCacheKey,
-        size: usize,
-        fresh_until: SystemTime,
-        trace: &SpanHandle,
-    ) -> bool {
+    async fn admit_front(&self, key: &CompactCacheKey, size: usize, trace: &SpanHandle) -> bool {
         let mut kept = true;
-        for victim in self.policy.admit(key.clone(), size, fresh_until) {
+        for victim in self.policy.admit(key, size) {
             kept &= victim != *key;
             // Demotion: the back store has the object (write-through), so the front copy
             // is dropped and nothing is written. A purge of a MemCache cannot fail.
@@ -395,9 +391,9 @@ impl TieredStorage {
             // Dropping the front write discards the copy.
             return;
         }
-        let (key, fresh_until) = (promotion.key.clone(), promotion.fresh_until);
+        let key = promotion.key.clone();
         if let Some(size) = promotion.finish().await {
-            if self.admit_front(&key, size, fresh_until, trace).await {
+            if self.admit_front(&key, size, trace).await {
                 self.counters.promotions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -409,16 +405,16 @@ impl TieredStorage {
         &self,
         key: &CompactCacheKey,
         back: MissHandler,
-        front: Option<(MissHandler, SystemTime)>,
+        front: Option<MissHandler>,
     ) -> Result<crate::storage::MissFinishType> {
         let stripe = self.stripe_of(key);
         let changes = stripe.lock.lock().await;
         let result = back.finish().await;
-        if let (Ok(_), Some((front, fresh_until))) = (&result, front) {
+        if let (Ok(_), Some(front)) = (&result, front) {
             if let Ok(finished) = front.finish().await {
                 let trace = SpanHandle::default();
                 let size = handler::finished_size(finished);
-                if self.admit_front(key, size, fresh_until, &trace).await {
+                if self.admit_front(key, size, &trace).await {
                     self.counters.front_writes.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -461,9 +457,7 @@ impl Storage for TieredStorage {
         }
         if let Some((meta, hit)) = self.front.lookup_complete(key) {
             self.counters.front_hits.fetch_add(1, Ordering::Relaxed);
-            let compact = key.to_compact();
-            self.policy
-                .access(&compact, hit.get_eviction_weight(), meta.fresh_until());
+            self.policy.touch(key);
             let handler = TieredHitHandler::new(self, Tier::Front, hit, None);
             return Ok(Some((meta, Box::new(handler))));
         }
@@ -511,7 +505,7 @@ impl Storage for TieredStorage {
         let back = self.back.get_miss_handler(key, meta, trace).await?;
         let front = self.front.get_miss_handler(key, meta, trace).await.ok();
         let writing = Writing::start(self.stripe_of(key), key);
-        let handler = TeeMissHandler::new(self, key, writing, back, front, meta);
+        let handler = TeeMissHandler::new(self, key, writing, back, front);
         Ok(Box::new(handler))
     }
 

@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use super::{TieredOptions, TieredStorage, Writing};
 use crate::key::CompactCacheKey;
 use crate::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, Storage};
 use crate::trace::SpanHandle;
-use crate::{CacheKey, CacheMeta};
+use crate::CacheKey;
 
 /// The tier that serves a hit of a [`TieredStorage`](super::TieredStorage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +38,6 @@ pub(super) struct Promotion {
     pub(super) key: CompactCacheKey,
     /// The stripe's generation when the back store was read.
     pub(super) generation: u64,
-    pub(super) fresh_until: SystemTime,
     written: usize,
     limit: usize,
 }
@@ -49,14 +47,12 @@ impl Promotion {
         key: &CacheKey,
         miss: MissHandler,
         generation: u64,
-        meta: &CacheMeta,
         options: &TieredOptions,
     ) -> Self {
         Promotion {
             miss,
             key: key.to_compact(),
             generation,
-            fresh_until: meta.fresh_until(),
             written: 0,
             limit: options.max_front_object_bytes,
         }
@@ -225,7 +221,6 @@ pub(super) struct TeeMissHandler {
     key: CompactCacheKey,
     back: MissHandler,
     front: Option<MissHandler>,
-    fresh_until: SystemTime,
     written: usize,
     /// Registers the write, so that lookups follow the back store's write; dropped when the
     /// handler is.
@@ -239,14 +234,12 @@ impl TeeMissHandler {
         writing: Writing,
         back: MissHandler,
         front: Option<MissHandler>,
-        meta: &CacheMeta,
     ) -> Self {
         TeeMissHandler {
             storage,
             key: key.to_compact(),
             back,
             front,
-            fresh_until: meta.fresh_until(),
             written: 0,
             _writing: writing,
         }
@@ -283,11 +276,9 @@ impl HandleMiss for TeeMissHandler {
             key,
             back,
             front,
-            fresh_until,
             _writing,
             ..
         } = *self;
-        let front = front.map(|front| (front, fresh_until));
         storage.finish_write(&key, back, front).await
     }
 
