@@ -556,3 +556,47 @@ async fn concurrent_writes_reads_and_purges_keep_the_tiers_consistent() {
     let stats = storage.stats();
     assert!(stats.front_hits > 0 && stats.back_hits > 0, "{stats:?}");
 }
+
+// === with HttpCache ===
+
+#[tokio::test]
+async fn http_cache_misses_and_hits_through_both_tiers() {
+    use crate::{HitStatus, HttpCache};
+
+    let storage = roomy();
+    let fresh = || {
+        let now = SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    };
+    let request = || {
+        let mut cache = HttpCache::new();
+        cache.enable(storage, None, None, None, None);
+        cache.set_cache_key(key("/http"));
+        cache
+    };
+
+    let mut miss = request();
+    assert!(miss.cache_lookup().await.unwrap().is_none());
+    miss.cache_miss();
+    miss.set_cache_meta(fresh());
+    miss.set_miss_handler().await.unwrap();
+    let handler = miss.miss_handler().unwrap();
+    handler
+        .write_body(Bytes::from_static(b"cached body"), true)
+        .await
+        .unwrap();
+    miss.finish_miss_handler().await.unwrap();
+
+    // A hit from the front, then one from the back once the front lost its copy.
+    for expected in [Tier::Front, Tier::Back] {
+        let mut hit = request();
+        let (found, handler) = hit.cache_lookup().await.unwrap().unwrap();
+        assert_eq!(tier_of(&handler), expected);
+        hit.cache_found(found, handler, HitStatus::Fresh);
+        assert_eq!(read_all(hit.hit_handler()).await.unwrap(), b"cached body");
+        hit.finish_hit_handler().await.unwrap();
+        let compact = key("/http").to_compact();
+        storage.drop_front(&compact, &trace()).await;
+    }
+}
