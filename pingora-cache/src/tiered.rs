@@ -44,7 +44,9 @@
 //! change of a key (a finished write, a purge, a metadata update) is made in both tiers under
 //! a per-key lock (one of 256 stripes chosen by the primary hash) that also bumps a
 //! generation. A promotion remembers the generation it started at and commits only if it has
-//! not changed. This holds as long as the back store changes objects only through this
+//! not changed. The back store's `finish`, `purge` and `update_meta` run under that lock, so a
+//! slow one delays the other changes of its stripe (not lookups or reads). This holds as
+//! long as the back store changes objects only through this
 //! storage: a back store that drops objects by itself (its own eviction) should be given an
 //! eviction manager that purges through the `TieredStorage` instead.
 //!
