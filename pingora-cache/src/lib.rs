@@ -18,6 +18,8 @@
 //! * [`storage`]: the [`Storage`] interface with streaming partial writes, and
 //!   [`MemCache`], the in-memory storage, and [`DiskCache`], the disk storage that survives
 //!   restarts; [`trace`]: the span handle storage calls take.
+//! * [`tiered`]: [`TieredStorage`], a [`MemCache`] in front of a durable storage
+//!   (write-through, promotion of back hits by a TinyUFO admission policy).
 //! * [`lock`]: the cache lock ([`lock::CacheLock`]): one writer per key, readers wait for it,
 //!   bounded by the writer's age and each reader's wait timeout.
 //! * [`eviction`]: [`eviction::EvictionManager`] and managers on `pingora-lru`, the `lru`
@@ -55,6 +57,7 @@ pub mod put;
 pub mod range;
 mod status;
 pub mod storage;
+pub mod tiered;
 pub mod trace;
 pub mod variance;
 
@@ -70,6 +73,7 @@ pub use meta::{set_compression_dict_content, set_compression_dict_path};
 pub use meta::{CacheMeta, CacheMetaDefaults};
 pub use status::{ForcedFreshness, HitStatus, NoCacheReason, RespCacheable};
 pub use storage::{HitHandler, MissHandler, PurgeType, Storage};
+pub use tiered::{TieredOptions, TieredStorage};
 pub use variance::VarianceBuilder;
 
 /// Helpers shared by the crate's unit tests.

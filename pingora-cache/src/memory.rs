@@ -196,6 +196,18 @@ impl MemCache {
         Some(stored.weight)
     }
 
+    /// Looks up the complete object of `key` only, ignoring writes in progress: the front tier
+    /// of a [`TieredStorage`](crate::TieredStorage) serves complete objects, and its readers
+    /// of a write in progress follow the back tier's write.
+    pub(crate) fn lookup_complete(&self, key: &CacheKey) -> Option<(CacheMeta, HitHandler)> {
+        let (primary, combined) = hashes(key);
+        let stored = {
+            let shard = self.shard(primary).read();
+            shard.slots.get(&combined)?.complete.clone()?
+        };
+        Some(Found::Complete(stored).into_hit())
+    }
+
     fn shard(&self, primary: u128) -> &RwLock<Shard> {
         // The hash is uniform, so its low bits pick a shard evenly.
         &self.shards[(primary % SHARDS as u128) as usize]
