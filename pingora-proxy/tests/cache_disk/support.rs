@@ -43,7 +43,8 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The body of object `id`: 64 KiB to 320 KiB of pseudo-random bytes.
 pub(crate) fn body_of(id: u32) -> Vec<u8> {
-    let len = (64 << 10) + (id as usize * 7919) % (256 << 10);
+    let spread = (u64::from(id) * 0x9E37_79B9) % (256 << 10);
+    let len = (64 << 10) + usize::try_from(spread).expect("below 256 KiB");
     pseudo_random(len, u64::from(id) + 1)
 }
 
