@@ -1,5 +1,5 @@
-//! A caching reverse proxy: responses are stored in memory and served from there while
-//! fresh, following the HTTP caching rules (RFC 9111) by default.
+//! A caching reverse proxy: responses are stored in memory (or on disk) and served from
+//! there while fresh, following the HTTP caching rules (RFC 9111) by default.
 //!
 //! ```sh
 //! cargo run -p pingora-proxy --example cache
@@ -8,26 +8,103 @@
 //! curl -i 127.0.0.1:6191/max-age/2 # stale after 2 s, then revalidated with the origin
 //! curl -i 127.0.0.1:6191/private   # never stored
 //! ```
+//!
+//! On disk, surviving restarts (`--tiered` puts a memory tier in front of the disk):
+//!
+//! ```sh
+//! cargo run -p pingora-proxy --example cache -- --disk /tmp/pingora-cache
+//! cargo run -p pingora-proxy --example cache -- --disk /tmp/pingora-cache --tiered
+//! ```
+//!
+//! `--listen` sets the proxy's address (port 0: any free port) and `--origin` an origin of
+//! your own instead of the example's (on 127.0.0.1:7105). Once listening, the proxy prints
+//! `listening on <address>`; with `--disk`, what it found in the directory first.
 
 mod app;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora_core::listeners::LocalAddrs;
 use pingora_core::server::configuration::Opt;
-use pingora_core::server::Server;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_proxy::http_proxy_service;
 
+/// The example's own origin.
 const ORIGIN: &str = "127.0.0.1:7105";
 
-fn main() {
+/// The command line: the server's options and the example's.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    server: Opt,
+    /// Where the proxy listens.
+    #[arg(long, default_value = "127.0.0.1:6191")]
+    listen: String,
+    /// An origin (`ip:port`) to cache instead of the example's own.
+    #[arg(long)]
+    origin: Option<SocketAddr>,
+    /// Keep the cache in this directory (it survives restarts) instead of in memory.
+    #[arg(long, value_name = "DIR")]
+    disk: Option<PathBuf>,
+    /// With `--disk`: a memory tier in front of the disk store.
+    #[arg(long, requires = "disk")]
+    tiered: bool,
+}
+
+pub(crate) fn main() {
     env_logger::init();
-    let mut server = Server::new(Some(Opt::parse_args())).expect("server set-up");
+    let args = Args::parse();
+    let storage = match &args.disk {
+        Some(dir) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to open the disk cache");
+            runtime
+                .block_on(app::cache::open_disk(dir, args.tiered))
+                .expect("open the disk cache")
+        }
+        None => app::cache::memory(),
+    };
+    let mut server = Server::new(Some(args.server)).expect("server set-up");
     server.bootstrap();
 
-    server.add_service(app::cache::origin_service(ORIGIN));
-    let proxy_app = app::cache::CachingProxy {
-        origin: ORIGIN.parse().expect("a socket address"),
+    let origin = match args.origin {
+        Some(origin) => origin,
+        None => {
+            server.add_service(app::cache::origin_service(ORIGIN));
+            ORIGIN.parse().expect("a socket address")
+        }
     };
+    let proxy_app = app::cache::CachingProxy { origin, storage };
     let mut proxy = http_proxy_service(&server.configuration, proxy_app);
-    proxy.add_tcp("127.0.0.1:6191");
-    server.add_service(proxy);
+    proxy.add_tcp(&args.listen);
+    let addrs = proxy.local_addrs();
+    let proxy = server.add_service(proxy);
+    let reporter = server.add_service(background_service("ready", ReadyReporter { addrs }));
+    reporter.add_dependency(&proxy);
     server.run_forever();
+}
+
+/// Prints where the proxy listens, once it does.
+struct ReadyReporter {
+    addrs: LocalAddrs,
+}
+
+#[async_trait]
+impl BackgroundService for ReadyReporter {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        match self.addrs.wait().await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    eprintln!("listening on {addr}");
+                }
+            }
+            Err(e) => eprintln!("not listening: {e}"),
+        }
+    }
 }

@@ -242,9 +242,12 @@ fn cache_serves_hits_revalidates_and_skips_private() {
         vec![addrs]
     });
     let origin = origin[0];
-    let (_proxy_server, proxy) = ProxyUnderTest::new(app::cache::CachingProxy { origin })
-        .conf(TestServer::test_conf())
-        .start();
+    let (_proxy_server, proxy) = ProxyUnderTest::new(app::cache::CachingProxy {
+        origin,
+        storage: app::cache::memory(),
+    })
+    .conf(TestServer::test_conf())
+    .start();
     std::mem::forget(origin_server);
     let base = format!("http://{proxy}");
     let cache_status = |head: &str| {

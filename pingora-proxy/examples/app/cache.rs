@@ -4,17 +4,25 @@
 //! The cache: a 64 MiB in-memory store ([`MemCache`]) evicting least recently used objects
 //! ([`lru::Manager`]), a cache lock so that concurrent misses of one URL make a single origin
 //! request, objects up to 8 MiB. Everything else is the default policy (RFC 9111).
+//!
+//! Instead of memory, the objects may live on disk ([`open_disk`]): a [`DiskCache`] that
+//! survives restarts, alone or behind a memory tier ([`TieredStorage`]). The same eviction
+//! manager bounds it, refilled from the objects found on disk at start.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use http::{header, Response};
-use pingora_cache::eviction::lru;
+use pingora_cache::eviction::{lru, EvictionManager};
 use pingora_cache::lock::CacheLock;
-use pingora_cache::MemCache;
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{
+    DiskCache, DiskCacheOptions, MemCache, PurgeType, StorageRef, TieredOptions, TieredStorage,
+};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -23,17 +31,78 @@ use pingora_proxy::{ProxyHttp, Session};
 
 /// The most bytes the cache keeps.
 const CACHE_BYTES: usize = 64 << 20;
+/// The most bytes the memory tier in front of a disk store keeps.
+const FRONT_BYTES: usize = 16 << 20;
 
-static STORAGE: LazyLock<MemCache> =
+static MEMORY: LazyLock<MemCache> =
     LazyLock::new(|| MemCache::with_capacity_bytes(CACHE_BYTES + (CACHE_BYTES >> 2)));
 static EVICTION: LazyLock<lru::Manager<16>> =
     LazyLock::new(|| lru::Manager::with_capacity(CACHE_BYTES, 1 << 16));
 static LOCK: LazyLock<CacheLock> = LazyLock::new(|| CacheLock::new(Duration::from_secs(10)));
 
 /// The caching proxy.
-#[derive(Debug)]
 pub struct CachingProxy {
+    /// Where misses go.
     pub origin: SocketAddr,
+    /// Where objects are kept: [`memory`] or what [`open_disk`] returned.
+    pub storage: StorageRef,
+}
+
+impl std::fmt::Debug for CachingProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingProxy")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The in-memory store.
+pub fn memory() -> StorageRef {
+    &*MEMORY
+}
+
+/// Opens the disk store in `dir` (with a memory tier in front if `tiered`), prints what it
+/// found there, and admits those objects into the eviction manager, so that the size bound
+/// holds after a restart (objects beyond it are purged).
+///
+/// Needs a tokio runtime. The stores are leaked: storages are used as `&'static`.
+///
+/// # Errors
+///
+/// When the directory cannot be created or listed.
+pub async fn open_disk(dir: &Path, tiered: bool) -> Result<StorageRef> {
+    let options = DiskCacheOptions::default().max_bytes(CACHE_BYTES + (CACHE_BYTES >> 2));
+    let (disk, stats) = DiskCache::open(dir, options).await?;
+    eprintln!(
+        "disk cache {}: kept {} objects ({} bytes), discarded {}, temporary files removed {}",
+        dir.display(),
+        stats.kept,
+        stats.bytes,
+        stats.discarded,
+        stats.temp_removed
+    );
+    let disk: &'static DiskCache = Box::leak(Box::new(disk));
+    let storage: StorageRef = if tiered {
+        let front = MemCache::with_capacity_bytes(FRONT_BYTES + (FRONT_BYTES >> 2));
+        let front: &'static MemCache = Box::leak(Box::new(front));
+        let options = TieredOptions::new(FRONT_BYTES);
+        Box::leak(Box::new(TieredStorage::new(front, disk, options)))
+    } else {
+        disk
+    };
+    let mut evicted = 0;
+    for (key, size) in disk.entries() {
+        for victim in EVICTION.admit(key, size, SystemTime::now()) {
+            let span = SpanHandle::default();
+            if storage.purge(&victim, PurgeType::Eviction, &span).await? {
+                evicted += 1;
+            }
+        }
+    }
+    if evicted > 0 {
+        eprintln!("disk cache: purged {evicted} objects beyond the size bound");
+    }
+    Ok(storage)
 }
 
 #[async_trait]
@@ -44,7 +113,7 @@ impl ProxyHttp for CachingProxy {
     fn request_cache_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<()> {
         session
             .cache
-            .enable(&*STORAGE, Some(&*EVICTION), None, Some(&*LOCK), None);
+            .enable(self.storage, Some(&*EVICTION), None, Some(&*LOCK), None);
         session.cache.set_max_file_size_bytes(8 << 20);
         Ok(())
     }
