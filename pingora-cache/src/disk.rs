@@ -197,7 +197,7 @@ pub struct DiskCache {
     used: AtomicUsize,
     blocking: Blocking,
     /// The directory's lock, held while this store may write (see `set_read_only`).
-    lock: parking_lot::Mutex<Option<File>>,
+    lock: parking_lot::Mutex<Option<nix::fcntl::Flock<File>>>,
     read_only: AtomicBool,
 }
 

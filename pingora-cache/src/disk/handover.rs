@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::time::Instant;
 
@@ -24,7 +26,7 @@ const LOCK_POLL: Duration = Duration::from_millis(50);
 /// Takes the exclusive lock of `dir` (the file `lock` in it, created if needed): `None` when
 /// another process (or another store of this one) holds it. The lock is released when the
 /// file is closed, so a crashed process never leaves it held.
-pub(super) fn lock_dir(dir: &Path) -> Result<Option<File>> {
+pub(super) fn lock_dir(dir: &Path) -> Result<Option<Flock<File>>> {
     std::fs::create_dir_all(dir).or_err(ErrorType::Custom("DiskCacheIo"), "creating the dir")?;
     let file = OpenOptions::new()
         .create(true)
@@ -32,10 +34,10 @@ pub(super) fn lock_dir(dir: &Path) -> Result<Option<File>> {
         .write(true)
         .open(dir.join("lock"))
         .or_err(ErrorType::Custom("DiskCacheIo"), "opening the lock file")?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::because(
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::because(
             ErrorType::Custom("DiskCacheIo"),
             "locking the cache directory",
             e,
@@ -82,9 +84,8 @@ impl DiskCache {
         for shard in self.shards.iter() {
             drop(shard.write());
         }
-        if let Some(lock) = self.lock.lock().take() {
-            let _ = lock.unlock();
-        }
+        // Dropping the lock releases it.
+        drop(self.lock.lock().take());
     }
 
     /// Whether [`set_read_only`](Self::set_read_only) was called.
