@@ -5,7 +5,7 @@ use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,12 +22,15 @@ use crate::{CacheKey, CacheMeta};
 
 mod format;
 mod handler;
+mod handover;
 mod index;
 mod io_util;
 mod miss;
 mod rebuild;
 #[cfg(test)]
 mod tests;
+
+pub use handover::DISK_CACHE_LOCKED;
 
 use format::{Fixed, FIXED_LEN, WRITING};
 use handler::{open_object, Opened};
@@ -193,6 +196,9 @@ pub struct DiskCache {
     shards: Box<[RwLock<Shard>]>,
     used: AtomicUsize,
     blocking: Blocking,
+    /// The directory's lock, held while this store may write (see `set_read_only`).
+    lock: parking_lot::Mutex<Option<nix::fcntl::Flock<File>>>,
+    read_only: AtomicBool,
 }
 
 // === impl DiskCache ===
@@ -214,6 +220,12 @@ impl DiskCache {
         dir: impl AsRef<Path>,
         options: DiskCacheOptions,
     ) -> Result<(DiskCache, RebuildStats)> {
+        let Some(lock) = handover::lock_dir(dir.as_ref())? else {
+            return Error::e_explain(
+                DISK_CACHE_LOCKED,
+                "another process (or store) holds this cache directory",
+            );
+        };
         let layout = Layout::new(dir.as_ref().to_path_buf());
         let blocking = Blocking::new(options.io_concurrency);
         let (found, stats) = rebuild::scan(&layout, &blocking).await?;
@@ -223,6 +235,8 @@ impl DiskCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             used: AtomicUsize::new(0),
             blocking,
+            lock: parking_lot::Mutex::new(Some(lock)),
+            read_only: AtomicBool::new(false),
         };
         for (combined, entry) in found {
             let primary = u128::from_be_bytes(entry.key.primary);
@@ -469,6 +483,9 @@ impl Storage for DiskCache {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
+        if self.is_read_only() {
+            return handover::read_only_error();
+        }
         let compact = key.to_compact();
         let (primary, combined) = hashes(key);
         let (internal, header) = meta.serialize()?;
@@ -538,6 +555,10 @@ impl Storage for DiskCache {
         purge_type: PurgeType,
         _trace: &SpanHandle,
     ) -> Result<bool> {
+        if self.is_read_only() {
+            // The directory belongs to another process now.
+            return Ok(false);
+        }
         let (primary, combined) = hashes(key);
         let all_variants = combined == primary && purge_type == PurgeType::Invalidation;
         let fsync = self.options.fsync;
@@ -589,6 +610,9 @@ impl Storage for DiskCache {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
+        if self.is_read_only() {
+            return Ok(false);
+        }
         let (primary, combined) = hashes(key);
         let exists = {
             let shard = self.shard(primary).read();

@@ -61,7 +61,7 @@ pub mod tiered;
 pub mod trace;
 pub mod variance;
 
-pub use disk::{DiskCache, DiskCacheOptions, FsyncPolicy, RebuildStats};
+pub use disk::{DiskCache, DiskCacheOptions, FsyncPolicy, RebuildStats, DISK_CACHE_LOCKED};
 pub use http_cache::{
     purge_key, CachePhase, EvictionRef, HttpCache, HttpCacheDigest, HttpCacheOptions, LockCtx,
     PredictorRef, StorageRef, DEFAULT_MAX_RANGES,

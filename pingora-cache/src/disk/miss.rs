@@ -197,6 +197,10 @@ impl Commit {
             if shard.take_write(primary, combined, entry.stamp).is_none() {
                 return Ok(Committed::Purged);
             }
+            if cache.is_read_only() {
+                // The directory was handed over: this write stores nothing.
+                return Ok(Committed::Purged);
+            }
             fs::rename(&tmp, &path)?;
             let slot = shard.slot_mut_or_insert(primary, combined);
             if let Some(previous) = slot.complete.replace(entry) {

@@ -10,9 +10,26 @@ use super::*;
 use crate::key::hash_key;
 use crate::storage::MissFinishType;
 
+/// The stores the tests opened (leaked, as the cache API wants `&'static`), by directory.
+static OPENED: std::sync::Mutex<Vec<(PathBuf, &'static DiskCache)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Opens the store of `dir`. A store this test opened on `dir` before hands it over first
+/// (`set_read_only`), as a process that stops would: a reopen is a restart.
 async fn open_with(dir: &Path, options: DiskCacheOptions) -> (&'static DiskCache, RebuildStats) {
+    let previous: Vec<&'static DiskCache> = {
+        let mut opened = OPENED.lock().unwrap();
+        let (same, other): (Vec<_>, Vec<_>) = opened.drain(..).partition(|(d, _)| d == dir);
+        *opened = other;
+        same.into_iter().map(|(_, cache)| cache).collect()
+    };
+    for cache in previous {
+        cache.set_read_only();
+    }
     let (cache, stats) = DiskCache::open(dir, options).await.unwrap();
-    (Box::leak(Box::new(cache)), stats)
+    let cache: &'static DiskCache = Box::leak(Box::new(cache));
+    OPENED.lock().unwrap().push((dir.to_path_buf(), cache));
+    (cache, stats)
 }
 
 async fn open(dir: &Path) -> &'static DiskCache {
@@ -738,3 +755,81 @@ async fn rebuild_time_for_1k_and_100k_objects() {
 }
 
 mod model;
+
+#[tokio::test]
+async fn one_store_per_directory_and_a_read_only_hand_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = open(dir.path()).await;
+    put(old, &key("/kept"), "k", &[b"kept body"]).await;
+    // A second store (another process) cannot take the directory.
+    let err = DiskCache::open(dir.path(), DiskCacheOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(*err.etype(), DISK_CACHE_LOCKED);
+
+    // A write in progress when the old store hands over stores nothing; its reader still
+    // gets the whole body.
+    let trace = SpanHandle::default();
+    let mut miss = old
+        .get_miss_handler(&key("/in-flight"), &meta("f"), &trace)
+        .await
+        .unwrap();
+    miss.write_body(Bytes::from_static(b"part"), false)
+        .await
+        .unwrap();
+    let (_, mut follower) = old
+        .lookup(&key("/in-flight"), &trace)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The new store waits for the directory while the old one still holds it.
+    let waiting = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move {
+            DiskCache::open_when_unlocked(
+                &dir,
+                DiskCacheOptions::default(),
+                Duration::from_secs(10),
+            )
+            .await
+        }
+    });
+    old.set_read_only();
+    assert!(old.is_read_only());
+    let (new, stats) = waiting.await.unwrap().unwrap();
+    let new: &'static DiskCache = Box::leak(Box::new(new));
+    assert_eq!(stats.kept, 1);
+
+    miss.write_body(Bytes::from_static(b" end"), true)
+        .await
+        .unwrap();
+    assert!(
+        miss.finish().await.is_err(),
+        "the handed-over store stores nothing"
+    );
+    assert_eq!(read_all(&mut follower).await.unwrap(), b"part end");
+    assert!(body_of(new, &key("/in-flight")).await.is_none());
+
+    // The old store serves hits read only: no new writes, purges touch nothing.
+    assert_eq!(body_of(old, &key("/kept")).await.unwrap(), b"kept body");
+    assert!(old
+        .get_miss_handler(&key("/refused"), &meta("r"), &trace)
+        .await
+        .is_err());
+    assert!(!old
+        .purge(&key("/kept").to_compact(), PurgeType::Invalidation, &trace)
+        .await
+        .unwrap());
+    assert_eq!(body_of(new, &key("/kept")).await.unwrap(), b"kept body");
+
+    // Waiting has a bound.
+    let err = DiskCache::open_when_unlocked(
+        dir.path(),
+        DiskCacheOptions::default(),
+        Duration::from_millis(120),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(*err.etype(), DISK_CACHE_LOCKED);
+}
