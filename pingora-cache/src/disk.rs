@@ -400,11 +400,13 @@ impl DiskCache {
         let path = self.layout.tmp_path(stamp);
         self.blocking
             .run("create a cache file", move || {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)?;
+                let file = io_util::recreating_parent(&path, || {
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                })?;
                 if let Err(err) = std::os::unix::fs::FileExt::write_all_at(&file, &head, 0) {
                     let _ = fs::remove_file(&path);
                     return Err(err);

@@ -16,6 +16,10 @@
 //! cargo run -p pingora-proxy --example cache -- --disk /tmp/pingora-cache --tiered
 //! ```
 //!
+//! A graceful upgrade (`SIGQUIT` to the old process, `-u` to the new one) hands the warm
+//! disk cache over: the new process serves without it until the old one stops serving and
+//! releases the directory (read only from then on), then rebuilds the index from the files.
+//!
 //! `--listen` sets the proxy's address (port 0: any free port) and `--origin` an origin of
 //! your own instead of the example's (on 127.0.0.1:7105). Once listening, the proxy prints
 //! `listening on <address>`; with `--disk`, what it found in the directory first.
@@ -24,9 +28,12 @@ mod app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Parser;
+use pingora_cache::{DiskCache, StorageRef};
 use pingora_core::listeners::LocalAddrs;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::{Server, ShutdownWatch};
@@ -35,6 +42,10 @@ use pingora_proxy::http_proxy_service;
 
 /// The example's own origin.
 const ORIGIN: &str = "127.0.0.1:7105";
+
+/// How long a new process at a graceful upgrade waits for the old one to release the disk
+/// cache (the old one does when it stops serving, after the upgrade's overlap).
+const HAND_OVER_WAIT: Duration = Duration::from_secs(120);
 
 /// The command line: the server's options and the example's.
 #[derive(Parser, Debug)]
@@ -58,20 +69,37 @@ struct Args {
 pub(crate) fn main() {
     env_logger::init();
     let args = Args::parse();
-    let storage = match &args.disk {
+    let upgrading = args.server.upgrade;
+    // The disk store, once open: a process that stops serving hands it over (read only).
+    let disk: &'static OnceLock<&'static DiskCache> = Box::leak(Box::default());
+    let storage: &'static OnceLock<StorageRef> = match &args.disk {
+        // A new process at a graceful upgrade opens the store once the old one released it
+        // (see `DiskOpener`), serving without the cache meanwhile.
+        Some(_) if upgrading => Box::leak(Box::default()),
         Some(dir) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime to open the disk cache");
-            runtime
+            let (storage, store) = runtime
                 .block_on(app::cache::open_disk(dir, args.tiered))
-                .expect("open the disk cache")
+                .expect("open the disk cache");
+            let _ = disk.set(store);
+            Box::leak(Box::new(OnceLock::from(storage)))
         }
         None => app::cache::memory(),
     };
     let mut server = Server::new(Some(args.server)).expect("server set-up");
     server.bootstrap();
+    if let Some(dir) = &args.disk {
+        let opener = DiskOpener {
+            dir: upgrading.then(|| dir.clone()),
+            tiered: args.tiered,
+            storage,
+            disk,
+        };
+        server.add_service(background_service("disk cache", opener));
+    }
 
     let origin = match args.origin {
         Some(origin) => origin,
@@ -88,6 +116,41 @@ pub(crate) fn main() {
     let reporter = server.add_service(background_service("ready", ReadyReporter { addrs }));
     reporter.add_dependency(&proxy);
     server.run_forever();
+}
+
+/// Opens the disk store of a new process at a graceful upgrade (`dir` set) once the old
+/// process released it, and hands the store over (read only) when this process stops
+/// serving: its shutdown watch fires at a graceful upgrade as at a graceful shutdown.
+struct DiskOpener {
+    dir: Option<PathBuf>,
+    tiered: bool,
+    storage: &'static OnceLock<StorageRef>,
+    disk: &'static OnceLock<&'static DiskCache>,
+}
+
+#[async_trait]
+impl BackgroundService for DiskOpener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if let Some(dir) = &self.dir {
+            let opened = tokio::select! {
+                opened = app::cache::open_disk_within(dir, self.tiered, HAND_OVER_WAIT) => opened,
+                _ = shutdown.changed() => return,
+            };
+            match opened {
+                Ok((storage, store)) => {
+                    let _ = self.disk.set(store);
+                    let _ = self.storage.set(storage);
+                    eprintln!("disk cache taken over");
+                }
+                Err(e) => eprintln!("no disk cache: {e}"),
+            }
+        }
+        let _ = shutdown.changed().await;
+        if let Some(store) = self.disk.get() {
+            store.set_read_only();
+            eprintln!("disk cache handed over (read only)");
+        }
+    }
 }
 
 /// Prints where the proxy listens, once it does.

@@ -141,3 +141,21 @@ pub(super) fn remove_file(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Runs `op`, which creates or renames a file into `path`; when it fails because the parent
+/// directory is gone (removed behind the store's back), creates the directory and runs `op`
+/// once more.
+pub(super) fn recreating_parent<T>(
+    path: &Path,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            op()
+        }
+        other => other,
+    }
+}

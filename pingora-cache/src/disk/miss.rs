@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::format::{Fixed, FIXED_LEN};
 use super::handler::read_head;
 use super::index::{Entry, Progress, WriteState};
+use super::io_util::recreating_parent;
 use super::io_util::{self, remove_file, sync_dir};
 use super::{DiskCache, OBJECT_TOO_LARGE, STORAGE_FULL};
 use crate::key::CompactCacheKey;
@@ -201,7 +202,7 @@ impl Commit {
                 // The directory was handed over: this write stores nothing.
                 return Ok(Committed::Purged);
             }
-            fs::rename(&tmp, &path)?;
+            recreating_parent(&path, || fs::rename(&tmp, &path))?;
             let slot = shard.slot_mut_or_insert(primary, combined);
             if let Some(previous) = slot.complete.replace(entry) {
                 cache.release(previous.size);
@@ -333,7 +334,7 @@ pub(super) async fn rewrite_meta(
                     None => Replaced::Gone,
                     Some(old) if new_size > old && !cache.reserve(new_size - old) => Replaced::Full,
                     Some(old) => {
-                        fs::rename(&tmp, &path)?;
+                        recreating_parent(&path, || fs::rename(&tmp, &path))?;
                         cache.release(old.saturating_sub(new_size));
                         let slot = shard.slot_mut_or_insert(primary, combined);
                         slot.complete = Some(Entry {

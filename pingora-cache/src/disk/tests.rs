@@ -521,7 +521,9 @@ async fn a_file_removed_behind_the_store_is_a_miss() {
 async fn a_failed_file_creation_fails_the_write_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path()).await;
+    // A file where the temporary directory should be: it cannot be created again.
     fs::remove_dir(dir.path().join("tmp")).unwrap();
+    fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
     let trace = SpanHandle::default();
     let result = cache.get_miss_handler(&key("/x"), &meta("x"), &trace).await;
     assert!(result.is_err());
@@ -832,4 +834,21 @@ async fn one_store_per_directory_and_a_read_only_hand_over() {
     .await
     .unwrap_err();
     assert_eq!(*err.etype(), DISK_CACHE_LOCKED);
+}
+
+#[tokio::test]
+async fn directories_removed_behind_the_store_are_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path()).await;
+    put(cache, &key("/first"), "a", &[b"one"]).await;
+    let shard_dir = path_of(cache, &key("/again"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    fs::remove_dir_all(&shard_dir).unwrap();
+    fs::remove_dir_all(dir.path().join("tmp")).unwrap();
+    put(cache, &key("/again"), "b", &[b"two"]).await;
+    assert_eq!(body_of(cache, &key("/again")).await.unwrap(), b"two");
+    let reopened = open(dir.path()).await;
+    assert_eq!(body_of(reopened, &key("/again")).await.unwrap(), b"two");
 }

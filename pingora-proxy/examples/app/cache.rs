@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -44,8 +44,10 @@ static LOCK: LazyLock<CacheLock> = LazyLock::new(|| CacheLock::new(Duration::fro
 pub struct CachingProxy {
     /// Where misses go.
     pub origin: SocketAddr,
-    /// Where objects are kept: [`memory`] or what [`open_disk`] returned.
-    pub storage: StorageRef,
+    /// Where objects are kept: [`memory`] or what [`open_disk`] returned; while it is not set
+    /// (a new process at a graceful upgrade waits for the old one to release the disk
+    /// cache), requests are proxied without the cache.
+    pub storage: &'static OnceLock<StorageRef>,
 }
 
 impl std::fmt::Debug for CachingProxy {
@@ -57,8 +59,10 @@ impl std::fmt::Debug for CachingProxy {
 }
 
 /// The in-memory store.
-pub fn memory() -> StorageRef {
-    &*MEMORY
+pub fn memory() -> &'static OnceLock<StorageRef> {
+    static STORAGE: OnceLock<StorageRef> = OnceLock::new();
+    STORAGE.get_or_init(|| &*MEMORY);
+    &STORAGE
 }
 
 /// Opens the disk store in `dir` (with a memory tier in front if `tiered`), prints what it
@@ -70,9 +74,23 @@ pub fn memory() -> StorageRef {
 /// # Errors
 ///
 /// When the directory cannot be created or listed.
-pub async fn open_disk(dir: &Path, tiered: bool) -> Result<StorageRef> {
+pub async fn open_disk(dir: &Path, tiered: bool) -> Result<(StorageRef, &'static DiskCache)> {
+    open_disk_within(dir, tiered, Duration::ZERO).await
+}
+
+/// [`open_disk`], waiting up to `max_wait` for another process (the old one of a graceful
+/// upgrade) to release the directory.
+///
+/// # Errors
+///
+/// As [`open_disk`], and when the directory is still held after `max_wait`.
+pub async fn open_disk_within(
+    dir: &Path,
+    tiered: bool,
+    max_wait: Duration,
+) -> Result<(StorageRef, &'static DiskCache)> {
     let options = DiskCacheOptions::default().max_bytes(CACHE_BYTES + (CACHE_BYTES >> 2));
-    let (disk, stats) = DiskCache::open(dir, options).await?;
+    let (disk, stats) = DiskCache::open_when_unlocked(dir, options, max_wait).await?;
     eprintln!(
         "disk cache {}: kept {} objects ({} bytes), discarded {}, temporary files removed {}",
         dir.display(),
@@ -102,7 +120,7 @@ pub async fn open_disk(dir: &Path, tiered: bool) -> Result<StorageRef> {
     if evicted > 0 {
         eprintln!("disk cache: purged {evicted} objects beyond the size bound");
     }
-    Ok(storage)
+    Ok((storage, disk))
 }
 
 #[async_trait]
@@ -111,9 +129,12 @@ impl ProxyHttp for CachingProxy {
     fn new_ctx(&self) {}
 
     fn request_cache_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<()> {
+        let Some(storage) = self.storage.get() else {
+            return Ok(());
+        };
         session
             .cache
-            .enable(self.storage, Some(&*EVICTION), None, Some(&*LOCK), None);
+            .enable(*storage, Some(&*EVICTION), None, Some(&*LOCK), None);
         session.cache.set_max_file_size_bytes(8 << 20);
         Ok(())
     }

@@ -20,6 +20,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
     ),
     ("disk_full_keeps_responses_whole", disk_full),
     (
+        "a_graceful_upgrade_hands_the_warm_cache_over",
+        upgrade_hands_over,
+    ),
+    (
         "files_removed_behind_the_store_are_refetched",
         files_removed,
     ),
@@ -399,4 +403,40 @@ fn files_removed() {
         "{}",
         proxy.output()
     );
+}
+
+// === graceful upgrade ===
+
+/// At a graceful upgrade the old process hands its disk cache over: the new one takes the
+/// directory once the old one stops serving, and the objects are hits there without going to
+/// the origin again.
+fn upgrade_hands_over() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().join("cache");
+    let origin = SlowOrigin::start();
+    let old = ProxyProcess::start(&dir, origin.addr, false);
+    let ids: Vec<u32> = (200..206).collect();
+    let all: BTreeSet<u32> = ids.iter().copied().collect();
+    check_all(old.addr, &ids, &BTreeSet::new());
+    settle(&dir, ids.len());
+    check_all(old.addr, &ids, &all);
+
+    let mut new = ProxyProcess::spawn(&dir, origin.addr, false, &["-u"]);
+    old.quit();
+    new.wait_listening();
+    assert_eq!(new.addr, old.addr, "the listening socket was handed over");
+    new.wait_line("disk cache taken over");
+    assert!(old.output().contains("disk cache handed over (read only)"));
+    let rebuilt = new.rebuilt();
+    assert_eq!(rebuilt.kept, ids.len(), "{}", new.output());
+    let (_, hits) = check_all(new.addr, &ids, &all);
+    assert_eq!(hits, all, "every object is a hit in the new process");
+    for &id in &ids {
+        assert_eq!(
+            origin.stats.fetches(id),
+            1,
+            "object {id} fetched once in all"
+        );
+    }
+    assert!(old.wait_exit(), "the old process exits cleanly");
 }

@@ -175,6 +175,19 @@ impl ProxyProcess {
     /// Starts the proxy with its cache in `dir` (`--disk`, plus `--tiered` if asked) in front
     /// of `origin`, and waits until it listens.
     pub(crate) fn start(dir: &Path, origin: SocketAddr, tiered: bool) -> ProxyProcess {
+        let mut proxy = ProxyProcess::spawn(dir, origin, tiered, &[]);
+        proxy.wait_listening();
+        proxy
+    }
+
+    /// Starts the proxy as [`start`](Self::start) does with `extra` arguments (`-u` for the
+    /// new process of a graceful upgrade), without waiting for it to listen.
+    pub(crate) fn spawn(
+        dir: &Path,
+        origin: SocketAddr,
+        tiered: bool,
+        extra: &[&str],
+    ) -> ProxyProcess {
         let conf = dir.with_extension("conf.yaml");
         let text = format!(
             "---\nversion: 1\nthreads: 2\npid_file: {0}.pid\nupgrade_sock: {0}.sock\n",
@@ -194,6 +207,7 @@ impl ProxyProcess {
         if tiered {
             args.push("--tiered".to_string());
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
             .args(&args)
@@ -213,17 +227,34 @@ impl ProxyProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut proxy = ProxyProcess {
+        ProxyProcess {
             child,
             lines,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let line = proxy.wait_line("listening on ");
-        proxy.addr = line["listening on ".len()..]
+        }
+    }
+
+    /// Waits until the proxy listens; records where.
+    pub(crate) fn wait_listening(&mut self) {
+        let line = self.wait_line("listening on ");
+        self.addr = line["listening on ".len()..]
             .trim()
             .parse()
             .expect("the proxy's address");
-        proxy
+    }
+
+    /// Sends SIGQUIT (a graceful upgrade: hand the listeners over, then stop).
+    pub(crate) fn quit(&self) {
+        let status = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "SIGQUIT the proxy");
+    }
+
+    /// Waits for the process to exit; whether it exited with success.
+    pub(crate) fn wait_exit(mut self) -> bool {
+        self.child.wait().expect("wait for the proxy").success()
     }
 
     /// What the disk store found at start.
@@ -251,7 +282,7 @@ impl ProxyProcess {
     }
 
     /// Waits for a line of standard error starting with `prefix`; returns it.
-    fn wait_line(&self, prefix: &str) -> String {
+    pub(crate) fn wait_line(&self, prefix: &str) -> String {
         let mut found = None;
         wait_until(&format!("a line {prefix:?} from the proxy"), || {
             found = self.find_line(prefix);
