@@ -147,6 +147,8 @@ impl BackgroundService for DiskOpener {
         }
         let _ = shutdown.changed().await;
         if let Some(store) = self.disk.get() {
+            // The order first: the next process reads it once the directory is released.
+            app::cache::save_eviction_state(store.dir()).await;
             store.set_read_only();
             eprintln!("disk cache handed over (read only)");
         }

@@ -108,8 +108,24 @@ pub async fn open_disk_within(
     } else {
         disk
     };
+    // The eviction order saved by the previous process (see `save_eviction_state`), then the
+    // objects it does not know (written after it was saved) at the head.
+    let state = eviction_state_dir(dir);
+    if state.exists() {
+        match EVICTION.load(&state.to_string_lossy()).await {
+            Ok(()) => eprintln!(
+                "eviction order restored: {} objects",
+                EVICTION.total_items()
+            ),
+            Err(e) => eprintln!("eviction order not restored: {e}"),
+        }
+    }
     let mut evicted = 0;
-    for (key, size) in disk.entries() {
+    let unknown = disk
+        .entries()
+        .into_iter()
+        .filter(|(key, _)| !EVICTION.peek(key));
+    for (key, size) in unknown {
         for victim in EVICTION.admit(key, size, SystemTime::now()) {
             let span = SpanHandle::default();
             if storage.purge(&victim, PurgeType::Eviction, &span).await? {
@@ -121,6 +137,20 @@ pub async fn open_disk_within(
         eprintln!("disk cache: purged {evicted} objects beyond the size bound");
     }
     Ok((storage, disk))
+}
+
+/// Where the eviction manager's order is saved, next to the disk store's objects.
+fn eviction_state_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("eviction")
+}
+
+/// Saves the eviction manager's order for the next process on `dir` (called before the store
+/// is handed over).
+pub async fn save_eviction_state(dir: &Path) {
+    let state = eviction_state_dir(dir);
+    if let Err(e) = EVICTION.save(&state.to_string_lossy()).await {
+        eprintln!("eviction order not saved: {e}");
+    }
 }
 
 #[async_trait]

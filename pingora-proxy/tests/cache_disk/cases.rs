@@ -429,6 +429,12 @@ fn upgrade_hands_over() {
     assert!(old.output().contains("disk cache handed over (read only)"));
     let rebuilt = new.rebuilt();
     assert_eq!(rebuilt.kept, ids.len(), "{}", new.output());
+    let restored = new.wait_line("eviction order restored: ");
+    assert_eq!(
+        restored,
+        format!("eviction order restored: {} objects", ids.len()),
+        "the old process saved its eviction order"
+    );
     let (_, hits) = check_all(new.addr, &ids, &all);
     assert_eq!(hits, all, "every object is a hit in the new process");
     for &id in &ids {
