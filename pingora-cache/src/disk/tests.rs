@@ -731,7 +731,18 @@ async fn concurrent_readers_from_several_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: writes 100,000 files"]
 async fn rebuild_time_for_1k_and_100k_objects() {
-    for count in [1_000usize, 100_000] {
+    rebuild_and_report(&[1_000, 100_000]).await;
+}
+
+/// The 1k case of [`rebuild_time_for_1k_and_100k_objects`] on every test run (the time is
+/// printed, not asserted: `--nocapture` shows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_of_1k_objects_keeps_them_all() {
+    rebuild_and_report(&[1_000]).await;
+}
+
+async fn rebuild_and_report(counts: &[usize]) {
+    for &count in counts {
         let dir = tempfile::tempdir().unwrap();
         let options = DiskCacheOptions::default().fsync(FsyncPolicy::Never);
         let (cache, _) = open_with(dir.path(), options.clone()).await;
