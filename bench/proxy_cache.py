@@ -20,6 +20,17 @@ Three parts, each chosen with PARTS (default `wrk,fill`; `callgrind` is slow):
 - callgrind: fresh caching proxies under `valgrind --tool=callgrind`; after a warm-up, the
   counters are zeroed and CG_REQUESTS requests are made; user-space instructions per request
   on hits and on misses, and for ours the crates and functions the instructions run in.
+
+Two more for the disk store (`cache_bench --disk`), one worker and the server settings of
+the rows above:
+
+- disk: for each of DISK_DIRS (default `/var/tmp,/dev/shm`), nginx-cache with its
+  `proxy_cache_path` there and ours with a `DiskCache` directory beside it (no fsync, like
+  nginx), alone (pingora-disk) and behind a 64 MiB `MemCache` (pingora-tiered); wrk hits on
+  all three and misses on nginx-cache and pingora-disk, with the bodies stored per second
+  and the proxy's CPU per MB stored.
+- diskcg: the callgrind part for nginx-cache, pingora-disk and pingora-tiered, caches under
+  the first of DISK_DIRS.
 """
 
 import os
@@ -56,18 +67,18 @@ OURS_STORAGE = {"pingora-cache": [], "pingora-disk": ["--disk", "DIR"],
 
 
 def start_caching_proxies(workdir, origin_port, tag, valgrind=None, names=("nginx-cache", "pingora-cache"),
-                          cache_mib=1024, base="/dev/shm"):
+                          cache_mib=1024, base="/dev/shm", nginx_mib=512):
     """Starts the caching proxies `names` (nginx-cache and any of OURS_STORAGE); returns
     (ports, procs, the cache directories under `base`). With `valgrind` (a command prefix),
     they run under it and nginx runs as a single process. Ours keeps up to `cache_mib` MiB,
-    nginx 512 MiB of files."""
+    nginx `nginx_mib` MiB of files."""
     ports = {name: free_port() for name in names}
     cache_dir = f"{base}/pingora-bench-{os.getpid()}-{tag}"
     dirs = [cache_dir] if "nginx-cache" in names else []
     procs = {}
     if "nginx-cache" in names:
         conf = nginx_conf(workdir, f"""
-    proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench_{tag}:64m max_size=512m inactive=10m
+    proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench_{tag}:64m max_size={nginx_mib}m inactive=10m
                      use_temp_path=off manager_files=10000 manager_sleep=50ms;
     upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
     server {{
@@ -91,6 +102,7 @@ def start_caching_proxies(workdir, origin_port, tag, valgrind=None, names=("ngin
         storage = [ours_dir if a == "DIR" else a for a in OURS_STORAGE[name]]
         if storage:
             dirs.append(ours_dir)
+            storage += ["--fsync"] if os.environ.get("DISK_FSYNC") == "1" else []
         cmd = [OURS_CACHE, "-c", proxy.pingora_conf(workdir, f"{name}-{tag}"),
                "--listen", f"127.0.0.1:{ports[name]}", "--cache-mib", str(cache_mib), *storage,
                f"127.0.0.1:{origin_port}"]
@@ -203,6 +215,8 @@ def print_wrk(results):
 
 DISK_DIRS = os.environ.get("DISK_DIRS", "/var/tmp,/dev/shm").split(",")
 DISK_TARGETS = os.environ.get("DISK_TARGETS", "nginx-cache,pingora-disk,pingora-tiered").split(",")
+# DISK_FSYNC=1: our disk store fsyncs each object (nginx never does).
+DISK_MIB = int(os.environ.get("DISK_MIB", "2048"))  # the size bound of both sides
 BODY_BYTES = {"1k": 1024, "100k": 102400}
 
 
@@ -218,7 +232,7 @@ def disk_part(workdir, origin_port):
         fs = filesystem(base)
         print(f"\ncache directories under {base} ({fs})", flush=True)
         ports, procs, dirs = start_caching_proxies(workdir, origin_port, f"disk{i}", names=DISK_TARGETS,
-                                                   cache_mib=256, base=base)
+                                                   cache_mib=DISK_MIB, base=base, nginx_mib=DISK_MIB)
         try:
             results = wrk_part(ports, procs, DISK_TARGETS,
                                lambda t: ["hit"] if t == "pingora-tiered" else ["hit", "miss"])
@@ -329,6 +343,8 @@ def crate_of(fn, ob):
     m = re.match(r"([a-z_][a-z0-9_]*)::", name)
     if m:
         return m.group(1)
+    if fn.startswith(("ZSTD_", "HUF_", "FSE_", "HIST_")):
+        return "zstd (stored header compression)"
     if fn.startswith(("mi_", "_mi_")):
         return "allocator (mimalloc)"
     if "memcpy" in fn or "memmove" in fn or "memset" in fn:
@@ -407,7 +423,7 @@ def callgrind_part(workdir, origin_port, targets=("nginx-cache", "pingora-cache"
             if (size, target) in rows:
                 hit, miss = rows[(size, target)]
                 vs = "- | -" if target == "nginx-cache" else f"{hit / nginx[0]:.2f}x | {miss / nginx[1]:.2f}x"
-                pass_cell = "-" if target == "nginx-cache" else f"{plain:.0f}"
+                pass_cell = "-" if target == "nginx-cache" or plain != plain else f"{plain:.0f}"
                 print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {vs} | {pass_cell} |")
     for target, costs in ours_costs.items():
         for label, c in costs.items():
