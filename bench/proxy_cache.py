@@ -422,7 +422,8 @@ def callgrind_part(workdir, origin_port, targets=("nginx-cache", "pingora-cache"
         for target in ["nginx-cache", *ours]:
             if (size, target) in rows:
                 hit, miss = rows[(size, target)]
-                vs = "- | -" if target == "nginx-cache" else f"{hit / nginx[0]:.2f}x | {miss / nginx[1]:.2f}x"
+                vs = "- | -" if target == "nginx-cache" or nginx[0] != nginx[0] else \
+                    f"{hit / nginx[0]:.2f}x | {miss / nginx[1]:.2f}x"
                 pass_cell = "-" if target == "nginx-cache" or plain != plain else f"{plain:.0f}"
                 print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {vs} | {pass_cell} |")
     for target, costs in ours_costs.items():

@@ -118,7 +118,9 @@ fn main() {
                 .expect("a runtime to open the disk cache");
             runtime.block_on(open_disk(dir, &args, bytes + (bytes >> 2), &eviction))
         }
-        None => Box::leak(Box::new(MemCache::with_capacity_bytes(bytes + (bytes >> 2)))),
+        None => Box::leak(Box::new(MemCache::with_capacity_bytes(
+            bytes + (bytes >> 2),
+        ))),
     };
     let cache = CACHE.get_or_init(|| Cache {
         storage,
