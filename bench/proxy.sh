@@ -6,6 +6,7 @@
 #   RUNS=1 DURATION=5 bench/proxy.sh   # a quick look
 #   bench/proxy.sh --cache             # the cache benchmark (bench/proxy_cache.py)
 #   PARTS=callgrind bench/proxy.sh --cache   # instructions per request under callgrind
+#   PARTS=disk,diskcg bench/proxy.sh --cache # the disk store vs nginx on disk (DISK_DIRS), and under callgrind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ fi
 if [ "${1:-}" = "--cache" ]; then
   # The cache benchmark (bench/proxy_cache.py); its callgrind part needs valgrind.
   shift
-  case "${PARTS:-}" in *callgrind*)
+  case "${PARTS:-}" in *callgrind*|*diskcg*)
     command -v valgrind >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq valgrind; } ;;
   esac
   cargo build --release -p pingora-proxy --example load_balancer --example cache_bench

@@ -20,6 +20,17 @@ Three parts, each chosen with PARTS (default `wrk,fill`; `callgrind` is slow):
 - callgrind: fresh caching proxies under `valgrind --tool=callgrind`; after a warm-up, the
   counters are zeroed and CG_REQUESTS requests are made; user-space instructions per request
   on hits and on misses, and for ours the crates and functions the instructions run in.
+
+Two more for the disk store (`cache_bench --disk`), one worker and the server settings of
+the rows above:
+
+- disk: for each of DISK_DIRS (default `/var/tmp,/dev/shm`), nginx-cache with its
+  `proxy_cache_path` there and ours with a `DiskCache` directory beside it (no fsync, like
+  nginx), alone (pingora-disk) and behind a 64 MiB `MemCache` (pingora-tiered); wrk hits on
+  all three and misses on nginx-cache and pingora-disk, with the bodies stored per second
+  and the proxy's CPU per MB stored.
+- diskcg: the callgrind part for nginx-cache, pingora-disk and pingora-tiered, caches under
+  the first of DISK_DIRS.
 """
 
 import os
@@ -50,48 +61,64 @@ CACHING = {"nginx-cache", "pingora-cache"}
 ORIGIN_CACHE_CONTROL = 'add_header Cache-Control "public, max-age=600";'
 
 
-def start_caching_proxies(workdir, origin_port, tag, valgrind=None, only=None, cache_mib=1024):
-    """Starts nginx-cache and pingora-cache (or `only` one of them); returns (ports, procs,
-    nginx's cache directory). With `valgrind` (a command prefix), they run under it and
-    nginx runs as a single process. Ours keeps up to `cache_mib` MiB, nginx 512 MiB of files."""
-    names = [only] if only else ["nginx-cache", "pingora-cache"]
+# Our caching proxies: the cache_bench example with each storage (DIR: a directory of the run).
+OURS_STORAGE = {"pingora-cache": [], "pingora-disk": ["--disk", "DIR"],
+                "pingora-tiered": ["--disk", "DIR", "--tiered"]}
+
+
+def start_caching_proxies(workdir, origin_port, tag, valgrind=None, names=("nginx-cache", "pingora-cache"),
+                          cache_mib=1024, base="/dev/shm", nginx_mib=512):
+    """Starts the caching proxies `names` (nginx-cache and any of OURS_STORAGE); returns
+    (ports, procs, the cache directories under `base`). With `valgrind` (a command prefix),
+    they run under it and nginx runs as a single process. Ours keeps up to `cache_mib` MiB,
+    nginx `nginx_mib` MiB of files."""
     ports = {name: free_port() for name in names}
-    all_ports = {"nginx-cache": ports.get("nginx-cache", 0), "pingora-cache": ports.get("pingora-cache", 0)}
-    cache_dir = f"/dev/shm/pingora-bench-{os.getpid()}-{tag}"
-    conf = nginx_conf(workdir, f"""
-    proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench_{tag}:64m max_size=512m inactive=10m
+    cache_dir = f"{base}/pingora-bench-{os.getpid()}-{tag}"
+    dirs = [cache_dir] if "nginx-cache" in names else []
+    procs = {}
+    if "nginx-cache" in names:
+        conf = nginx_conf(workdir, f"""
+    proxy_cache_path {cache_dir} levels=1:2 keys_zone=bench_{tag}:64m max_size={nginx_mib}m inactive=10m
                      use_temp_path=off manager_files=10000 manager_sleep=50ms;
     upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
     server {{
-        listen 127.0.0.1:{all_ports['nginx-cache']};
+        listen 127.0.0.1:{ports['nginx-cache']};
         location / {{
             proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
             proxy_cache bench_{tag}; proxy_cache_valid 200 10m; proxy_cache_lock on;
             add_header X-Cache-Status $upstream_cache_status;
         }}
     }}""")
-    prefix = valgrind or []
-    if valgrind:
-        conf = conf.replace("worker_processes 1;", "worker_processes 1;\nmaster_process off;")
-    with open(f"{workdir}/cache-{tag}.conf", "w") as f:
-        f.write(conf)
-    commands = {
-        "nginx-cache": (["nginx", "-c", f"{workdir}/cache-{tag}.conf", "-p", workdir], os.environ),
-        "pingora-cache": (
-            [OURS_CACHE, "-c", proxy.pingora_conf(workdir, f"pingora-cache-{tag}"),
-             "--listen", f"127.0.0.1:{all_ports['pingora-cache']}", "--cache-mib", str(cache_mib),
-             f"127.0.0.1:{origin_port}"],
-            {**os.environ, "RUST_LOG": "error"}),
-    }
-    procs = {name: start(prefix + commands[name][0], f"{workdir}/{name}.log", env=commands[name][1])
-             for name in names}
+        if valgrind:
+            conf = conf.replace("worker_processes 1;", "worker_processes 1;\nmaster_process off;")
+        with open(f"{workdir}/cache-{tag}.conf", "w") as f:
+            f.write(conf)
+        procs["nginx-cache"] = start((valgrind or []) + ["nginx", "-c", f"{workdir}/cache-{tag}.conf", "-p", workdir],
+                                     f"{workdir}/nginx-cache.log", env=os.environ)
+    for name in names:
+        if name == "nginx-cache":
+            continue
+        ours_dir = f"{cache_dir}-{name}"
+        storage = [ours_dir if a == "DIR" else a for a in OURS_STORAGE[name]]
+        if storage:
+            dirs.append(ours_dir)
+            storage += ["--fsync"] if os.environ.get("DISK_FSYNC") == "1" else []
+        cmd = [OURS_CACHE, "-c", proxy.pingora_conf(workdir, f"{name}-{tag}"),
+               "--listen", f"127.0.0.1:{ports[name]}", "--cache-mib", str(cache_mib), *storage,
+               f"127.0.0.1:{origin_port}"]
+        procs[name] = start((valgrind or []) + cmd, f"{workdir}/{name}.log", env={**os.environ, "RUST_LOG": "error"})
     for name, port in ports.items():
         try:
             wait_port(port, timeout=120 if valgrind else 20)
         except RuntimeError:
             with open(f"{workdir}/{name}.log") as f:
                 sys.exit(f"{name} did not start:\n{f.read()}")
-    return ports, procs, cache_dir
+    return ports, procs, dirs
+
+
+def remove(dirs):
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def stop(procs):
@@ -130,13 +157,17 @@ def check_miss(port, path, target):
 
 # === wrk: requests per CPU-second ===
 
-def wrk_part(ports, procs):
+def default_modes(target):
+    return ["hit", "miss"] if target in CACHING else ["pass"]
+
+
+def wrk_part(ports, procs, targets=TARGETS, modes_of=default_modes):
+    """wrk runs of `targets`, in the modes `modes_of(target)`; results by (size, conns, target, mode)."""
     results = {}
     for size in SIZES:
         for conns in CONNS:
-            for target in TARGETS:
-                modes = ["hit", "miss"] if target in CACHING else ["pass"]
-                for mode in modes:
+            for target in targets:
+                for mode in modes_of(target):
                     if mode == "hit":
                         check_hit(ports[target], size, target)
                     elif mode == "miss":
@@ -147,7 +178,9 @@ def wrk_part(ports, procs):
                     med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99", "cpu", "per_cpu"]}
                     med["errors"] = sum(r["errors"] for r in runs)
                     results[(size, conns, target, mode)] = med
-                    print(f"{size:>4} c={conns:<3} {target:<13} {mode:<4} {med['rps']:>9.0f} req/s  "
+                    if mode == "miss":
+                        check_hit(ports[target], f"{size}?stored={time.monotonic_ns()}", target)
+                    print(f"{size:>4} c={conns:<3} {target:<14} {mode:<4} {med['rps']:>9.0f} req/s  "
                           f"p50 {med['p50']:.2f} ms  p99 {med['p99']:.2f} ms  cpu {med['cpu']:.2f} s  "
                           f"{med['per_cpu']:>8.0f} req/cpu-s  non-2xx {med['errors']}", flush=True)
     return results
@@ -178,6 +211,53 @@ def print_wrk(results):
                   f"{miss / per_cpu(size, conns, 'nginx-cache', 'miss'):.2f}x |")
 
 
+# === disk: the disk store against nginx's proxy_cache on the same filesystem ===
+
+DISK_DIRS = os.environ.get("DISK_DIRS", "/var/tmp,/dev/shm").split(",")
+DISK_TARGETS = os.environ.get("DISK_TARGETS", "nginx-cache,pingora-disk,pingora-tiered").split(",")
+# DISK_FSYNC=1: our disk store fsyncs each object (nginx never does).
+DISK_MIB = int(os.environ.get("DISK_MIB", "2048"))  # the size bound of both sides
+BODY_BYTES = {"1k": 1024, "100k": 102400}
+
+
+def filesystem(path):
+    out = subprocess.run(["df", "-T", path], capture_output=True, text=True).stdout.split("\n")
+    return out[1].split()[1] if len(out) > 1 and out[1] else "?"
+
+
+def disk_part(workdir, origin_port):
+    """For each of DISK_DIRS: nginx-cache and our disk and tiered stores with their cache
+    directories there; hits (all three) and misses (nginx-cache, pingora-disk)."""
+    for i, base in enumerate(DISK_DIRS):
+        fs = filesystem(base)
+        print(f"\ncache directories under {base} ({fs})", flush=True)
+        ports, procs, dirs = start_caching_proxies(workdir, origin_port, f"disk{i}", names=DISK_TARGETS,
+                                                   cache_mib=DISK_MIB, base=base, nginx_mib=DISK_MIB)
+        try:
+            results = wrk_part(ports, procs, DISK_TARGETS,
+                               lambda t: ["hit"] if t == "pingora-tiered" else ["hit", "miss"])
+        finally:
+            stop(procs)
+            remove(dirs)
+        print_disk(results, f"{base} ({fs})")
+
+
+def print_disk(results, where):
+    print()
+    print(f"| workload | cache on {where} | target | cache | req/s | p99 ms | req per CPU-s | ours / nginx "
+          f"| MB/s stored | CPU ms per MB stored |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for (size, conns, target, mode), r in results.items():
+        nginx = results.get((size, conns, "nginx-cache", mode))
+        vs = f"{r['per_cpu'] / nginx['per_cpu']:.2f}x" if nginx and target != "nginx-cache" else "-"
+        stored, per_mb = "-", "-"
+        if mode == "miss" and size in BODY_BYTES:
+            mb = BODY_BYTES[size] / 1e6
+            stored, per_mb = f"{r['rps'] * mb:.1f}", f"{1e3 / (r['per_cpu'] * mb):.1f}"
+        print(f"| HTTP/1.1 {size}, {conns} conns | {where} | {target} | {mode} | {r['rps']:.0f} | {r['p99']:.2f} | "
+              f"{r['per_cpu']:.0f} | {vs} | {stored} | {per_mb} |")
+
+
 # === fill: peak RSS with many cached objects ===
 
 def h2load_uris(port, uris, clients=4):
@@ -204,7 +284,7 @@ def h2load_uris(port, uris, clients=4):
 
 
 def fill_part(workdir, origin_port):
-    ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, "fill")
+    ports, procs, dirs = start_caching_proxies(workdir, origin_port, "fill")
     rows = {}
     try:
         for target in ["nginx-cache", "pingora-cache"]:
@@ -218,10 +298,10 @@ def fill_part(workdir, origin_port):
             rows[target] = (idle, peak_rss_mib(pids), took)
             print(f"fill {FILL} x 1k {target:<13} idle {idle:.1f} MiB  peak {rows[target][1]:.1f} MiB  "
                   f"({took:.1f} s)", flush=True)
-        disk = subprocess.run(["du", "-sm", cache_dir], capture_output=True, text=True).stdout.split()
+        disk = subprocess.run(["du", "-sm", dirs[0]], capture_output=True, text=True).stdout.split()
     finally:
         stop(procs)
-        shutil.rmtree(cache_dir, ignore_errors=True)
+        remove(dirs)
     print()
     print(f"| {FILL} cached 1 KiB objects | peak RSS before (MiB) | peak RSS after (MiB) | per object |")
     print("|---|---:|---:|---:|")
@@ -263,6 +343,8 @@ def crate_of(fn, ob):
     m = re.match(r"([a-z_][a-z0-9_]*)::", name)
     if m:
         return m.group(1)
+    if fn.startswith(("ZSTD_", "HUF_", "FSE_", "HIST_")):
+        return "zstd (stored header compression)"
     if fn.startswith(("mi_", "_mi_")):
         return "allocator (mimalloc)"
     if "memcpy" in fn or "memmove" in fn or "memset" in fn:
@@ -290,61 +372,63 @@ def start_plain_ours(workdir, origin_port, valgrind):
                              "--listen", f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}"],
                  f"{workdir}/pingora.log", env={**os.environ, "RUST_LOG": "error"})
     wait_port(port, timeout=120)
-    return {"pingora": port}, {"pingora": proc}, None
+    return {"pingora": port}, {"pingora": proc}, []
 
 
-def callgrind_part(workdir, origin_port):
-    """Hits and misses of both caching proxies, and for scale our plain proxy (`pass`)."""
+def callgrind_part(workdir, origin_port, targets=("nginx-cache", "pingora-cache", "pingora"), base="/dev/shm",
+                   tag="cg"):
+    """Hits and misses of the caching proxies `targets` (cache directories under `base`), and
+    for scale our plain proxy (`pingora`, `pass`)."""
     prefix = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"]
     rows, ours_costs = {}, {}
-    for target in ["nginx-cache", "pingora-cache", "pingora"]:
-        vg = prefix + [f"--callgrind-out-file={workdir}/cg-{target}"]
+    for target in targets:
+        name = f"{tag}-{target}"
+        vg = prefix + [f"--callgrind-out-file={workdir}/cg-{name}"]
         if target == "pingora":
-            ports, procs, cache_dir = start_plain_ours(workdir, origin_port, vg)
+            ports, procs, dirs = start_plain_ours(workdir, origin_port, vg)
         else:
-            ports, procs, cache_dir = start_caching_proxies(workdir, origin_port, f"cg{len(rows)}", vg, target)
+            ports, procs, dirs = start_caching_proxies(workdir, origin_port, f"{tag}{len(rows)}", vg, [target],
+                                                       base=base)
         try:
             for size in SIZES:
                 port = ports[target]
                 h2load_uris(port, [f"/{size}"] * 1000, clients=2)  # warm-up, and the object cached
                 if target == "pingora":
-                    plain, _ = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
+                    plain, _ = callgrind_count(port, procs[target], workdir, name, [f"/{size}"] * CG_REQUESTS)
                     rows[(size, target)] = (plain / CG_REQUESTS, None)
-                    print(f"callgrind {size:>4} {target:<13} pass {plain / CG_REQUESTS:>8.0f} instr/req", flush=True)
+                    print(f"callgrind {size:>4} {target:<14} pass {plain / CG_REQUESTS:>8.0f} instr/req", flush=True)
                     continue
                 check_hit(port, size, target)
-                hit, costs = callgrind_count(port, procs[target], workdir, target, [f"/{size}"] * CG_REQUESTS)
+                hit, costs = callgrind_count(port, procs[target], workdir, name, [f"/{size}"] * CG_REQUESTS)
                 h2load_uris(port, [f"/{size}?warm={i}" for i in range(500)], clients=2)
-                miss, miss_costs = callgrind_count(port, procs[target], workdir, target,
+                miss, miss_costs = callgrind_count(port, procs[target], workdir, name,
                                                    [f"/{size}?cg={i}" for i in range(CG_REQUESTS)])
                 rows[(size, target)] = (hit / CG_REQUESTS, miss / CG_REQUESTS)
-                print(f"callgrind {size:>4} {target:<13} hit {hit / CG_REQUESTS:>8.0f} instr/req  "
+                print(f"callgrind {size:>4} {target:<14} hit {hit / CG_REQUESTS:>8.0f} instr/req  "
                       f"miss {miss / CG_REQUESTS:>8.0f} instr/req", flush=True)
-                if target == "pingora-cache" and size == SIZES[0]:
-                    ours_costs = {"hits": costs, "misses": miss_costs}
+                if target.startswith("pingora-") and size == SIZES[0]:
+                    ours_costs[target] = {"hits": costs, "misses": miss_costs}
         finally:
             stop(procs)
-            if cache_dir:
-                shutil.rmtree(cache_dir, ignore_errors=True)
+            remove(dirs)
+    ours = [t for t in targets if t.startswith("pingora-")]
     print()
-    print("| workload | target | instructions per hit | per miss | hit / miss | ours: per pass (no cache) |")
-    print("|---|---|---:|---:|---:|---:|")
-    ratios = []
+    print(f"| workload | target | instructions per hit | per miss | hit / miss | / nginx, hits | / nginx, misses "
+          f"| ours: per pass (no cache) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for size in SIZES:
         plain = rows.get((size, "pingora"), (float("nan"),))[0]
-        for target in ["nginx-cache", "pingora-cache"]:
+        nginx = rows.get((size, "nginx-cache"), (float("nan"), float("nan")))
+        for target in ["nginx-cache", *ours]:
             if (size, target) in rows:
                 hit, miss = rows[(size, target)]
-                pass_cell = f"{plain:.0f}" if target == "pingora-cache" else "-"
-                print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {pass_cell} |")
-        ours, nginx = rows.get((size, "pingora-cache")), rows.get((size, "nginx-cache"))
-        if ours and nginx:
-            ratios.append(f"{size}: ours / nginx instructions, hits {ours[0] / nginx[0]:.2f}, misses "
-                          f"{ours[1] / nginx[1]:.2f}; ours hit / pass {ours[0] / plain:.2f}, miss / pass "
-                          f"{ours[1] / plain:.2f}")
-    print("\n" + "\n".join(ratios))
-    for label, costs in ours_costs.items():
-        print_costs(costs, label)
+                vs = "- | -" if target == "nginx-cache" or nginx[0] != nginx[0] else \
+                    f"{hit / nginx[0]:.2f}x | {miss / nginx[1]:.2f}x"
+                pass_cell = "-" if target == "nginx-cache" or plain != plain else f"{plain:.0f}"
+                print(f"| {size} | {target} | {hit:.0f} | {miss:.0f} | {hit / miss:.2f} | {vs} | {pass_cell} |")
+    for target, costs in ours_costs.items():
+        for label, c in costs.items():
+            print_costs(c, f"{target} {label}")
 
 
 def print_costs(costs, label):
@@ -372,8 +456,8 @@ def main():
     cache_dirs = []
     try:
         if "wrk" in PARTS:
-            cache_ports, cache_procs, cache_dir = start_caching_proxies(workdir, ports["origin"], "wrk", cache_mib=256)
-            cache_dirs.append(cache_dir)
+            cache_ports, cache_procs, dirs = start_caching_proxies(workdir, ports["origin"], "wrk", cache_mib=256)
+            cache_dirs.extend(dirs)
             procs.update(cache_procs)
             results = wrk_part({**ports, **cache_ports}, procs)
             print_wrk(results)
@@ -381,10 +465,13 @@ def main():
             fill_part(workdir, ports["origin"])
         if "callgrind" in PARTS:
             callgrind_part(workdir, ports["origin"])
+        if "disk" in PARTS:
+            disk_part(workdir, ports["origin"])
+        if "diskcg" in PARTS:
+            callgrind_part(workdir, ports["origin"], DISK_TARGETS, DISK_DIRS[0], "diskcg")
     finally:
         stop(procs)
-        for d in cache_dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        remove(cache_dirs)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
