@@ -17,8 +17,10 @@
 //! ```
 //!
 //! A graceful upgrade (`SIGQUIT` to the old process, `-u` to the new one) hands the warm
-//! disk cache over: the new process serves without it until the old one stops serving and
-//! releases the directory (read only from then on), then rebuilds the index from the files.
+//! disk cache over: once the old process handed its listening sockets over it stops writing
+//! (read only: its last requests are still served from the cache) and releases the
+//! directory; the new one, which served without the cache until then, rebuilds the index
+//! from the files.
 //!
 //! `--listen` sets the proxy's address (port 0: any free port) and `--origin` an origin of
 //! your own instead of the example's (on 127.0.0.1:7105). Once listening, the proxy prints
@@ -28,7 +30,7 @@ mod app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,9 +38,10 @@ use clap::Parser;
 use pingora_cache::{DiskCache, StorageRef};
 use pingora_core::listeners::LocalAddrs;
 use pingora_core::server::configuration::Opt;
-use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_proxy::http_proxy_service;
+use tokio::sync::broadcast;
 
 /// The example's own origin.
 const ORIGIN: &str = "127.0.0.1:7105";
@@ -97,6 +100,7 @@ pub(crate) fn main() {
             tiered: args.tiered,
             storage,
             disk,
+            phases: Mutex::new(Some(server.watch_execution_phase())),
         };
         server.add_service(background_service("disk cache", opener));
     }
@@ -120,12 +124,38 @@ pub(crate) fn main() {
 
 /// Opens the disk store of a new process at a graceful upgrade (`dir` set) once the old
 /// process released it, and hands the store over (read only) when this process stops
-/// serving: its shutdown watch fires at a graceful upgrade as at a graceful shutdown.
+/// serving: as soon as its listening sockets went to the new process, or at a shutdown.
 struct DiskOpener {
     dir: Option<PathBuf>,
     tiered: bool,
     storage: &'static OnceLock<StorageRef>,
     disk: &'static OnceLock<&'static DiskCache>,
+    /// The server's phases: the store is handed over as soon as the listening sockets are.
+    phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+/// Waits until this process stops serving for good: its listening sockets were handed to a
+/// new process (a graceful upgrade), or a shutdown began.
+async fn stopped_serving(
+    shutdown: &mut ShutdownWatch,
+    phases: Option<broadcast::Receiver<ExecutionPhase>>,
+) {
+    let handed_over = async {
+        let Some(mut phases) = phases else {
+            return std::future::pending().await;
+        };
+        loop {
+            match phases.recv().await {
+                Ok(ExecutionPhase::GracefulUpgradeCloseTimeout(_)) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    };
+    tokio::select! {
+        () = handed_over => {}
+        _ = shutdown.changed() => {}
+    }
 }
 
 #[async_trait]
@@ -145,7 +175,8 @@ impl BackgroundService for DiskOpener {
                 Err(e) => eprintln!("no disk cache: {e}"),
             }
         }
-        let _ = shutdown.changed().await;
+        let phases = self.phases.lock().ok().and_then(|mut p| p.take());
+        stopped_serving(&mut shutdown, phases).await;
         if let Some(store) = self.disk.get() {
             // The order first: the next process reads it once the directory is released.
             app::cache::save_eviction_state(store.dir()).await;
