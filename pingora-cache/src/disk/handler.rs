@@ -26,7 +26,7 @@ use crate::{CacheKey, CacheMeta};
 const CHUNK: usize = 64 * 1024;
 
 /// How many bytes a lookup reads first: the header and usually the whole metadata.
-const FIRST_READ: usize = 4096;
+const FIRST_READ: usize = 16 * 1024;
 
 /// What opening an object file found.
 pub(super) enum Opened {
@@ -43,11 +43,22 @@ pub(super) struct FoundObject {
     file: Arc<File>,
     fixed: Fixed,
     meta: CacheMeta,
+    /// The first bytes of the body, read with the header (a small body whole): the hit's
+    /// first read returns them without another trip to the blocking pool.
+    prefix: Option<Vec<u8>>,
 }
 
 /// Reads and checks the fixed header and the variable sections of an object file: `Err`
 /// for an IO error, `Ok(Err(reason))` when a check fails.
 pub(super) fn read_head(file: &File) -> io::Result<Result<(Fixed, Vec<u8>), &'static str>> {
+    Ok(read_head_and_prefix(file)?.map(|(fixed, variable, _)| (fixed, variable)))
+}
+
+/// A checked header, its variable sections, and the first bytes of the body read with them.
+type HeadAndPrefix = (Fixed, Vec<u8>, Option<Vec<u8>>);
+
+/// [`read_head`], with the first bytes of the body that the same read brought.
+fn read_head_and_prefix(file: &File) -> io::Result<Result<HeadAndPrefix, &'static str>> {
     let head = read_at(file, FIRST_READ, 0)?;
     let Some(fixed) = Fixed::decode(&head) else {
         return Ok(Err("not an object header"));
@@ -75,7 +86,13 @@ pub(super) fn read_head(file: &File) -> io::Result<Result<(Fixed, Vec<u8>), &'st
     if file.metadata()?.len() != fixed.file_len() {
         return Ok(Err("file length does not match its header"));
     }
-    Ok(Ok((fixed, variable)))
+    let body_start = usize::try_from(fixed.body_start()).unwrap_or(usize::MAX);
+    let body_end = body_start.saturating_add(usize::try_from(fixed.body_len).unwrap_or(0));
+    let prefix = head
+        .get(body_start..body_end.min(head.len()))
+        .filter(|prefix| !prefix.is_empty())
+        .map(<[u8]>::to_vec);
+    Ok(Ok((fixed, variable, prefix)))
 }
 
 /// Opens the object file at `path` expected to hold `key`.
@@ -85,7 +102,7 @@ pub(super) fn open_object(path: &Path, key: &CompactCacheKey) -> io::Result<Open
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Opened::Gone),
         Err(err) => return Err(err),
     };
-    let (fixed, variable) = match read_head(&file)? {
+    let (fixed, variable, prefix) = match read_head_and_prefix(&file)? {
         Ok(head) => head,
         Err(reason) => return Ok(Opened::Corrupt(reason)),
     };
@@ -102,6 +119,7 @@ pub(super) fn open_object(path: &Path, key: &CompactCacheKey) -> io::Result<Open
         file: Arc::new(file),
         fixed,
         meta,
+        prefix,
     }))
 }
 
@@ -126,6 +144,7 @@ impl FoundObject {
             end: body_len,
             hasher: Some(crc32fast::Hasher::new()),
             broken: false,
+            prefix: self.prefix,
         };
         (self.meta, Box::new(DiskHitHandler::Complete(hit)))
     }
@@ -174,6 +193,8 @@ struct CompleteHit {
     hasher: Option<crc32fast::Hasher>,
     /// A check failed: every later read fails too, so the body never ends cleanly.
     broken: bool,
+    /// The first bytes of the body, read with the header; dropped by a seek.
+    prefix: Option<Vec<u8>>,
 }
 
 /// Follows a write in progress by reading its temporary file.
@@ -200,13 +221,17 @@ impl CompleteHit {
             return Ok(None);
         }
         let len = CHUNK.min((self.end - self.pos) as usize);
-        let file = self.file.clone();
-        let offset = self.body_start + self.pos;
-        let bytes = self
-            .cache
-            .blocking
-            .run("read a cache object", move || read_at(&file, len, offset))
-            .await?;
+        let bytes = match self.prefix.take() {
+            Some(prefix) if self.pos == 0 => prefix,
+            _ => {
+                let file = self.file.clone();
+                let offset = self.body_start + self.pos;
+                self.cache
+                    .blocking
+                    .run("read a cache object", move || read_at(&file, len, offset))
+                    .await?
+            }
+        };
         if bytes.is_empty() {
             return self
                 .corrupt("the file is shorter than its header says")
@@ -264,6 +289,7 @@ impl CompleteHit {
             );
         }
         self.hasher = None;
+        self.prefix = None;
         self.pos = start;
         self.end = end;
         Ok(())
