@@ -33,10 +33,10 @@ pub(crate) enum Forward {
 /// client's preconditions and `Range` go (the proxy answers them itself), and a stale
 /// response's validators are added.
 pub(crate) fn upstream_request_filter(session: &mut Session, req: &mut RequestHeader) {
-    session.cache_ctx.request_time = Some(SystemTime::now());
     if !session.cache.enabled() {
         return;
     }
+    session.cache_ctx.request_time = Some(SystemTime::now());
     session.cache_ctx.head_as_get = req.method == Method::HEAD;
     let stale = match session.cache.phase() {
         CachePhase::Stale => session.cache.maybe_cache_meta(),
