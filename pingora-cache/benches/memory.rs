@@ -10,8 +10,7 @@
 //!
 //! `cargo bench -p pingora-cache --bench memory` (a few seconds).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use pingora_test_support::leaks::{live_heap, CountingAlloc};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -20,36 +19,13 @@ use pingora_cache::lock::CacheLock;
 use pingora_cache::{CacheKey, CacheMeta, HttpCache, MemCache};
 use pingora_http::ResponseHeader;
 
-/// The system allocator, counting the bytes in use.
-struct Counting;
-
-static IN_USE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a side
-// effect only.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        IN_USE.fetch_add(layout.size() as isize, Relaxed);
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size() as isize, Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        IN_USE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+/// Heap bytes in use now.
+fn in_use() -> isize {
+    live_heap().map_or(0, |bytes| bytes as isize)
+}
 
 const OBJECTS: usize = 20_000;
 const BODY: usize = 1024;
@@ -88,7 +64,7 @@ fn body(shared_read_buffer: bool) -> Bytes {
 
 /// Stores `OBJECTS` objects; returns (heap bytes per object, weight per object).
 async fn fill(shared_read_buffer: bool) -> (f64, f64) {
-    let before = IN_USE.load(Relaxed);
+    let before = in_use();
     let storage: &'static MemCache = Box::leak(Box::new(MemCache::with_capacity_bytes(1 << 30)));
     let eviction: &'static lru::Manager<16> =
         Box::leak(Box::new(lru::Manager::with_capacity(1 << 30, OBJECTS)));
@@ -109,18 +85,18 @@ async fn fill(shared_read_buffer: bool) -> (f64, f64) {
         cache.finish_miss_handler().await.expect("stored");
     }
     assert_eq!(storage.len(), OBJECTS);
-    let heap = (IN_USE.load(Relaxed) - before) as f64 / OBJECTS as f64;
+    let heap = (in_use() - before) as f64 / OBJECTS as f64;
     (heap, storage.used_bytes() as f64 / OBJECTS as f64)
 }
 
 /// Heap bytes of one `CacheMeta` as built by `meta()`, of which its response head.
 fn meta_bytes() -> (isize, isize) {
-    let before = IN_USE.load(Relaxed);
+    let before = in_use();
     let meta = meta();
-    let with_meta = IN_USE.load(Relaxed) - before;
-    let before = IN_USE.load(Relaxed);
+    let with_meta = in_use() - before;
+    let before = in_use();
     let head = meta.response_header_copy();
-    let head_bytes = IN_USE.load(Relaxed) - before;
+    let head_bytes = in_use() - before;
     drop((meta, head));
     (with_meta, head_bytes)
 }

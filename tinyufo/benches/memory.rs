@@ -3,48 +3,24 @@
 //!
 //! Run: `cargo bench -p tinyufo --bench memory` (a smaller run without `--bench`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use pingora_test_support::leaks::{live_heap, CountingAlloc};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 
 use tinyufo::TinyUfo;
 
-/// The system allocator, counting the bytes in use.
-struct Counting;
-
-static IN_USE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a side
-// effect only.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        IN_USE.fetch_add(layout.size() as isize, Relaxed);
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size() as isize, Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        IN_USE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+/// Heap bytes in use now.
+fn in_use() -> isize {
+    live_heap().map_or(0, |bytes| bytes as isize)
+}
 
 /// Heap bytes per item that `fill` leaves in use, for `items` items.
 fn per_item<C>(items: usize, fill: impl FnOnce(usize) -> C) -> f64 {
-    let before = IN_USE.load(Relaxed);
+    let before = in_use();
     let cache = fill(items);
-    let used = IN_USE.load(Relaxed) - before;
+    let used = in_use() - before;
     drop(cache);
     used as f64 / items as f64
 }
