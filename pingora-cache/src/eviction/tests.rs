@@ -298,3 +298,23 @@ fn managers_are_shared_as_trait_objects() {
         assert_eq!(manager.total_items(), 0);
     }
 }
+
+#[test]
+fn tinyufo_concurrent_writers_of_one_key_count_it_once() {
+    let manager = std::sync::Arc::new(tinyufo::Manager::with_weight_unit(1 << 20, 1024, 1));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let manager = manager.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2_000 {
+                    manager.admit(key("same"), 100, SystemTime::now());
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(manager.total_items(), 1);
+    assert_eq!(manager.total_size(), 100);
+}

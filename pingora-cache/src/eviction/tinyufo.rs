@@ -56,7 +56,13 @@ pub struct Manager {
     evicted_items: AtomicUsize,
     // Keys evicted by `access`, which cannot return them.
     pending: Mutex<Vec<CompactCacheKey>>,
+    // Replacing a key's entry (forget the old one, put the new one) happens under the key's
+    // stripe, so two writers of one key never both count it.
+    stripes: Box<[Mutex<()>]>,
 }
+
+/// The number of stripes serializing the writers of one key.
+const STRIPES: usize = 64;
 
 // === impl Manager ===
 
@@ -80,6 +86,7 @@ impl Manager {
             evicted_size: AtomicUsize::new(0),
             evicted_items: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -89,6 +96,11 @@ impl Manager {
 
     fn id(key: &CompactCacheKey) -> u128 {
         u128::from_be_bytes(key.combined_bin())
+    }
+
+    fn stripe(&self, id: u128) -> &Mutex<()> {
+        // The remainder is below STRIPES: it fits a usize.
+        &self.stripes[(id % STRIPES as u128) as usize]
     }
 
     /// Forgets the tracked entry of `id`, if any, and returns it.
@@ -102,6 +114,7 @@ impl Manager {
     /// Puts `entry` (replacing any entry of its key) and returns the keys that left.
     fn put(&self, entry: Entry, force: bool) -> Vec<CompactCacheKey> {
         let id = Self::id(&entry.key);
+        let _writer = self.stripe(id).lock();
         self.forget(id);
         let weight = self.weight(entry.size);
         self.used.fetch_add(entry.size, Relaxed);
@@ -187,7 +200,9 @@ impl EvictionManager for Manager {
     }
 
     fn remove(&self, item: &CompactCacheKey) {
-        self.forget(Self::id(item));
+        let id = Self::id(item);
+        let _writer = self.stripe(id).lock();
+        self.forget(id);
     }
 
     fn access(&self, item: &CompactCacheKey, size: usize, _fresh_until: SystemTime) -> bool {
