@@ -46,6 +46,7 @@ pub mod origin;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod raw;
+pub mod runner;
 pub mod scripted;
 pub mod server;
 pub mod service;
