@@ -88,4 +88,7 @@ cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -j "$JOBS" -- -D warn
 FUZZ_SEED=1 scripts/fuzz.sh
 
 step ""
+# The target directory's size, so a suite that grows toward the disk's free space shows it.
+echo "== target directories: $(du -shc "${CARGO_TARGET_DIR:-target}" fuzz/target 2>/dev/null | tail -1 | cut -f1)," \
+  "disk free: $(df -h --output=avail . | tail -1 | tr -d ' ')"
 echo "== all tests passed in $(( $(date +%s) - SUITE_START )) s"
