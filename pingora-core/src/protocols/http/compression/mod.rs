@@ -371,16 +371,20 @@ impl ResponseCompressionCtx {
 
     /// Takes in the request head (its `Accept-Encoding`, method, `Cache-Control` and
     /// `Available-Dictionary`).
+    ///
+    /// The request is recorded even while the context is off, so an application may turn it
+    /// on after the modules saw the request (in `request_filter`, say).
     pub fn request_filter(&mut self, req: &RequestHeader) {
-        if !self.is_enabled() {
-            return;
-        }
+        let enabled = self.is_enabled();
         let Some(s) = self.settings("request_filter") else {
             return;
         };
         s.request = RequestFacts::from_request(req);
+        if !enabled {
+            return;
+        }
         let policy = policy(s);
-        let negotiated = s.request.accept.choose(policy.candidates());
+        let negotiated = s.request.accept().choose(policy.candidates());
         self.negotiated = Some(negotiated);
     }
 
@@ -518,7 +522,10 @@ impl ResponseCompressionCtx {
 
 /// The decision's knobs from `settings`.
 fn policy(settings: &Settings) -> Policy<'_> {
-    let dictionary_matches = match (&settings.dictionary, settings.request.available_dictionary) {
+    let dictionary_matches = match (
+        &settings.dictionary,
+        settings.request.available_dictionary(),
+    ) {
         (Some(dictionary), Some(named)) => dictionary.hash == named,
         _ => false,
     };

@@ -151,29 +151,43 @@ fn parse_qvalue(value: &[u8]) -> Option<Weight> {
     }
 }
 
-/// What the request tells the compression decision.
+/// What the request tells the compression decision. Recorded raw (cheap, whether or not the
+/// context is enabled yet: an application may enable it after the modules saw the request) and
+/// parsed when the response head is decided on.
 #[derive(Debug, Clone, Default)]
 pub(super) struct RequestFacts {
-    pub(super) accept: AcceptEncoding,
+    /// The `Accept-Encoding` fields.
+    accept_encoding: HeaderMap,
     /// A `HEAD`: the response head changes as a `GET`'s would, with no body to encode.
     pub(super) head: bool,
     /// `Cache-Control: no-transform` on the request (RFC 9111 section 5.2.1.6).
     pub(super) no_transform: bool,
-    /// The SHA-256 named by `Available-Dictionary` (RFC 9842), when well formed.
-    pub(super) available_dictionary: Option<[u8; 32]>,
+    /// `Available-Dictionary` (RFC 9842).
+    available_dictionary: Option<HeaderValue>,
 }
 
 impl RequestFacts {
     pub(super) fn from_request(req: &RequestHeader) -> Self {
+        let mut accept_encoding = HeaderMap::new();
+        for value in req.headers.get_all(http::header::ACCEPT_ENCODING) {
+            accept_encoding.append(http::header::ACCEPT_ENCODING, value.clone());
+        }
         RequestFacts {
-            accept: AcceptEncoding::parse(&req.headers),
+            accept_encoding,
             head: req.method == Method::HEAD,
             no_transform: has_no_transform(&req.headers),
-            available_dictionary: req
-                .headers
-                .get("available-dictionary")
-                .and_then(|v| parse_sf_binary_sha256(v.as_bytes())),
+            available_dictionary: req.headers.get("available-dictionary").cloned(),
         }
+    }
+
+    /// The parsed `Accept-Encoding`.
+    pub(super) fn accept(&self) -> AcceptEncoding {
+        AcceptEncoding::parse(&self.accept_encoding)
+    }
+
+    /// The SHA-256 `Available-Dictionary` names, when well formed.
+    pub(super) fn available_dictionary(&self) -> Option<[u8; 32]> {
+        parse_sf_binary_sha256(self.available_dictionary.as_ref()?.as_bytes())
     }
 }
 
@@ -256,7 +270,7 @@ pub(super) fn decide(
             ) && policy.decompress[coding.index()];
             if !can_decode {
                 (Action::Noop, false)
-            } else if req.accept.accepts(coding) {
+            } else if req.accept().accepts(coding) {
                 (Action::Noop, true)
             } else {
                 (Action::Decompress(coding), true)
@@ -268,7 +282,7 @@ pub(super) fn decide(
             if !policy.compressing() || !compressible(resp, policy) {
                 return (Action::Noop, false);
             }
-            match req.accept.choose(policy.candidates()) {
+            match req.accept().choose(policy.candidates()) {
                 Some(algorithm) => (Action::Compress(algorithm), true),
                 None => (Action::Noop, true),
             }
