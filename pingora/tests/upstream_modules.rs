@@ -145,7 +145,10 @@ fn upstream_modules_filter_both_directions() {
         "x-fill: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
         format!("http://{proxy}/headers"),
     ]);
-    assert!(head.to_ascii_lowercase().contains("content-encoding: gzip"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
     let raw = *seen.lock().unwrap().last().unwrap();
     assert!(
         raw > body.len(),
