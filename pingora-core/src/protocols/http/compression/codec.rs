@@ -121,7 +121,6 @@ impl ZstdDecoder {
             // consumed, the decoder has given all it can.
             let full = output.pos() == output.capacity();
             let progressed = output.pos() > start || input.pos() > consumed;
-            drop(output);
             // Hint 0: a frame just ended. A call that did nothing says nothing about it.
             if progressed {
                 self.frame_done = hint == 0;

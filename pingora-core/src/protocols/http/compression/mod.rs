@@ -202,6 +202,9 @@ struct Settings {
     request: RequestFacts,
 }
 
+// The settings stay inline: a context lives inside a boxed module or in the proxy's session, and
+// boxing them would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Before the final response head: settings can change.
     Header(Settings),
