@@ -107,16 +107,20 @@ impl AcceptEncoding {
 fn parse_item(item: &[u8]) -> Option<(Coding, Weight)> {
     let mut parts = item.split(|b| *b == b';');
     let name = parts.next()?.trim_ascii();
-    let coding = match name.to_ascii_lowercase().as_slice() {
-        b"gzip" | b"x-gzip" => Coding::Known(Algorithm::Gzip),
-        b"br" => Coding::Known(Algorithm::Brotli),
-        b"zstd" => Coding::Known(Algorithm::Zstd),
-        b"dcb" => Coding::Known(Algorithm::Dcb),
-        b"dcz" => Coding::Known(Algorithm::Dcz),
-        b"identity" => Coding::Identity,
-        b"*" => Coding::Star,
-        _ => return None,
-    };
+    const NAMES: [(&[u8], Coding); 8] = [
+        (b"gzip", Coding::Known(Algorithm::Gzip)),
+        (b"br", Coding::Known(Algorithm::Brotli)),
+        (b"zstd", Coding::Known(Algorithm::Zstd)),
+        (b"x-gzip", Coding::Known(Algorithm::Gzip)),
+        (b"dcz", Coding::Known(Algorithm::Dcz)),
+        (b"dcb", Coding::Known(Algorithm::Dcb)),
+        (b"identity", Coding::Identity),
+        (b"*", Coding::Star),
+    ];
+    let coding = NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))?
+        .1;
     let mut weight = FULL;
     for param in parts {
         let param = param.trim_ascii();
