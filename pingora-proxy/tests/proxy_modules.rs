@@ -649,3 +649,68 @@ fn module_turns_trailers_into_body_for_h1_and_h2_clients() {
         );
     });
 }
+
+// === streaming ===
+
+#[test]
+fn compressed_stream_is_flushed_as_it_passes() {
+    // The origin sends one event, then waits until the client has decoded it before it sends
+    // the next: a compressor that held the first event back would stall this test.
+    let rt = runtime();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let origin = raw_origin(&rt, move |mut conn, _| {
+        let gate = gate.clone();
+        async move {
+            conn.read_request().await;
+            conn.send(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                 transfer-encoding: chunked\r\n\r\n11\r\ndata: first event\r\n",
+            )
+            .await;
+            gate.notified().await;
+            conn.send("12\r\ndata: second event\r\n0\r\n\r\n").await;
+        }
+    });
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    let (_server, proxy) = start_proxy_with(
+        App::new(origin.addr, None, false),
+        ServerConf::default(),
+        Some(options),
+    );
+    rt.block_on(async {
+        let client = h2_client(proxy).await;
+        let mut req = request(Method::GET, "/events");
+        req.headers_mut()
+            .insert("accept-encoding", "gzip".parse().unwrap());
+        req.headers_mut().insert(COMPRESS, "6".parse().unwrap());
+        let (response, _) = client
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .send_request(req, true)
+            .unwrap();
+        let response = within("response head", response).await.unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        let mut body = response.into_body();
+        let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+        while !decoder.get_ref().ends_with(b"first event") {
+            let data = within("first event", body.data())
+                .await
+                .expect("more data")
+                .unwrap();
+            std::io::Write::write_all(&mut decoder, &data).unwrap();
+            std::io::Write::flush(&mut decoder).unwrap();
+        }
+        release.notify_one();
+        while let Some(data) = within("the rest", body.data()).await {
+            std::io::Write::write_all(&mut decoder, &data.unwrap()).unwrap();
+        }
+        assert_eq!(
+            decoder.finish().unwrap(),
+            b"data: first eventdata: second event"
+        );
+    });
+}

@@ -117,10 +117,7 @@ fn parse_item(item: &[u8]) -> Option<(Coding, Weight)> {
         (b"identity", Coding::Identity),
         (b"*", Coding::Star),
     ];
-    let coding = NAMES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))?
-        .1;
+    let coding = NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?.1;
     let mut weight = FULL;
     for param in parts {
         let param = param.trim_ascii();
