@@ -190,6 +190,10 @@ impl Streaming {
             // Already finished: nothing more can come out.
             return Ok(Vec::new());
         };
+        if input.is_empty() && !end {
+            // Everything given so far was flushed already.
+            return Ok(Vec::new());
+        }
         if self.decoding {
             let bound = input
                 .len()
