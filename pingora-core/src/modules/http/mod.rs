@@ -4,6 +4,8 @@
 //! per-request state; the application reaches that state through [`HttpModuleCtx::get`] and
 //! [`HttpModuleCtx::get_mut`].
 
+pub mod grpc_web;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
