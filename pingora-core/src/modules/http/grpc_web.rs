@@ -107,7 +107,101 @@ impl HttpModule for GrpcWebBridge {
 pub struct GrpcWeb;
 
 impl HttpModuleBuilder for GrpcWeb {
+    /// The lowest: the bridge sees requests after every other module and responses before
+    /// them, so the others see the gRPC-web response whole. A compression module then
+    /// compresses the body with its trailer frame, as gRPC-web allows, instead of leaving the
+    /// frame uncompressed after a compressed body.
+    fn order(&self) -> i16 {
+        i16::MIN
+    }
+
     fn init(&self) -> Module {
         Box::new(GrpcWebBridge::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::http::HttpModules;
+
+    /// Records the response body bytes and content type it sees.
+    #[derive(Default)]
+    struct Recorder {
+        content_type: Option<String>,
+        body: Vec<u8>,
+    }
+
+    #[async_trait]
+    impl HttpModule for Recorder {
+        async fn response_header_filter(
+            &mut self,
+            resp: &mut ResponseHeader,
+            _end_of_stream: bool,
+        ) -> Result<()> {
+            self.content_type = resp.headers["content-type"].to_str().ok().map(Into::into);
+            Ok(())
+        }
+
+        fn response_body_filter(&mut self, body: &mut Option<Bytes>, _end: bool) -> Result<()> {
+            self.body
+                .extend_from_slice(body.as_deref().unwrap_or_default());
+            Ok(())
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
+
+    struct RecorderBuilder;
+
+    impl HttpModuleBuilder for RecorderBuilder {
+        fn init(&self) -> Module {
+            Box::new(Recorder::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn other_modules_see_the_grpc_web_response() {
+        let mut modules = HttpModules::new();
+        // Added first, with the default order the bridge would see responses last.
+        modules.add_module(Box::new(GrpcWeb));
+        modules.add_module(Box::new(RecorderBuilder));
+        let mut ctx = modules.build_ctx();
+        ctx.get_mut::<GrpcWebBridge>().unwrap().init();
+
+        let mut req = RequestHeader::build("POST", b"/s/m", None).unwrap();
+        req.insert_header("content-type", "application/grpc-web")
+            .unwrap();
+        ctx.request_header_filter(&mut req).await.unwrap();
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", "application/grpc")
+            .unwrap();
+        ctx.response_header_filter(&mut resp, false).await.unwrap();
+        let mut body = Some(Bytes::from_static(b"\0\0\0\0\0"));
+        ctx.response_body_filter(&mut body, false).unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        let frame = ctx
+            .response_trailer_filter(&mut Some(Box::new(trailers)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&frame[..], b"\x80\0\0\0\x10grpc-status: 0\r\n");
+
+        let recorder = ctx.get::<Recorder>().unwrap();
+        assert_eq!(
+            recorder.content_type.as_deref(),
+            Some("application/grpc-web")
+        );
+        assert_eq!(
+            recorder.body,
+            [&b"\0\0\0\0\0"[..], &frame[..]].concat(),
+            "the trailer frame went through the later module's body filter"
+        );
     }
 }
