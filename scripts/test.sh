@@ -70,7 +70,7 @@ cargo build --workspace --benches -j "$JOBS"
 # Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
 # refuses to build with both. Every other feature, then boringssl on its own.
 step "cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
-cargo test -p pingora --features "time proxy lb cache openssl s2n rustls" -j "$JOBS"
+cargo test -p pingora --features "time proxy lb cache upstream_modules openssl s2n rustls" -j "$JOBS"
 
 step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb cache boringssl" --all-targets -j "$JOBS"

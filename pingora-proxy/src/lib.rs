@@ -85,7 +85,13 @@ const DEFAULT_SERVICE_NAME: &str = "Pingora HTTP Proxy Service";
 pub struct HttpProxy<SV> {
     inner: SV,
     client_upstream: Connector,
-    downstream_modules: HttpModules,
+    /// The modules every request's response passes through on its way to the client (set up
+    /// by [`ProxyHttp::init_downstream_modules`]).
+    pub downstream_modules: HttpModules,
+    /// The modules every upstream exchange passes through (set up by
+    /// `ProxyHttp::init_upstream_modules`).
+    #[cfg(feature = "upstream_modules")]
+    pub upstream_modules: HttpModules,
     max_retries: usize,
     /// The caches requests enabled, for invalidations by requests that did not.
     caches: proxy_cache::KnownCaches,
@@ -112,6 +118,8 @@ impl<SV> HttpProxy<SV> {
             inner,
             client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
             downstream_modules: HttpModules::new(),
+            #[cfg(feature = "upstream_modules")]
+            upstream_modules: HttpModules::new(),
             max_retries: conf.max_retries,
             caches: proxy_cache::KnownCaches::default(),
             server_options: None,
@@ -133,10 +141,12 @@ impl<SV> HttpProxy<SV> {
 }
 
 impl<SV: ProxyHttp> HttpProxy<SV> {
-    /// Lets the application set up the downstream modules.
+    /// Lets the application set up the downstream (and upstream) modules.
     pub fn handle_init_modules(&mut self) {
         self.inner
             .init_downstream_modules(&mut self.downstream_modules);
+        #[cfg(feature = "upstream_modules")]
+        self.inner.init_upstream_modules(&mut self.upstream_modules);
     }
 }
 
@@ -246,7 +256,12 @@ where
                 return None;
             }
         }
-        let mut session = Session::new(downstream, &self.downstream_modules);
+        let mut session = Session::new(
+            downstream,
+            &self.downstream_modules,
+            #[cfg(feature = "upstream_modules")]
+            &self.upstream_modules,
+        );
         if *shutdown.borrow() {
             session.shutting_down = true;
             session.set_keepalive(None);
@@ -302,6 +317,9 @@ where
             Ok(true) => return self.finish(session, ctx, None, true).await,
             Err(e) => return self.fail_early(session, ctx, e).await,
         }
+        // Before the cache: a cache of compressed variants keys them by what this negotiates.
+        let req = session.downstream_session.req_header();
+        session.upstream_compression.request_filter(req);
         match proxy_cache::cache_phase(self, &mut session, &mut ctx).await {
             Ok(proxy_cache::CacheStep::Upstream) => {}
             Ok(proxy_cache::CacheStep::Served(reusable)) => {
@@ -545,7 +563,12 @@ where
                 return;
             }
         }
-        let mut session = Session::new(downstream, &self.downstream_modules);
+        let mut session = Session::new(
+            downstream,
+            &self.downstream_modules,
+            #[cfg(feature = "upstream_modules")]
+            &self.upstream_modules,
+        );
         session.set_keepalive(None);
         session.subrequest_ctx = Some(ctx);
         self.process_request(session).await;

@@ -14,6 +14,7 @@
 //! 5. upstream, the response is judged (`response_cache_filter`), stored as it streams to the
 //!    client, or merged into the stored one after a 304.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::{header, Method};
@@ -25,6 +26,7 @@ use pingora_cache::{
     CacheKey, CacheMeta, CachePhase, EvictionRef, HitStatus, NoCacheReason, StorageRef,
 };
 use pingora_error::Result;
+use pingora_http::RequestHeader;
 use tracing::debug;
 
 use std::sync::Arc;
@@ -214,7 +216,7 @@ where
                 None => continue,
             }
         };
-        if let Some(variance) = app.cache_vary_filter(&meta, ctx, session.req_header()) {
+        if let Some(variance) = app.cache_vary_filter(&meta, ctx, &vary_request(session)) {
             if !session.cache.cache_vary_lookup(variance, &meta) {
                 fwd = FwdReason::VaryMiss;
                 continue;
@@ -265,8 +267,22 @@ where
 fn request_varies(meta: &CacheMeta, session: &Session) -> bool {
     pingora_cache::variance::request_variance(
         &meta.response_header().headers,
-        &session.req_header().headers,
+        &vary_request(session).headers,
     ) != pingora_cache::variance::VaryKey::Invariant
+}
+
+/// The request as the cache's variance sees it. With `upstream_compression` on, the stored
+/// variants are the codings it produces, so `Accept-Encoding` is normalised to the coding it
+/// negotiated (or `identity`): one variant per coding instead of one per spelling of the field.
+pub(crate) fn vary_request(session: &Session) -> Cow<'_, RequestHeader> {
+    let req = session.req_header();
+    let Some(coding) = session.upstream_compression.normalized_accept_encoding() else {
+        return Cow::Borrowed(req);
+    };
+    let mut normalized = req.clone();
+    // A static token is always a valid value.
+    let _ = normalized.insert_header(http::header::ACCEPT_ENCODING, coding);
+    Cow::Owned(normalized)
 }
 
 /// Whether the stored response `meta` may answer the request without revalidation: fresh

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use pingora_cache::range::RangeType;
 use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
+use pingora_core::modules::http::compression::ResponseCompressionBuilder;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -59,8 +60,19 @@ pub trait ProxyHttp {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>>;
 
-    /// Sets up the downstream HTTP modules, once, when the service starts. None by default.
-    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+    /// Sets up the downstream HTTP modules, once, when the service starts. By default the
+    /// response compression module, switched off: a request turns it on through
+    /// `session.downstream_modules_ctx.get_mut::<ResponseCompression>()` (see
+    /// [`ResponseCompressionBuilder`]). An override that wants it must add it too.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(ResponseCompressionBuilder::enable(0));
+    }
+
+    /// Sets up the upstream HTTP modules, once, when the service starts: they filter the
+    /// request head and body sent upstream and the response received, before
+    /// `session.upstream_compression` and the cache. None by default.
+    #[cfg(feature = "upstream_modules")]
+    fn init_upstream_modules(&self, _modules: &mut HttpModules) {}
 
     /// Called first for every request, before the downstream modules run.
     async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<()>
@@ -277,6 +289,23 @@ pub trait ProxyHttp {
         &self,
         _session: &mut Session,
         _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Adjusts the upstream modules for this response (for example by peer, through
+    /// `session.upstream_modules_ctx`), before they see it. `upstream_response` is the head as
+    /// the upstream sent it.
+    #[cfg(feature = "upstream_modules")]
+    async fn adjust_upstream_modules(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &ResponseHeader,
         _end_of_stream: bool,
         _ctx: &mut Self::CTX,
     ) -> Result<()>

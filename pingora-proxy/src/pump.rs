@@ -15,6 +15,7 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
@@ -110,6 +111,11 @@ impl Exchange {
         admit::upstream_request_filter(session, &mut upstream_req);
         app.upstream_request_filter(session, &mut upstream_req, ctx)
             .await?;
+        #[cfg(feature = "upstream_modules")]
+        session
+            .upstream_modules_ctx
+            .request_header_filter(&mut upstream_req)
+            .await?;
         client.write_request_header(Box::new(upstream_req)).await?;
 
         // A retried request replays the body already read from the client.
@@ -153,7 +159,7 @@ impl Exchange {
                 task = client.read_response_task() => {
                     let task = task?;
                     let final_head = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
-                    self.forward_response(app, session, ctx, task).await?;
+                    self.forward_upstream_task(app, session, ctx, task).await?;
                     if final_head && upgrade_requested && !self.upgraded && !body_expected {
                         // The upgrade was refused: the request had no body after all.
                         self.send_request_body(app, session, client, ctx, None, true).await?;
@@ -198,6 +204,11 @@ impl Exchange {
             .await?;
         app.request_body_filter(session, &mut body, end, ctx)
             .await?;
+        #[cfg(feature = "upstream_modules")]
+        session
+            .upstream_modules_ctx
+            .request_body_filter(&mut body, end)
+            .await?;
         let data = body.unwrap_or_default();
         // The client's trailers, once its body ended, go after the body and end the request.
         let trailers = if end {
@@ -220,6 +231,43 @@ impl Exchange {
             self.request_done = true;
         }
         Ok(())
+    }
+
+    /// The upstream's side of a response task: the upstream modules, then
+    /// `upstream_compression`, then on to the cache and the client.
+    async fn forward_upstream_task<SV>(
+        &mut self,
+        app: &SV,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        mut task: HttpTask,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        #[cfg(feature = "upstream_modules")]
+        {
+            if let HttpTask::Header(resp, end) = &task {
+                app.adjust_upstream_modules(session, resp, *end, ctx)
+                    .await?;
+            }
+            session.upstream_modules_filter_task(&mut task).await?;
+        }
+        let compression = &mut session.upstream_compression;
+        if compression.is_enabled() {
+            if let HttpTask::Trailer(_) = task {
+                // The encoder's last bytes go before the trailers.
+                let tail = compression.try_response_body_filter(None, true)?;
+                if let Some(tail) = tail.filter(|t| !t.is_empty()) {
+                    let body = HttpTask::Body(Some(tail), false);
+                    self.forward_response(app, session, ctx, body).await?;
+                }
+            } else {
+                compress(compression, &mut task)?;
+            }
+        }
+        self.forward_response(app, session, ctx, task).await
     }
 
     async fn forward_response<SV>(
@@ -314,15 +362,7 @@ impl Exchange {
                     .await?
                 {
                     Some(as_body) => session.write_response_body(Some(as_body), true).await?,
-                    None => {
-                        session
-                            .downstream_modules_ctx
-                            .response_trailer_filter(&mut Some(Box::new(trailers.clone())))?;
-                        session
-                            .downstream_session
-                            .write_response_trailers(trailers)
-                            .await?
-                    }
+                    None => session.write_response_trailers(trailers).await?,
                 }
                 self.response_done = true;
             }
@@ -357,4 +397,24 @@ impl Exchange {
         }
         session.downstream_session.write_response_header(resp).await
     }
+}
+
+/// Runs `task` through `compression`, surfacing encoder errors (they fail the exchange: a
+/// half-encoded body must not reach the cache or the client as if whole).
+fn compress(compression: &mut ResponseCompressionCtx, task: &mut HttpTask) -> Result<()> {
+    match task {
+        HttpTask::Header(resp, end) => compression.response_header_filter(resp, *end),
+        HttpTask::Body(data, end) => {
+            if let Some(out) = compression.try_response_body_filter(data.as_ref(), *end)? {
+                *data = Some(out);
+            }
+        }
+        HttpTask::Done => {
+            if let Some(out) = compression.try_response_body_filter(None, true)? {
+                *task = HttpTask::Body(Some(out), true);
+            }
+        }
+        HttpTask::UpgradedBody(..) | HttpTask::Trailer(_) | HttpTask::Failed(_) => {}
+    }
+    Ok(())
 }

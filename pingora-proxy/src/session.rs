@@ -3,8 +3,10 @@
 use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use pingora_cache::HttpCache;
 use pingora_core::modules::http::{HttpModuleCtx, HttpModules};
+use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::protocols::http::{HttpTask, ServerSession};
 use pingora_core::protocols::Stream;
 use pingora_error::Result;
@@ -24,6 +26,16 @@ pub struct Session {
     pub downstream_session: Box<ServerSession>,
     /// The per-request state of the downstream modules.
     pub downstream_modules_ctx: HttpModuleCtx,
+    /// Compression of the upstream's response, before the cache stores it and before the
+    /// downstream modules see it (off by default): turn it on (for example in
+    /// `request_filter`) to store compressed variants or to transcode. The cache then keys
+    /// the variants of a response that varies on `Accept-Encoding` by the coding this context
+    /// negotiates (br, zstd, gzip or identity), not by the raw field.
+    pub upstream_compression: ResponseCompressionCtx,
+    /// The per-request state of the upstream modules: they see the request sent upstream
+    /// and the upstream's response before `upstream_compression` (and the cache) do.
+    #[cfg(feature = "upstream_modules")]
+    pub upstream_modules_ctx: HttpModuleCtx,
     /// The request's cache state: off unless `request_cache_filter` enables it.
     pub cache: HttpCache,
     /// Serve the whole response even when the client asks for a range (the cache's range
@@ -42,11 +54,19 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session over `downstream_session`, with the modules of `modules`.
-    pub fn new(downstream_session: impl Into<Box<ServerSession>>, modules: &HttpModules) -> Self {
+    /// A session over `downstream_session`, with the downstream modules of `modules` (and,
+    /// with the `upstream_modules` feature, the upstream modules of `upstream_modules`).
+    pub fn new(
+        downstream_session: impl Into<Box<ServerSession>>,
+        modules: &HttpModules,
+        #[cfg(feature = "upstream_modules")] upstream_modules: &HttpModules,
+    ) -> Self {
         Session {
             downstream_session: downstream_session.into(),
             downstream_modules_ctx: modules.build_ctx(),
+            upstream_compression: ResponseCompressionCtx::new(0, false, false),
+            #[cfg(feature = "upstream_modules")]
+            upstream_modules_ctx: upstream_modules.build_ctx(),
             cache: HttpCache::new(),
             ignore_downstream_range: false,
             cache_ctx: CacheCtx::default(),
@@ -64,7 +84,12 @@ impl Session {
 
     /// A session over an HTTP/1 connection with `modules` (the request is not read yet).
     pub fn new_h1_with_modules(stream: Stream, modules: &HttpModules) -> Self {
-        Self::new(Box::new(ServerSession::new_http1(stream)), modules)
+        Self::new(
+            Box::new(ServerSession::new_http1(stream)),
+            modules,
+            #[cfg(feature = "upstream_modules")]
+            &HttpModules::new(),
+        )
     }
 
     /// The client's HTTP session.
@@ -150,6 +175,40 @@ impl Session {
             .await
     }
 
+    /// Ends the response with `trailers`, through the modules. A module may turn the trailers
+    /// into body bytes (the gRPC-web bridge does): those end the body and the trailers are
+    /// not sent. Final bytes of the modules' done filters (an encoder's last block) go before
+    /// the trailers.
+    pub async fn write_response_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        let mut trailers = Some(Box::new(trailers));
+        let as_body = self
+            .downstream_modules_ctx
+            .response_trailer_filter(&mut trailers)?;
+        let done = self.downstream_modules_ctx.response_done_filter()?;
+        let converted = as_body.is_some();
+        let tail = match (as_body, done) {
+            (Some(a), Some(b)) => Some(Bytes::from([a, b].concat())),
+            (a, b) => a.or(b),
+        };
+        match trailers {
+            Some(trailers) if !converted => {
+                if let Some(tail) = tail {
+                    self.downstream_session
+                        .write_response_body(tail, false)
+                        .await?;
+                }
+                self.downstream_session
+                    .write_response_trailers(*trailers)
+                    .await
+            }
+            _ => {
+                self.downstream_session
+                    .write_response_body(tail.unwrap_or_default(), true)
+                    .await
+            }
+        }
+    }
+
     /// Writes response tasks, through the modules. Returns whether the response ended.
     pub async fn write_response_tasks(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
         let mut ended = false;
@@ -163,25 +222,43 @@ impl Session {
                     self.write_response_body(data, end).await?;
                     end
                 }
-                HttpTask::Trailer(trailers) => {
-                    match trailers {
-                        Some(trailers) => {
-                            self.downstream_session
-                                .write_response_trailers(*trailers)
-                                .await?
-                        }
-                        None => self.downstream_session.finish_body().await?,
-                    }
+                HttpTask::Trailer(Some(trailers)) => {
+                    self.write_response_trailers(*trailers).await?;
                     true
                 }
-                HttpTask::Done => {
-                    self.downstream_session.finish_body().await?;
+                HttpTask::Trailer(None) | HttpTask::Done => {
+                    self.write_response_body(None, true).await?;
                     true
                 }
                 HttpTask::Failed(e) => return Err(e),
             };
         }
         Ok(ended)
+    }
+
+    /// Runs the upstream modules' response filters on one task from the upstream. Body bytes
+    /// their trailer or done filters return replace the task (the trailers are then dropped).
+    #[cfg(feature = "upstream_modules")]
+    pub async fn upstream_modules_filter_task(&mut self, task: &mut HttpTask) -> Result<()> {
+        let modules = &mut self.upstream_modules_ctx;
+        match task {
+            HttpTask::Header(resp, end) => modules.response_header_filter(resp, *end).await?,
+            HttpTask::Body(body, end) | HttpTask::UpgradedBody(body, end) => {
+                modules.response_body_filter(body, *end)?
+            }
+            HttpTask::Trailer(trailers) => {
+                if let Some(body) = modules.response_trailer_filter(trailers)? {
+                    *task = HttpTask::Body(Some(body), true);
+                }
+            }
+            HttpTask::Done => {
+                if let Some(body) = modules.response_done_filter()? {
+                    *task = HttpTask::Body(Some(body), true);
+                }
+            }
+            HttpTask::Failed(_) => {}
+        }
+        Ok(())
     }
 
     /// Bytes of response body received from the upstream so far.

@@ -287,3 +287,24 @@ fn cache_serves_hits_revalidates_and_skips_private() {
         "{head}"
     );
 }
+
+#[test]
+fn use_module_guards_and_compresses() {
+    let (_server, proxy, _) = start(&["origin"], |o| app::use_module::ModuleProxy {
+        origin: o[0],
+        credential: "testcode".into(),
+    });
+    let url = format!("http://{proxy}/json");
+    let (status, _, _) = curl::response(&[&url]);
+    assert_eq!(status, 403, "no credential");
+    let (status, _, _) = curl::response(&["-H", "authorization: Basic wrong", &url]);
+    assert_eq!(status, 403, "wrong credential");
+    let auth = "authorization: Basic testcode";
+    let (status, head, body) = curl::response(&["--compressed", "-H", auth, &url]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: "),
+        "{head}"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), app::origin::JSON);
+}

@@ -12,3 +12,4 @@ pub mod modify_response;
 pub mod multi_lb;
 pub mod origin;
 pub mod rate_limiter;
+pub mod use_module;

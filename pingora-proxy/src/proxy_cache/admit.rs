@@ -214,11 +214,11 @@ where
         session.cache.disable(NoCacheReason::ResponseTooLarge);
         return Ok(());
     }
-    let variance = app.cache_vary_filter(&meta, ctx, session.req_header());
-    let request_varies = variance::request_variance(
-        &meta.response_header().headers,
-        &session.req_header().headers,
-    ) != variance::VaryKey::Invariant;
+    let req = super::vary_request(session);
+    let variance = app.cache_vary_filter(&meta, ctx, &req);
+    let request_varies = variance::request_variance(&meta.response_header().headers, &req.headers)
+        != variance::VaryKey::Invariant;
+    drop(req);
     if variance.is_none() && request_varies {
         // The response varies on fields of this request the variance does not cover: stored,
         // it would be served to requests it does not suit.

@@ -3,6 +3,14 @@
 //! A module is built once per request from its [`HttpModuleBuilder`], so it can keep
 //! per-request state; the application reaches that state through [`HttpModuleCtx::get`] and
 //! [`HttpModuleCtx::get_mut`].
+//!
+//! Modules run in one order for every filter, requests and responses alike: higher
+//! [`order`](HttpModuleBuilder::order) first, equal orders in the order they were added (as in
+//! Pingora). A module with a low order, such as [`compression`], therefore sees the response
+//! body last, after every other module changed it. Body bytes a module returns from its trailer
+//! or done filter go through the body filters of the modules after it.
+
+pub mod compression;
 
 pub mod grpc_web;
 
@@ -76,8 +84,8 @@ pub type Module = Box<dyn HttpModule + 'static + Send + Sync>;
 
 /// Builds a module for each request.
 pub trait HttpModuleBuilder {
-    /// Where the module runs among others: higher runs first on requests (and last on
-    /// responses). Default 0.
+    /// Where the module runs among others: higher runs first, for requests and responses.
+    /// Default 0.
     fn order(&self) -> i16 {
         0
     }
@@ -199,38 +207,38 @@ impl HttpModuleCtx {
         Ok(())
     }
 
-    /// Runs every module's response head filter, in reverse order.
+    /// Runs every module's response head filter, in order.
     pub async fn response_header_filter(
         &mut self,
         resp: &mut ResponseHeader,
         end_of_stream: bool,
     ) -> Result<()> {
-        for module in self.modules.iter_mut().rev() {
+        for module in self.modules.iter_mut() {
             module.response_header_filter(resp, end_of_stream).await?;
         }
         Ok(())
     }
 
-    /// Runs every module's response body filter, in reverse order.
+    /// Runs every module's response body filter, in order.
     pub fn response_body_filter(
         &mut self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
     ) -> Result<()> {
-        for module in self.modules.iter_mut().rev() {
+        for module in self.modules.iter_mut() {
             module.response_body_filter(body, end_of_stream)?;
         }
         Ok(())
     }
 
-    /// Runs every module's trailer filter, in reverse order. Body bytes returned by a module
-    /// are passed through the body filters of the modules after it.
+    /// Runs every module's trailer filter, in order. Body bytes returned by a module are
+    /// passed through the body filters of the modules after it.
     pub fn response_trailer_filter(
         &mut self,
         trailers: &mut Option<Box<HeaderMap>>,
     ) -> Result<Option<Bytes>> {
         let mut extra: Option<Bytes> = None;
-        for module in self.modules.iter_mut().rev() {
+        for module in self.modules.iter_mut() {
             if extra.is_some() {
                 module.response_body_filter(&mut extra, false)?;
             }
@@ -244,11 +252,11 @@ impl HttpModuleCtx {
         Ok(extra)
     }
 
-    /// Runs every module's done filter, in reverse order; returns the final body bytes they
-    /// produce.
+    /// Runs every module's done filter, in order; returns the final body bytes they produce
+    /// (those of a module passed through the body filters of the modules after it).
     pub fn response_done_filter(&mut self) -> Result<Option<Bytes>> {
         let mut extra: Option<Bytes> = None;
-        for module in self.modules.iter_mut().rev() {
+        for module in self.modules.iter_mut() {
             if extra.is_some() {
                 module.response_body_filter(&mut extra, true)?;
             }
@@ -336,7 +344,7 @@ mod tests {
         let mut resp = ResponseHeader::build(200, None).unwrap();
         ctx.response_header_filter(&mut resp, false).await.unwrap();
         let order: Vec<_> = resp.headers.get_all("x-order").iter().collect();
-        assert_eq!(order, ["low", "high"]);
+        assert_eq!(order, ["high", "low"]);
 
         // Both modules have the same type: typed access reaches one of them.
         assert_eq!(ctx.get::<Tagger>().unwrap().seen, 1);
@@ -344,7 +352,7 @@ mod tests {
         assert_eq!(ctx.get::<Tagger>().unwrap().seen, 5);
         assert!(ctx.get::<String>().is_none());
 
-        assert_eq!(ctx.response_done_filter().unwrap().unwrap(), "lowhigh");
+        assert_eq!(ctx.response_done_filter().unwrap().unwrap(), "highlow");
         assert!(HttpModuleCtx::empty().is_empty());
     }
 }

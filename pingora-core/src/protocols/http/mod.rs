@@ -3,6 +3,7 @@
 pub mod body_buffer;
 pub mod bridge;
 pub mod client;
+pub mod compression;
 pub mod date;
 pub mod error_resp;
 pub mod server;
