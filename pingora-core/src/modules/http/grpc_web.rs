@@ -102,19 +102,12 @@ impl HttpModule for GrpcWebBridge {
 }
 
 /// Builds the [`GrpcWebBridge`] module of each request (disabled until
-/// [`init`](GrpcWebCtx::init)ed).
+/// [`init`](GrpcWebCtx::init)ed). Its order is the default, 0: modules of a lower order, such
+/// as response compression, run after it and see the gRPC-web response, trailer frame included.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcWeb;
 
 impl HttpModuleBuilder for GrpcWeb {
-    /// The lowest: the bridge sees requests after every other module and responses before
-    /// them, so the others see the gRPC-web response whole. A compression module then
-    /// compresses the body with its trailer frame, as gRPC-web allows, instead of leaving the
-    /// frame uncompressed after a compressed body.
-    fn order(&self) -> i16 {
-        i16::MIN
-    }
-
     fn init(&self) -> Module {
         Box::new(GrpcWebBridge::default())
     }
@@ -161,6 +154,10 @@ mod tests {
     struct RecorderBuilder;
 
     impl HttpModuleBuilder for RecorderBuilder {
+        fn order(&self) -> i16 {
+            -1
+        }
+
         fn init(&self) -> Module {
             Box::new(Recorder::default())
         }
@@ -169,9 +166,9 @@ mod tests {
     #[tokio::test]
     async fn other_modules_see_the_grpc_web_response() {
         let mut modules = HttpModules::new();
-        // Added first, with the default order the bridge would see responses last.
-        modules.add_module(Box::new(GrpcWeb));
+        // Added first, but of a lower order: it runs after the bridge.
         modules.add_module(Box::new(RecorderBuilder));
+        modules.add_module(Box::new(GrpcWeb));
         let mut ctx = modules.build_ctx();
         ctx.get_mut::<GrpcWebBridge>().unwrap().init();
 
