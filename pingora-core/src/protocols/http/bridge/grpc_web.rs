@@ -176,8 +176,9 @@ impl GrpcWebCtx {
         body: &mut Option<Bytes>,
         end_of_stream: bool,
     ) -> Result<()> {
-        if self.request != Encoding::Text || !matches!(self.state, State::Upgrade | State::Trailers)
-        {
+        // Once the request went upstream as gRPC, its whole body is decoded, whatever the
+        // response turns out to be.
+        if self.request != Encoding::Text {
             return Ok(());
         }
         let input = body.take();

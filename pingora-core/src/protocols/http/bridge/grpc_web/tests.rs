@@ -224,6 +224,11 @@ fn non_grpc_response_disables_the_bridge() {
         assert_eq!(body.as_deref(), Some(&b"bad gateway"[..]));
         let mut trailers = HeaderMap::new();
         assert_eq!(ctx.response_trailer_filter(&mut trailers).unwrap(), None);
+
+        // The request went upstream as gRPC: the rest of its body is still decoded.
+        let mut body = Some(Bytes::from_static(b"AAAA"));
+        ctx.request_body_filter(&mut body, true).unwrap();
+        assert_eq!(body.as_deref(), Some(&b"\0\0\0"[..]));
     }
 }
 
