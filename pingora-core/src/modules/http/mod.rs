@@ -12,6 +12,8 @@
 
 pub mod compression;
 
+pub mod grpc_web;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

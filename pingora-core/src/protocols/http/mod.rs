@@ -1,6 +1,7 @@
 //! HTTP: version-neutral sessions and tasks, HTTP/1 and HTTP/2 engines, shared helpers.
 
 pub mod body_buffer;
+pub mod bridge;
 pub mod client;
 pub mod compression;
 pub mod date;
