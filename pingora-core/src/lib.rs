@@ -13,6 +13,7 @@
 pub mod apps;
 pub mod connectors;
 pub mod listeners;
+pub mod metrics;
 pub mod modules;
 pub mod protocols;
 pub mod server;

@@ -1,5 +1,5 @@
 //! An API gateway in front of two local origins, serving HTTP/1 and h2c (HTTP/2 without TLS)
-//! on one port.
+//! on one port, with its metrics on a Prometheus service.
 //!
 //! ```sh
 //! cargo run -p pingora-proxy --example gateway
@@ -8,6 +8,7 @@
 //! curl 127.0.0.1:6191/index.html                         # -> the "www" origin
 //! curl -i 127.0.0.1:6191/login                           # -> 403
 //! curl -H 'Authorization: open sesame' 127.0.0.1:6191/login
+//! curl 127.0.0.1:6192/metrics     # gateway_requests_total, pingora_* built-in metrics, process_*
 //! ```
 
 mod app;
@@ -32,5 +33,10 @@ fn main() {
         .build();
     proxy.add_tcp("127.0.0.1:6191");
     server.add_service(proxy);
+
+    // The built-in metrics and the gateway's own `gateway_requests_total`, in one scrape.
+    let mut metrics = pingora_prometheus::prometheus_http_service();
+    metrics.add_tcp("127.0.0.1:6192");
+    server.add_service(metrics);
     server.run_forever();
 }

@@ -48,6 +48,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod headers;
+mod metrics;
 pub mod proxy_cache;
 mod proxy_trait;
 mod pump;
@@ -114,6 +115,7 @@ impl<SV> std::fmt::Debug for HttpProxy<SV> {
 impl<SV> HttpProxy<SV> {
     /// A proxy running `inner`, with the connection and retry settings of `conf`.
     pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
+        metrics::register();
         HttpProxy {
             inner,
             client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
@@ -249,7 +251,7 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         match downstream.read_request().await {
-            Ok(true) => {}
+            Ok(true) => metrics::request(&downstream),
             Ok(false) => return None,
             Err(e) => {
                 pingora_core::apps::http_app::respond_to_bad_request(&mut downstream, &e).await;
@@ -363,6 +365,7 @@ where
                 // The request body read so far cannot be replayed.
                 break (false, Some(e));
             }
+            metrics::retry();
             warn!(
                 "retrying ({tries}/{}): {e}, {}",
                 self.max_retries,
@@ -465,6 +468,7 @@ where
         mut ctx: SV::CTX,
         downstream_reusable: bool,
     ) -> Option<ReusedHttpStream> {
+        metrics::stored_after_upstream(&session);
         session
             .cache
             .release_write_lock(NoCacheReason::UpstreamError);
@@ -513,6 +517,7 @@ where
         error: Option<&Error>,
         reusable: bool,
     ) -> Option<ReusedHttpStream> {
+        metrics::response(&session);
         self.inner.logging(&mut session, error, &mut ctx).await;
         if let Some(sub) = session.subrequest_ctx.as_mut() {
             // A write lock handed to this subrequest and not used: its waiters compete again.

@@ -31,6 +31,7 @@ use tracing::debug;
 
 use std::sync::Arc;
 
+use crate::metrics::{self, Stale};
 use crate::proxy_trait::ProxyHttp;
 use crate::subrequest::{self, SubrequestSpawner};
 use crate::{HttpProxy, Session};
@@ -199,6 +200,7 @@ where
     SV::CTX: Send + Sync,
 {
     let app = &proxy.inner;
+    metrics::cache_lookup();
     let mut fwd = FwdReason::UriMiss;
     loop {
         let found = match session.cache.cache_lookup().await {
@@ -252,6 +254,7 @@ where
             }
         }
         if session.cache.phase() == CachePhase::Hit {
+            metrics::cache_hit();
             return serve::serve_stored(app, session, ctx)
                 .await
                 .map(CacheStep::Served);
@@ -337,6 +340,7 @@ where
     if session.cache.is_cache_locked() {
         if may_serve_stale {
             session.cache.set_stale_updating();
+            metrics::cache_stale(Stale::Updating);
             return serve::serve_stored(app, session, ctx)
                 .await
                 .map(|reusable| Some(CacheStep::Served(reusable)));
@@ -347,6 +351,7 @@ where
     if may_serve_stale && subrequest::spawn_revalidation(&spawner, session) {
         // The lock writer's revalidation runs in the background.
         session.cache.set_stale_updating();
+        metrics::cache_stale(Stale::Updating);
         return serve::serve_stored(app, session, ctx)
             .await
             .map(|reusable| Some(CacheStep::Served(reusable)));
@@ -364,6 +369,7 @@ where
 async fn wait_for_writer(session: &mut Session, fwd: FwdReason) -> Result<Option<CacheStep>> {
     session.cache_ctx.collapsed = true;
     let status = session.cache.cache_lock_wait().await;
+    metrics::cache_lock_wait(status);
     let reason = match status {
         LockStatus::GiveUp => NoCacheReason::CacheLockGiveUp,
         LockStatus::WaitTimeout => NoCacheReason::CacheLockTimeout,
@@ -428,6 +434,7 @@ where
         return gateway_timeout(session).await;
     }
     app.cache_miss(session, ctx);
+    metrics::cache_miss();
     session.cache_ctx.fwd = Some(fwd);
     Ok(CacheStep::Upstream)
 }

@@ -21,6 +21,7 @@ use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
 
 use crate::headers;
+use crate::metrics;
 use crate::proxy_cache::admit;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
@@ -117,6 +118,7 @@ impl Exchange {
             .request_header_filter(&mut upstream_req)
             .await?;
         client.write_request_header(Box::new(upstream_req)).await?;
+        let mut sent = metrics::request_sent();
 
         // A retried request replays the body already read from the client.
         if let Some(replay) = session.downstream_session.get_retry_buffer() {
@@ -158,6 +160,7 @@ impl Exchange {
                 }
                 task = client.read_response_task() => {
                     let task = task?;
+                    metrics::response_task(&mut sent, &task);
                     let final_head = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
                     self.forward_upstream_task(app, session, ctx, task).await?;
                     if final_head && upgrade_requested && !self.upgraded && !body_expected {

@@ -172,7 +172,9 @@ impl Accepted<'_> {
         session.set_guard(guard.clone());
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let active = crate::metrics::h2_stream(crate::metrics::Side::Downstream);
         tokio::spawn(async move {
+            let _active = active;
             let session = ServerSession::new_http2(session);
             // An HTTP/2 stream never hands a connection back.
             let _ = app.process_new_http(session, &shutdown).await;

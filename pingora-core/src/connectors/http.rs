@@ -71,6 +71,14 @@ impl Connector {
         &self,
         peer: &P,
     ) -> Result<(HttpSession, bool)> {
+        crate::metrics::upstream_session(self.session(peer).await)
+    }
+
+    /// [`get_http_session`](Self::get_http_session), before it is counted.
+    async fn session<P: Peer + Send + Sync + 'static>(
+        &self,
+        peer: &P,
+    ) -> Result<(HttpSession, bool)> {
         let alpn = self.alpn(peer);
         let key = peer.reuse_hash();
         let h2_possible = may_speak_h2(peer, &alpn);

@@ -134,9 +134,11 @@ impl TransportConnector {
     /// A connector with `options`, or the defaults (a pool of 128).
     pub fn new(options: Option<ConnectorOptions>) -> Self {
         let options = options.unwrap_or_else(|| ConnectorOptions::new(DEFAULT_POOL_SIZE));
+        let pool = Arc::new(ConnectionPool::new(options.keepalive_pool_size));
+        crate::metrics::track_pool(&pool);
         TransportConnector {
             tls: Arc::new(tls::TlsConnector::new(&options)),
-            pool: Arc::new(ConnectionPool::new(options.keepalive_pool_size)),
+            pool,
             offload: options
                 .offload_threadpool
                 .map(|(pools, threads)| OffloadRuntime::new(pools, threads)),
@@ -277,17 +279,20 @@ async fn do_connect<P: Peer + Send + Sync>(
             Ok(stream)
         }
     };
-    match peer.total_connection_timeout() {
-        Some(limit) => pingora_timeout::timeout(limit, connect)
-            .await
-            .map_err(|_| {
-                Error::explain(
-                    ErrorType::ConnectTimedout,
-                    format!("connecting to {peer} took longer than {limit:?} in total"),
-                )
-            })?,
-        None => connect.await,
-    }
+    let bounded = async {
+        match peer.total_connection_timeout() {
+            Some(limit) => pingora_timeout::timeout(limit, connect)
+                .await
+                .map_err(|_| {
+                    Error::explain(
+                        ErrorType::ConnectTimedout,
+                        format!("connecting to {peer} took longer than {limit:?} in total"),
+                    )
+                })?,
+            None => connect.await,
+        }
+    };
+    crate::metrics::upstream_connect(bounded).await
 }
 
 /// The HTTP versions peers were found to need, by reuse hash.

@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 
 use super::ConnectorOptions;
+use crate::metrics::{self, Side};
 use crate::protocols::tls::stream::Underlying;
 use crate::protocols::tls::{self, ClientConfig, ConnectParams, TlsClient, TlsProvider, TlsStream};
 use crate::protocols::{Stream, ALPN};
@@ -108,17 +109,17 @@ impl TlsConnector {
         let below = Underlying::of(&stream);
         let handshake = client.connect(Box::new(stream), params);
         let session = match peer.connection_timeout() {
-            Some(limit) => pingora_timeout::timeout(limit, handshake)
-                .await
-                .map_err(|_| {
-                    Error::explain(
-                        ErrorType::TLSHandshakeTimedout,
-                        format!("TLS handshake with {peer} not done in {limit:?}"),
-                    )
-                })?,
+            Some(limit) => match pingora_timeout::timeout(limit, handshake).await {
+                Ok(done) => done,
+                Err(_) => Error::e_explain(
+                    ErrorType::TLSHandshakeTimedout,
+                    format!("TLS handshake with {peer} not done in {limit:?}"),
+                ),
+            },
             None => handshake.await,
-        }
-        .map_err(|e| e.more_context(format!("TLS handshake with {peer}")))?;
+        };
+        let session = metrics::tls_handshake(Side::Upstream, session)
+            .map_err(|e| e.more_context(format!("TLS handshake with {peer}")))?;
         let digest = Arc::new(tls::ssl_digest(session.info(), None));
         Ok(Box::new(TlsStream::new(session, below, digest)))
     }

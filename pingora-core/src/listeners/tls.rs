@@ -26,6 +26,7 @@ use bytes::BytesMut;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::metrics::{self, Side};
 use crate::protocols::digest::SslDigest;
 use crate::protocols::tls::hello::{self, ClientHello, HelloParse};
 use crate::protocols::tls::stream::Underlying;
@@ -300,14 +301,15 @@ impl fmt::Debug for Acceptor {
 impl Acceptor {
     /// Runs the server handshake over `stream`, within the handshake timeout.
     pub(crate) async fn handshake(&self, stream: Stream) -> Result<Stream> {
-        pingora_timeout::timeout(self.handshake_timeout, self.do_handshake(stream))
-            .await
-            .map_err(|_| {
-                Error::explain(
-                    ErrorType::TLSHandshakeTimedout,
-                    format!("TLS handshake not done in {:?}", self.handshake_timeout),
-                )
-            })?
+        let handshake = self.do_handshake(stream);
+        let result = match pingora_timeout::timeout(self.handshake_timeout, handshake).await {
+            Ok(done) => done,
+            Err(_) => Error::e_explain(
+                ErrorType::TLSHandshakeTimedout,
+                format!("TLS handshake not done in {:?}", self.handshake_timeout),
+            ),
+        };
+        metrics::tls_handshake(Side::Downstream, result)
     }
 
     async fn do_handshake(&self, mut stream: Stream) -> Result<Stream> {

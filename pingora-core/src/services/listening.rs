@@ -351,6 +351,7 @@ async fn handle_connection<A>(
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
+    let _open = crate::metrics::connection_accepted();
     // Kept for the error message; cloning the address does not allocate.
     let peer = io.peer_addr().clone();
     match io.handshake().await {

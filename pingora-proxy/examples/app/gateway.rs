@@ -1,14 +1,15 @@
 //! An API gateway: routes by path, guards `/login` with a password, edits headers, and counts
-//! and logs every request.
+//! (in a Prometheus counter) and logs every request.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_prometheus::prometheus::{register_int_counter, IntCounter};
 use pingora_proxy::{ProxyHttp, Session};
 
 /// How the gateway serves clients: HTTP/1, and HTTP/2 without TLS (h2c with prior knowledge)
@@ -22,13 +23,21 @@ pub fn server_options() -> HttpServerOptions {
 /// The password `/login` requires in the `Authorization` header.
 pub const PASSWORD: &str = "open sesame";
 
+/// Requests the gateway served, whatever their outcome: a metric of the program's own, in the
+/// registry the Prometheus service exports with Pingora's built-in metrics. Registered once
+/// per process (a name may be registered only once), shared by every `Gateway`.
+pub static REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("gateway_requests_total", "Requests the gateway served.")
+        .expect("registered once")
+});
+
 /// Routes `/api/...` to one origin and everything else to another.
 #[derive(Debug)]
 pub struct Gateway {
     pub api: SocketAddr,
     pub www: SocketAddr,
-    /// Requests served, whatever their outcome.
-    pub served: AtomicUsize,
+    /// Requests served, whatever their outcome ([`REQUESTS`]).
+    pub served: IntCounter,
 }
 
 impl Gateway {
@@ -36,7 +45,7 @@ impl Gateway {
         Gateway {
             api,
             www,
-            served: AtomicUsize::new(0),
+            served: REQUESTS.clone(),
         }
     }
 }
@@ -87,7 +96,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut ()) {
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.served.inc();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         tracing::info!(
             "{} status {status}{}",

@@ -34,6 +34,7 @@ use pingora_http_codec::h2 as h2_heads;
 use tokio::sync::Notify;
 use tracing::debug;
 
+use crate::metrics::{self, GaugeGuard, Side};
 use crate::protocols::digest::Digest;
 use crate::protocols::http::v1::io::with_timeout;
 use crate::protocols::http::HttpTask;
@@ -69,6 +70,8 @@ pub struct Http2Session {
     body_received: usize,
     /// The stream was reset or failed.
     failed: bool,
+    /// Counts the stream as active while it lives.
+    _active: Option<GaugeGuard>,
 }
 
 impl std::fmt::Debug for Http2Session {
@@ -102,6 +105,7 @@ impl Http2Session {
             response_ended: false,
             body_received: 0,
             failed: false,
+            _active: metrics::h2_stream(Side::Upstream),
         }
     }
 
