@@ -50,6 +50,10 @@ struct Args {
     /// PEM private key for the TLS listener.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<String>,
+    /// Switch every group of built-in metrics off, to measure what recording them costs
+    /// (`bench/metrics_cost.py`).
+    #[arg(long)]
+    metrics_off: bool,
     /// Backend addresses (`ip:port`); none starts local backends.
     backends: Vec<String>,
 }
@@ -62,6 +66,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if args.metrics_off {
+        for group in pingora_core::metrics::Group::ALL {
+            pingora_core::metrics::disable(group);
+        }
+    }
     let backends = if args.backends.is_empty() {
         let mut local: Vec<String> = app::local_origin::start_origins(&["backend-1", "backend-2"])
             .into_iter()

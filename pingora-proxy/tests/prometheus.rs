@@ -6,18 +6,22 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use pingora_cache::MemCache;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::metrics::{self, Group};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
 use pingora_proxy::{ProxyHttp, ProxyServiceBuilder, Session};
-use pingora_test_support::origin::{hyper_origin, standard_routes};
+use pingora_test_support::origin::{full, hyper_origin, standard_routes};
 use pingora_test_support::{curl, TestServer};
 
+static CACHE: LazyLock<MemCache> = LazyLock::new(MemCache::new);
+
 /// Proxies to the origin; a request with the query `retry` first tries a dead address, and
-/// that connection failure is retried.
+/// that connection failure is retried. `/cached` goes through the cache.
 struct Router {
     origin: SocketAddr,
     dead: SocketAddr,
@@ -44,6 +48,13 @@ impl ProxyHttp for Router {
             self.origin
         };
         Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, _tries: &mut usize) -> Result<()> {
+        if session.req_header().uri.path() == "/cached" {
+            session.cache.enable(&*CACHE, None, None, None, None);
+        }
+        Ok(())
     }
 
     fn fail_to_connect(
@@ -142,7 +153,15 @@ fn scrape_counts_the_traffic_through_the_proxy() {
     metrics::disable(Group::Http2);
 
     let rt = pingora_test_support::runtime();
-    let origin = hyper_origin(&rt, standard_routes);
+    let origin = hyper_origin(&rt, |req| async move {
+        if req.uri().path() != "/cached" {
+            return standard_routes(req).await;
+        }
+        let mut resp = http::Response::new(full("stored"));
+        resp.headers_mut()
+            .insert("cache-control", "max-age=600".parse().unwrap());
+        resp
+    });
     let router = Router {
         origin: origin.addr,
         dead: pingora_test_support::dead_addr(),
@@ -176,14 +195,17 @@ fn scrape_counts_the_traffic_through_the_proxy() {
         "retried on the origin"
     );
     assert_eq!(get(proxy, "/hello", true), 200, "over h2c");
-    // The upstream exchanges: every request but the failed connect of the retried one.
-    let exchanges = 9.0;
+    assert_eq!(get(proxy, "/cached", false), 200, "a miss");
+    assert_eq!(get(proxy, "/cached", false), 200, "a hit");
+    // The upstream exchanges: every request but the failed connect of the retried one and
+    // the cache hit.
+    let exchanges = 10.0;
 
     let after = scrape(prometheus, false);
     let moved = |series: &str| after.get(series) - before.get(series);
-    assert_eq!(moved("pingora_proxy_requests_total{protocol=\"h1\"}"), 8.0);
+    assert_eq!(moved("pingora_proxy_requests_total{protocol=\"h1\"}"), 10.0);
     assert_eq!(moved("pingora_proxy_requests_total{protocol=\"h2\"}"), 1.0);
-    assert_eq!(moved("pingora_proxy_responses_total{class=\"2xx\"}"), 7.0);
+    assert_eq!(moved("pingora_proxy_responses_total{class=\"2xx\"}"), 9.0);
     assert_eq!(moved("pingora_proxy_responses_total{class=\"4xx\"}"), 2.0);
     for class in ["1xx", "3xx", "5xx"] {
         let series = format!("pingora_proxy_responses_total{{class=\"{class}\"}}");
@@ -216,11 +238,18 @@ fn scrape_counts_the_traffic_through_the_proxy() {
     );
     assert!(after.get("pingora_upstream_response_header_seconds_sum") > 0.0);
 
-    // The 9 client connections, and this scrape's own.
-    assert_eq!(moved("pingora_downstream_connections_accepted_total"), 10.0);
+    // The 11 client connections, and this scrape's own.
+    assert_eq!(moved("pingora_downstream_connections_accepted_total"), 12.0);
     assert!(after.get("pingora_downstream_connections_open") >= 1.0);
-    // Nothing of the cache (no request enabled it) or of TLS happened.
-    assert_eq!(moved("pingora_cache_lookups_total"), 0.0);
+    // Only the two `/cached` requests enabled the cache.
+    assert_eq!(moved("pingora_cache_lookups_total"), 2.0);
+    assert_eq!(moved("pingora_cache_misses_total"), 1.0);
+    assert_eq!(moved("pingora_cache_hits_total"), 1.0);
+    assert_eq!(
+        moved("pingora_cache_stale_served_total{reason=\"updating\"}"),
+        0.0
+    );
+    // Nothing of TLS happened.
     assert_eq!(
         moved("pingora_tls_handshakes_total{side=\"downstream\"}"),
         0.0
@@ -237,7 +266,10 @@ fn scrape_counts_the_traffic_through_the_proxy() {
     // The same counts compressed; the only change is this scrape's connection.
     let gzipped = scrape(prometheus, true);
     for (series, value) in &after.samples {
-        if series.starts_with("pingora_proxy_") || series.starts_with("pingora_upstream_") {
+        if series.starts_with("pingora_proxy_")
+            || series.starts_with("pingora_upstream_")
+            || series.starts_with("pingora_cache_")
+        {
             assert_eq!(gzipped.get(series), *value, "{series}");
         }
     }

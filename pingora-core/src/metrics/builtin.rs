@@ -8,7 +8,6 @@ use pingora_error::Result;
 use pingora_pool::ConnectionPool;
 
 use super::{is_enabled, Counter, Family, Gauge, GaugeGuard, Group, Histogram, Samples};
-use crate::protocols::Stream;
 
 /// Which side of the proxy a connection or stream is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +30,18 @@ static H2_OPENED: [Counter; 2] = [Counter::new(), Counter::new()];
 static H2_ACTIVE: [Gauge; 2] = [Gauge::new(), Gauge::new()];
 
 /// The connection pools of the connectors alive, for the idle-connection gauge.
-static POOLS: Mutex<Vec<Weak<ConnectionPool<Stream>>>> = Mutex::new(Vec::new());
+static POOLS: Mutex<Vec<Weak<dyn IdleCount>>> = Mutex::new(Vec::new());
+
+/// A pool whose idle connections are counted.
+trait IdleCount: Send + Sync {
+    fn idle_count(&self) -> usize;
+}
+
+impl<S: Send + Sync> IdleCount for ConnectionPool<S> {
+    fn idle_count(&self) -> usize {
+        ConnectionPool::idle_count(self)
+    }
+}
 
 /// The label values of [`Side`], in the order of the arrays indexed by it.
 const SIDES: [&str; 2] = ["downstream", "upstream"];
@@ -170,10 +180,11 @@ pub(crate) fn upstream_session<T>(result: Result<(T, bool)>) -> Result<(T, bool)
 }
 
 /// Counts the idle connections of `pool` in the idle-connection gauge while it lives.
-pub(crate) fn track_pool(pool: &Arc<ConnectionPool<Stream>>) {
+pub(crate) fn track_pool<S: Send + Sync + 'static>(pool: &Arc<ConnectionPool<S>>) {
+    let pool: Arc<dyn IdleCount> = pool.clone();
     let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
     pools.retain(|p| p.strong_count() > 0);
-    pools.push(Arc::downgrade(pool));
+    pools.push(Arc::downgrade(&pool));
 }
 
 /// The idle connections of all the pools alive.
