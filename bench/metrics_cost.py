@@ -4,7 +4,7 @@ load_balancer example under callgrind, with every metric group on and with all o
 (`--metrics-off`), in the same run.
 
     cargo build --release -p pingora-proxy --example load_balancer
-    python3 bench/metrics_cost.py            # ROUNDS=2 CG_REQUESTS=5000
+    python3 bench/metrics_cost.py            # ROUNDS=3 CG_REQUESTS=5000
 
 Each round starts both proxies fresh (one worker thread, in front of one nginx origin serving
 1 KiB), makes 1,000 warm-up requests, zeroes the counters, makes CG_REQUESTS requests with two
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy  # noqa: E402  (the shared harness)
 from proxy_cache import CG_REQUESTS, callgrind_count, h2load_uris  # noqa: E402
 
-ROUNDS = int(os.environ.get("ROUNDS", "2"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 VALGRIND = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"]
 
 

@@ -108,18 +108,18 @@ impl TlsConnector {
         };
         let below = Underlying::of(&stream);
         let handshake = client.connect(Box::new(stream), params);
+        let context = |e: Box<Error>| e.more_context(format!("TLS handshake with {peer}"));
         let session = match peer.connection_timeout() {
             Some(limit) => match pingora_timeout::timeout(limit, handshake).await {
-                Ok(done) => done,
+                Ok(done) => done.map_err(context),
                 Err(_) => Error::e_explain(
                     ErrorType::TLSHandshakeTimedout,
                     format!("TLS handshake with {peer} not done in {limit:?}"),
                 ),
             },
-            None => handshake.await,
+            None => handshake.await.map_err(context),
         };
-        let session = metrics::tls_handshake(Side::Upstream, session)
-            .map_err(|e| e.more_context(format!("TLS handshake with {peer}")))?;
+        let session = metrics::tls_handshake(Side::Upstream, session)?;
         let digest = Arc::new(tls::ssl_digest(session.info(), None));
         Ok(Box::new(TlsStream::new(session, below, digest)))
     }
