@@ -12,6 +12,8 @@
 //! most one piece of each direction is held at a time, and a slow side slows the other down
 //! (TCP back-pressure) instead of making the proxy buffer.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::client::HttpSession;
@@ -21,6 +23,7 @@ use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
 
 use crate::headers;
+use crate::observe;
 use crate::proxy_cache::admit;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
@@ -57,6 +60,7 @@ where
         diverted: false,
         client_gone: None,
         downstream_closed: false,
+        sent_at: None,
     };
     match state.run(app, session, client, ctx).await {
         Ok(()) => Outcome {
@@ -91,6 +95,8 @@ struct Exchange {
     client_gone: Option<Box<Error>>,
     /// The client connection cannot be reused.
     downstream_closed: bool,
+    /// When the request head went upstream.
+    sent_at: Option<Instant>,
 }
 
 impl Exchange {
@@ -108,6 +114,7 @@ impl Exchange {
         let body_expected = !session.downstream_session.is_body_empty();
         let upgrade_requested = session.downstream_session.is_upgrade_req();
         let mut upstream_req = headers::upstream_request(session.req_header(), body_expected);
+        observe::set_upstream_request_id(session, &mut upstream_req);
         admit::upstream_request_filter(session, &mut upstream_req);
         app.upstream_request_filter(session, &mut upstream_req, ctx)
             .await?;
@@ -117,6 +124,7 @@ impl Exchange {
             .request_header_filter(&mut upstream_req)
             .await?;
         client.write_request_header(Box::new(upstream_req)).await?;
+        self.sent_at = Some(Instant::now());
 
         // A retried request replays the body already read from the client.
         if let Some(replay) = session.downstream_session.get_retry_buffer() {
@@ -290,6 +298,9 @@ impl Exchange {
                 if resp.status == StatusCode::SWITCHING_PROTOCOLS {
                     // From now on both sides carry raw bytes of the new protocol.
                     self.upgraded = true;
+                }
+                if let Some(sent_at) = self.sent_at {
+                    session.timings.upstream_response_header = Some(sent_at.elapsed());
                 }
                 let method = session.req_header().method.clone();
                 app.upstream_response_filter(session, &mut resp, ctx)
