@@ -118,7 +118,9 @@ pub(crate) fn connect_span(session: &Session, peer: &HttpPeer) -> Span {
     if !span.is_disabled() || !session.span.is_disabled() {
         let address = peer.address();
         span.record("upstream", tracing::field::display(address));
-        session.span.record("upstream", tracing::field::display(address));
+        session
+            .span
+            .record("upstream", tracing::field::display(address));
     }
     span
 }
