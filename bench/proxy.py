@@ -206,14 +206,17 @@ def parse_latency(text, label):
     return float(m.group(1)) * scale
 
 
-def run_wrk(port, path, conns, pids, script=None):
+def run_wrk(port, path, conns, pids, script=None, headers=()):
     """One wrk run after a 1 s warm-up. A Lua `script` gets a fresh token as its argument on
-    each wrk invocation (bench/cache_miss.lua makes its URLs unique with it)."""
+    each wrk invocation (bench/cache_miss.lua makes its URLs unique with it); `headers`
+    ("Name: value") are added to every request."""
     url = f"http://127.0.0.1:{port}/{path}"
+    header_args = [a for h in headers for a in ("-H", h)]
 
     def wrk(*args):
         extra = ["-s", script, url, "--", f"{os.getpid()}-{time.monotonic_ns()}"] if script else [url]
-        return subprocess.run(["wrk", "-t1", f"-c{conns}", *args, *extra], capture_output=True, text=True).stdout
+        return subprocess.run(["wrk", "-t1", f"-c{conns}", *header_args, *args, *extra],
+                              capture_output=True, text=True).stdout
 
     # Warm up connections and pools.
     wrk("-d1s")

@@ -7,6 +7,8 @@
 #   bench/proxy.sh --cache             # the cache benchmark (bench/proxy_cache.py)
 #   PARTS=callgrind bench/proxy.sh --cache   # instructions per request under callgrind
 #   PARTS=disk,diskcg bench/proxy.sh --cache # the disk store vs nginx on disk (DISK_DIRS), and under callgrind
+#   BASE=old/load_balancer bench/proxy.sh --observe  # instructions per request, observability on/off
+#   bench/proxy.sh --compress          # compressing proxies: ours vs nginx `gzip on` (bench/proxy_compress.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,26 @@ if [ "${1:-}" = "--cache" ]; then
   esac
   cargo build --release -p pingora-proxy --example load_balancer --example cache_bench
   exec python3 bench/proxy_cache.py "$@"
+fi
+if [ "${1:-}" = "--observe" ]; then
+  # Instructions per request with and without observability (bench/observe_cost.py).
+  shift
+  command -v valgrind >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq valgrind; }
+  cargo build --release -p pingora-proxy --example load_balancer
+  exec python3 bench/observe_cost.py "$@"
+fi
+if [ "${1:-}" = "--compress" ]; then
+  # The compression benchmark (bench/proxy_compress.py); its checks decode with zstd and brotli.
+  shift
+  need=()
+  command -v zstd >/dev/null 2>&1 || need+=(zstd)
+  command -v brotli >/dev/null 2>&1 || need+=(brotli)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get install -y -qq "${need[@]}"
+  fi
+  cargo build --release -p pingora-proxy --example compress_bench
+  exec python3 bench/proxy_compress.py "$@"
 fi
 cargo build --release -p pingora-proxy --example load_balancer
 exec python3 bench/proxy.py "$@"

@@ -15,7 +15,9 @@
 //! With no addresses it starts two local backends of its own plus one address where nothing
 //! listens: the TCP health check finds that one dead before the proxy opens, so no request
 //! ever goes there. The server's options (`-c conf.yaml`, `-d`, ...) work as usual:
-//! `cargo run --example load_balancer -- -c conf.yaml 10.0.0.1:80`.
+//! `cargo run --example load_balancer -- -c conf.yaml 10.0.0.1:80`. With `PINGORA_METRICS=off`
+//! in its environment every group of built-in metrics is switched off (for
+//! `bench/proxy.sh --observe`, which measures what they cost).
 
 mod app;
 
@@ -50,10 +52,6 @@ struct Args {
     /// PEM private key for the TLS listener.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<String>,
-    /// Switch every group of built-in metrics off, to measure what recording them costs
-    /// (`bench/metrics_cost.py`).
-    #[arg(long)]
-    metrics_off: bool,
     /// Backend addresses (`ip:port`); none starts local backends.
     backends: Vec<String>,
 }
@@ -66,7 +64,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    if args.metrics_off {
+    // Every group of built-in metrics off, to measure what recording them costs
+    // (`bench/proxy.sh --observe`).
+    if std::env::var_os("PINGORA_METRICS").is_some_and(|v| v == "off") {
         for group in pingora_core::metrics::Group::ALL {
             pingora_core::metrics::disable(group);
         }

@@ -49,9 +49,11 @@
 
 mod headers;
 mod metrics;
+mod observe;
 pub mod proxy_cache;
 mod proxy_trait;
 mod pump;
+pub mod request_id;
 mod session;
 pub mod subrequest;
 
@@ -72,10 +74,12 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_core::upstreams::peer::Peer;
 use pingora_error::Error;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument};
 
+pub use observe::RequestTimings;
 pub use proxy_cache::purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp};
+pub use request_id::{RequestIdOptions, TrustedNet};
 pub use session::Session;
 use subrequest::SubrequestSpawner;
 
@@ -101,6 +105,9 @@ pub struct HttpProxy<SV> {
     /// Settings of client HTTP/2 connections; `None` for
     /// [`default_options`](pingora_core::protocols::http::v2::server::default_options).
     pub h2_options: Option<H2Options>,
+    /// Request ids: `None` (the default) for none; with options, every request gets one
+    /// (`Session::request_id`), sent upstream and to the client in a header.
+    pub request_id: Option<RequestIdOptions>,
 }
 
 impl<SV> std::fmt::Debug for HttpProxy<SV> {
@@ -126,6 +133,7 @@ impl<SV> HttpProxy<SV> {
             caches: proxy_cache::KnownCaches::default(),
             server_options: None,
             h2_options: None,
+            request_id: None,
         }
     }
 
@@ -285,7 +293,15 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
+    /// Runs one request inside its span, with its request id.
     async fn process_request(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
+        session.span = observe::request_span(&session);
+        observe::assign_request_id(&mut session, self.request_id.as_ref());
+        let span = session.span.clone();
+        self.run_phases(session).instrument(span).await
+    }
+
+    async fn run_phases(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
         let mut ctx = self.inner.new_ctx();
         let previous = session.downstream_session.take_persisted_context();
         if let Some(previous) = previous {
@@ -355,6 +371,7 @@ where
         let (reusable, error) = loop {
             tries += 1;
             let (reusable, error) = self.proxy_to_upstream(&mut session, &mut ctx).await;
+            session.retries = tries - 1;
             let Some(e) = error else {
                 break (reusable, None);
             };
@@ -416,7 +433,10 @@ where
             Ok(peer) => peer,
             Err(e) => return (false, Some(e)),
         };
-        let (mut client, reused) = match self.client_upstream.get_http_session(&*peer).await {
+        let connect_start = std::time::Instant::now();
+        let connect_span = observe::connect_span(session, &peer);
+        let connecting = self.client_upstream.get_http_session(&*peer);
+        let (mut client, reused) = match connecting.instrument(connect_span).await {
             Ok(connected) => connected,
             Err(mut e) => {
                 e.as_up();
@@ -438,7 +458,16 @@ where
         if let Some(timeout) = peer.options.write_timeout {
             client.set_write_timeout(Some(timeout));
         }
-        let outcome = pump::exchange(&self.inner, session, &mut client, ctx).await;
+        session.timings.upstream_connect = Some(if reused {
+            std::time::Duration::ZERO
+        } else {
+            connect_start.elapsed()
+        });
+        let exchange = pump::exchange(&self.inner, session, &mut client, ctx);
+        let outcome = exchange.instrument(observe::exchange_span()).await;
+        if let Some(stream) = client.stream() {
+            session.upstream_write_pending_time = stream.get_write_pending_time();
+        }
         if outcome.upstream_reusable {
             self.client_upstream
                 .release_http_session(client, &*peer, peer.idle_timeout())
@@ -518,6 +547,7 @@ where
         reusable: bool,
     ) -> Option<ReusedHttpStream> {
         metrics::response(&session);
+        observe::record_outcome(&session);
         self.inner.logging(&mut session, error, &mut ctx).await;
         if let Some(sub) = session.subrequest_ctx.as_mut() {
             // A write lock handed to this subrequest and not used: its waiters compete again.

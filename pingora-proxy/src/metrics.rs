@@ -1,11 +1,11 @@
 //! The proxy's built-in metrics (see [`pingora_core::metrics`]) and the functions that
 //! record them, one call per site in the proxy.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use pingora_cache::lock::LockStatus;
 use pingora_core::metrics::{is_enabled, Counter, Family, Group, Histogram, Samples};
-use pingora_core::protocols::http::{HttpTask, ServerSession};
+use pingora_core::protocols::http::ServerSession;
 
 use crate::Session;
 
@@ -155,22 +155,12 @@ pub(crate) fn retry() {
     }
 }
 
-/// A request head was sent upstream: the start of the wait for the response head (`None`
-/// when the metric is off).
+/// The upstream's response head (the first but interim 1xx ones) came `waited` after the
+/// request head was sent.
 #[inline]
-pub(crate) fn request_sent() -> Option<Instant> {
-    is_enabled(Group::Upstream).then(Instant::now)
-}
-
-/// A response task arrived from upstream: the first response head other than an interim
-/// one (1xx but 101) ends the wait `sent` measures.
-#[inline]
-pub(crate) fn response_task(sent: &mut Option<Instant>, task: &HttpTask) {
-    if let HttpTask::Header(resp, _) = task {
-        let interim = resp.status.is_informational() && resp.status.as_u16() != 101;
-        if let (false, Some(sent)) = (interim, sent.take()) {
-            RESPONSE_HEADER_SECONDS.observe(sent.elapsed());
-        }
+pub(crate) fn upstream_response_header(waited: Duration) {
+    if is_enabled(Group::Upstream) {
+        RESPONSE_HEADER_SECONDS.observe(waited);
     }
 }
 

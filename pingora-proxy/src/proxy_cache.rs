@@ -27,7 +27,7 @@ use pingora_cache::{
 };
 use pingora_error::Result;
 use pingora_http::RequestHeader;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use std::sync::Arc;
 
@@ -203,7 +203,8 @@ where
     metrics::cache_lookup();
     let mut fwd = FwdReason::UriMiss;
     loop {
-        let found = match session.cache.cache_lookup().await {
+        let lookup = session.cache.cache_lookup();
+        let found = match lookup.instrument(tracing::info_span!("cache_lookup")).await {
             Ok(found) => found,
             Err(e) => {
                 debug!("cache lookup failed: {e}");

@@ -12,6 +12,8 @@
 //! most one piece of each direction is held at a time, and a slow side slows the other down
 //! (TCP back-pressure) instead of making the proxy buffer.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::client::HttpSession;
@@ -22,6 +24,7 @@ use pingora_http::ResponseHeader;
 
 use crate::headers;
 use crate::metrics;
+use crate::observe;
 use crate::proxy_cache::admit;
 use crate::proxy_trait::ProxyHttp;
 use crate::Session;
@@ -58,6 +61,7 @@ where
         diverted: false,
         client_gone: None,
         downstream_closed: false,
+        sent_at: None,
     };
     match state.run(app, session, client, ctx).await {
         Ok(()) => Outcome {
@@ -92,6 +96,8 @@ struct Exchange {
     client_gone: Option<Box<Error>>,
     /// The client connection cannot be reused.
     downstream_closed: bool,
+    /// When the request head went upstream.
+    sent_at: Option<Instant>,
 }
 
 impl Exchange {
@@ -109,6 +115,7 @@ impl Exchange {
         let body_expected = !session.downstream_session.is_body_empty();
         let upgrade_requested = session.downstream_session.is_upgrade_req();
         let mut upstream_req = headers::upstream_request(session.req_header(), body_expected);
+        observe::set_upstream_request_id(session, &mut upstream_req);
         admit::upstream_request_filter(session, &mut upstream_req);
         app.upstream_request_filter(session, &mut upstream_req, ctx)
             .await?;
@@ -118,7 +125,7 @@ impl Exchange {
             .request_header_filter(&mut upstream_req)
             .await?;
         client.write_request_header(Box::new(upstream_req)).await?;
-        let mut sent = metrics::request_sent();
+        self.sent_at = Some(Instant::now());
 
         // A retried request replays the body already read from the client.
         if let Some(replay) = session.downstream_session.get_retry_buffer() {
@@ -160,7 +167,6 @@ impl Exchange {
                 }
                 task = client.read_response_task() => {
                     let task = task?;
-                    metrics::response_task(&mut sent, &task);
                     let final_head = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
                     self.forward_upstream_task(app, session, ctx, task).await?;
                     if final_head && upgrade_requested && !self.upgraded && !body_expected {
@@ -293,6 +299,11 @@ impl Exchange {
                 if resp.status == StatusCode::SWITCHING_PROTOCOLS {
                     // From now on both sides carry raw bytes of the new protocol.
                     self.upgraded = true;
+                }
+                if let Some(sent_at) = self.sent_at {
+                    let waited = sent_at.elapsed();
+                    session.timings.upstream_response_header = Some(waited);
+                    metrics::upstream_response_header(waited);
                 }
                 let method = session.req_header().method.clone();
                 app.upstream_response_filter(session, &mut resp, ctx)

@@ -1,8 +1,10 @@
 //! [`Session`]: one request as the proxy sees it.
 
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::HeaderMap;
 use pingora_cache::HttpCache;
 use pingora_core::modules::http::{HttpModuleCtx, HttpModules};
@@ -12,6 +14,7 @@ use pingora_core::protocols::Stream;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 
+use crate::observe::RequestTimings;
 use crate::proxy_cache::CacheCtx;
 use crate::subrequest::{Ctx as SubrequestCtx, SubrequestSpawner};
 
@@ -51,6 +54,20 @@ pub struct Session {
     pub(crate) upstream_body_bytes_received: usize,
     /// The server is shutting down: the connection will not be kept.
     pub(crate) shutting_down: bool,
+    /// The request's `tracing` span (disabled when no subscriber wants it).
+    pub(crate) span: tracing::Span,
+    /// The request's id, when the proxy has request ids on.
+    pub(crate) request_id: Option<String>,
+    /// The response field to write the request id to.
+    pub(crate) request_id_header: Option<HeaderName>,
+    /// The field of the request sent upstream to write the request id to.
+    pub(crate) request_id_upstream_header: Option<HeaderName>,
+    /// When the parts of the request happened.
+    pub(crate) timings: RequestTimings,
+    /// Upstream attempts after the first.
+    pub(crate) retries: usize,
+    /// Time the last upstream connection spent waiting for its socket to take writes.
+    pub(crate) upstream_write_pending_time: Duration,
 }
 
 impl Session {
@@ -74,6 +91,13 @@ impl Session {
             subrequest_spawner: None,
             upstream_body_bytes_received: 0,
             shutting_down: false,
+            span: tracing::Span::none(),
+            request_id: None,
+            request_id_header: None,
+            request_id_upstream_header: None,
+            timings: RequestTimings::default(),
+            retries: 0,
+            upstream_write_pending_time: Duration::ZERO,
         }
     }
 
@@ -137,6 +161,15 @@ impl Session {
         self.downstream_modules_ctx
             .response_header_filter(&mut resp, end_of_stream)
             .await?;
+        if let (Some(name), Some(id)) = (&self.request_id_header, &self.request_id) {
+            if !resp.status.is_informational() {
+                // A generated or validated id is always a valid value.
+                let _ = resp.insert_header(name.clone(), id.as_str());
+            }
+        }
+        if self.timings.first_byte.is_none() {
+            self.timings.first_byte = Some(self.timings.start.elapsed());
+        }
         self.downstream_session.write_response_header(resp).await?;
         if end_of_stream {
             self.downstream_session.finish_body().await?;
@@ -264,6 +297,30 @@ impl Session {
     /// Bytes of response body received from the upstream so far.
     pub fn upstream_body_bytes_received(&self) -> usize {
         self.upstream_body_bytes_received
+    }
+
+    /// The request's id: taken from a trusted peer or generated, when the proxy has request
+    /// ids on (`HttpProxy::request_id`).
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// When the parts of the request happened: the upstream connection, the upstream's
+    /// response head, the first byte to the client.
+    pub fn timings(&self) -> &RequestTimings {
+        &self.timings
+    }
+
+    /// The request's `tracing` span, to record fields of the application's own or to create
+    /// child spans under (disabled when no subscriber listens).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The time the last upstream connection spent waiting for its socket to accept writes
+    /// (a slow upstream reading the request); zero for HTTP/2 upstreams.
+    pub fn upstream_write_pending_time(&self) -> Duration {
+        self.upstream_write_pending_time
     }
 
     /// Whether the server is shutting down (the client connection will then not be kept).

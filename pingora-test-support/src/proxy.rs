@@ -20,6 +20,16 @@ pub struct ProxyUnderTest<SV> {
     conf: ServerConf,
     options: Option<HttpServerOptions>,
     tls: Option<TlsSettings>,
+    configure: Option<Configure<SV>>,
+}
+
+/// A change to the proxy application before it starts.
+struct Configure<SV>(Box<dyn FnOnce(&mut HttpProxy<SV>) + Send>);
+
+impl<SV> std::fmt::Debug for Configure<SV> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configure")
+    }
 }
 
 impl<SV> ProxyUnderTest<SV>
@@ -34,7 +44,15 @@ where
             conf: ServerConf::default(),
             options: None,
             tls: None,
+            configure: None,
         }
+    }
+
+    /// Changes the proxy application (its public settings, such as `request_id`) before it
+    /// starts.
+    pub fn configure(mut self, change: impl FnOnce(&mut HttpProxy<SV>) + Send + 'static) -> Self {
+        self.configure = Some(Configure(Box::new(change)));
+        self
     }
 
     /// The configuration the proxy service is built with.
@@ -68,8 +86,9 @@ where
             conf,
             options,
             tls,
+            configure,
         } = self;
-        let service = build(app, &Arc::new(conf), options, tls);
+        let service = build(app, &Arc::new(conf), options, tls, configure);
         TestService::run(service).await.expect("binding failed")
     }
 
@@ -80,10 +99,11 @@ where
             conf,
             options,
             tls,
+            configure,
         } = self;
         let conf = Arc::new(conf);
         let (server, addrs) = TestServer::start(move |server| {
-            let service = build(app, &conf, options, tls);
+            let service = build(app, &conf, options, tls, configure);
             let addrs = service.local_addrs();
             server.add_service(service);
             vec![addrs]
@@ -98,6 +118,7 @@ fn build<SV>(
     conf: &Arc<ServerConf>,
     options: Option<HttpServerOptions>,
     tls: Option<TlsSettings>,
+    configure: Option<Configure<SV>>,
 ) -> Service<HttpProxy<SV>>
 where
     SV: ProxyHttp + Send + Sync + 'static,
@@ -108,6 +129,9 @@ where
         builder = builder.server_options(options);
     }
     let mut service = builder.build();
+    if let (Some(configure), Some(proxy)) = (configure, service.app_logic_mut()) {
+        (configure.0)(proxy);
+    }
     match tls {
         Some(settings) => service.add_tls_with_settings("127.0.0.1:0", None, settings),
         None => service.add_tcp("127.0.0.1:0"),

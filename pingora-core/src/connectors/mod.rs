@@ -274,7 +274,8 @@ async fn do_connect<P: Peer + Send + Sync>(
     let connect = async {
         let stream = l4::connect(peer, bind_to).await?;
         if peer.tls() {
-            tls.connect(stream, peer, alpn_override).await
+            let span = tracing::info_span!("tls_handshake", sni = peer.sni());
+            tracing::Instrument::instrument(tls.connect(stream, peer, alpn_override), span).await
         } else {
             Ok(stream)
         }

@@ -447,7 +447,11 @@ impl UninitializedStream {
     pub(crate) async fn handshake(mut self) -> Result<Stream> {
         self.settings.apply(&mut self.l4)?;
         match self.tls {
-            Some(acceptor) => acceptor.handshake(Box::new(self.l4)).await,
+            Some(acceptor) => {
+                let span = tracing::info_span!("tls_accept");
+                let handshake = acceptor.handshake(Box::new(self.l4));
+                tracing::Instrument::instrument(handshake, span).await
+            }
             None => Ok(Box::new(self.l4)),
         }
     }

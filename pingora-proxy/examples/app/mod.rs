@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod access_log;
 pub mod backoff_retry;
 pub mod cache;
 pub mod ctx;

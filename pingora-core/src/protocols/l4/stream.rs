@@ -90,6 +90,29 @@ pub struct Stream {
     established_ts: SystemTime,
     socket_digest: Option<Arc<SocketDigest>>,
     proxy_digest: Option<Arc<ProxyDigest>>,
+    write_pending: PendingTime,
+}
+
+/// Time spent with writes pending: from a write that could not proceed to the one that did.
+/// The clock is read only on those transitions, never on a write that proceeds at once.
+#[derive(Debug, Default)]
+struct PendingTime {
+    since: Option<std::time::Instant>,
+    total: std::time::Duration,
+}
+
+impl PendingTime {
+    fn track<T>(&mut self, poll: Poll<T>) -> Poll<T> {
+        match (&poll, self.since) {
+            (Poll::Pending, None) => self.since = Some(std::time::Instant::now()),
+            (Poll::Ready(_), Some(since)) => {
+                self.total += since.elapsed();
+                self.since = None;
+            }
+            _ => {}
+        }
+        poll
+    }
 }
 
 impl Stream {
@@ -102,6 +125,7 @@ impl Stream {
             established_ts: SystemTime::now(),
             socket_digest: Some(Arc::new(SocketDigest::from_raw_fd(fd))),
             proxy_digest: None,
+            write_pending: PendingTime::default(),
         }
     }
 
@@ -194,17 +218,8 @@ impl AsyncWrite for Stream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.write_buf_cap == 0 {
-            return with_raw!(&mut this.raw, s => Pin::new(s).poll_write(cx, buf));
-        }
-        if this.write_buf.len() + buf.len() > this.write_buf_cap {
-            ready!(this.poll_drain(cx))?;
-        }
-        if buf.len() >= this.write_buf_cap {
-            return with_raw!(&mut this.raw, s => Pin::new(s).poll_write(cx, buf));
-        }
-        this.write_buf.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        let poll = this.write_inner(cx, buf);
+        this.write_pending.track(poll)
     }
 
     fn poll_write_vectored(
@@ -213,15 +228,8 @@ impl AsyncWrite for Stream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if this.write_buf_cap > 0 && this.write_buf.len() + total <= this.write_buf_cap {
-            for b in bufs {
-                this.write_buf.extend_from_slice(b);
-            }
-            return Poll::Ready(Ok(total));
-        }
-        ready!(this.poll_drain(cx))?;
-        with_raw!(&mut this.raw, s => Pin::new(s).poll_write_vectored(cx, bufs))
+        let poll = this.write_vectored_inner(cx, bufs);
+        this.write_pending.track(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -230,14 +238,51 @@ impl AsyncWrite for Stream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        with_raw!(&mut this.raw, s => Pin::new(s).poll_flush(cx))
+        let poll = this.flush_inner(cx);
+        this.write_pending.track(poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         with_raw!(&mut this.raw, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+impl Stream {
+    fn write_inner(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.write_buf_cap == 0 {
+            return with_raw!(&mut self.raw, s => Pin::new(s).poll_write(cx, buf));
+        }
+        if self.write_buf.len() + buf.len() > self.write_buf_cap {
+            ready!(self.poll_drain(cx))?;
+        }
+        if buf.len() >= self.write_buf_cap {
+            return with_raw!(&mut self.raw, s => Pin::new(s).poll_write(cx, buf));
+        }
+        self.write_buf.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn write_vectored_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.write_buf_cap > 0 && self.write_buf.len() + total <= self.write_buf_cap {
+            for b in bufs {
+                self.write_buf.extend_from_slice(b);
+            }
+            return Poll::Ready(Ok(total));
+        }
+        ready!(self.poll_drain(cx))?;
+        with_raw!(&mut self.raw, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        with_raw!(&mut self.raw, s => Pin::new(s).poll_flush(cx))
     }
 }
 
@@ -263,6 +308,10 @@ impl GetTimingDigest for Stream {
         vec![Some(TimingDigest {
             established_ts: self.established_ts,
         })]
+    }
+
+    fn get_write_pending_time(&self) -> std::time::Duration {
+        self.write_pending.total
     }
 }
 
