@@ -175,7 +175,7 @@ impl Accepted<'_> {
         tokio::spawn(async move {
             let session = ServerSession::new_http2(session);
             // An HTTP/2 stream never hands a connection back.
-            let _ = app.process_new_http(session, &shutdown).await;
+            let _ = super::in_request_span(app.process_new_http(session, &shutdown)).await;
             drop(permit);
         });
     }
