@@ -15,10 +15,10 @@
 //! Tasks spawned otherwise (by applications, or subrequests) report with their thread's hub,
 //! which holds the client but no request.
 //!
-//! The same holds for a client the program started itself with `sentry::init` before
-//! [`Server::run`](crate::server::Server::run). Without a client (or without a DSN) nothing is
-//! bound: each spawn looks at its thread's hub once, and a request's context is set only
-//! inside a hub bound here.
+//! Hubs are bound whenever the spawning task's hub has a client with a DSN, so also for a
+//! client the program started itself with `sentry::init` before
+//! [`Server::run`](crate::server::Server::run). Otherwise nothing is bound: each spawn looks at
+//! its thread's hub once, and a request's context is set only inside a hub bound here.
 
 use std::future::Future;
 use std::pin::Pin;

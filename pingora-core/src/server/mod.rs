@@ -256,15 +256,13 @@ impl Server {
         }
     }
 
-    /// Reports panics to Sentry with `config` (feature `sentry`), or stops reporting with
-    /// `None`; the same as setting [`Server::sentry`].
-    ///
-    /// The client starts when the server [runs](Server::run): after daemonizing, and in the
-    /// new process of a graceful upgrade, which runs the same way. From then on a panic in a
-    /// service, a connection or a request is sent with the name of the service and the
-    /// method, path and version of the request being served (never its query, header values
-    /// or body), in every build profile, as long as the options have a DSN (theirs, or
-    /// `SENTRY_DSN`). See `docs/user_guide/panic.md`.
+    /// Reports panics to Sentry with `config` (feature `sentry`), or nothing with `None`; the
+    /// same as setting [`Server::sentry`]. The client starts when the server
+    /// [runs](Server::run), after daemonizing (so also in the new process of an upgrade). A
+    /// panic in a service or a request is then sent with the service's name and the method,
+    /// path and version of the request (never its query, header values or body), in every
+    /// build profile, if the options have a DSN (or `SENTRY_DSN` is set). See
+    /// `docs/user_guide/panic.md`.
     ///
     /// ```no_run
     /// use pingora_core::sentry::ClientOptions;
