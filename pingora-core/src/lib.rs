@@ -15,6 +15,8 @@ pub mod connectors;
 pub mod listeners;
 pub mod modules;
 pub mod protocols;
+#[cfg(feature = "sentry")]
+mod reporting;
 pub mod server;
 pub mod services;
 mod shutdown;
@@ -22,6 +24,12 @@ pub mod upstreams;
 pub mod utils;
 
 pub use pingora_error::{ErrorType::*, *};
+
+/// The `sentry` crate this crate reports panics with (feature `sentry`), for building the
+/// [`ClientOptions`](sentry::ClientOptions) of
+/// [`Server::set_sentry_config`](server::Server::set_sentry_config) with the same version.
+#[cfg(feature = "sentry")]
+pub use sentry;
 
 /// TLS: the backend-neutral API and the choice of backend. Same as [`protocols::tls`].
 pub use protocols::tls;

@@ -172,12 +172,16 @@ impl Accepted<'_> {
         session.set_guard(guard.clone());
         let app = app.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let session = ServerSession::new_http2(session);
             // An HTTP/2 stream never hands a connection back.
             let _ = super::in_request_span(app.process_new_http(session, &shutdown)).await;
             drop(permit);
-        });
+        };
+        // Each stream reports its own request when Sentry reporting is on.
+        #[cfg(feature = "sentry")]
+        let task = crate::reporting::isolated(task);
+        tokio::spawn(task);
     }
 }
 
