@@ -53,7 +53,8 @@ def variants():
 def measure(workdir, origin_port, name, exe, env):
     """Instructions per request of `exe` under callgrind."""
     port = free_port()
-    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/cg-{name}"]
+    vg = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no",
+          f"--callgrind-out-file={workdir}/cg-{name}"]
     proc = start(vg + [exe, "-c", proxy.pingora_conf(workdir, f"pingora-{name}"),
                        "--listen", f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}"],
                  f"{workdir}/{name}.log", env={**os.environ, "RUST_LOG": "error", **env})

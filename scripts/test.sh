@@ -70,13 +70,16 @@ cargo build --workspace --benches -j "$JOBS"
 # Not --all-features: `openssl` and `boringssl` cannot link into one binary, and pingora-core
 # refuses to build with both. Every other feature, then boringssl on its own.
 step "cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
-cargo test -p pingora --features "time proxy lb cache upstream_modules openssl s2n rustls" -j "$JOBS"
+cargo test -p pingora --features "time proxy lb cache upstream_modules openssl s2n rustls sentry" -j "$JOBS"
 
 step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb cache boringssl" --all-targets -j "$JOBS"
 
-step "cargo test -p pingora-core --features boringssl (unit tests and the TLS conformance suite on BoringSSL)"
-cargo test -p pingora-core --features boringssl --lib --test tls_boringssl -j "$JOBS"
+# `sentry` rides along with this build of pingora-core (its own feature set anyway): the unit
+# tests compile with it, and the daemons of the process tests report their panics.
+step "cargo test -p pingora-core --features boringssl,sentry (unit tests and the TLS conformance suite on BoringSSL; daemons' crash reports)"
+cargo test -p pingora-core --features "boringssl sentry" --lib --test tls_boringssl -j "$JOBS"
+cargo test -p pingora-core --features "boringssl sentry" --test lifecycle_processes -j "$JOBS" -- sentry
 
 step "docs build with -D warnings (with the umbrella's generated feature table)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --features pingora/document-features \

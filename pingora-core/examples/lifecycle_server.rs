@@ -20,12 +20,14 @@
 //! curl http://127.0.0.1:6190/                       # hello from pid <new>
 //! ```
 //!
-//! The configuration file is the server's (see `ServerConf`) plus one key of this example:
-//! `listen`, the addresses to listen on (default `127.0.0.1:6190`). Unknown keys are ignored by
+//! The configuration file is the server's (see `ServerConf`) plus keys of this example:
+//! `listen`, the addresses to listen on (default `127.0.0.1:6190`), and `sentry_dsn`, where
+//! panics are reported when built with the `sentry` feature. Unknown keys are ignored by
 //! `ServerConf`, so both read the same file.
 //!
 //! Routes: `/stream?chunks=N&ms=M` answers with `N` chunks (default 10), one every `M`
-//! milliseconds (default 100); anything else answers `hello from pid <pid>`.
+//! milliseconds (default 100); `/panic` panics (the connection closes); anything else answers
+//! `hello from pid <pid>`.
 //!
 //! On standard error (the error log when daemonized) it prints `ready <addresses> pid <pid>`
 //! once listening, and, when it stops, the execution phases it went through (`phase <name>`)
@@ -51,6 +53,8 @@ use serde::Deserialize;
 struct ExampleConf {
     #[serde(default = "default_listen")]
     listen: Vec<String>,
+    #[serde(default)]
+    sentry_dsn: Option<String>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -70,9 +74,12 @@ struct ReadyReporter {
 pub(crate) fn main() {
     env_logger::init();
     let opt = Opt::parse_args();
-    let listen = match &opt.conf {
-        Some(path) => read_listen(path),
-        None => default_listen(),
+    let example = match &opt.conf {
+        Some(path) => read_example_conf(path),
+        None => ExampleConf {
+            listen: default_listen(),
+            sentry_dsn: None,
+        },
     };
     let mut server = match Server::new(Some(opt)) {
         Ok(server) => server,
@@ -82,10 +89,13 @@ pub(crate) fn main() {
         }
     };
     let mut phases = server.watch_execution_phase();
+    if let Some(dsn) = &example.sentry_dsn {
+        report_panics_to(&mut server, dsn);
+    }
     server.bootstrap();
 
     let mut service = Service::new("lifecycle http".to_string(), LifecycleApp);
-    for addr in &listen {
+    for addr in &example.listen {
         service.add_tcp(addr);
     }
     let addrs = service.local_addrs();
@@ -103,14 +113,32 @@ pub(crate) fn main() {
     std::process::exit(0);
 }
 
-/// The `listen` key of the configuration file at `path`.
-fn read_listen(path: &str) -> Vec<String> {
+/// The keys of this example in the configuration file at `path`.
+fn read_example_conf(path: &str) -> ExampleConf {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    match serde_yaml::from_str::<ExampleConf>(&text) {
-        Ok(conf) => conf.listen,
-        // `Server::new` reports unreadable files; a file without the key gets the default.
-        Err(_) => default_listen(),
+    // `Server::new` reports unreadable files; a file without the keys gets the defaults.
+    serde_yaml::from_str::<ExampleConf>(&text).unwrap_or(ExampleConf {
+        listen: default_listen(),
+        sentry_dsn: None,
+    })
+}
+
+/// Has `server` report panics to the Sentry project at `dsn`.
+#[cfg(feature = "sentry")]
+fn report_panics_to(server: &mut Server, dsn: &str) {
+    match dsn.parse() {
+        Ok(dsn) => server.set_sentry_config(pingora_core::sentry::ClientOptions {
+            dsn: Some(dsn),
+            ..Default::default()
+        }),
+        Err(e) => eprintln!("not reporting panics: bad sentry_dsn: {e}"),
     }
+}
+
+/// Without the `sentry` feature there is nothing to report panics with.
+#[cfg(not(feature = "sentry"))]
+fn report_panics_to(_server: &mut Server, _dsn: &str) {
+    eprintln!("not reporting panics: built without the `sentry` feature");
 }
 
 /// The name of a phase, without the runtime handle some carry.
@@ -134,6 +162,9 @@ impl HttpServerApp for LifecycleApp {
             session.set_keepalive(None);
         }
         let uri = session.req_header().uri.clone();
+        if uri.path() == "/panic" {
+            panic!("panic requested in pid {}", std::process::id());
+        }
         let written = if uri.path() == "/stream" {
             let chunks = query_number(uri.query(), "chunks").unwrap_or(10);
             let ms = query_number(uri.query(), "ms").unwrap_or(100);

@@ -16,6 +16,8 @@ pub mod listeners;
 pub mod metrics;
 pub mod modules;
 pub mod protocols;
+#[cfg(feature = "sentry")]
+mod reporting;
 pub mod server;
 pub mod services;
 mod shutdown;
@@ -23,6 +25,12 @@ pub mod upstreams;
 pub mod utils;
 
 pub use pingora_error::{ErrorType::*, *};
+
+/// The `sentry` crate this crate reports panics with (feature `sentry`), for building the
+/// [`ClientOptions`](sentry::ClientOptions) of
+/// [`Server::set_sentry_config`](server::Server::set_sentry_config) with the same version.
+#[cfg(feature = "sentry")]
+pub use sentry;
 
 /// TLS: the backend-neutral API and the choice of backend. Same as [`protocols::tls`].
 pub use protocols::tls;

@@ -1,6 +1,6 @@
 //! Real server processes through their lifecycle: a graceful upgrade under client load (ours,
-//! and `wrk`'s), a graceful shutdown with requests in flight or with many idle connections, and
-//! daemon mode.
+//! and `wrk`'s), a graceful shutdown with requests in flight or with many idle connections,
+//! daemon mode, and (with the `sentry` feature) the crash reports of daemons across an upgrade.
 //!
 //! The server is the `lifecycle_server` example, compiled into this test binary: run with
 //! `PINGORA_LIFECYCLE_SERVE` set, the binary is that server instead of the test runner. The
@@ -23,6 +23,10 @@ mod wrk;
 #[path = "lifecycle/cases.rs"]
 mod cases;
 
+#[cfg(feature = "sentry")]
+#[path = "lifecycle/sentry_reports.rs"]
+mod sentry_reports;
+
 use support::SERVE_ENV;
 
 fn main() {
@@ -30,7 +34,11 @@ fn main() {
         lifecycle_server::main();
         return;
     }
-    pingora_test_support::runner::run(cases::TESTS, || {
+    #[cfg(feature = "sentry")]
+    let tests = [cases::TESTS, sentry_reports::TESTS].concat();
+    #[cfg(not(feature = "sentry"))]
+    let tests = cases::TESTS.to_vec();
+    pingora_test_support::runner::run(&tests, || {
         // Daemons leave their parent; as a subreaper this process still gets to reap them.
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             eprintln!("cannot become a child subreaper: {e}");

@@ -74,7 +74,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_core::upstreams::peer::Peer;
 use pingora_error::Error;
-use tracing::{debug, error, warn, Instrument};
+use tracing::{debug, error, warn};
 
 pub use observe::RequestTimings;
 pub use proxy_cache::purge::PurgeStatus;
@@ -276,6 +276,8 @@ where
             session.shutting_down = true;
             session.set_keepalive(None);
         }
+        // Inside the request span of pingora-core (when a subscriber wants it).
+        observe::begin(&mut session, self.request_id.as_ref());
         self.process_request(session).await
     }
 
@@ -293,15 +295,8 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
-    /// Runs one request inside its span, with its request id.
+    /// Runs the phases of one request (inside its span: see [`observe::begin`]).
     async fn process_request(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
-        session.span = observe::request_span(&session);
-        observe::assign_request_id(&mut session, self.request_id.as_ref());
-        let span = session.span.clone();
-        self.run_phases(session).instrument(span).await
-    }
-
-    async fn run_phases(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
         let mut ctx = self.inner.new_ctx();
         let previous = session.downstream_session.take_persisted_context();
         if let Some(previous) = previous {
@@ -435,8 +430,9 @@ where
         };
         let connect_start = std::time::Instant::now();
         let connect_span = observe::connect_span(session, &peer);
-        let connecting = self.client_upstream.get_http_session(&*peer);
-        let (mut client, reused) = match connecting.instrument(connect_span).await {
+        let connected =
+            observe::in_span!(connect_span, self.client_upstream.get_http_session(&*peer));
+        let (mut client, reused) = match connected {
             Ok(connected) => connected,
             Err(mut e) => {
                 e.as_up();
@@ -463,8 +459,10 @@ where
         } else {
             connect_start.elapsed()
         });
-        let exchange = pump::exchange(&self.inner, session, &mut client, ctx);
-        let outcome = exchange.instrument(observe::exchange_span()).await;
+        let outcome = observe::in_span!(
+            observe::exchange_span(),
+            pump::exchange(&self.inner, session, &mut client, ctx)
+        );
         if let Some(stream) = client.stream() {
             session.upstream_write_pending_time = stream.get_write_pending_time();
         }
@@ -606,7 +604,12 @@ where
         );
         session.set_keepalive(None);
         session.subrequest_ctx = Some(ctx);
-        self.process_request(session).await;
+        // A subrequest is a task of its own: it gets a request span of its own.
+        let span = pingora_core::apps::http_request_span();
+        observe::in_span!(span, async {
+            observe::begin(&mut session, self.request_id.as_ref());
+            self.process_request(session).await
+        });
     }
 }
 

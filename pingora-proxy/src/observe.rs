@@ -15,6 +15,46 @@ use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use crate::request_id::{generate_request_id, valid_request_id, RequestIdOptions};
 use crate::Session;
 
+/// Awaits the future `$fut` inside `$span` (see [`InSpan`]).
+macro_rules! in_span {
+    ($span:expr, $fut:expr) => {
+        $crate::observe::InSpan::new($fut, $span).await
+    };
+}
+pub(crate) use in_span;
+
+pin_project_lite::pin_project! {
+    /// A future polled inside a span when the span is enabled; for a disabled one, polled bare
+    /// (no enter and exit per poll). Unlike an `if`/`else` between a bare and an instrumented
+    /// await, it takes one slot in the caller's state: proxy futures are kilobytes, and a state
+    /// that grows past a few pages costs a slower copy when pingora-core boxes it.
+    pub(crate) struct InSpan<F> {
+        #[pin]
+        fut: F,
+        span: Option<Span>,
+    }
+}
+
+impl<F> InSpan<F> {
+    pub(crate) fn new(fut: F, span: Span) -> Self {
+        let span = (!span.is_disabled()).then_some(span);
+        InSpan { fut, span }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.as_ref().map(Span::enter);
+        this.fut.poll(cx)
+    }
+}
+
 /// When the parts of a request happened, for the `logging` phase and the request's span.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimings {
@@ -39,35 +79,26 @@ impl Default for RequestTimings {
     }
 }
 
-/// The span of one downstream request: `request` at INFO level, its fields filled in as the
-/// request goes (`status`, `upstream`, `retries` and the durations at the end).
-pub(crate) fn request_span(session: &Session) -> Span {
-    let req = session.req_header();
-    let span = tracing::info_span!(
-        "request",
-        id = Empty,
-        method = %req.method,
-        path = %req.uri.path(),
-        peer = Empty,
-        status = Empty,
-        upstream = Empty,
-        retries = Empty,
-        connect_ms = Empty,
-        upstream_header_ms = Empty,
-        first_byte_ms = Empty,
-        total_ms = Empty,
-    );
-    if !span.is_disabled() {
+/// Starts observing a request, inside its span (the current one, which pingora-core opened
+/// around the request): records the request on it, and gives the request its id.
+pub(crate) fn begin(session: &mut Session, ids: Option<&RequestIdOptions>) {
+    session.span = Span::current();
+    if !session.span.is_disabled() {
+        let req = session.req_header();
+        session
+            .span
+            .record("method", tracing::field::display(&req.method));
+        session.span.record("path", req.uri.path());
         if let Some(peer) = session.client_addr() {
-            span.record("peer", tracing::field::display(peer));
+            session.span.record("peer", tracing::field::display(peer));
         }
     }
-    span
+    assign_request_id(session, ids);
 }
 
 /// Gives the request its id (a trusted peer's valid one, or a new one) when ids are on, and
 /// records it on the span (an id is made for the span alone when ids are off).
-pub(crate) fn assign_request_id(session: &mut Session, options: Option<&RequestIdOptions>) {
+fn assign_request_id(session: &mut Session, options: Option<&RequestIdOptions>) {
     if let Some(options) = options {
         let id = incoming_id(session, options).unwrap_or_else(generate_request_id);
         session.request_id = Some(id);

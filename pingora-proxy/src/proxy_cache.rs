@@ -27,7 +27,7 @@ use pingora_cache::{
 };
 use pingora_error::Result;
 use pingora_http::RequestHeader;
-use tracing::{debug, Instrument};
+use tracing::debug;
 
 use std::sync::Arc;
 
@@ -203,8 +203,8 @@ where
     metrics::cache_lookup();
     let mut fwd = FwdReason::UriMiss;
     loop {
-        let lookup = session.cache.cache_lookup();
-        let found = match lookup.instrument(tracing::info_span!("cache_lookup")).await {
+        let lookup_span = tracing::info_span!("cache_lookup");
+        let found = match crate::observe::in_span!(lookup_span, session.cache.cache_lookup()) {
             Ok(found) => found,
             Err(e) => {
                 debug!("cache lookup failed: {e}");

@@ -48,7 +48,7 @@
 //! The list below is generated from the comments in this crate's `Cargo.toml` when the docs are
 //! built with the `document-features` feature (as docs.rs builds them). The modules are `time`,
 //! `proxy` and `lb`, one feature each, and the TLS backends are `openssl`, `boringssl`, `s2n`
-//! and `rustls`.
+//! and `rustls`; `sentry` reports panics to Sentry (`docs/user_guide/panic.md`).
 #![cfg_attr(feature = "document-features", doc = document_features::document_features!())]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Library code reports failures as errors; tests may unwrap.

@@ -173,13 +173,17 @@ impl Accepted<'_> {
         let app = app.clone();
         let shutdown = shutdown.clone();
         let active = crate::metrics::h2_stream(crate::metrics::Side::Downstream);
-        tokio::spawn(async move {
+        let task = async move {
             let _active = active;
             let session = ServerSession::new_http2(session);
             // An HTTP/2 stream never hands a connection back.
-            let _ = app.process_new_http(session, &shutdown).await;
+            let _ = super::in_request_span(app.process_new_http(session, &shutdown)).await;
             drop(permit);
-        });
+        };
+        // Each stream reports its own request when Sentry reporting is on.
+        #[cfg(feature = "sentry")]
+        let task = crate::reporting::isolated(task);
+        tokio::spawn(task);
     }
 }
 

@@ -282,12 +282,46 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let reused = self.process_new_http(session, &shutdown).await?;
+            let reused = in_request_span(self.process_new_http(session, &shutdown)).await?;
             (stream, settings) = reused.consume();
         }
     }
 
     async fn cleanup(&self) {
         self.http_cleanup().await
+    }
+}
+
+/// The span every request of an HTTP application runs in: `request`, at INFO level. Its fields
+/// are declared here and filled in by the application (the proxy records all of them; see
+/// `docs/user_guide/error_log.md`): `id`, `method`, `path`, `peer`, `status`, `upstream`,
+/// `retries`, `connect_ms`, `upstream_header_ms`, `first_byte_ms`, `total_ms`.
+pub fn http_request_span() -> tracing::Span {
+    use tracing::field::Empty;
+    tracing::info_span!(
+        "request",
+        id = Empty,
+        method = Empty,
+        path = Empty,
+        peer = Empty,
+        status = Empty,
+        upstream = Empty,
+        retries = Empty,
+        connect_ms = Empty,
+        upstream_header_ms = Empty,
+        first_byte_ms = Empty,
+        total_ms = Empty,
+    )
+}
+
+/// Runs an application's (boxed) request future inside a new [`http_request_span`], when a
+/// subscriber wants it; bare otherwise. The future is boxed already, so wrapping it moves a
+/// pointer, not the request's state.
+pub(crate) async fn in_request_span<F: std::future::Future>(fut: F) -> F::Output {
+    let span = http_request_span();
+    if span.is_disabled() {
+        fut.await
+    } else {
+        tracing::Instrument::instrument(fut, span).await
     }
 }

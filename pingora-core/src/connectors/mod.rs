@@ -275,7 +275,12 @@ async fn do_connect<P: Peer + Send + Sync>(
         let stream = l4::connect(peer, bind_to).await?;
         if peer.tls() {
             let span = tracing::info_span!("tls_handshake", sni = peer.sni());
-            tracing::Instrument::instrument(tls.connect(stream, peer, alpn_override), span).await
+            if span.is_disabled() {
+                tls.connect(stream, peer, alpn_override).await
+            } else {
+                tracing::Instrument::instrument(tls.connect(stream, peer, alpn_override), span)
+                    .await
+            }
         } else {
             Ok(stream)
         }

@@ -450,7 +450,11 @@ impl UninitializedStream {
             Some(acceptor) => {
                 let span = tracing::info_span!("tls_accept");
                 let handshake = acceptor.handshake(Box::new(self.l4));
-                tracing::Instrument::instrument(handshake, span).await
+                if span.is_disabled() {
+                    handshake.await
+                } else {
+                    tracing::Instrument::instrument(handshake, span).await
+                }
             }
             None => Ok(Box::new(self.l4)),
         }

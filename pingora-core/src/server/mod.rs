@@ -37,6 +37,11 @@
 //! `daemon`, `pid_file`, `error_log`, `user`, `group`, `working_directory` and
 //! `daemon_wait_for_ready` keys of [`ServerConf`]). Threads started before `run` do not
 //! survive into the daemon.
+//!
+//! # Crash reports
+//!
+//! With the `sentry` feature, [`Server::set_sentry_config`] has panics reported to Sentry;
+//! the client starts in [`Server::run`], after daemonizing (see `docs/user_guide/panic.md`).
 
 mod bootstrap;
 pub mod configuration;
@@ -156,6 +161,11 @@ pub struct Server {
     pub configuration: Arc<ServerConf>,
     /// The command-line options, if any.
     pub options: Option<Opt>,
+    /// Where panics are reported: the Sentry client started by [`Server::run`], in every
+    /// build profile (Pingora reports in release builds only). `None`, the default, reports
+    /// nothing. See [`Server::set_sentry_config`].
+    #[cfg(feature = "sentry")]
+    pub sentry: Option<sentry::ClientOptions>,
 }
 
 /// A service waiting to be started, with what signals its readiness.
@@ -241,7 +251,32 @@ impl Server {
             bootstrap: Arc::new(Mutex::new(bootstrap)),
             configuration,
             options: opt,
+            #[cfg(feature = "sentry")]
+            sentry: None,
         }
+    }
+
+    /// Reports panics to Sentry with `config` (feature `sentry`), or nothing with `None`; the
+    /// same as setting [`Server::sentry`]. The client starts when the server
+    /// [runs](Server::run), after daemonizing (so also in the new process of an upgrade). A
+    /// panic in a service or a request is then sent with the service's name and the method,
+    /// path and version of the request (never its query, header values or body), in every
+    /// build profile, if the options have a DSN (or `SENTRY_DSN` is set). See
+    /// `docs/user_guide/panic.md`.
+    ///
+    /// ```no_run
+    /// use pingora_core::sentry::ClientOptions;
+    /// use pingora_core::server::Server;
+    ///
+    /// let mut server = Server::new(None).unwrap();
+    /// server.set_sentry_config(ClientOptions {
+    ///     dsn: "http://public-key@sentry.internal:9000/1".parse().ok(),
+    ///     ..Default::default()
+    /// });
+    /// ```
+    #[cfg(feature = "sentry")]
+    pub fn set_sentry_config(&mut self, config: impl Into<Option<sentry::ClientOptions>>) {
+        self.sentry = config.into();
     }
 
     /// Subscribes to the server's [`ExecutionPhase`]s, from now on.
@@ -339,6 +374,10 @@ impl Server {
         } else {
             None
         };
+        // Started in the process that serves (a fork keeps no thread of its parent's); kept
+        // until the runtimes stopped, then what is queued is sent.
+        #[cfg(feature = "sentry")]
+        let _reporting = crate::reporting::start(self.sentry.take());
 
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let runtimes = self.start_services(&conf, &done_tx);
@@ -447,7 +486,10 @@ impl Server {
                 listeners_per_fd: conf.listener_tasks_per_fd,
                 done: done.clone(),
             };
-            runtime.get_handle().spawn(task.run());
+            let task = task.run();
+            #[cfg(feature = "sentry")]
+            let task = crate::reporting::for_service(&name, task);
+            runtime.get_handle().spawn(task);
             runtimes.push((runtime, name));
         }
         runtimes

@@ -229,6 +229,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     },
                     in_flight.guard(),
                 );
+                #[cfg(feature = "sentry")]
+                let task = crate::reporting::inherited(task);
                 accept_tasks.push(current_handle().spawn(task));
             }
         }
@@ -277,9 +279,7 @@ async fn run_endpoint<A>(
         };
         match accepted {
             Ok(io) => {
-                let task =
-                    handle_connection(io, Arc::clone(&app_logic), drain.clone(), in_flight.clone());
-                current_handle().spawn(task);
+                spawn_connection(io, Arc::clone(&app_logic), drain.clone(), in_flight.clone());
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::debug!(
@@ -318,13 +318,12 @@ fn serve_queued<A>(
         match stack.try_accept() {
             Ok(Some(io)) => {
                 served += 1;
-                let task = handle_connection(
+                spawn_connection(
                     io,
                     Arc::clone(app_logic),
                     shutdown.clone(),
                     in_flight.clone(),
                 );
-                current_handle().spawn(task);
             }
             Ok(None) => break,
             Err(e) if is_connection_error(&e) => {}
@@ -340,6 +339,22 @@ fn serve_queued<A>(
             stack.as_str()
         );
     }
+}
+
+/// Serves one accepted connection in a task of its own (with its own crash-report context when
+/// Sentry reporting is on).
+fn spawn_connection<A>(
+    io: UninitializedStream,
+    app_logic: Arc<A>,
+    shutdown: ShutdownWatch,
+    in_flight: InFlightGuard,
+) where
+    A: ServerApp + Send + Sync + 'static,
+{
+    let task = handle_connection(io, app_logic, shutdown, in_flight);
+    #[cfg(feature = "sentry")]
+    let task = crate::reporting::isolated(task);
+    current_handle().spawn(task);
 }
 
 /// Sets up and serves one accepted connection.

@@ -568,13 +568,7 @@ fn daemon_upgrade_like_a_systemd_reload() {
     );
     let pid_file = dir.path().join("server.pid");
     let error_log = dir.path().join("error.log");
-    let read_pid = || -> u32 {
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .expect("a pid in the pid file")
-    };
+    let read_pid = || read_pid(&pid_file);
 
     let mut launcher = ServerProcess::start(&["-d", "-c", &conf]);
     assert!(
@@ -618,6 +612,15 @@ fn daemon_upgrade_like_a_systemd_reload() {
     assert_eq!(wait_daemon_exit(new_pid), 0);
 }
 
+/// The pid in the pid file at `path`.
+pub(crate) fn read_pid(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid in the pid file")
+}
+
 /// Checks that process `pid` runs as `user` (real, effective, saved and file-system ids).
 fn assert_runs_as(pid: u32, user: &nix::unistd::User) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -641,7 +644,7 @@ fn nobody_if_root() -> Option<nix::unistd::User> {
 }
 
 /// Waits for a daemon to exit; returns its exit status.
-fn wait_daemon_exit(pid: u32) -> i32 {
+pub(crate) fn wait_daemon_exit(pid: u32) -> i32 {
     let daemon = Pid::from_raw(pid as i32);
     // This test process is a subreaper, so an orphaned daemon is its child.
     let deadline = Instant::now() + TIMEOUT;
@@ -660,7 +663,7 @@ fn wait_daemon_exit(pid: u32) -> i32 {
 }
 
 /// Waits for a line starting with `prefix` in the file at `path`; returns it.
-fn wait_for_log_line(path: &Path, prefix: &str) -> String {
+pub(crate) fn wait_for_log_line(path: &Path, prefix: &str) -> String {
     let mut found = None;
     wait_until(&format!("{prefix:?} in {}", path.display()), || {
         let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -197,11 +197,18 @@ impl Session {
     /// # Errors
     /// See [`SessionV1::read_request`]: [`HTTPStatus`](pingora_error::ErrorType::HTTPStatus) carries the status to answer.
     pub async fn read_request(&mut self) -> Result<bool> {
-        match &mut self.inner {
-            Inner::H1(s) => Ok(s.read_request().await?.is_some()),
-            Inner::H2(_) => Ok(true),
-            Inner::Subrequest(s) => Ok(s.read_request().await?.is_some()),
+        let read = match &mut self.inner {
+            Inner::H1(s) => s.read_request().await?.is_some(),
+            Inner::H2(_) => true,
+            // A subrequest runs inside its parent's task or in one of its own: it does not
+            // replace the request a crash report names.
+            Inner::Subrequest(s) => return Ok(s.read_request().await?.is_some()),
+        };
+        #[cfg(feature = "sentry")]
+        if read {
+            crate::reporting::set_request(self.req_header());
         }
+        Ok(read)
     }
 
     /// The request head.
