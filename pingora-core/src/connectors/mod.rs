@@ -285,20 +285,18 @@ async fn do_connect<P: Peer + Send + Sync>(
             Ok(stream)
         }
     };
-    let bounded = async {
-        match peer.total_connection_timeout() {
-            Some(limit) => pingora_timeout::timeout(limit, connect)
-                .await
-                .map_err(|_| {
-                    Error::explain(
-                        ErrorType::ConnectTimedout,
-                        format!("connecting to {peer} took longer than {limit:?} in total"),
-                    )
-                })?,
-            None => connect.await,
-        }
+    let started = crate::metrics::upstream_connect_started();
+    let result = match peer.total_connection_timeout() {
+        Some(limit) => match pingora_timeout::timeout(limit, connect).await {
+            Ok(connected) => connected,
+            Err(_) => Error::e_explain(
+                ErrorType::ConnectTimedout,
+                format!("connecting to {peer} took longer than {limit:?} in total"),
+            ),
+        },
+        None => connect.await,
     };
-    crate::metrics::upstream_connect(bounded).await
+    crate::metrics::upstream_connect_done(started, result)
 }
 
 /// The HTTP versions peers were found to need, by reuse hash.

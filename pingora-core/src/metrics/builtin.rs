@@ -1,6 +1,5 @@
 //! The core's metrics and the functions that record them, one call per site in the engine.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
@@ -148,16 +147,21 @@ pub(crate) fn tls_handshake<T>(side: Side, result: Result<T>) -> Result<T> {
     result
 }
 
-/// Runs `connect`, a new upstream connection, timing it.
-pub(crate) async fn upstream_connect<T>(connect: impl Future<Output = Result<T>>) -> Result<T> {
-    if !is_enabled(Group::Upstream) {
-        return connect.await;
-    }
-    let started = Instant::now();
-    let result = connect.await;
-    match &result {
-        Ok(_) => CONNECT_SECONDS.observe(started.elapsed()),
-        Err(_) => CONNECT_FAILURES.inc(),
+/// A new upstream connection starts: when, if the metric is on. (A timestamp rather than a
+/// wrapper future, which would make every future holding a connect larger.)
+#[inline]
+pub(crate) fn upstream_connect_started() -> Option<Instant> {
+    is_enabled(Group::Upstream).then(Instant::now)
+}
+
+/// The connection begun at `started` ended with `result`, passed through.
+#[inline]
+pub(crate) fn upstream_connect_done<T>(started: Option<Instant>, result: Result<T>) -> Result<T> {
+    if let Some(started) = started {
+        match &result {
+            Ok(_) => CONNECT_SECONDS.observe(started.elapsed()),
+            Err(_) => CONNECT_FAILURES.inc(),
+        }
     }
     result
 }
@@ -206,4 +210,22 @@ pub(crate) fn h2_stream(side: Side) -> Option<GaugeGuard> {
     }
     H2_OPENED[side as usize].inc();
     Some(H2_ACTIVE[side as usize].track())
+}
+
+/// [`h2_stream`] for a stream that keeps a flag rather than a guard (a field of one byte):
+/// returns whether it was counted, and then [`h2_stream_closed`] must follow.
+#[inline]
+pub(crate) fn h2_stream_opened(side: Side) -> bool {
+    if !is_enabled(Group::Http2) {
+        return false;
+    }
+    H2_OPENED[side as usize].inc();
+    H2_ACTIVE[side as usize].add(1);
+    true
+}
+
+/// A stream counted by [`h2_stream_opened`] ended.
+#[inline]
+pub(crate) fn h2_stream_closed(side: Side) {
+    H2_ACTIVE[side as usize].add(-1);
 }

@@ -45,6 +45,12 @@ impl Gauge {
         GaugeGuard(self)
     }
 
+    /// Adds `n` (negative to take off); for owners that cannot keep a [`GaugeGuard`].
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The number of things open.
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)

@@ -34,7 +34,7 @@ use pingora_http_codec::h2 as h2_heads;
 use tokio::sync::Notify;
 use tracing::debug;
 
-use crate::metrics::{self, GaugeGuard, Side};
+use crate::metrics::{self, Side};
 use crate::protocols::digest::Digest;
 use crate::protocols::http::v1::io::with_timeout;
 use crate::protocols::http::HttpTask;
@@ -70,8 +70,8 @@ pub struct Http2Session {
     body_received: usize,
     /// The stream was reset or failed.
     failed: bool,
-    /// Counts the stream as active while it lives.
-    _active: Option<GaugeGuard>,
+    /// The stream counts in the active-streams metric (until dropped).
+    counted_active: bool,
 }
 
 impl std::fmt::Debug for Http2Session {
@@ -105,7 +105,7 @@ impl Http2Session {
             response_ended: false,
             body_received: 0,
             failed: false,
-            _active: metrics::h2_stream(Side::Upstream),
+            counted_active: metrics::h2_stream_opened(Side::Upstream),
         }
     }
 
@@ -559,6 +559,9 @@ impl Drop for Http2Session {
         if self.holds_slot {
             self.holds_slot = false;
             self.conn.release_stream();
+        }
+        if self.counted_active {
+            metrics::h2_stream_closed(Side::Upstream);
         }
     }
 }
