@@ -21,7 +21,6 @@ The first variant is the reference of the ratios.
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -78,8 +77,7 @@ def main():
     try:
         rows = [(name, measure(workdir, ports["origin"], name, exe, env)) for name, exe, env in chosen]
     finally:
-        for p in procs.values():
-            p.terminate()
+        proxy.stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
     reference = rows[0][1]
     print(f"\ninstructions per request, 1 KiB over HTTP/1.1 keepalive, {CG_REQUESTS} requests")

@@ -100,6 +100,17 @@ def start(cmd, log, **kw):
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
 
 
+def stop(procs, timeout=20):
+    """Stops the processes `procs` (a dict): SIGTERM to all, then waits, killing laggards."""
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def nginx_conf(workdir, body):
     return f"""
 worker_processes 1;
@@ -295,13 +306,7 @@ def main():
                       f"{med['per_cpu']:>8.0f} req/cpu-s  failed {med['failed']}", flush=True)
         h2_rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
 
     if results:

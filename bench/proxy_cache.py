@@ -36,7 +36,6 @@ the rows above:
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy  # noqa: E402  (the shared harness)
-from proxy import cpu_seconds, descendants, free_port, nginx_conf, peak_rss_mib, start, wait_port  # noqa: E402
+from proxy import cpu_seconds, descendants, free_port, nginx_conf, peak_rss_mib, start, stop, wait_port  # noqa: E402
 
 SIZES = proxy.SIZES
 CONNS = [int(c) for c in os.environ.get("CONNS", "50").split(",")]
@@ -119,16 +118,6 @@ def start_caching_proxies(workdir, origin_port, tag, valgrind=None, names=("ngin
 def remove(dirs):
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-
-
-def stop(procs):
-    for p in procs.values():
-        p.send_signal(signal.SIGTERM)
-    for p in procs.values():
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def cache_status(port, path):

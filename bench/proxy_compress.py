@@ -22,7 +22,6 @@ counted) are computed per run; each cell is the median of RUNS runs.
 import gzip
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -158,13 +157,7 @@ def main():
                   f"p99 {med['p99']:.2f} ms  cpu {med['cpu']:.2f} s  {med['per_cpu']:>7.0f} req/cpu-s  "
                   f"body {wire} B  non-2xx {med['errors']}", flush=True)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        proxy.stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n100 KiB text/plain, wrk -t1 -c{CONNS}, medians of {proxy.RUNS} runs of {proxy.DURATION} s\n")
