@@ -278,7 +278,8 @@ where
         }
         // Inside the request span of pingora-core (when a subscriber wants it).
         observe::begin(&mut session, self.request_id.as_ref());
-        self.process_request(session).await
+        let settings = self.process_request(&mut session).await?;
+        reuse_downstream(session.downstream_session, settings).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -295,27 +296,36 @@ where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
 {
-    /// Runs the phases of one request (inside its span: see [`observe::begin`]).
-    async fn process_request(self: &Arc<Self>, mut session: Session) -> Option<ReusedHttpStream> {
+    /// Runs one request (inside its span: see [`observe::begin`]): its phases, then its
+    /// logging. Returns the settings to keep the client connection with, when it can serve
+    /// another request.
+    ///
+    /// The session is borrowed all the way down, never moved into a callee: an `async fn`
+    /// that takes it by value holds it twice in its state (the argument and the local), and
+    /// each such copy adds a kilobyte to the state pingora-core boxes and copies per request.
+    async fn process_request(
+        self: &Arc<Self>,
+        session: &mut Session,
+    ) -> Option<HttpPersistentSettings> {
         let mut ctx = self.inner.new_ctx();
+        let (error, reusable) = self.run_phases(session, &mut ctx).await;
+        self.finish(session, &mut ctx, error.as_deref(), reusable)
+            .await
+    }
+
+    /// The request's phases, up to its response: returns the error that ended it, if any,
+    /// and whether the client connection can serve another request.
+    async fn run_phases(self: &Arc<Self>, session: &mut Session, ctx: &mut SV::CTX) -> Ending {
         let previous = session.downstream_session.take_persisted_context();
         if let Some(previous) = previous {
-            if let Err(e) = self
-                .inner
-                .on_connection_reuse(&mut session, &mut ctx, previous)
-                .await
-            {
+            if let Err(e) = self.inner.on_connection_reuse(session, ctx, previous).await {
                 return self.fail_early(session, ctx, e).await;
             }
         }
-        if let Err(e) = self
-            .inner
-            .early_request_filter(&mut session, &mut ctx)
-            .await
-        {
+        if let Err(e) = self.inner.early_request_filter(session, ctx).await {
             return self.fail_early(session, ctx, e).await;
         }
-        if self.inner.allow_spawning_subrequest(&session, &ctx) {
+        if self.inner.allow_spawning_subrequest(session, ctx) {
             session.subrequest_spawner = Some(SubrequestSpawner::new(self.clone()));
         }
         let modules = &mut session.downstream_modules_ctx;
@@ -325,29 +335,23 @@ where
         {
             return self.fail_early(session, ctx, e).await;
         }
-        match self.inner.request_filter(&mut session, &mut ctx).await {
+        match self.inner.request_filter(session, ctx).await {
             Ok(false) => {}
-            Ok(true) => return self.finish(session, ctx, None, true).await,
+            Ok(true) => return (None, true),
             Err(e) => return self.fail_early(session, ctx, e).await,
         }
         // Before the cache: a cache of compressed variants keys them by what this negotiates.
         let req = session.downstream_session.req_header();
         session.upstream_compression.request_filter(req);
-        match proxy_cache::cache_phase(self, &mut session, &mut ctx).await {
+        match proxy_cache::cache_phase(self, session, ctx).await {
             Ok(proxy_cache::CacheStep::Upstream) => {}
-            Ok(proxy_cache::CacheStep::Served(reusable)) => {
-                return self.finish(session, ctx, None, reusable).await
-            }
+            Ok(proxy_cache::CacheStep::Served(reusable)) => return (None, reusable),
             Err(e) => {
                 session.cache.disable(NoCacheReason::InternalError);
                 return self.fail_early(session, ctx, e).await;
             }
         }
-        match self
-            .inner
-            .proxy_upstream_filter(&mut session, &mut ctx)
-            .await
-        {
+        match self.inner.proxy_upstream_filter(session, ctx).await {
             Ok(true) => {}
             Ok(false) => {
                 session.cache.disable(NoCacheReason::DeclinedToUpstream);
@@ -356,7 +360,7 @@ where
                         debug!("failed to answer a request not sent upstream: {e}");
                     }
                 }
-                return self.finish(session, ctx, None, true).await;
+                return (None, true);
             }
             Err(e) => return self.fail_early(session, ctx, e).await,
         }
@@ -365,7 +369,7 @@ where
         let mut tries = 0;
         let (reusable, error) = loop {
             tries += 1;
-            let (reusable, error) = self.proxy_to_upstream(&mut session, &mut ctx).await;
+            let (reusable, error) = self.proxy_to_upstream(session, ctx).await;
             session.retries = tries - 1;
             let Some(e) = error else {
                 break (reusable, None);
@@ -381,20 +385,20 @@ where
             warn!(
                 "retrying ({tries}/{}): {e}, {}",
                 self.max_retries,
-                self.inner.request_summary(&session, &ctx)
+                self.inner.request_summary(session, ctx)
             );
         };
         match error {
-            None if proxy_cache::serves_stored_after_upstream(&session) => {
+            None if proxy_cache::serves_stored_after_upstream(session) => {
                 self.serve_stored(session, ctx, reusable).await
             }
-            None => self.finish(session, ctx, None, reusable).await,
-            Some(e) if self.may_serve_stale(&mut session, &mut ctx, &e) => {
+            None => (None, reusable),
+            Some(e) if self.may_serve_stale(session, ctx, &e) => {
                 session.cache_ctx.stale_if_error = true;
                 self.serve_stored(session, ctx, false).await
             }
             Some(e) => {
-                let e = if proxy_cache::revalidating(&session) {
+                let e = if proxy_cache::revalidating(session) {
                     // A stale response that may not be served stale: the gateway failed.
                     gateway_timeout(e)
                 } else {
@@ -404,15 +408,15 @@ where
                 // The client connection is closed after a failed attempt, whatever
                 // `fail_to_proxy` says: an error response it sends must say so.
                 session.set_keepalive(None);
-                let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
-                if !self.inner.suppress_error_log(&session, &ctx, &e) {
+                let failed = self.inner.fail_to_proxy(session, &e, ctx).await;
+                if !self.inner.suppress_error_log(session, ctx, &e) {
                     error!(
                         "Fail to proxy: {e}, status: {}, tries: {tries}, {}",
                         failed.error_code,
-                        self.inner.request_summary(&session, &ctx)
+                        self.inner.request_summary(session, ctx)
                     );
                 }
-                self.finish(session, ctx, Some(&e), false).await
+                (Some(e), false)
             }
         }
     }
@@ -491,62 +495,54 @@ where
     /// an error), then ends the request.
     async fn serve_stored(
         &self,
-        mut session: Session,
-        mut ctx: SV::CTX,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
         downstream_reusable: bool,
-    ) -> Option<ReusedHttpStream> {
-        metrics::stored_after_upstream(&session);
+    ) -> Ending {
+        metrics::stored_after_upstream(session);
         session
             .cache
             .release_write_lock(NoCacheReason::UpstreamError);
-        match proxy_cache::serve::serve_stored(&self.inner, &mut session, &mut ctx).await {
-            Ok(reusable) => {
-                let reusable = reusable && downstream_reusable;
-                self.finish(session, ctx, None, reusable).await
-            }
+        match proxy_cache::serve::serve_stored(&self.inner, session, ctx).await {
+            Ok(reusable) => (None, reusable && downstream_reusable),
             Err(e) => {
                 session.cache.disable(NoCacheReason::StorageError);
-                let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
+                let failed = self.inner.fail_to_proxy(session, &e, ctx).await;
                 error!(
                     "Fail to serve from cache: {e}, status: {}, {}",
                     failed.error_code,
-                    self.inner.request_summary(&session, &ctx)
+                    self.inner.request_summary(session, ctx)
                 );
-                self.finish(session, ctx, Some(&e), false).await
+                (Some(e), false)
             }
         }
     }
 
     /// Ends a request that failed before going upstream.
-    async fn fail_early(
-        &self,
-        mut session: Session,
-        mut ctx: SV::CTX,
-        e: Box<Error>,
-    ) -> Option<ReusedHttpStream> {
-        let failed = self.inner.fail_to_proxy(&mut session, &e, &mut ctx).await;
-        if !self.inner.suppress_error_log(&session, &ctx, &e) {
+    async fn fail_early(&self, session: &mut Session, ctx: &mut SV::CTX, e: Box<Error>) -> Ending {
+        let failed = self.inner.fail_to_proxy(session, &e, ctx).await;
+        if !self.inner.suppress_error_log(session, ctx, &e) {
             error!(
                 "Fail to filter request: {e}, status: {}, {}",
                 failed.error_code,
-                self.inner.request_summary(&session, &ctx)
+                self.inner.request_summary(session, ctx)
             );
         }
-        self.finish(session, ctx, Some(&e), failed.can_reuse_downstream)
-            .await
+        (Some(e), failed.can_reuse_downstream)
     }
 
-    /// Logs the request and hands the client connection back if it can serve another.
+    /// Logs the request. Returns the settings to keep the client connection with when it can
+    /// serve another request (see [`reuse_downstream`]); closes it otherwise.
     async fn finish(
         &self,
-        mut session: Session,
-        mut ctx: SV::CTX,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
         error: Option<&Error>,
         reusable: bool,
-    ) -> Option<ReusedHttpStream> {
-        metrics::response(&session);
-        observe::record_outcome(&session);
-        self.inner.logging(&mut session, error, &mut ctx).await;
+    ) -> Option<HttpPersistentSettings> {
+        metrics::response(session);
+        observe::record_outcome(session);
+        self.inner.logging(session, error, ctx).await;
         if let Some(sub) = session.subrequest_ctx.as_mut() {
             // A write lock handed to this subrequest and not used: its waiters compete again.
             sub.release_write_lock();
@@ -561,18 +557,31 @@ where
             session.downstream_session.shutdown().await;
             return None;
         }
-        let persisted = self.inner.persist_connection_context(&session, &ctx);
+        let persisted = self.inner.persist_connection_context(session, ctx);
         let mut settings = HttpPersistentSettings::for_session(&session.downstream_session);
         if let Some(persisted) = persisted {
             settings.set_user_context(persisted);
         }
-        match session.downstream_session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
-            Ok(None) => None,
-            Err(e) => {
-                debug!("client session did not finish cleanly: {e}");
-                None
-            }
+        Some(settings)
+    }
+}
+
+/// How the phases of a request ended: the error that ended it, if any, and whether the client
+/// connection can serve another request.
+type Ending = (Option<Box<Error>>, bool);
+
+/// Ends the client's exchange (the rest of the response body, the unread request body) and
+/// hands its connection back with `settings` when it can serve another request.
+async fn reuse_downstream(
+    downstream: Box<ServerSession>,
+    settings: HttpPersistentSettings,
+) -> Option<ReusedHttpStream> {
+    match downstream.finish().await {
+        Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
+        Ok(None) => None,
+        Err(e) => {
+            debug!("client session did not finish cleanly: {e}");
+            None
         }
     }
 }
@@ -608,7 +617,9 @@ where
         let span = pingora_core::apps::http_request_span();
         observe::in_span!(span, async {
             observe::begin(&mut session, self.request_id.as_ref());
-            self.process_request(session).await
+            if let Some(settings) = self.process_request(&mut session).await {
+                reuse_downstream(session.downstream_session, settings).await;
+            }
         });
     }
 }
