@@ -17,6 +17,8 @@ Variants (each `name=binary[:ENV=VALUE,...]`), from VARIANTS, by default:
 The first variant is the reference of the ratios.
 
     BASE=/path/to/old/load_balancer bench/proxy.sh --observe
+
+KEEP_CALLGRIND=dir keeps the callgrind dumps (cg-<variant>.N) for callgrind_annotate.
 """
 
 import os
@@ -78,6 +80,12 @@ def main():
         rows = [(name, measure(workdir, ports["origin"], name, exe, env)) for name, exe, env in chosen]
     finally:
         proxy.stop(procs)
+        keep = os.environ.get("KEEP_CALLGRIND")
+        if keep:  # the dumps, for callgrind_annotate
+            os.makedirs(keep, exist_ok=True)
+            for f in os.listdir(workdir):
+                if f.startswith("cg-"):
+                    shutil.copy(f"{workdir}/{f}", keep)
         shutil.rmtree(workdir, ignore_errors=True)
     reference = rows[0][1]
     print(f"\ninstructions per request, 1 KiB over HTTP/1.1 keepalive, {CG_REQUESTS} requests")

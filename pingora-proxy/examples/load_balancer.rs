@@ -16,7 +16,9 @@
 //! listens: the TCP health check finds that one dead before the proxy opens, so no request
 //! ever goes there. The server's options (`-c conf.yaml`, `-d`, ...) work as usual:
 //! `cargo run --example load_balancer -- -c conf.yaml 10.0.0.1:80`. With `PINGORA_METRICS=off`
-//! in its environment every group of built-in metrics is switched off (for
+//! in its environment every group of built-in metrics is switched off; with
+//! `PINGORA_TRACING=registry` a `tracing` subscriber records every span (and writes nothing),
+//! with `PINGORA_TRACING=json` it also formats each closing span as a JSON line, thrown away (for
 //! `bench/proxy.sh --observe`, which measures what they cost).
 
 mod app;
@@ -71,6 +73,7 @@ fn main() {
             pingora_core::metrics::disable(group);
         }
     }
+    listen_to_spans(std::env::var("PINGORA_TRACING").ok().as_deref());
     let backends = if args.backends.is_empty() {
         let mut local: Vec<String> = app::local_origin::start_origins(&["backend-1", "backend-2"])
             .into_iter()
@@ -131,4 +134,25 @@ fn main() {
     // The proxy opens once the first health check ran.
     lb.add_dependency(&health_check);
     server.run_forever();
+}
+
+/// Installs a `tracing` subscriber for the bench variants: `registry` keeps every span's
+/// fields and writes nothing; `json` also formats each span as it closes (into a sink).
+fn listen_to_spans(mode: Option<&str>) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    use tracing_subscriber::layer::SubscriberExt;
+    let installed = match mode {
+        Some("registry") => tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO),
+        ),
+        Some("json") => tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .json()
+                .with_span_events(FmtSpan::CLOSE)
+                .with_writer(std::io::sink)
+                .finish(),
+        ),
+        _ => return,
+    };
+    installed.expect("no other subscriber yet");
 }

@@ -10,50 +10,27 @@ use pingora_http::RequestHeader;
 use tracing::field::Empty;
 use tracing::Span;
 
+use pingora_core::apps::spans_wanted;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
 
 use crate::request_id::{generate_request_id, valid_request_id, RequestIdOptions};
 use crate::Session;
 
-/// Awaits the future `$fut` inside `$span` (see [`InSpan`]).
+/// Awaits the future `$fut` inside the span `$span` when that span is enabled, bare otherwise
+/// (no enter and exit per poll). `$fut` is written out in both arms rather than built once and
+/// moved: a future built into a local and then wrapped is copied on the way, and the proxy's
+/// futures are kilobytes.
 macro_rules! in_span {
-    ($span:expr, $fut:expr) => {
-        $crate::observe::InSpan::new($fut, $span).await
-    };
+    ($span:expr, $fut:expr) => {{
+        let span: tracing::Span = $span;
+        if span.is_disabled() {
+            $fut.await
+        } else {
+            tracing::Instrument::instrument($fut, span).await
+        }
+    }};
 }
 pub(crate) use in_span;
-
-pin_project_lite::pin_project! {
-    /// A future polled inside a span when the span is enabled; for a disabled one, polled bare
-    /// (no enter and exit per poll). Unlike an `if`/`else` between a bare and an instrumented
-    /// await, it takes one slot in the caller's state: proxy futures are kilobytes, and a state
-    /// that grows past a few pages costs a slower copy when pingora-core boxes it.
-    pub(crate) struct InSpan<F> {
-        #[pin]
-        fut: F,
-        span: Option<Span>,
-    }
-}
-
-impl<F> InSpan<F> {
-    pub(crate) fn new(fut: F, span: Span) -> Self {
-        let span = (!span.is_disabled()).then_some(span);
-        InSpan { fut, span }
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for InSpan<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.project();
-        let _entered = this.span.as_ref().map(Span::enter);
-        this.fut.poll(cx)
-    }
-}
 
 /// When the parts of a request happened, for the `logging` phase and the request's span.
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +122,10 @@ pub(crate) fn set_upstream_request_id(session: &Session, req: &mut RequestHeader
 /// The span of getting a connection to `peer` (a child of the request's, which records the
 /// upstream's address).
 pub(crate) fn connect_span(session: &Session, peer: &HttpPeer) -> Span {
-    let span = tracing::info_span!("connect", upstream = Empty, tls = peer.is_tls());
+    let span = match spans_wanted() {
+        true => tracing::info_span!("connect", upstream = Empty, tls = peer.is_tls()),
+        false => Span::none(),
+    };
     if !span.is_disabled() || !session.span.is_disabled() {
         let address = peer.address();
         span.record("upstream", tracing::field::display(address));
@@ -158,7 +138,10 @@ pub(crate) fn connect_span(session: &Session, peer: &HttpPeer) -> Span {
 
 /// The span of one exchange with the upstream: the request sent, the response received.
 pub(crate) fn exchange_span() -> Span {
-    tracing::info_span!("upstream_request")
+    match spans_wanted() {
+        true => tracing::info_span!("upstream_request"),
+        false => Span::none(),
+    }
 }
 
 /// Records the request's outcome on its span, once it is over.

@@ -25,6 +25,7 @@ use pingora_cache::lock::LockStatus;
 use pingora_cache::{
     CacheKey, CacheMeta, CachePhase, EvictionRef, HitStatus, NoCacheReason, StorageRef,
 };
+use pingora_core::apps::spans_wanted;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
 use tracing::debug;
@@ -203,7 +204,10 @@ where
     metrics::cache_lookup();
     let mut fwd = FwdReason::UriMiss;
     loop {
-        let lookup_span = tracing::info_span!("cache_lookup");
+        let lookup_span = match spans_wanted() {
+            true => tracing::info_span!("cache_lookup"),
+            false => tracing::Span::none(),
+        };
         let found = match crate::observe::in_span!(lookup_span, session.cache.cache_lookup()) {
             Ok(found) => found,
             Err(e) => {

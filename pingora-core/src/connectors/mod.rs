@@ -274,7 +274,10 @@ async fn do_connect<P: Peer + Send + Sync>(
     let connect = async {
         let stream = l4::connect(peer, bind_to).await?;
         if peer.tls() {
-            let span = tracing::info_span!("tls_handshake", sni = peer.sni());
+            let span = match crate::apps::spans_wanted() {
+                true => tracing::info_span!("tls_handshake", sni = peer.sni()),
+                false => tracing::Span::none(),
+            };
             if span.is_disabled() {
                 tls.connect(stream, peer, alpn_override).await
             } else {

@@ -448,7 +448,10 @@ impl UninitializedStream {
         self.settings.apply(&mut self.l4)?;
         match self.tls {
             Some(acceptor) => {
-                let span = tracing::info_span!("tls_accept");
+                let span = match crate::apps::spans_wanted() {
+                    true => tracing::info_span!("tls_accept"),
+                    false => tracing::Span::none(),
+                };
                 let handshake = acceptor.handshake(Box::new(self.l4));
                 if span.is_disabled() {
                     handshake.await
