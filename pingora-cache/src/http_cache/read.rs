@@ -65,18 +65,38 @@ impl HttpCache {
             return Ok(None);
         };
         let started = Instant::now();
-        let found = enabled.storage.lookup(key, &SpanHandle::default()).await?;
-        self.digest.add_lookup_duration(started.elapsed());
-        let found = found.filter(|(meta, _)| {
-            enabled
-                .valid_after
-                .is_none_or(|valid_after| meta.created() >= valid_after)
-        });
+        let valid_after = enabled.valid_after;
+        let valid = |found: &(CacheMeta, HitHandler)| {
+            valid_after.is_none_or(|valid_after| found.0.created() >= valid_after)
+        };
+        let mut found = enabled
+            .storage
+            .lookup(key, &SpanHandle::default())
+            .await?
+            .filter(valid);
         if found.is_none() {
             if let Some(lock_ctx) = enabled.lock_ctx.as_mut() {
-                lock_ctx.lock = Some(lock_ctx.cache_lock.lock(key, false));
+                let lock = lock_ctx.cache_lock.lock(key, false);
+                let writer = matches!(lock, Locked::Write(_));
+                lock_ctx.lock = Some(lock);
+                if writer {
+                    // The writer before this request may have made its object visible and
+                    // released the lock between the lookup and the lock: look again before
+                    // going to the origin, or the fleet of waiters gets a second origin fetch.
+                    found = enabled
+                        .storage
+                        .lookup(key, &SpanHandle::default())
+                        .await?
+                        .filter(valid);
+                    if found.is_some() {
+                        if let Some(Locked::Write(permit)) = lock_ctx.lock.take() {
+                            lock_ctx.cache_lock.release(key, permit, LockStatus::Done);
+                        }
+                    }
+                }
             }
         }
+        self.digest.add_lookup_duration(started.elapsed());
         Ok(found)
     }
 

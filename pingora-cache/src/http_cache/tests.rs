@@ -236,3 +236,97 @@ async fn max_file_size_is_tracked_while_streaming() {
     assert!(!cache.track_body_bytes_for_max_file_size(6));
     assert!(cache.exceeded_max_file_size());
 }
+
+/// A storage whose next miss, before it returns, lets a parked writer store its object and
+/// release the cache lock: the interleaving where a request's lookup misses just before
+/// another request's write becomes visible.
+struct RacingStorage {
+    inner: &'static MemCache,
+    parked_writer: std::sync::Mutex<Option<HttpCache>>,
+}
+
+#[async_trait::async_trait]
+impl Storage for RacingStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let found = self.inner.lookup(key, trace).await?;
+        let parked = self.parked_writer.lock().unwrap().take();
+        if let (None, Some(mut writer)) = (&found, parked) {
+            admit(
+                &mut writer,
+                meta(Duration::from_secs(60), "\"r\""),
+                b"raced",
+            )
+            .await;
+        }
+        Ok(found)
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        self.inner.get_miss_handler(key, meta, trace).await
+    }
+
+    async fn purge(
+        &'static self,
+        key: &CompactCacheKey,
+        purge_type: PurgeType,
+        trace: &SpanHandle,
+    ) -> Result<bool> {
+        self.inner.purge(key, purge_type, trace).await
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        trace: &SpanHandle,
+    ) -> Result<bool> {
+        self.inner.update_meta(key, meta, trace).await
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        self.inner.support_streaming_partial_write()
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+#[tokio::test]
+async fn a_miss_that_takes_the_lock_after_the_write_ended_finds_the_object() {
+    let racing: &'static RacingStorage = Box::leak(Box::new(RacingStorage {
+        inner: Box::leak(Box::new(MemCache::new())),
+        parked_writer: std::sync::Mutex::new(None),
+    }));
+    let lock = lock();
+    let mut writer = enabled(racing, Some(lock));
+    assert!(writer.cache_lookup().await.unwrap().is_none());
+    assert!(writer.is_cache_lock_writer());
+    *racing.parked_writer.lock().unwrap() = Some(writer);
+
+    // This lookup misses; before it returns, the writer stores the object and releases the
+    // lock, so this request gets the write lock: it must look again, not fetch again.
+    let mut late = enabled(racing, Some(lock));
+    let (found, mut handler) = late
+        .cache_lookup()
+        .await
+        .unwrap()
+        .expect("the object stored meanwhile");
+    assert!(!late.is_cache_lock_writer() && !late.is_cache_locked());
+    assert_eq!(read_all(&mut handler).await, b"raced");
+    drop(found);
+
+    // The lock is free again: the next miss of the key would write.
+    let mut next = enabled(racing, Some(lock));
+    next.set_cache_key(CacheKey::new("", "/a", ""));
+    assert!(next.cache_lookup().await.unwrap().is_some());
+}

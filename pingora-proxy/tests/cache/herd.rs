@@ -289,6 +289,12 @@ async fn client_revalidations_are_collapsed_through_the_lock() {
         })
         .collect();
     h.origin.wait_count("/collapse", 2).await;
+    // Open the gate only once every other client waits on the revalidation: one that looked
+    // up after it ended would revalidate again, rightly (its `no-cache` asks for it).
+    eventually("every other client to wait on the lock", || {
+        h.lock_readers() == CLIENTS - 1
+    })
+    .await;
     gate.open();
     for client in clients {
         let resp = within("a client", client).await.expect("a client task");

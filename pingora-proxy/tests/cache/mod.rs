@@ -20,6 +20,7 @@ mod vary;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -34,7 +35,8 @@ use pingora_test_support::scripted::ScriptedOrigin;
 use pingora_test_support::{within, RawConn, TestService};
 
 use pingora_cache::{
-    lock::{CacheKeyLockImpl, CacheLock},
+    key::CacheKey,
+    lock::{CacheKeyLock, CacheLock, LockStatus, Locked, WritePermit},
     predictor::{CacheablePredictor, Predictor},
     storage::{PurgeType, Storage},
     CacheOptionOverrides, HttpCache, MemCache,
@@ -90,7 +92,7 @@ pub struct CacheProxy {
     upstream: Arc<Mutex<SocketAddr>>,
     knobs: Knobs,
     storage: &'static (dyn Storage + Sync),
-    lock: &'static CacheKeyLockImpl,
+    lock: &'static CountingLock,
     predictor: Option<&'static (dyn CacheablePredictor + Sync)>,
     overrides: CacheOptionOverrides,
 }
@@ -105,9 +107,10 @@ impl CacheProxy {
                 mem
             }
         };
-        let lock: &'static CacheKeyLockImpl = Box::leak(Box::new(CacheLock::new(
-            knobs.lock_age.unwrap_or(Duration::from_secs(5)),
-        )));
+        let lock: &'static CountingLock = Box::leak(Box::new(CountingLock {
+            inner: CacheLock::new(knobs.lock_age.unwrap_or(Duration::from_secs(5))),
+            readers: AtomicUsize::new(0),
+        }));
         let predictor = knobs.predictor.then(|| {
             let p: &'static (dyn CacheablePredictor + Sync) =
                 Box::leak(Box::new(Predictor::<4>::new(64, None)));
@@ -279,6 +282,31 @@ pub struct Cached {
     /// The origin.
     pub origin: ScriptedOrigin,
     upstream: Arc<Mutex<SocketAddr>>,
+    lock: &'static CountingLock,
+}
+
+/// The cache lock of a [`Cached`]: a `CacheLock` that counts the readers it hands out.
+pub struct CountingLock {
+    inner: CacheLock,
+    readers: AtomicUsize,
+}
+
+impl CacheKeyLock for CountingLock {
+    fn lock(&self, key: &CacheKey, stale_writer: bool) -> Locked {
+        let locked = self.inner.lock(key, stale_writer);
+        if !locked.is_write() {
+            self.readers.fetch_add(1, Ordering::SeqCst);
+        }
+        locked
+    }
+
+    fn release(&self, key: &CacheKey, permit: WritePermit, reason: LockStatus) {
+        self.inner.release(key, permit, reason)
+    }
+
+    fn custom_lock_status(&self, custom_no_cache: &'static str) -> LockStatus {
+        self.inner.custom_lock_status(custom_no_cache)
+    }
 }
 
 impl Cached {
@@ -298,6 +326,7 @@ impl Cached {
             options
         });
         let app = CacheProxy::new(Arc::clone(&upstream), knobs);
+        let lock = app.lock;
         let proxy = ProxyUnderTest::new(app)
             .server_options(options)
             .serve()
@@ -306,7 +335,15 @@ impl Cached {
             proxy,
             origin,
             upstream,
+            lock,
         }
+    }
+
+    /// How many requests the cache lock has made readers so far (requests that wait for
+    /// another's write): a test that opens the origin's gate only once every collapsed
+    /// request waits knows none of them came too late to collapse.
+    pub fn lock_readers(&self) -> usize {
+        self.lock.readers.load(Ordering::SeqCst)
     }
 
     /// Sends the upstream requests to a port where nothing listens (`false`) or back to the
