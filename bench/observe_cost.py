@@ -14,6 +14,10 @@ Variants (each `name=binary[:ENV=VALUE,...]`), from VARIANTS, by default:
 - `base`: a build without the feature under test, when BASE names its binary (e.g. the
   load_balancer example built from the commit before request spans).
 
+The example also reads `PINGORA_TRACING=registry` (a `tracing` subscriber keeping every span)
+and `PINGORA_TRACING=json` (a JSON line per closing span, to a sink), for variants such as
+`ours-spans=target/release/examples/load_balancer:PINGORA_TRACING=registry`.
+
 The first variant is the reference of the ratios.
 
     BASE=/path/to/old/load_balancer bench/proxy.sh --observe
