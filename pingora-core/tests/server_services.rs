@@ -359,3 +359,47 @@ fn bootstrap_as_a_service() {
     let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("Bootstrap") < pos("BootstrapComplete"), "{names:?}");
 }
+
+/// A `ServeHttp` type that counts its requests.
+struct Counted(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl pingora_core::apps::http_app::ServeHttp for Counted {
+    async fn response(
+        &self,
+        session: &mut pingora_core::protocols::http::ServerSession,
+    ) -> http::Response<Vec<u8>> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let path = session.req_header().uri.path().to_string();
+        http::Response::new(format!("{n} {path}").into_bytes())
+    }
+}
+
+#[tokio::test]
+async fn a_serve_http_type_is_a_service_app_by_itself() {
+    // `Service::new(name, app)` with a bare `ServeHttp` type, as Pingora allows.
+    let server = pingora_test_support::TestService::start(Counted(Default::default())).await;
+    let mut conn = server.connect().await;
+    for (n, path) in [(1, "/a"), (2, "/b")] {
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await;
+        let resp = conn.response().await;
+        assert_eq!(resp.head.line, "HTTP/1.1 200 OK");
+        let body = format!("{n} {path}");
+        assert_eq!(
+            resp.header("Content-Length"),
+            Some(&*body.len().to_string())
+        );
+        assert_eq!(
+            resp.body,
+            body.as_bytes(),
+            "kept alive: the same connection"
+        );
+    }
+    // A malformed request gets its 400 from the same serving path as `HttpServer`'s.
+    let mut conn = server.connect().await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+        .await;
+    assert_eq!(conn.response().await.head.line, "HTTP/1.1 400 Bad Request");
+    server.stop().await;
+}

@@ -81,41 +81,84 @@ impl<SV> HttpServer<SV> {
     }
 }
 
-impl<SV> HttpServer<SV>
+/// Serves one request of `http` with `app`, through the modules of `modules`; hands the
+/// connection back when it can serve another.
+async fn serve_one<SV>(
+    app: &SV,
+    mut http: ServerSession,
+    mut modules: HttpModuleCtx,
+    shutdown: &ShutdownWatch,
+) -> Option<ReusedHttpStream>
 where
     SV: ServeHttp + Send + Sync,
 {
-    async fn serve(
-        &self,
-        http: &mut ServerSession,
-        modules: &mut HttpModuleCtx,
-        shutdown: &ShutdownWatch,
-    ) -> Result<()> {
-        modules.request_header_filter(http.req_header_mut()).await?;
-        let (parts, body) = self.app.response(http).await.into_parts();
-        let mut resp = ResponseHeader::from(parts);
-        let chunked = resp.headers.contains_key(header::TRANSFER_ENCODING);
-        if !chunked && !resp.headers.contains_key(header::CONTENT_LENGTH) {
-            resp.set_content_length(body.len())?;
+    match http.read_request().await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            respond_to_bad_request(&mut http, &e).await;
+            return None;
         }
-        let mut body = Some(Bytes::from(body));
-        let empty = body.as_ref().is_none_or(Bytes::is_empty);
-        modules.response_header_filter(&mut resp, empty).await?;
-        if *shutdown.borrow() {
-            // Say so in this response rather than closing after it unannounced.
-            http.set_keepalive(None);
-        }
-        http.write_response_header(Box::new(resp)).await?;
-        modules.response_body_filter(&mut body, true)?;
-        if let Some(extra) = modules.response_done_filter()? {
-            body = Some(match body {
-                Some(b) => [b, extra].concat().into(),
-                None => extra,
-            });
-        }
-        http.write_response_body(body.unwrap_or_default(), true)
-            .await
     }
+    if *shutdown.borrow() {
+        http.set_keepalive(None);
+    }
+    if let Err(e) = respond(app, &mut http, &mut modules, shutdown).await {
+        error!(
+            "HTTP server failed to respond: {e}, {}",
+            http.request_summary()
+        );
+        if http.response_written().is_none() {
+            let _ = http.respond_error(500).await;
+        }
+        http.shutdown().await;
+        return None;
+    }
+    let settings = HttpPersistentSettings::for_session(&http);
+    match http.finish().await {
+        Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
+        Ok(None) => None,
+        Err(e) => {
+            debug!("HTTP session did not finish cleanly: {e}");
+            None
+        }
+    }
+}
+
+/// Writes `app`'s response to the request of `http`, through `modules`.
+async fn respond<SV>(
+    app: &SV,
+    http: &mut ServerSession,
+    modules: &mut HttpModuleCtx,
+    shutdown: &ShutdownWatch,
+) -> Result<()>
+where
+    SV: ServeHttp + Send + Sync,
+{
+    modules.request_header_filter(http.req_header_mut()).await?;
+    let (parts, body) = app.response(http).await.into_parts();
+    let mut resp = ResponseHeader::from(parts);
+    let chunked = resp.headers.contains_key(header::TRANSFER_ENCODING);
+    if !chunked && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+        resp.set_content_length(body.len())?;
+    }
+    let mut body = Some(Bytes::from(body));
+    let empty = body.as_ref().is_none_or(Bytes::is_empty);
+    modules.response_header_filter(&mut resp, empty).await?;
+    if *shutdown.borrow() {
+        // Say so in this response rather than closing after it unannounced.
+        http.set_keepalive(None);
+    }
+    http.write_response_header(Box::new(resp)).await?;
+    modules.response_body_filter(&mut body, true)?;
+    if let Some(extra) = modules.response_done_filter()? {
+        body = Some(match body {
+            Some(b) => [b, extra].concat().into(),
+            None => extra,
+        });
+    }
+    http.write_response_body(body.unwrap_or_default(), true)
+        .await
 }
 
 #[async_trait]
@@ -125,41 +168,10 @@ where
 {
     async fn process_new_http(
         self: &Arc<Self>,
-        mut http: ServerSession,
+        http: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match http.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                respond_to_bad_request(&mut http, &e).await;
-                return None;
-            }
-        }
-        if *shutdown.borrow() {
-            http.set_keepalive(None);
-        }
-        let mut modules = self.modules.build_ctx();
-        if let Err(e) = self.serve(&mut http, &mut modules, shutdown).await {
-            error!(
-                "HTTP server failed to respond: {e}, {}",
-                http.request_summary()
-            );
-            if http.response_written().is_none() {
-                let _ = http.respond_error(500).await;
-            }
-            http.shutdown().await;
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&http);
-        match http.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::new(stream, Some(settings))),
-            Ok(None) => None,
-            Err(e) => {
-                debug!("HTTP session did not finish cleanly: {e}");
-                None
-            }
-        }
+        serve_one(&self.app, http, self.modules.build_ctx(), shutdown).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -168,6 +180,23 @@ where
 
     fn h2_options(&self) -> Option<H2Options> {
         self.h2_options.clone()
+    }
+}
+
+/// A [`ServeHttp`] application is an HTTP application by itself (as in Pingora), without
+/// modules and with the default server options: `Service::new(name, MyApp)` serves it. Wrap it
+/// in an [`HttpServer`] to add modules or options.
+#[async_trait]
+impl<SV> HttpServerApp for SV
+where
+    SV: ServeHttp + Send + Sync + 'static,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        http: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        serve_one(&**self, http, HttpModuleCtx::empty(), shutdown).await
     }
 }
 
