@@ -361,7 +361,7 @@ fn bootstrap_as_a_service() {
 }
 
 /// A `ServeHttp` type that counts its requests.
-struct Counted(std::sync::atomic::AtomicUsize);
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
 
 #[async_trait]
 impl pingora_core::apps::http_app::ServeHttp for Counted {
@@ -402,4 +402,123 @@ async fn a_serve_http_type_is_a_service_app_by_itself() {
         .await;
     assert_eq!(conn.response().await.head.line, "HTTP/1.1 400 Bad Request");
     server.stop().await;
+}
+
+/// Refuses every connection while `refuse` is set; remembers the addresses it was asked about.
+#[derive(Debug, Default)]
+struct Gatekeeper {
+    refuse: AtomicBool,
+    seen: Mutex<Vec<Option<std::net::SocketAddr>>>,
+}
+
+#[async_trait]
+impl pingora_core::listeners::ConnectionFilter for Gatekeeper {
+    async fn should_accept(&self, addr: Option<&std::net::SocketAddr>) -> bool {
+        self.seen.lock().unwrap().push(addr.copied());
+        !self.refuse.load(Ordering::SeqCst)
+    }
+}
+
+/// Sends `bytes` on a new TCP connection to `addr` and returns all the server sends back.
+async fn reply_to(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(bytes).await.unwrap();
+    let mut reply = Vec::new();
+    // A reset (the server closed with the request unread) ends the reply as well as an EOF.
+    let _ = pingora_test_support::within("the reply", conn.read_to_end(&mut reply)).await;
+    reply
+}
+
+/// The server side's TLS handshakes so far: (completed, failed). Only one test of this file
+/// makes TLS connections, so the process-wide counts are its own.
+fn downstream_tls_handshakes() -> (u64, u64) {
+    use pingora_core::metrics::{families, Samples};
+    let count = |name: &str| {
+        let family = families().into_iter().find(|f| f.name == name).unwrap();
+        match family.samples {
+            Samples::Counters(samples) => samples
+                .iter()
+                .find(|(side, _)| *side == "downstream")
+                .map(|(_, c)| c.get())
+                .unwrap(),
+            _ => panic!("{name} is a counter"),
+        }
+    };
+    (
+        count("pingora_tls_handshakes_total"),
+        count("pingora_tls_handshake_failures_total"),
+    )
+}
+
+#[tokio::test]
+async fn refused_connections_reach_neither_the_app_nor_the_tls_handshake() {
+    use pingora_core::listeners::tls::TlsSettings;
+    use pingora_test_support::tls::{connector, peer, Pki};
+
+    let filter = Arc::new(Gatekeeper::default());
+    filter.refuse.store(true, Ordering::SeqCst);
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let provider = pingora_rustls::provider();
+    let pki = Pki::new("connection-filter");
+    let leaf = pki.server(&["localhost"]);
+
+    let mut plain = Service::new("plain".to_string(), Counted(Arc::clone(&served)));
+    plain.set_connection_filter(filter.clone());
+    plain.add_tcp("127.0.0.1:0");
+    let plain = pingora_test_support::TestService::run(plain).await.unwrap();
+    let mut tls = Service::new("tls".to_string(), Counted(Arc::clone(&served)));
+    // Set before the endpoint is added: it applies to every endpoint all the same.
+    tls.set_connection_filter(filter.clone());
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    settings.set_provider(Arc::clone(&provider));
+    tls.add_tls_with_settings("127.0.0.1:0", None, settings);
+    let tls = pingora_test_support::TestService::run(tls).await.unwrap();
+
+    // Refused: closed without a byte, the request unread; a TLS client gets no handshake at
+    // all (the server's handshake counters do not move).
+    let handshakes = downstream_tls_handshakes();
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(reply_to(plain.addr, get).await, b"");
+    let tls_peer = peer(tls.addr, "localhost", &pki);
+    let refused = connector(&provider).new_stream(&tls_peer).await;
+    assert!(refused.is_err(), "a refused TLS client connected");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "a refused client was served"
+    );
+    assert_eq!(
+        downstream_tls_handshakes(),
+        handshakes,
+        "a refused client was handshaken"
+    );
+    {
+        let seen = filter.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen
+            .iter()
+            .all(|addr| addr.is_some_and(|a| a.ip().is_loopback())));
+    }
+
+    // Accepted: served as usual, and the TLS handshake runs.
+    filter.refuse.store(false, Ordering::SeqCst);
+    let reply = reply_to(plain.addr, get).await;
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK"), "{reply:?}");
+    let mut stream = connector(&provider).new_stream(&tls_peer).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(get).await.unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).await.unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 200 OK"), "{reply:?}");
+    }
+    // The server answered, so it counted its handshake.
+    assert_eq!(
+        downstream_tls_handshakes(),
+        (handshakes.0 + 1, handshakes.1)
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    plain.stop().await;
+    tls.stop().await;
 }

@@ -16,6 +16,7 @@
 //! assert_eq!(listeners.addresses(), ["127.0.0.1:0", "[::1]:0", "/tmp/my_service.sock"]);
 //! ```
 
+pub mod connection_filter;
 mod l4;
 pub mod tls;
 pub(crate) mod transfer_fd;
@@ -38,6 +39,7 @@ use l4::ConnectionSettings;
 
 pub use crate::protocols::l4::stream::L4BufferSettings;
 pub use crate::protocols::TcpKeepalive;
+pub use connection_filter::{AcceptAllFilter, ConnectionFilter};
 pub use l4::{ServerAddress, TcpSocketOptions};
 pub use tls::{TlsAccept, TlsSettings};
 pub use transfer_fd::Fds;
@@ -70,6 +72,7 @@ pub struct ListenerConfig {
 pub struct Listeners {
     endpoints: Vec<ListenerConfig>,
     local_addrs: watch::Sender<BindState>,
+    filter: Option<Arc<dyn ConnectionFilter>>,
 }
 
 /// The addresses a [`Listeners`] was bound to, available once its service has started.
@@ -95,6 +98,7 @@ pub(crate) struct TransportStack {
     listener: Arc<Listener>,
     settings: Arc<ConnectionSettings>,
     tls: Option<Arc<tls::Acceptor>>,
+    filter: Option<Arc<dyn ConnectionFilter>>,
 }
 
 /// A connection just accepted, before its per-connection setup (socket options now, the TLS
@@ -105,6 +109,7 @@ pub(crate) struct UninitializedStream {
     peer: SocketAddr,
     settings: Arc<ConnectionSettings>,
     tls: Option<Arc<tls::Acceptor>>,
+    filter: Option<Arc<dyn ConnectionFilter>>,
 }
 
 // === impl ListenerConfig ===
@@ -190,7 +195,14 @@ impl Listeners {
         Listeners {
             endpoints: Vec::new(),
             local_addrs: watch::Sender::new(BindState::Pending),
+            filter: None,
         }
+    }
+
+    /// Sets the filter that decides, by the client's address, which connections of every
+    /// endpoint (those added before and after this call) are served; see [`ConnectionFilter`].
+    pub fn set_connection_filter(&mut self, filter: Arc<dyn ConnectionFilter>) {
+        self.filter = Some(filter);
     }
 
     /// One TCP endpoint at `addr`.
@@ -347,6 +359,7 @@ impl Listeners {
                     l4_buffer: endpoint.l4_buffer,
                 }),
                 tls,
+                filter: self.filter.clone(),
             });
         }
         // Recorded only once every endpoint is bound: the sockets of a failed start are
@@ -420,6 +433,7 @@ impl TransportStack {
                 peer,
                 settings: Arc::clone(&self.settings),
                 tls: self.tls.clone(),
+                filter: self.filter.clone(),
             }))
     }
 
@@ -435,6 +449,7 @@ impl TransportStack {
             peer,
             settings: Arc::clone(&self.settings),
             tls: self.tls.clone(),
+            filter: self.filter.clone(),
         })
     }
 }
@@ -460,6 +475,14 @@ impl UninitializedStream {
                 }
             }
             None => Ok(Box::new(self.l4)),
+        }
+    }
+
+    /// Whether the listener's [`ConnectionFilter`] (if any) lets the connection be served.
+    pub(crate) async fn admitted(&self) -> bool {
+        match &self.filter {
+            Some(filter) => filter.should_accept(self.peer.as_inet()).await,
+            None => true,
         }
     }
 

@@ -105,6 +105,13 @@ impl<A> Service<A> {
         }
     }
 
+    /// Sets the filter that decides, by the client's address, which connections of every
+    /// endpoint are served, before any TLS handshake (see
+    /// [`ConnectionFilter`](crate::listeners::ConnectionFilter)).
+    pub fn set_connection_filter(&mut self, filter: Arc<dyn crate::listeners::ConnectionFilter>) {
+        self.listeners.set_connection_filter(filter);
+    }
+
     /// The endpoints, to add more. Endpoints added after the service started are not used.
     pub fn endpoints(&mut self) -> &mut Listeners {
         &mut self.listeners
@@ -366,9 +373,13 @@ async fn handle_connection<A>(
 ) where
     A: ServerApp + Send + Sync + 'static,
 {
-    let _open = crate::metrics::connection_accepted();
-    // Kept for the error message; cloning the address does not allocate.
+    // Kept for the messages; cloning the address does not allocate.
     let peer = io.peer_addr().clone();
+    if !io.admitted().await {
+        tracing::debug!("connection from {peer} refused by the connection filter");
+        return;
+    }
+    let _open = crate::metrics::connection_accepted();
     match io.handshake().await {
         Ok(stream) => Service::handle_event(stream, app_logic, shutdown).await,
         Err(e) => tracing::warn!("cannot set up the connection from {peer}: {e}"),
