@@ -23,6 +23,12 @@ use pingora_tls::{ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer}
 pub use boring;
 pub use tokio_boring;
 
+// The library's modules at the top of this crate, and `ext`, where code written for Pingora
+// finds them (`pingora_boringssl::ssl::SslRef`, `pingora_boringssl::ext::ssl_use_certificate`).
+pub use boring::{asn1, dh, ec, error, hash, nid, pkey, ssl, x509};
+pub use common::ext;
+pub use tokio_boring as tokio_ssl;
+
 // The name the shared implementation uses for the library.
 use boring as ossl;
 

@@ -20,6 +20,12 @@ use pingora_tls::{ClientConfig, ServerConfig, TlsClient, TlsProvider, TlsServer}
 pub use openssl;
 pub use tokio_openssl;
 
+// The library's modules at the top of this crate, and `ext`, where code written for Pingora
+// finds them (`pingora_openssl::ssl::SslRef`, `pingora_openssl::ext::ssl_use_certificate`).
+pub use common::ext;
+pub use openssl::{asn1, dh, ec, error, hash, nid, pkey, ssl, x509};
+pub use tokio_openssl as tokio_ssl;
+
 // The name the shared implementation uses for the library.
 use openssl as ossl;
 

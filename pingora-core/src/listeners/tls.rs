@@ -127,8 +127,17 @@ pub struct TlsSettings {
 
 // === impl TlsSettings ===
 
+/// Settings without a certificate, as the value `TlsSettings`: Pingora's builds without a TLS
+/// backend declare `TlsSettings` as a unit struct, so code written for them writes
+/// `let settings = TlsSettings;`. Without a backend here (no `any_tls` feature), this constant
+/// lets that code compile unchanged; a listener given these settings fails to start with a
+/// clear error (no certificate, and no TLS backend), as it would there.
+#[cfg(not(feature = "any_tls"))]
+#[allow(non_upper_case_globals)]
+pub const TlsSettings: TlsSettings = TlsSettings::empty();
+
 impl TlsSettings {
-    fn empty() -> Self {
+    const fn empty() -> Self {
         TlsSettings {
             cert_key: None,
             callbacks: None,
@@ -403,6 +412,17 @@ fn select_alpn(ours: Option<&ALPN>, offered: &[Vec<u8>]) -> Result<Option<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "any_tls"))]
+    #[tokio::test]
+    async fn without_a_backend_the_value_tls_settings_builds_a_listener_that_fails_clearly() {
+        // Written as for Pingora's TLS-free builds, where `TlsSettings` is a unit struct.
+        let settings = TlsSettings;
+        let mut listeners = crate::listeners::Listeners::new();
+        listeners.add_tls_with_settings("127.0.0.1:0", None, settings);
+        let e = listeners.build(None).await.unwrap_err();
+        assert!(e.to_string().contains("TLS settings of 127.0.0.1:0"), "{e}");
+    }
 
     #[test]
     fn alpn_selection() {

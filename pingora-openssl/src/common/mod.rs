@@ -19,6 +19,7 @@
 //! (`tests/tls_openssl.rs`, `tests/tls_boringssl.rs`).
 
 pub(crate) mod client;
+pub mod ext;
 mod resume;
 pub(crate) mod server;
 pub(crate) mod session;

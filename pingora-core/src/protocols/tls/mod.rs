@@ -39,6 +39,17 @@ pub use pingora_tls::{
 };
 pub use stream::TlsStream;
 
+/// The handshake as [`TlsAccept`](crate::listeners::TlsAccept) callbacks see it (also at
+/// `listeners::tls::TlsRef`).
+pub use crate::listeners::tls::TlsRef;
+
+// With an OpenSSL-family backend, its library's modules and `ext` helpers here too, as in
+// Pingora (`pingora::tls::x509::X509`, `pingora::tls::ext`).
+#[cfg(feature = "boringssl")]
+pub use pingora_boringssl::{asn1, dh, ec, error, ext, hash, nid, pkey, ssl, x509};
+#[cfg(all(feature = "openssl", not(feature = "boringssl")))]
+pub use pingora_openssl::{asn1, dh, ec, error, ext, hash, nid, pkey, ssl, x509};
+
 /// The TLS backends pingora-core knows how to pull in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
