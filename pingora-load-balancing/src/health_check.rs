@@ -145,11 +145,12 @@ pub struct HttpHealthCheck {
     pub port_override: Option<u16>,
     /// Told when a backend's health flips.
     pub health_changed_callback: Option<HealthObserveCallback>,
-    backend_summary: Option<BackendSummary>,
+    /// Names backends in this check's logs (see [`set_backend_summary`](Self::set_backend_summary)).
+    pub backend_summary_callback: Option<BackendSummary>,
 }
 
 /// Names a backend in logs.
-type BackendSummary = Box<dyn Fn(&Backend) -> String + Send + Sync>;
+pub type BackendSummary = Box<dyn Fn(&Backend) -> String + Send + Sync>;
 
 impl std::fmt::Debug for HttpHealthCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,29 +185,29 @@ impl HttpHealthCheck {
             validator: None,
             port_override: None,
             health_changed_callback: None,
-            backend_summary: None,
+            backend_summary_callback: None,
         }
     }
 
-    /// A check with its own `connector` and `validator`.
-    pub fn new_custom(
-        host: &str,
-        tls: bool,
-        connector: Connector,
-        validator: Option<Validator>,
-    ) -> Self {
+    /// A check like [`new`](Self::new) whose connections come from `connector` (its own TLS
+    /// provider or pool settings, say).
+    pub fn new_custom(host: &str, tls: bool, connector: Connector) -> Self {
         let mut check = Self::new(host, tls);
         check.connector = connector;
-        check.validator = validator;
         check
     }
 
+    /// Makes the check's connections with `connector` from now on.
+    pub fn set_connector(&mut self, connector: Connector) {
+        self.connector = connector;
+    }
+
     /// Names backends in logs with `summary`.
-    pub fn set_backend_summary(
-        &mut self,
-        summary: impl Fn(&Backend) -> String + Send + Sync + 'static,
-    ) {
-        self.backend_summary = Some(Box::new(summary));
+    pub fn set_backend_summary<F>(&mut self, summary: F)
+    where
+        F: Fn(&Backend) -> String + Send + Sync + 'static,
+    {
+        self.backend_summary_callback = Some(Box::new(summary));
     }
 }
 
@@ -261,7 +262,7 @@ impl HealthCheck for HttpHealthCheck {
     }
 
     fn backend_summary(&self, target: &Backend) -> String {
-        match &self.backend_summary {
+        match &self.backend_summary_callback {
             Some(summary) => summary(target),
             None => format!("{target:?}"),
         }

@@ -406,7 +406,7 @@ where
     /// A load balancer over `backends`, its selector built with `config` (the selector's
     /// defaults when `None`).
     pub fn from_backends_with_config(backends: Backends, config: Option<S::Config>) -> Self {
-        let selector = S::build_with_config(&backends.get_backend(), config.as_ref());
+        let selector = build_selector::<S>(&backends.get_backend(), config.as_ref());
         LoadBalancer {
             backends,
             selector: ArcSwap::new(Arc::new(selector)),
@@ -419,7 +419,7 @@ where
     }
 
     fn rebuild(&self, backends: &BTreeSet<Backend>) {
-        let selector = S::build_with_config(backends, self.config.as_ref());
+        let selector = build_selector::<S>(backends, self.config.as_ref());
         self.selector.store(Arc::new(selector));
     }
 
@@ -482,6 +482,18 @@ pub mod prelude {
     pub use crate::health_check::TcpHealthCheck;
     pub use crate::selection::RoundRobin;
     pub use crate::LoadBalancer;
+}
+
+/// A selector of type `S` over `backends`: built with `config` when there is one, else with
+/// the selector's defaults.
+fn build_selector<S: BackendSelection>(
+    backends: &BTreeSet<Backend>,
+    config: Option<&S::Config>,
+) -> S {
+    match config {
+        Some(config) => S::build_with_config(backends, config),
+        None => S::build(backends),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,7 +82,7 @@ pub struct ConnectionPool<S> {
     /// Looks after the connections given with [`release`](Self::release).
     pub(crate) sweeper: Sweeper,
     /// Connections closed because data arrived on them while idle.
-    pub(crate) unexpected_data: AtomicUsize,
+    pub(crate) unexpected_data: Arc<AtomicU64>,
 }
 
 /// One lock's worth of the group map.
@@ -144,7 +144,7 @@ impl<S> ConnectionPool<S> {
                 .collect(),
             lru: IdleLru::new(size),
             sweeper: Sweeper::default(),
-            unexpected_data: AtomicUsize::new(0),
+            unexpected_data: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -184,8 +184,14 @@ impl<S: IdleCheck + Send + Sync + 'static> ConnectionPool<S> {
 impl<S> ConnectionPool<S> {
     /// How many connections were closed because data arrived on them while idle, as found by
     /// [`release`](Self::release), [`get_checked`](Self::get_checked) and the sweeper.
-    pub fn unexpected_data_count(&self) -> usize {
+    pub fn unexpected_data_count(&self) -> u64 {
         self.unexpected_data.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`unexpected_data_count`](Self::unexpected_data_count), to read it
+    /// without the pool (from a metrics exporter, say).
+    pub fn unexpected_data_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.unexpected_data)
     }
 }
 

@@ -143,10 +143,19 @@ impl<SV> HttpProxy<SV> {
     }
 
     /// Upstream connections closed because they received data while idle in the pool.
-    pub fn unexpected_data_connection_count(&self) -> usize {
+    pub fn unexpected_data_connection_count(&self) -> u64 {
         self.client_upstream
             .transport()
             .unexpected_data_connection_count()
+    }
+
+    /// The counter behind
+    /// [`unexpected_data_connection_count`](Self::unexpected_data_connection_count), to read
+    /// it after the proxy was handed to its service.
+    pub fn unexpected_data_connection_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.client_upstream
+            .transport()
+            .unexpected_data_connection_counter()
     }
 }
 

@@ -486,6 +486,55 @@ pub trait ProxyHttp {
     {
         Ok(())
     }
+
+    /// Pingora's hook for exchanging messages of a custom (non-HTTP) protocol session between
+    /// client and upstream. This proxy serves HTTP/1 and HTTP/2 sessions only, so it never
+    /// calls it; it is here, with Pingora's default, so that implementations written for
+    /// Pingora compile.
+    async fn custom_forwarding(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        _custom_message_to_upstream: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        _custom_message_to_downstream: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
+    /// Pingora's filter of custom-protocol messages from the client (see
+    /// [`custom_forwarding`](ProxyHttp::custom_forwarding): never called here). By default the
+    /// message passes unchanged.
+    async fn downstream_custom_message_proxy_filter(
+        &self,
+        _session: &mut Session,
+        custom_message: Bytes,
+        _ctx: &mut Self::CTX,
+        _final_hop: bool,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(Some(custom_message))
+    }
+
+    /// Pingora's filter of custom-protocol messages from the upstream (see
+    /// [`custom_forwarding`](ProxyHttp::custom_forwarding): never called here). By default the
+    /// message passes unchanged.
+    async fn upstream_custom_message_proxy_filter(
+        &self,
+        _session: &mut Session,
+        custom_message: Bytes,
+        _ctx: &mut Self::CTX,
+        _final_hop: bool,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(Some(custom_message))
+    }
 }
 
 /// What [`ProxyHttp::fail_to_proxy`] did.

@@ -238,8 +238,16 @@ impl TransportConnector {
     }
 
     /// How many connections were closed because data arrived on them while idle.
-    pub fn unexpected_data_connection_count(&self) -> usize {
+    pub fn unexpected_data_connection_count(&self) -> u64 {
         self.pool.unexpected_data_count()
+    }
+
+    /// The counter behind
+    /// [`unexpected_data_connection_count`](Self::unexpected_data_connection_count).
+    pub fn unexpected_data_connection_counter(
+        &self,
+    ) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.pool.unexpected_data_counter()
     }
 }
 

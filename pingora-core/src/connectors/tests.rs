@@ -489,6 +489,7 @@ async fn connection_closed_before_release_is_not_pooled() {
 async fn unexpected_data_while_pooled_discards_and_counts() {
     let (listener, addr) = origin().await;
     let connector = TransportConnector::new(None);
+    let counter = connector.unexpected_data_connection_counter();
     let peer = plain_peer(addr);
     let (stream, _) = connector.get_stream(&peer).await.unwrap();
     let (mut server, _) = accept(&listener).await;
@@ -499,6 +500,7 @@ async fn unexpected_data_while_pooled_discards_and_counts() {
     let (_fresh, reused) = connector.get_stream(&peer).await.unwrap();
     assert!(!reused);
     assert_eq!(connector.unexpected_data_connection_count(), 1);
+    assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 1);
     expect_eof(&mut server).await;
 }
 

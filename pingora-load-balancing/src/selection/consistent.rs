@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use pingora_core::protocols::l4::socket::SocketAddr;
-use pingora_ketama::{Bucket, Continuum};
+use pingora_ketama::{Bucket, Continuum, Version};
 
 use super::{BackendIter, BackendSelection};
 use crate::Backend;
@@ -24,11 +24,23 @@ impl std::fmt::Debug for KetamaHashing {
     }
 }
 
+/// How [`KetamaHashing`] builds its ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KetamaConfig {
+    /// Points on the ring per unit of weight. `None`: nginx's ring ([`Version::V1`], 160
+    /// points per unit); `Some(n)`: [`Version::V2`] with `n` points per unit.
+    pub point_multiple: Option<u32>,
+}
+
 impl BackendSelection for KetamaHashing {
     type Iter = OwnedNodeIterator;
-    type Config = ();
+    type Config = KetamaConfig;
 
-    fn build_with_config(backends: &BTreeSet<Backend>, _config: Option<&()>) -> Self {
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        Self::build_with_config(backends, &KetamaConfig::default())
+    }
+
+    fn build_with_config(backends: &BTreeSet<Backend>, config: &KetamaConfig) -> Self {
         let mut by_addr = HashMap::with_capacity(backends.len());
         let mut buckets = Vec::with_capacity(backends.len());
         for backend in backends {
@@ -40,8 +52,12 @@ impl BackendSelection for KetamaHashing {
                 by_addr.insert(*addr, backend.clone());
             }
         }
+        let version = match config.point_multiple {
+            Some(point_multiple) => Version::V2 { point_multiple },
+            None => Version::V1,
+        };
         KetamaHashing {
-            ring: Continuum::new(&buckets),
+            ring: Continuum::new_with_version(&buckets, version),
             backends: by_addr,
         }
     }

@@ -20,16 +20,17 @@ pub use weighted::Weighted;
 pub trait BackendSelection: Sized {
     /// The iterator [`BackendSelection::iter`] returns.
     type Iter;
-    /// What the selector is configured with (`()` for most).
-    type Config;
+    /// What the selector is configured with (`()` for most; [`KetamaConfig`] for ketama).
+    type Config: Send + Sync;
 
-    /// A selector over `backends`, configured with `config` (its defaults when `None`).
-    fn build_with_config(backends: &BTreeSet<Backend>, config: Option<&Self::Config>) -> Self;
+    /// A selector over `backends`, configured with `config`. By default the configuration
+    /// is ignored: [`build`](Self::build).
+    fn build_with_config(backends: &BTreeSet<Backend>, _config: &Self::Config) -> Self {
+        Self::build(backends)
+    }
 
     /// A selector over `backends` with the default configuration.
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::build_with_config(backends, None)
-    }
+    fn build(backends: &BTreeSet<Backend>) -> Self;
 
     /// The backends to try for `key`, best first.
     fn iter(self: &Arc<Self>, key: &[u8]) -> Self::Iter

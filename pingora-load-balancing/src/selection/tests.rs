@@ -176,3 +176,44 @@ fn consistent_moves_only_the_removed_backends_keys() {
     }
     assert_eq!(n, 4);
 }
+
+#[tokio::test]
+async fn ketama_config_chooses_the_ring() {
+    use consistent::{KetamaConfig, KetamaHashing};
+    let set = backends(&[("127.0.0.1:1", 1), ("127.0.0.1:2", 1), ("127.0.0.1:3", 1)]);
+    let nginx = Arc::new(KetamaHashing::build(&set));
+    let same = Arc::new(KetamaHashing::build_with_config(
+        &set,
+        &KetamaConfig::default(),
+    ));
+    // One point per server: a coarse ring that places most keys differently.
+    let coarse = Arc::new(KetamaHashing::build_with_config(
+        &set,
+        &KetamaConfig {
+            point_multiple: Some(1),
+        },
+    ));
+    let keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
+    let place = |s: &Arc<KetamaHashing>| -> Vec<String> {
+        keys.iter().map(|k| first(s, k.as_bytes())).collect()
+    };
+    assert_eq!(place(&nginx), place(&same));
+    let moved = place(&nginx)
+        .iter()
+        .zip(place(&coarse))
+        .filter(|(a, b)| **a != *b)
+        .count();
+    assert!(moved > 100, "{moved} keys placed differently");
+    // The load balancer passes its configuration to every rebuild.
+    let lb = crate::LoadBalancer::<KetamaHashing>::from_backends_with_config(
+        crate::Backends::new(crate::discovery::Static::new(set.clone())),
+        Some(KetamaConfig {
+            point_multiple: Some(1),
+        }),
+    );
+    lb.update().await.unwrap();
+    for (key, expected) in keys.iter().zip(place(&coarse)).take(50) {
+        let chosen = lb.select(key.as_bytes(), 3).unwrap().to_string();
+        assert_eq!(chosen, expected);
+    }
+}

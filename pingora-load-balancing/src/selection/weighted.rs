@@ -23,7 +23,7 @@ impl<H: SelectionAlgorithm> BackendSelection for Weighted<H> {
     type Iter = WeightedIterator<H>;
     type Config = ();
 
-    fn build_with_config(backends: &BTreeSet<Backend>, _config: Option<&()>) -> Self {
+    fn build(backends: &BTreeSet<Backend>) -> Self {
         assert!(
             backends.len() <= usize::from(u16::MAX),
             "weighted selection supports at most {} backends",
