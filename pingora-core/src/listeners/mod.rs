@@ -41,7 +41,7 @@ pub use crate::protocols::l4::stream::L4BufferSettings;
 pub use crate::protocols::TcpKeepalive;
 pub use connection_filter::{AcceptAllFilter, ConnectionFilter};
 pub use l4::{ServerAddress, TcpSocketOptions};
-pub use tls::{TlsAccept, TlsSettings};
+pub use tls::{TlsAccept, TlsAcceptCallbacks, TlsSettings};
 pub use transfer_fd::Fds;
 
 /// The shared table of listening sockets (see [`Fds`]).

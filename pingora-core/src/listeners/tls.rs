@@ -64,6 +64,9 @@ pub trait TlsAccept {
 /// Boxed [`TlsAccept`] callbacks, as [`TlsSettings::with_callbacks`] takes them.
 pub type DynamicCert = Box<dyn TlsAccept + Send + Sync>;
 
+/// The same as [`DynamicCert`], under the name Pingora's listeners give it.
+pub type TlsAcceptCallbacks = DynamicCert;
+
 /// A handshake in progress or just finished, as the [`TlsAccept`] callbacks see it.
 #[derive(Debug)]
 pub struct TlsRef {
