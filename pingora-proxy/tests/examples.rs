@@ -308,3 +308,44 @@ fn use_module_guards_and_compresses() {
     );
     assert_eq!(String::from_utf8_lossy(&body), app::origin::JSON);
 }
+
+#[test]
+fn virtual_l4_answers_virtual_test_from_the_in_process_origin() {
+    let mut connector = None;
+    let (_server, proxy, _) = start(&["tcp"], |o| {
+        let app = app::virtual_l4::VirtualProxy::new(o[0]);
+        connector = Some(Arc::clone(&app.connector));
+        app
+    });
+    let connector = connector.expect("the proxy was built");
+    let host = "Host: virtual.test";
+    // Two requests on one client connection: the second reuses the virtual connection.
+    let out = curl::output(&[
+        "-H",
+        host,
+        &format!("http://{proxy}/one"),
+        &format!("http://{proxy}/two"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "virtual GET /one\nvirtual GET /two\n"
+    );
+    assert_eq!(connector.connections(), 1);
+
+    let (status, head, body) =
+        curl::response(&["-d", "sent", "-H", host, &format!("http://{proxy}/up")]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("x-origin: virtual\r\n"),
+        "{head}"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), "virtual POST /up\nsent");
+
+    // Other hosts go to the TCP origin.
+    let (_, head, body) = curl::response(&[&format!("http://{proxy}/hello")]);
+    assert!(
+        head.to_ascii_lowercase().contains("x-origin: tcp\r\n"),
+        "{head}"
+    );
+    assert_eq!(String::from_utf8_lossy(&body), "tcp GET /hello\n");
+}

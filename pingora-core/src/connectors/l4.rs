@@ -62,7 +62,9 @@ where
 }
 
 /// Applies `peer`'s settings to a new connection and records its socket digest, whose remote
-/// address is known already.
+/// address is known already. A virtual stream gets its options as
+/// [`VirtualSockOpt`](crate::protocols::l4::virt::VirtualSockOpt)s and a digest with no file
+/// descriptor (`-1`), which knows only the remote address; the pool checks reuse against it.
 fn finish<P: Peer>(stream: &mut L4Stream, peer: &P, remote: &SocketAddr) -> Result<()> {
     if let Some(ka) = peer.tcp_keepalive() {
         stream.set_keepalive(ka)?;

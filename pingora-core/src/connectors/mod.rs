@@ -22,7 +22,8 @@
 //! remote address recorded at connect time, or else [`Peer::matches_fd`], must be the
 //! peer's), and be neither closed nor readable as far as the reactor knows. A connection idle
 //! for [`THOROUGH_CHECK_AFTER`](pingora_pool::THOROUGH_CHECK_AFTER) (200 ms) or more is also
-//! checked with the kernel, which sees a close the reactor has not reported yet. A connection closed by the server in the
+//! checked with the kernel, which sees a close the reactor has not reported yet (not a
+//! [virtual](crate::protocols::l4::virt) one, which has no socket to ask). A connection closed by the server in the
 //! instant before reuse can still be handed out: the request then fails before any response
 //! byte, with an error marked retryable on reused connections
 //! ([`RetryType::ReusedOnly`](pingora_error::RetryType::ReusedOnly)).

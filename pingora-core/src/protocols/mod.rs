@@ -1,5 +1,5 @@
 //! Transport and application protocols: the [`Stream`] every connection is carried by, the
-//! digests that describe it, L4 (TCP and Unix sockets), TLS and HTTP.
+//! digests that describe it, L4 (TCP and Unix sockets, virtual sockets), TLS and HTTP.
 //!
 //! A connection is a [`Stream`], a boxed [`IO`]: anything that reads and writes bytes and can
 //! describe itself (its socket addresses, TLS parameters, timings). TCP, Unix and TLS streams all
@@ -30,7 +30,8 @@ pub use l4::ext::TcpKeepalive;
 pub use prefixed::PrefixedStream;
 
 /// The identifier of a connection, unique among the connections open in this process at one
-/// time: the file descriptor of its socket.
+/// time: the file descriptor of its socket. Connections without one (virtual sockets, in-memory
+/// streams) all say `-1`.
 pub type UniqueIDType = i32;
 
 /// A connection: a boxed [`IO`].

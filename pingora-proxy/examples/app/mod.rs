@@ -14,3 +14,4 @@ pub mod multi_lb;
 pub mod origin;
 pub mod rate_limiter;
 pub mod use_module;
+pub mod virtual_l4;

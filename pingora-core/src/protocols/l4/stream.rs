@@ -1,5 +1,5 @@
-//! The L4 stream: a TCP or Unix-domain connection with its digests and an optional write
-//! buffer.
+//! The L4 stream: a TCP, Unix-domain or [virtual](super::virt) connection with its digests
+//! and an optional write buffer.
 
 use std::io::{self, IoSlice};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -17,6 +17,8 @@ use crate::protocols::digest::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, ProxyDigest, SocketDigest, TimingDigest,
 };
 use crate::protocols::{Peek, Shutdown, Ssl, UniqueID, UniqueIDType};
+
+use super::virt::{VirtualSockOpt, VirtualSocketStream};
 
 /// Buffer sizes of an L4 stream.
 ///
@@ -61,6 +63,7 @@ impl Default for L4BufferSettings {
 enum RawStream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Virtual(VirtualSocketStream),
 }
 
 macro_rules! with_raw {
@@ -68,17 +71,26 @@ macro_rules! with_raw {
         match $self {
             RawStream::Tcp($s) => $body,
             RawStream::Unix($s) => $body,
+            RawStream::Virtual($s) => $body,
         }
     };
 }
 
 impl RawStream {
+    /// The file descriptor; `-1` for a virtual stream, which has none.
     fn fd(&self) -> RawFd {
-        with_raw!(self, s => s.as_raw_fd())
+        match self {
+            RawStream::Tcp(s) => s.as_raw_fd(),
+            RawStream::Unix(s) => s.as_raw_fd(),
+            RawStream::Virtual(_) => -1,
+        }
     }
 }
 
-/// A TCP or Unix-domain connection.
+/// A TCP, Unix-domain or [virtual](super::virt) connection.
+///
+/// A virtual stream has no file descriptor: [`as_raw_fd`](AsRawFd::as_raw_fd) and
+/// [`id`](UniqueID::id) are `-1`, and it has no socket digest until one is set.
 ///
 /// Writes go through a small buffer when [`L4BufferSettings::write`] is set: call `flush` after
 /// writing a message, as with any buffered writer. Dropping the stream discards unflushed data.
@@ -117,13 +129,16 @@ impl PendingTime {
 
 impl Stream {
     fn from_raw(raw: RawStream) -> Self {
-        let fd = raw.fd();
+        let socket_digest = match &raw {
+            RawStream::Virtual(_) => None,
+            socket => Some(Arc::new(SocketDigest::from_raw_fd(socket.fd()))),
+        };
         Stream {
             raw,
             write_buf: BytesMut::new(),
             write_buf_cap: 0,
             established_ts: SystemTime::now(),
-            socket_digest: Some(Arc::new(SocketDigest::from_raw_fd(fd))),
+            socket_digest,
             proxy_digest: None,
             write_pending: PendingTime::default(),
         }
@@ -138,22 +153,36 @@ impl Stream {
         }
     }
 
-    /// Turns Nagle's algorithm off (TCP only).
+    /// Turns Nagle's algorithm off: on a TCP stream, or as [`VirtualSockOpt::NoDelay`] on a
+    /// virtual one. Nothing on a Unix-domain stream.
     pub fn set_nodelay(&mut self) -> pingora_error::Result<()> {
         use pingora_error::{ErrorType, OrErr};
-        if let RawStream::Tcp(s) = &self.raw {
-            s.set_nodelay(true)
-                .or_err(ErrorType::SocketError, "failed to set TCP_NODELAY")?;
+        match &self.raw {
+            RawStream::Tcp(s) => s
+                .set_nodelay(true)
+                .or_err(ErrorType::SocketError, "failed to set TCP_NODELAY"),
+            RawStream::Virtual(s) => s.set_socket_option(VirtualSockOpt::NoDelay).or_err(
+                ErrorType::SocketError,
+                "failed to set no-delay on a virtual socket",
+            ),
+            RawStream::Unix(_) => Ok(()),
         }
-        Ok(())
     }
 
-    /// Turns TCP keepalive probing on (TCP only).
+    /// Turns keepalive probing on: on a TCP stream, or as [`VirtualSockOpt::KeepAlive`] on a
+    /// virtual one. Nothing on a Unix-domain stream.
     pub fn set_keepalive(&mut self, ka: &super::ext::TcpKeepalive) -> pingora_error::Result<()> {
-        if let RawStream::Tcp(s) = &self.raw {
-            super::ext::set_tcp_keepalive(s, ka)?;
+        use pingora_error::{ErrorType, OrErr};
+        match &self.raw {
+            RawStream::Tcp(s) => super::ext::set_tcp_keepalive(s, ka),
+            RawStream::Virtual(s) => s
+                .set_socket_option(VirtualSockOpt::KeepAlive(ka.clone()))
+                .or_err(
+                    ErrorType::SocketError,
+                    "failed to set keepalive on a virtual socket",
+                ),
+            RawStream::Unix(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// When the connection was established (accepted or connected).
@@ -165,7 +194,7 @@ impl Stream {
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match &self.raw {
             RawStream::Tcp(s) => Some(s),
-            RawStream::Unix(_) => None,
+            RawStream::Unix(_) | RawStream::Virtual(_) => None,
         }
     }
 
@@ -195,7 +224,15 @@ impl From<UnixStream> for Stream {
     }
 }
 
+impl From<VirtualSocketStream> for Stream {
+    /// A stream over a virtual socket, established now, with no socket digest.
+    fn from(s: VirtualSocketStream) -> Self {
+        Stream::from_raw(RawStream::Virtual(s))
+    }
+}
+
 impl AsRawFd for Stream {
+    /// The socket's file descriptor, or `-1` for a virtual stream.
     fn as_raw_fd(&self) -> RawFd {
         self.raw.fd()
     }
@@ -296,6 +333,7 @@ impl Shutdown for Stream {
 }
 
 impl UniqueID for Stream {
+    /// The file descriptor, or `-1` for a virtual stream: not unique among virtual streams.
     fn id(&self) -> UniqueIDType {
         self.raw.fd()
     }
@@ -337,11 +375,12 @@ impl GetSocketDigest for Stream {
 
 #[async_trait]
 impl Peek for Stream {
-    /// Waits for data, then peeks once. Returns `Ok(true)` if `buf` was filled.
+    /// Waits for data, then peeks once. Returns `Ok(true)` if `buf` was filled. Only TCP
+    /// streams can peek; others return `Ok(false)` at once.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         match &mut self.raw {
             RawStream::Tcp(s) => Ok(s.peek(buf).await? == buf.len()),
-            RawStream::Unix(_) => Ok(false),
+            RawStream::Unix(_) | RawStream::Virtual(_) => Ok(false),
         }
     }
 }
