@@ -349,3 +349,82 @@ fn virtual_l4_answers_virtual_test_from_the_in_process_origin() {
     );
     assert_eq!(String::from_utf8_lossy(&body), "tcp GET /hello\n");
 }
+
+#[test]
+fn connection_filter_refuses_clients_off_the_allow_list() {
+    use app::connection_filter::{AllowList, ToOrigin};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_origins, origins) = TestServer::start(|server: &mut Server| {
+        let service = app::origin::origin_service("origin", "127.0.0.1:0");
+        let addrs = service.local_addrs();
+        server.add_service(service);
+        vec![addrs]
+    });
+    let filter = Arc::new(AllowList::new(vec!["127.0.0.1".parse().unwrap()]));
+    let counts = Arc::clone(&filter);
+    let (_proxy, addrs) = TestServer::start(move |server: &mut Server| {
+        let mut proxy =
+            pingora_proxy::http_proxy_service(&server.configuration, ToOrigin(origins[0]));
+        proxy.set_connection_filter(filter);
+        proxy.add_tcp("127.0.0.1:0");
+        let addrs = proxy.local_addrs();
+        server.add_service(proxy);
+        vec![addrs]
+    });
+    let proxy = addrs[0];
+
+    // From the allowed address: proxied.
+    let (status, _, body) = curl::response(&[&format!("http://{proxy}/hi")]);
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "origin GET /hi\n");
+    assert_eq!(counts.refused(), 0);
+
+    // From 127.0.0.2 (local too, but not on the list): closed without an answer.
+    pingora_test_support::current_thread_runtime().block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut conn = socket.connect(proxy).await.unwrap();
+        // The write may fail or succeed depending on when the close arrives.
+        let _ = conn.write_all(b"GET /hi HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut answer = Vec::new();
+        // Closed (Ok) or reset (Err): either way, in time and with nothing read.
+        let _closed_or_reset =
+            tokio::time::timeout(pingora_test_support::TIMEOUT, conn.read_to_end(&mut answer))
+                .await
+                .expect("closed in time");
+        assert!(
+            answer.is_empty(),
+            "answered: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    });
+    assert_eq!(counts.refused(), 1);
+}
+
+#[test]
+fn connection_filter_networks_parse_and_match() {
+    use app::connection_filter::Network;
+
+    let ten: Network = "10.0.0.0/8".parse().unwrap();
+    assert!(ten.contains("10.200.3.4".parse().unwrap()));
+    assert!(
+        ten.contains("::ffff:10.0.0.1".parse().unwrap()),
+        "IPv4-mapped"
+    );
+    assert!(!ten.contains("11.0.0.1".parse().unwrap()));
+    assert!(!ten.contains("::1".parse().unwrap()));
+    let one: Network = "127.0.0.1".parse().unwrap();
+    assert_eq!(one.to_string(), "127.0.0.1/32");
+    assert!(one.contains("127.0.0.1".parse().unwrap()));
+    assert!(!one.contains("127.0.0.2".parse().unwrap()));
+    let any: Network = "0.0.0.0/0".parse().unwrap();
+    assert!(any.contains("192.0.2.1".parse().unwrap()));
+    let all_v6: Network = "::/0".parse().unwrap();
+    assert!(all_v6.contains("2001:db8::1".parse().unwrap()));
+    let v6: Network = "fd00::/8".parse().unwrap();
+    assert!(v6.contains("fd12::1".parse().unwrap()));
+    assert!(!v6.contains("fe80::1".parse().unwrap()));
+    assert!("10.0.0.0/33".parse::<Network>().is_err());
+    assert!("localhost".parse::<Network>().is_err());
+}

@@ -13,41 +13,11 @@
 
 mod app;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::{TlsAccept, TlsRef, TlsSettings};
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::services::listening::Service;
-use pingora::tls::{Backend, CertKey};
-
-/// Picks the certificate by SNI.
-struct BySni {
-    localhost: Arc<CertKey>,
-    fallback: Arc<CertKey>,
-}
-
-#[async_trait]
-impl TlsAccept for BySni {
-    async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        // A real server could look the certificate up in a store here: the handshake waits.
-        let cert = match ssl.server_name() {
-            Some("localhost") => &self.localhost,
-            _ => &self.fallback,
-        };
-        ssl.set_certificate(Arc::clone(cert));
-    }
-}
-
-fn self_signed(name: &str) -> Arc<CertKey> {
-    let key = rcgen::KeyPair::generate().expect("key generation");
-    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-        .expect("valid name")
-        .self_signed(&key)
-        .expect("self-signing");
-    Arc::new(CertKey::new(vec![cert.der().to_vec()], key.serialize_der()))
-}
+use pingora::tls::Backend;
 
 fn main() {
     env_logger::init();
@@ -77,11 +47,8 @@ fn main() {
     let mut server = Server::new(Some(Opt::parse_args())).expect("server set-up");
     server.bootstrap();
 
-    let mut tls = TlsSettings::with_callbacks(Box::new(BySni {
-        localhost: self_signed("localhost"),
-        fallback: self_signed("pingora.example"),
-    }))
-    .expect("TLS settings");
+    let by_sni = app::sni::BySni::self_signed(&["localhost"], "pingora.example");
+    let mut tls = TlsSettings::with_callbacks(Box::new(by_sni)).expect("TLS settings");
     tls.enable_h2();
     let mut echo = Service::new(
         "https echo".to_string(),

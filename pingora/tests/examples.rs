@@ -250,3 +250,111 @@ fn h2c_echo_answers_curl_with_prior_knowledge() {
     let out = curl(&["-w", "|%{http_version}", &format!("{base}/one")]);
     assert_eq!(out, "GET /one\n|1.1");
 }
+
+#[test]
+fn hello_is_a_service_by_itself_and_can_answer_late() {
+    // The graceful_upgrade example's application: a plain `ServeHttp` given to `Service::new`.
+    let (_server, addrs) = TestServer::start(|server| {
+        let mut hello = Service::new("hello".to_string(), app::hello::Hello);
+        hello.add_tcp("127.0.0.1:0");
+        let addrs = hello.local_addrs();
+        server.add_service(hello);
+        vec![addrs]
+    });
+    let expected = format!("hello from pid {}\n", std::process::id());
+    assert_eq!(curl(&[&format!("http://{}/", addrs[0])]), expected);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        curl(&[&format!("http://{}/?x=1&sleep=0.3", addrs[0])]),
+        expected
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn hello_reads_the_pause_from_the_query() {
+    use app::hello::{requested_sleep, MAX_SLEEP};
+    use std::time::Duration;
+
+    assert_eq!(requested_sleep(None), Duration::ZERO);
+    assert_eq!(requested_sleep(Some("sleep=2")), Duration::from_secs(2));
+    assert_eq!(
+        requested_sleep(Some("a=b&sleep=0.25")),
+        Duration::from_millis(250)
+    );
+    assert_eq!(requested_sleep(Some("sleep=1e9")), MAX_SLEEP);
+    for ignored in [
+        "sleep=",
+        "sleep=soon",
+        "sleep=-1",
+        "sleep=NaN",
+        "sleep=inf",
+        "nap=3",
+    ] {
+        assert_eq!(requested_sleep(Some(ignored)), Duration::ZERO, "{ignored}");
+    }
+}
+
+#[test]
+fn uptime_gauge_is_scraped() {
+    // Registered now, so the first scrape has it whether or not the service ticked yet.
+    app::uptime::gauge();
+    let (_server, addrs) = TestServer::start(|server| {
+        let mut metrics = pingora_prometheus::prometheus_http_service();
+        metrics.add_tcp("127.0.0.1:0");
+        let addrs = metrics.local_addrs();
+        server.add_service(metrics);
+        server.add_service(pingora::services::background::background_service(
+            "uptime",
+            app::uptime::Uptime::every(std::time::Duration::from_millis(50)),
+        ));
+        vec![addrs]
+    });
+    let scrape = curl(&[&format!("http://{}/metrics", addrs[0])]);
+    assert!(
+        scrape.contains(&format!("\n{} ", app::uptime::GAUGE)),
+        "{scrape}"
+    );
+}
+
+/// The server example's TLS echo: the certificate follows the server name asked for.
+#[cfg(feature = "any_tls")]
+#[test]
+fn tls_echo_picks_the_certificate_by_sni() {
+    use pingora::connectors::TransportConnector;
+    use pingora::listeners::tls::TlsSettings;
+    use pingora::upstreams::peer::HttpPeer;
+
+    let by_sni = app::sni::BySni::self_signed(&["localhost", "echo.localhost"], "fallback.test");
+    let callbacks = by_sni.clone();
+    let (_server, addrs) = TestServer::start(move |server| {
+        let mut echo = Service::new("tls echo".to_string(), app::echo::EchoApp);
+        let tls = TlsSettings::with_callbacks(Box::new(callbacks)).unwrap();
+        echo.add_tls_with_settings("127.0.0.1:0", None, tls);
+        let addrs = echo.local_addrs();
+        server.add_service(echo);
+        vec![addrs]
+    });
+    runtime().block_on(async {
+        let connector = TransportConnector::new(None);
+        for (sni, expected) in [
+            ("localhost", Some("localhost")),
+            ("ECHO.localhost", Some("echo.localhost")),
+            ("other.test", None),
+            ("", None),
+        ] {
+            let mut peer = HttpPeer::new(addrs[0], true, sni.to_string());
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+            let mut tls = connector.new_stream(&peer).await.unwrap();
+            let digest = tls.get_ssl_digest().expect("a TLS connection");
+            let served = by_sni.certificate_for(expected);
+            assert_eq!(
+                digest.cert_digest,
+                pingora::tls::der::sha256(served.leaf()),
+                "SNI {sni:?}"
+            );
+            exchange(&mut tls, b"over tls", b"over tls").await;
+        }
+    });
+}

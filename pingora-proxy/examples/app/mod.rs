@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod backoff_retry;
 pub mod cache;
+pub mod connection_filter;
 pub mod ctx;
 pub mod gateway;
 pub mod load_balancer;

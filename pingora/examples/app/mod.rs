@@ -3,4 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod echo;
+pub mod hello;
 pub mod kv;
+pub mod sni;
+pub mod uptime;
