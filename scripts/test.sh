@@ -72,8 +72,13 @@ cargo build --workspace --benches -j "$JOBS"
 step "cargo test -p pingora with every feature but boringssl (the umbrella's optional parts)"
 cargo test -p pingora --features "time proxy lb cache upstream_modules openssl s2n rustls sentry" -j "$JOBS"
 
+step "cargo check --examples of the crates with examples, with openssl and with boringssl (issue #23: Pingora's programs have our counterparts, and they build with each OpenSSL-family backend)"
+cargo check -p pingora-core -p pingora-proxy -p pingora-load-balancing --examples \
+  --features "pingora-core/openssl pingora-proxy/openssl pingora-core/connection_filter" -j "$JOBS"
+
 step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb cache boringssl" --all-targets -j "$JOBS"
+cargo check -p pingora-core -p pingora-proxy --examples --features "pingora-core/boringssl" -j "$JOBS"
 
 # `sentry` rides along with this build of pingora-core (its own feature set anyway): the unit
 # tests compile with it, and the daemons of the process tests report their panics.
