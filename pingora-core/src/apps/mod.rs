@@ -292,14 +292,7 @@ where
     }
 }
 
-/// Whether a `tracing` subscriber may want INFO spans: one relaxed load of `tracing`'s global
-/// level hint. When it says no, the framework's spans are [`tracing::Span::none`] rather than
-/// disabled spans, which with `tracing`'s `log` feature (on, so that events reach `log` without a
-/// subscriber) would still be offered to the `log` crate field by field, per request.
-#[inline]
-pub fn spans_wanted() -> bool {
-    tracing::level_enabled!(tracing::Level::INFO)
-}
+pub use crate::utils::spans_wanted;
 
 /// The span every request of an HTTP application runs in: `request`, at INFO level. Its fields
 /// are declared here and filled in by the application (the proxy records all of them; see

@@ -283,7 +283,7 @@ async fn do_connect<P: Peer + Send + Sync>(
     let connect = async {
         let stream = l4::connect(peer, bind_to).await?;
         if peer.tls() {
-            let span = match crate::apps::spans_wanted() {
+            let span = match crate::utils::spans_wanted() {
                 true => tracing::info_span!("tls_handshake", sni = peer.sni()),
                 false => tracing::Span::none(),
             };

@@ -463,7 +463,7 @@ impl UninitializedStream {
         self.settings.apply(&mut self.l4)?;
         match self.tls {
             Some(acceptor) => {
-                let span = match crate::apps::spans_wanted() {
+                let span = match crate::utils::spans_wanted() {
                     true => tracing::info_span!("tls_accept"),
                     false => tracing::Span::none(),
                 };

@@ -1,4 +1,4 @@
-//! TLS listeners: [`TlsSettings`], the [`TlsAccept`] callbacks, and the server handshake.
+//! TLS listeners: [`TlsSettings`](struct@TlsSettings), the [`TlsAccept`] callbacks, and the server handshake.
 //!
 //! The handshake runs in the connection's own task, bounded by the settings' handshake
 //! timeout:
@@ -11,7 +11,7 @@
 //!    [`TlsSettings::set_alpn`]).
 //! 4. The backend runs the handshake over the replayed bytes.
 //! 5. [`TlsAccept::handshake_complete_callback`] runs, if set; its value is stored in the
-//!    connection's [`SslDigest`] `extension`.
+//!    connection's [`SslDigest`](crate::protocols::digest::SslDigest) `extension`.
 //!
 //! Doing steps 1 to 3 here makes certificate selection and ALPN behave the same with every
 //! backend.
@@ -27,7 +27,6 @@ use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::{self, Side};
-use crate::protocols::digest::SslDigest;
 use crate::protocols::tls::hello::{self, ClientHello, HelloParse};
 use crate::protocols::tls::stream::Underlying;
 use crate::protocols::tls::{
@@ -35,6 +34,8 @@ use crate::protocols::tls::{
     TlsVersion,
 };
 use crate::protocols::{PrefixedStream, Stream, ALPN};
+
+pub use crate::protocols::tls::TlsRef;
 
 /// The default [`TlsSettings::set_handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,7 +53,7 @@ pub trait TlsAccept {
     async fn certificate_callback(&self, _ssl: &mut TlsRef) {}
 
     /// Runs after a successful handshake. The value returned is kept in the connection's
-    /// [`SslDigest::extension`] for later phases.
+    /// [`SslDigest::extension`](crate::protocols::digest::SslDigest::extension) for later phases.
     async fn handshake_complete_callback(
         &self,
         _ssl: &TlsRef,
@@ -66,47 +67,6 @@ pub type DynamicCert = Box<dyn TlsAccept + Send + Sync>;
 
 /// The same as [`DynamicCert`], under the name Pingora's listeners give it.
 pub type TlsAcceptCallbacks = DynamicCert;
-
-/// A handshake in progress or just finished, as the [`TlsAccept`] callbacks see it.
-#[derive(Debug)]
-pub struct TlsRef {
-    hello: ClientHello,
-    cert_key: Option<Arc<CertKey>>,
-    digest: Option<SslDigest>,
-    alpn: Option<Vec<u8>>,
-}
-
-impl TlsRef {
-    /// The server name the client asked for (SNI), if it sent one.
-    pub fn server_name(&self) -> Option<&str> {
-        self.hello.server_name.as_deref()
-    }
-
-    /// The ALPN protocols the client offered, in its order.
-    pub fn client_alpn(&self) -> &[Vec<u8>] {
-        &self.hello.alpn
-    }
-
-    /// Presents `cert_key` in this handshake instead of the listener's certificate.
-    pub fn set_certificate(&mut self, cert_key: Arc<CertKey>) {
-        self.cert_key = Some(cert_key);
-    }
-
-    /// The certificate chosen for this handshake by [`set_certificate`](Self::set_certificate).
-    pub fn certificate(&self) -> Option<&Arc<CertKey>> {
-        self.cert_key.as_ref()
-    }
-
-    /// The negotiated parameters; set once the handshake finished.
-    pub fn ssl_digest(&self) -> Option<&SslDigest> {
-        self.digest.as_ref()
-    }
-
-    /// The ALPN protocol selected, if any.
-    pub fn selected_alpn(&self) -> Option<&[u8]> {
-        self.alpn.as_deref()
-    }
-}
 
 /// The TLS settings of a listening endpoint.
 ///

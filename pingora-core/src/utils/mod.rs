@@ -19,3 +19,12 @@ static PROCESS_HASH_KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::def
 pub(crate) fn process_hasher() -> FoldHasher<'static> {
     PROCESS_HASH_KEYS.build_hasher()
 }
+
+/// Whether a `tracing` subscriber may want INFO spans: one relaxed load of `tracing`'s global
+/// level hint. When it says no, the framework's spans are [`tracing::Span::none`] rather than
+/// disabled spans, which with `tracing`'s `log` feature (on, so that events reach `log` without a
+/// subscriber) would still be offered to the `log` crate field by field, per request.
+#[inline]
+pub fn spans_wanted() -> bool {
+    tracing::level_enabled!(tracing::Level::INFO)
+}

@@ -20,7 +20,8 @@ pub use weighted::Weighted;
 pub trait BackendSelection: Sized {
     /// The iterator [`BackendSelection::iter`] returns.
     type Iter;
-    /// What the selector is configured with (`()` for most; [`KetamaConfig`] for ketama).
+    /// What the selector is configured with (`()` for most;
+    /// [`KetamaConfig`](consistent::KetamaConfig) for ketama).
     type Config: Send + Sync;
 
     /// A selector over `backends`, configured with `config`. By default the configuration

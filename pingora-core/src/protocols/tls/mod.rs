@@ -22,6 +22,7 @@
 //! plaintext works as usual.
 
 pub(crate) mod stream;
+mod tls_ref;
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,9 +40,7 @@ pub use pingora_tls::{
 };
 pub use stream::TlsStream;
 
-/// The handshake as [`TlsAccept`](crate::listeners::TlsAccept) callbacks see it (also at
-/// `listeners::tls::TlsRef`).
-pub use crate::listeners::tls::TlsRef;
+pub use tls_ref::TlsRef;
 
 // With an OpenSSL-family backend, its library's modules and `ext` helpers here too, as in
 // Pingora (`pingora::tls::x509::X509`, `pingora::tls::ext`).
