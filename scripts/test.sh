@@ -74,7 +74,8 @@ cargo test -p pingora --features "time proxy lb cache upstream_modules openssl s
 
 step "cargo check --examples of the crates with examples, with openssl and with boringssl (issue #23: Pingora's programs have our counterparts, and they build with each OpenSSL-family backend)"
 cargo check -p pingora-core -p pingora-proxy -p pingora-load-balancing --examples \
-  --features "pingora-core/openssl pingora-proxy/openssl pingora-core/connection_filter" -j "$JOBS"
+  --features "pingora-core/openssl pingora-core/sentry pingora-core/connection_filter pingora-proxy/upstream_modules" \
+  -j "$JOBS"
 
 step "cargo check -p pingora --features boringssl (the umbrella wired to BoringSSL)"
 cargo check -p pingora --features "proxy lb cache boringssl" --all-targets -j "$JOBS"
