@@ -43,7 +43,9 @@ pub mod http;
 mod idle;
 pub mod l4;
 mod offload;
-pub mod raw_connect;
+/// CONNECT tunnels (also at [`protocols::raw_connect`](crate::protocols::raw_connect), Pingora's
+/// path).
+pub use crate::protocols::raw_connect;
 mod sys;
 mod tls;
 

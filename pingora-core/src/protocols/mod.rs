@@ -11,6 +11,7 @@ pub mod digest;
 pub mod http;
 pub mod l4;
 mod prefixed;
+pub mod raw_connect;
 pub mod tls;
 
 use std::any::Any;

@@ -30,7 +30,6 @@
 //! The hash is keyed with secrets drawn once per process: it is stable while the process
 //! runs, and cannot be aimed at a collision from outside.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::{self, Display, Formatter};
 use std::hash::{Hash, Hasher};
@@ -52,17 +51,7 @@ use crate::utils::tls::{CaType, CertKey};
 
 pub use crate::protocols::{TcpKeepalive, ALPN};
 
-/// A hook that may attach user data to the [`ProxyDigest`](crate::protocols::ProxyDigest) of
-/// a CONNECT tunnel. It is given the CONNECT request and the proxy's response.
-pub type ProxyDigestUserDataHook = Arc<
-    dyn Fn(
-            &http::request::Parts,
-            &pingora_http::ResponseHeader,
-        ) -> Option<Box<dyn Any + Send + Sync>>
-        + Send
-        + Sync
-        + 'static,
->;
+pub use crate::protocols::raw_connect::ProxyDigestUserDataHook;
 
 /// A hook run on every new upstream TCP socket before it connects, to set more socket options.
 pub type TcpSockTweakHook = Arc<dyn Fn(&TcpSocket) -> Result<()> + Send + Sync + 'static>;
@@ -776,3 +765,9 @@ impl Display for Proxy {
 
 #[cfg(test)]
 mod tests;
+
+impl<P: Peer> crate::protocols::raw_connect::ConnectPeer for P {
+    fn connect_user_data_hook(&self) -> Option<&ProxyDigestUserDataHook> {
+        self.proxy_digest_user_data_hook()
+    }
+}

@@ -7,7 +7,9 @@
 //!
 //! [RFC 9110 section 9.3.6]: https://www.rfc-editor.org/rfc/rfc9110#section-9.3.6
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::StatusCode;
@@ -18,7 +20,23 @@ use pingora_http_codec::h1::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::protocols::{PrefixedStream, ProxyDigest, Stream};
-use crate::upstreams::peer::Peer;
+
+/// A hook that may attach user data to the [`ProxyDigest`] of a CONNECT tunnel. It is given
+/// the CONNECT request and the proxy's response. (Also at `upstreams::peer`, where peers
+/// carry it.)
+pub type ProxyDigestUserDataHook = Arc<
+    dyn Fn(&http::request::Parts, &ResponseHeader) -> Option<Box<dyn Any + Send + Sync>>
+        + Send
+        + Sync
+        + 'static,
+>;
+
+/// What [`connect`] needs of the peer it tunnels to: its user-data hook. Every
+/// [`Peer`](crate::upstreams::peer::Peer) is one.
+pub trait ConnectPeer {
+    /// The hook that attaches user data to the tunnel's [`ProxyDigest`], if any.
+    fn connect_user_data_hook(&self) -> Option<&ProxyDigestUserDataHook>;
+}
 
 /// The most bytes of response head read from a proxy.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -34,13 +52,14 @@ const MAX_HEADERS: usize = 128;
 /// # Errors
 ///
 /// [`ErrorType::InvalidHTTPHeader`] if a header name or value is invalid.
-pub fn generate_connect_header<'a, H>(
+pub fn generate_connect_header<'a, H, S>(
     host: &str,
     port: u16,
     headers: H,
 ) -> Result<Box<RequestHeader>>
 where
-    H: Iterator<Item = (&'a String, &'a Vec<u8>)>,
+    S: AsRef<[u8]>,
+    H: Iterator<Item = (S, &'a Vec<u8>)>,
 {
     let authority = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
@@ -50,10 +69,11 @@ where
     let mut req = RequestHeader::build(http::Method::CONNECT, authority.as_bytes(), None)?;
     req.insert_header(http::header::HOST, authority.as_str())?;
     for (name, value) in headers {
+        let name = String::from_utf8_lossy(name.as_ref()).into_owned();
         if name.eq_ignore_ascii_case("host") {
-            req.insert_header(name.clone(), value.as_slice())?;
+            req.insert_header(name, value.as_slice())?;
         } else {
-            req.append_header(name.clone(), value.as_slice())?;
+            req.append_header(name, value.as_slice())?;
         }
     }
     Ok(Box::new(req))
@@ -62,7 +82,8 @@ where
 /// Sends `request_header` (a CONNECT request) on `stream` to a proxy and reads the answer.
 ///
 /// On a 2xx answer, returns the tunnel and a [`ProxyDigest`] of the response, with the user
-/// data of the peer's [`proxy_digest_user_data_hook`](Peer::proxy_digest_user_data_hook).
+/// data of the peer's
+/// [`proxy_digest_user_data_hook`](crate::upstreams::peer::Peer::proxy_digest_user_data_hook).
 /// Bytes the proxy sent after its response head belong to the tunnel: the returned stream
 /// reads them first.
 ///
@@ -73,7 +94,7 @@ where
 /// head; [`ErrorType::ConnectionClosed`] if the proxy closes before answering;
 /// [`ErrorType::WriteError`] or [`ErrorType::ReadError`] for I/O failures. All are blamed on
 /// the upstream.
-pub async fn connect<P: Peer>(
+pub async fn connect<P: ConnectPeer>(
     stream: Stream,
     request_header: &RequestHeader,
     peer: &P,
@@ -111,7 +132,7 @@ pub async fn connect<P: Peer>(
         .into_up());
     }
     let user_data = peer
-        .proxy_digest_user_data_hook()
+        .connect_user_data_hook()
         .and_then(|hook| hook(request_header, &response));
     let mut digest = ProxyDigest::new(Box::new(response));
     digest.user_data = user_data;
@@ -205,7 +226,9 @@ mod tests {
 
     #[test]
     fn connect_header() {
-        let req = generate_connect_header("example.com", 80, std::iter::empty()).unwrap();
+        let req =
+            generate_connect_header("example.com", 80, std::iter::empty::<(&String, &Vec<u8>)>())
+                .unwrap();
         assert_eq!(req.method, http::Method::CONNECT);
         assert_eq!(req.raw_path(), b"example.com:80");
         assert_eq!(req.headers["host"], "example.com:80");
@@ -230,7 +253,9 @@ mod tests {
     async fn exchange(answer: &'static [&'static [u8]]) -> Result<(Stream, ProxyDigest)> {
         let (client, mut proxy) = tokio::io::duplex(4096);
         let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
-        let req = generate_connect_header("10.0.0.1", 443, std::iter::empty()).unwrap();
+        let req =
+            generate_connect_header("10.0.0.1", 443, std::iter::empty::<(&String, &Vec<u8>)>())
+                .unwrap();
         let server = tokio::spawn(async move {
             let mut buf = vec![0u8; 1024];
             let n = proxy.read(&mut buf).await.unwrap();
@@ -290,7 +315,8 @@ mod tests {
     async fn oversized_head_is_rejected() {
         let (client, mut proxy) = tokio::io::duplex(1 << 20);
         let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
-        let req = generate_connect_header("h", 1, std::iter::empty()).unwrap();
+        let req =
+            generate_connect_header("h", 1, std::iter::empty::<(&String, &Vec<u8>)>()).unwrap();
         let server = tokio::spawn(async move {
             let mut buf = vec![0u8; 1024];
             let _ = proxy.read(&mut buf).await.unwrap();
