@@ -5,7 +5,7 @@ use std::net::ToSocketAddrs;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora_error::{ErrorType, OrErr, Result};
+use pingora_error::Result;
 use std::sync::Arc;
 
 use crate::Backend;
@@ -36,18 +36,16 @@ impl Static {
     /// resolve to several backends), each with weight 1.
     ///
     /// # Errors
-    /// An address that does not parse or resolve.
-    pub fn try_from_iter<A, T>(iter: T) -> Result<Box<Self>>
+    /// The I/O error of an address that does not parse or resolve (as in Pingora, a
+    /// `std::io::Result`).
+    pub fn try_from_iter<A, T>(iter: T) -> std::io::Result<Box<Self>>
     where
         A: ToSocketAddrs,
         T: IntoIterator<Item = A>,
     {
         let mut backends = BTreeSet::new();
         for addr in iter {
-            let resolved = addr
-                .to_socket_addrs()
-                .or_err(ErrorType::InternalError, "invalid backend address")?;
-            backends.extend(resolved.map(|a| Backend::from_inet(a, 1)));
+            backends.extend(addr.to_socket_addrs()?.map(|a| Backend::from_inet(a, 1)));
         }
         Ok(Self::new(backends))
     }

@@ -383,8 +383,9 @@ where
     /// A load balancer over the fixed addresses of `iter`, each with weight 1.
     ///
     /// # Errors
-    /// An address that does not parse or resolve.
-    pub fn try_from_iter<A, T>(iter: T) -> Result<Self>
+    /// The I/O error of an address that does not parse or resolve (as in Pingora, a
+    /// `std::io::Result`).
+    pub fn try_from_iter<A, T>(iter: T) -> std::io::Result<Self>
     where
         A: ToSocketAddrs,
         T: IntoIterator<Item = A>,
