@@ -21,8 +21,10 @@
 //! ```
 //!
 //! The configuration file is the server's (see `ServerConf`) plus keys of this example:
-//! `listen`, the addresses to listen on (default `127.0.0.1:6190`), and `sentry_dsn`, where
-//! panics are reported when built with the `sentry` feature. Unknown keys are ignored by
+//! `listen`, the addresses to listen on (default `127.0.0.1:6190`), `sentry_dsn`, where
+//! panics are reported when built with the `sentry` feature, and `bootstrap_as_a_service`
+//! (the bootstrap runs as a service, after a half-second warm-up, which the HTTP service does
+//! not wait for, except when upgrading). Unknown keys are ignored by
 //! `ServerConf`, so both read the same file.
 //!
 //! Routes: `/stream?chunks=N&ms=M` answers with `N` chunks (default 10), one every `M`
@@ -55,6 +57,10 @@ struct ExampleConf {
     listen: Vec<String>,
     #[serde(default)]
     sentry_dsn: Option<String>,
+    /// Bootstrap as a service (`Server::bootstrap_as_a_service`) that the HTTP service does
+    /// not wait for, except in an upgrading process (`-u`), which must take the old sockets.
+    #[serde(default)]
+    bootstrap_as_a_service: bool,
 }
 
 fn default_listen() -> Vec<String> {
@@ -64,6 +70,10 @@ fn default_listen() -> Vec<String> {
 /// Serves `/` and `/stream`.
 #[derive(Debug)]
 struct LifecycleApp;
+
+/// Ready half a second after it starts: a slow initialisation that the bootstrap waits for.
+#[derive(Debug)]
+struct WarmUp;
 
 /// Prints where the server listens, once it does.
 #[derive(Debug)]
@@ -79,6 +89,7 @@ pub(crate) fn main() {
         None => ExampleConf {
             listen: default_listen(),
             sentry_dsn: None,
+            bootstrap_as_a_service: false,
         },
     };
     let mut server = match Server::new(Some(opt)) {
@@ -92,7 +103,18 @@ pub(crate) fn main() {
     if let Some(dsn) = &example.sentry_dsn {
         report_panics_to(&mut server, dsn);
     }
-    server.bootstrap();
+    let upgrading = server.options.as_ref().is_some_and(|o| o.upgrade);
+    let bootstrap = if example.bootstrap_as_a_service {
+        // The bootstrap waits for a slow warm-up, so the HTTP service (which does not wait
+        // for the bootstrap) starts listening first.
+        let warm_up = server.add_service(background_service("warm-up", WarmUp));
+        let bootstrap = server.bootstrap_as_a_service();
+        bootstrap.add_dependency(&warm_up);
+        Some(bootstrap)
+    } else {
+        server.bootstrap();
+        None
+    };
 
     let mut service = Service::new("lifecycle http".to_string(), LifecycleApp);
     for addr in &example.listen {
@@ -100,6 +122,9 @@ pub(crate) fn main() {
     }
     let addrs = service.local_addrs();
     let http = server.add_service(service);
+    if let (Some(bootstrap), true) = (&bootstrap, upgrading) {
+        http.add_dependency(bootstrap);
+    }
     let reporter = server.add_service(background_service("ready", ReadyReporter { addrs }));
     reporter.add_dependency(&http);
 
@@ -120,6 +145,7 @@ fn read_example_conf(path: &str) -> ExampleConf {
     serde_yaml::from_str::<ExampleConf>(&text).unwrap_or(ExampleConf {
         listen: default_listen(),
         sentry_dsn: None,
+        bootstrap_as_a_service: false,
     })
 }
 
@@ -234,5 +260,17 @@ impl BackgroundService for ReadyReporter {
             }
             Err(e) => eprintln!("not listening: {e}"),
         }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for WarmUp {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: ShutdownWatch,
+        ready_notifier: pingora_core::services::ServiceReadyNotifier,
+    ) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ready_notifier.notify_ready();
     }
 }

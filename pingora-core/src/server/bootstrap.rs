@@ -33,7 +33,10 @@ pub(crate) struct Bootstrap {
     upgrade: bool,
     conf: Arc<ServerConf>,
     execution_phase_watch: broadcast::Sender<ExecutionPhase>,
-    listen_fds: Option<ListenFds>,
+    /// The table of listening sockets, from the start: a service that starts before the
+    /// bootstrap (it need not depend on it) still records its sockets for a graceful upgrade.
+    /// With `-u` the bootstrap fills it with the old process's sockets.
+    listen_fds: ListenFds,
     /// After taking the sockets over, the confirmation owed to the old process.
     upgrade_ack: Option<PendingAck>,
 }
@@ -58,7 +61,7 @@ impl Bootstrap {
             upgrade: opt.is_some_and(|o| o.upgrade),
             conf: Arc::clone(conf),
             execution_phase_watch: execution_phase_watch.clone(),
-            listen_fds: None,
+            listen_fds: Arc::new(Mutex::new(Fds::new())),
             upgrade_ack: None,
         }
     }
@@ -83,7 +86,6 @@ impl Bootstrap {
             return Ok(BootstrapOutcome::TestPassed);
         }
 
-        let mut fds = Fds::new();
         if self.upgrade {
             let retry = TransferRetry::new(self.conf.upgrade_sock_connect_accept_max_retries);
             // An old daemon may run as the configured user.
@@ -93,7 +95,11 @@ impl Bootstrap {
                 .as_deref()
                 .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
                 .map(|user| user.uid.as_raw());
-            let (count, ack) = fds
+            // Locked while waiting for the old process: a service starting meanwhile takes
+            // the sockets handed over rather than binding new ones.
+            let (count, ack) = self
+                .listen_fds
+                .lock()
                 .get_from_sock_with(
                     Path::new(&self.conf.upgrade_sock),
                     retry,
@@ -104,7 +110,6 @@ impl Bootstrap {
             self.upgrade_ack = Some(ack);
             tracing::info!("took over {count} listening sockets from the old process");
         }
-        self.listen_fds = Some(Arc::new(Mutex::new(fds)));
         self.completed = true;
         tracing::info!("bootstrap done");
         let _ = self
@@ -133,9 +138,9 @@ impl Bootstrap {
         self.upgrade_ack.take()
     }
 
-    /// The table of listening sockets, once bootstrapped.
-    pub(crate) fn listen_fds(&self) -> Option<ListenFds> {
-        self.listen_fds.clone()
+    /// The table of listening sockets (see the field).
+    pub(crate) fn listen_fds(&self) -> ListenFds {
+        Arc::clone(&self.listen_fds)
     }
 }
 

@@ -543,15 +543,11 @@ impl Server {
 
     /// Hands the listening sockets to the new process.
     async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> HandOver {
-        let fds = self
-            .bootstrap
-            .lock()
-            .listen_fds()
-            .filter(|fds| !fds.lock().is_empty());
-        let Some(fds) = fds else {
+        let fds = self.bootstrap.lock().listen_fds();
+        if fds.lock().is_empty() {
             tracing::info!("no listening sockets to hand over; shutting down gracefully");
             return HandOver::NothingToSend;
-        };
+        }
         let _ = self
             .execution_phase_watch
             .send(ExecutionPhase::GracefulUpgradeTransferringFds(
@@ -711,7 +707,7 @@ impl ServiceTask {
         }
 
         // Read after waiting, so a service depending on the bootstrap service sees its result.
-        let fds = bootstrap.lock().listen_fds();
+        let fds = Some(bootstrap.lock().listen_fds());
         tracing::info!("service {name} starting");
         service
             .start_service(fds, shutdown, listeners_per_fd, ready_notifier)

@@ -29,6 +29,10 @@ pub(crate) const TESTS: &[(&str, fn())] = &[
         "upgrade_without_old_process_exits_1",
         upgrade_without_old_process_exits_1,
     ),
+    (
+        "upgrade_hands_over_a_listener_started_before_the_bootstrap",
+        upgrade_hands_over_a_listener_started_before_the_bootstrap,
+    ),
     ("daemon_detaches_and_logs", daemon_detaches_and_logs),
     (
         "daemon_set_up_failure_is_reported",
@@ -443,6 +447,41 @@ fn upgrade_without_old_process_exits_1() {
     assert!(log.contains("graceful upgrade (--upgrade) failed"), "{log}");
     assert!(log.contains("no old process"), "{log}");
     assert!(server.find_line("ready ").is_none(), "{log}");
+}
+
+/// Bootstrapped as a service that the listening service does not wait for (the shape of
+/// Pingora's `graceful_upgrade` example): the listener may start first, and its socket must
+/// still be handed over on `SIGQUIT` (it once was not: the new process found no socket, and
+/// the port went dark).
+fn upgrade_hands_over_a_listener_started_before_the_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "bootstrap_as_a_service: true\n");
+    let mut old = ServerProcess::start(&["-c", &conf]);
+    let (addr, old_pid) = parse_ready(&old.wait_line("ready "));
+    let (_, body) = HttpConn::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!(body_pid(&body), Some(old_pid));
+
+    let mut new = ServerProcess::start(&["-u", "-c", &conf]);
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    wait_until("the new process's upgrade socket", || upgrade_sock.exists());
+    old.signal(Signal::SIGQUIT);
+    let (new_addr, new_pid) = parse_ready(&new.wait_line("ready "));
+    assert_eq!(new_addr, addr, "the new process took the same socket over");
+    let status = old.wait_exit(CLOSE_TIMEOUT + GRACE + Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "old process: {status:?}\n{}",
+        old.output()
+    );
+    assert!(
+        !old.output().contains("no listening sockets to hand over"),
+        "{}",
+        old.output()
+    );
+    let (_, body) = HttpConn::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!(body_pid(&body), Some(new_pid));
+    new.signal(Signal::SIGINT);
+    new.wait_exit(TIMEOUT);
 }
 
 /// `-d`: the launching process exits once the daemon is ready; the daemon runs in its own
