@@ -6,7 +6,9 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -68,8 +70,9 @@ impl HttpModuleBuilder for MarkerBuilder {
 
 struct App {
     origin: SocketAddr,
-    /// Raw response bytes each upstream module saw, by request.
-    seen: Arc<Mutex<Vec<usize>>>,
+    /// Raw response bytes each upstream module saw, one message per request. The logging
+    /// phase runs after the client has its response, so the test waits on this channel.
+    seen: Mutex<Sender<usize>>,
 }
 
 #[async_trait]
@@ -106,7 +109,7 @@ impl ProxyHttp for App {
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, _: &mut ()) {
         let marker = session.upstream_modules_ctx.get::<Marker>().unwrap();
-        self.seen.lock().unwrap().push(marker.response_bytes);
+        let _ = self.seen.lock().unwrap().send(marker.response_bytes);
     }
 }
 
@@ -114,11 +117,12 @@ impl ProxyHttp for App {
 fn upstream_modules_filter_both_directions() {
     let rt = runtime();
     let origin = hyper_origin(&rt, standard_routes);
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (seen, logged) = channel();
     let (_server, proxy) = start_proxy(App {
         origin: origin.addr,
-        seen: seen.clone(),
+        seen: Mutex::new(seen),
     });
+    let next_logged = || logged.recv_timeout(Duration::from_secs(10)).expect("logged");
 
     // The request head sent upstream carries the module's field; the response head the
     // module saw was adjusted by the application.
@@ -126,6 +130,7 @@ fn upstream_modules_filter_both_directions() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("x-upstream-module: 1"));
     assert!(head.contains("x-upstream-module-saw: 200"), "{head}");
+    next_logged();
 
     // The request body sent upstream went through the module.
     let (_, _, body) = curl::response(&[
@@ -134,6 +139,7 @@ fn upstream_modules_filter_both_directions() {
         format!("http://{proxy}/echo"),
     ]);
     assert_eq!(body, b"HELLO UPSTREAM");
+    next_logged();
 
     // The module sees the raw response, before upstream_compression gzips it.
     let (_, head, body) = curl::response(&[
@@ -149,7 +155,7 @@ fn upstream_modules_filter_both_directions() {
         head.to_ascii_lowercase().contains("content-encoding: gzip"),
         "{head}"
     );
-    let raw = *seen.lock().unwrap().last().unwrap();
+    let raw = next_logged();
     assert!(
         raw > body.len(),
         "module saw {raw} raw bytes, client got {}",
