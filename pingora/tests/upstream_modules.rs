@@ -122,7 +122,11 @@ fn upstream_modules_filter_both_directions() {
         origin: origin.addr,
         seen: Mutex::new(seen),
     });
-    let next_logged = || logged.recv_timeout(Duration::from_secs(10)).expect("logged");
+    let next_logged = || {
+        logged
+            .recv_timeout(Duration::from_secs(10))
+            .expect("logged")
+    };
 
     // The request head sent upstream carries the module's field; the response head the
     // module saw was adjusted by the application.
