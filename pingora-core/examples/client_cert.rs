@@ -18,14 +18,15 @@
 //!
 //! The listener's settings:
 //!
-//! * `TlsSettings::intermediate` serves the server certificate (`TlsSettings::with_callbacks`
-//!   would leave choosing it to the callbacks' `certificate_callback` instead, as in the
-//!   `https_echo` example of the `pingora` crate);
+//! * `TlsSettings::intermediate` serves the server certificate
+//!   (`TlsSettings::with_handshake_callbacks` would leave choosing it to the callbacks'
+//!   `certificate_callback` instead, as in the `https_echo` example of the `pingora` crate);
 //! * `set_client_ca_file(ca.pem, true)` asks every client for a certificate issued by that
 //!   CA, and fails the handshake without one;
-//! * `set_callbacks` installs a `TlsAccept` whose `handshake_complete_callback` reads the
-//!   verified client certificate's details from the handshake's digest (`TlsRef`), and
-//!   returns them as a `ClientIdentity`. The server keeps that value in the connection's
+//! * `set_handshake_callbacks` installs backend-neutral `HandshakeCallbacks` whose
+//!   `handshake_complete_callback` reads the verified client certificate's details from the
+//!   handshake's digest (`HandshakeRef`), and returns them as a `ClientIdentity`. (Pingora's
+//!   `TlsAccept`, over OpenSSL's `SslRef`, works too with an OpenSSL-family backend.) The server keeps that value in the connection's
 //!   `SslDigest::extension`, where the application finds it for every request on the
 //!   connection.
 //!
@@ -39,9 +40,8 @@ use async_trait::async_trait;
 use clap::Parser;
 use http::{header, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
-use pingora_core::listeners::tls::{TlsAccept, TlsSettings};
+use pingora_core::listeners::tls::{HandshakeCallbacks, HandshakeRef, TlsSettings};
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::tls::TlsRef;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -87,10 +87,10 @@ struct ClientIdentity {
 struct IdentifyClient;
 
 #[async_trait]
-impl TlsAccept for IdentifyClient {
+impl HandshakeCallbacks for IdentifyClient {
     async fn handshake_complete_callback(
         &self,
-        tls: &TlsRef,
+        tls: &HandshakeRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         // The digest describes the finished handshake; with a required client CA, the peer
         // certificate in it is one the CA issued.
@@ -255,7 +255,7 @@ fn main() {
     .expect("the generated server certificate and key");
     tls.set_client_ca_file(&path_in(&args.keys, "ca.pem"), true)
         .expect("the generated CA");
-    tls.set_callbacks(Box::new(IdentifyClient));
+    tls.set_handshake_callbacks(Box::new(IdentifyClient));
     tls.enable_h2();
 
     let mut greeter = Service::new("greeter".to_string(), Greeter);

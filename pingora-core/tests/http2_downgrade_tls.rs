@@ -82,7 +82,7 @@ async fn h2h1_peer_asking_for_http11_is_downgraded() {
     let provider = pingora_rustls::provider();
     let pki = Pki::new("downgrade CA");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     let app = Arc::new(WantsH1::default());
     let (_tx, seen) = mpsc::unbounded_channel();
@@ -122,7 +122,7 @@ async fn h2_only_peer_asking_for_http11_fails_without_retry() {
     let provider = pingora_rustls::provider();
     let pki = Pki::new("no-downgrade CA");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     let app = Arc::new(WantsH1::default());
     let (_tx, seen) = mpsc::unbounded_channel();
@@ -179,7 +179,7 @@ async fn h2c_only_leaves_tls_connections_to_alpn() {
     let provider = pingora_rustls::provider();
     let pki = Pki::new("h2c-only CA");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     let mut http = HttpServer::new_app(Version);
     let mut options = HttpServerOptions::default();

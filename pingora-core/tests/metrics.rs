@@ -78,7 +78,7 @@ async fn tls_handshakes_and_h2_streams_are_counted_on_both_sides() {
     let provider = pingora_rustls::provider();
     let pki = Pki::new("metrics");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     let service = TestService::start_tls(HttpServer::new_app(Hello), &provider, settings).await;
     let connector = Connector::new(None);

@@ -470,7 +470,7 @@ async fn refused_connections_reach_neither_the_app_nor_the_tls_handshake() {
     let mut tls = Service::new("tls".to_string(), Counted(Arc::clone(&served)));
     // Set before the endpoint is added: it applies to every endpoint all the same.
     tls.set_connection_filter(filter.clone());
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.set_provider(Arc::clone(&provider));
     tls.add_tls_with_settings("127.0.0.1:0", None, settings);
     let tls = pingora_test_support::TestService::run(tls).await.unwrap();

@@ -26,7 +26,7 @@ async fn config_cache_size_zero_gives_up_resumption() {
     let leaf = pki.server(&["localhost"]);
     let server = suite::TlsServer::echo(
         &provider,
-        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)),
+        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap(),
     )
     .await;
     let options = ConnectorOptions {

@@ -67,7 +67,7 @@ fn tls_to_the_proxy_and_from_the_proxy() {
     let ca_file = pki.path("ca.pem");
     let (_origin, origin) = TestServer::start(|server| {
         let mut origin = Service::new("origin".to_string(), HttpServer::new_app(Origin));
-        let settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+        let settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
         origin.add_tls_with_settings("127.0.0.1:0", None, settings);
         let addrs = origin.local_addrs();
         server.add_service(origin);
@@ -77,7 +77,7 @@ fn tls_to_the_proxy_and_from_the_proxy() {
         origin: origin[0],
         ca: pki.ca(),
     };
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     let (_proxy, proxy) = ProxyUnderTest::new(proxy_app).tls(settings).start();
     let port = proxy.port();

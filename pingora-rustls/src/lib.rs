@@ -51,6 +51,7 @@ impl TlsProvider for RustlsProvider {
     }
 
     fn new_server(&self, config: ServerConfig) -> pingora_error::Result<Arc<dyn TlsServer>> {
+        config.refuse_native("rustls")?;
         Ok(Arc::new(server::RustlsServer::new(
             Arc::clone(&self.crypto),
             config,

@@ -70,6 +70,7 @@ impl TlsProvider for S2nProvider {
     }
 
     fn new_server(&self, config: ServerConfig) -> Result<Arc<dyn TlsServer>> {
+        config.refuse_native("s2n")?;
         Ok(Arc::new(server::S2nServer::new(*self, config)?))
     }
 

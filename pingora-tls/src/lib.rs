@@ -25,7 +25,8 @@ pub mod hello;
 mod session;
 pub mod verify;
 
-use std::fmt::Debug;
+use std::any::Any;
+use std::fmt::{self, Debug};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,6 +52,47 @@ pub type Transport = Box<dyn TlsTransport>;
 pub trait TlsSession: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug {
     /// What the handshake agreed.
     fn info(&self) -> &HandshakeInfo;
+
+    /// The library's own view of the session, for code written against one backend (the
+    /// OpenSSL family gives its `SslRef`). `None` by default.
+    fn native(&self) -> Option<&dyn Any> {
+        None
+    }
+}
+
+/// A value of a backend library's own type carried through the neutral API: the
+/// OpenSSL-family backends take an `SslAcceptorBuilder` in [`ServerConfig::native`], hand out
+/// a fresh `Ssl` from [`TlsServer::prepare`] and take it back in [`AcceptParams::native`].
+/// Other backends give none and refuse one.
+pub struct Native(Box<dyn Any + Send + Sync>);
+
+// === impl Native ===
+
+impl Native {
+    /// Wraps `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Native(Box::new(value))
+    }
+
+    /// The value, if it is a `T`; else `self` back.
+    ///
+    /// # Errors
+    ///
+    /// `self`, when the value is not a `T`.
+    pub fn downcast<T: Any>(self) -> std::result::Result<T, Self> {
+        self.0.downcast::<T>().map(|value| *value).map_err(Native)
+    }
+
+    /// The value by mutable reference, if it is a `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.0.downcast_mut::<T>()
+    }
+}
+
+impl Debug for Native {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Native(..)")
+    }
 }
 
 /// What a TLS handshake agreed.
@@ -90,7 +132,7 @@ pub enum ClientAuth {
 }
 
 /// What a TLS server needs, fixed for the life of a listener.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ServerConfig {
     /// The default certificate chain and key. May be `None` when every handshake gets its
     /// certificate from [`AcceptParams::cert_key`].
@@ -101,16 +143,44 @@ pub struct ServerConfig {
     pub min_version: Option<TlsVersion>,
     /// The highest version accepted (default: TLS 1.3).
     pub max_version: Option<TlsVersion>,
+    /// The backend's own base configuration, which the settings above then adjust; a
+    /// backend that does not know the type refuses the configuration.
+    pub native: Option<Native>,
+}
+
+// === impl ServerConfig ===
+
+impl ServerConfig {
+    /// For backends without a native configuration type: fails if [`Self::native`] is set,
+    /// so settings meant for another library are never silently dropped.
+    ///
+    /// # Errors
+    ///
+    /// `InternalError` naming `backend`, when a native configuration is present.
+    pub fn refuse_native(&self, backend: &str) -> Result<()> {
+        if self.native.is_some() {
+            return pingora_error::Error::e_explain(
+                pingora_error::ErrorType::InternalError,
+                format!(
+                    "these TLS settings were adjusted through OpenSSL's acceptor builder, which \
+                     the {backend} backend cannot apply; use the OpenSSL-family backend for them"
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The per-handshake choices of a TLS server, made before the handshake from the ClientHello.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct AcceptParams {
     /// The certificate to present instead of [`ServerConfig::cert_key`].
     pub cert_key: Option<Arc<CertKey>>,
     /// The ALPN protocol to select, already chosen from the client's offer; `None` selects
     /// none.
     pub alpn: Option<Vec<u8>>,
+    /// The session object [`TlsServer::prepare`] gave, as the caller adjusted it.
+    pub native: Option<Native>,
 }
 
 /// What a TLS client needs, fixed for the life of a connector.
@@ -181,6 +251,17 @@ pub trait TlsProvider: Send + Sync + Debug {
 
 /// The server side of a backend: runs handshakes with clients.
 pub trait TlsServer: Send + Sync + Debug {
+    /// A fresh session object of the library, for the caller to adjust before it is handed
+    /// back in [`AcceptParams::native`] (the OpenSSL family: an `Ssl`). `Ok(None)` by default:
+    /// the backend has no such object to offer.
+    ///
+    /// # Errors
+    ///
+    /// `InternalError` if the library cannot create one.
+    fn prepare(&self) -> Result<Option<Native>> {
+        Ok(None)
+    }
+
     /// Runs the server handshake over `io`.
     fn accept(
         &self,

@@ -1,6 +1,7 @@
 //! The established session every backend hands out: its library's stream and what the
 //! handshake agreed.
 
+use std::any::Any;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -16,6 +17,7 @@ pub struct Established<S> {
     stream: S,
     info: HandshakeInfo,
     library: &'static str,
+    native: Option<fn(&S) -> &dyn Any>,
 }
 
 // === impl Established ===
@@ -27,7 +29,14 @@ impl<S> Established<S> {
             stream,
             info,
             library,
+            native: None,
         }
+    }
+
+    /// Lets [`TlsSession::native`] return what `view` finds in the stream.
+    pub fn with_native(mut self, view: fn(&S) -> &dyn Any) -> Self {
+        self.native = Some(view);
+        self
     }
 
     /// The library's stream.
@@ -48,6 +57,10 @@ impl<S> fmt::Debug for Established<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync> TlsSession for Established<S> {
     fn info(&self) -> &HandshakeInfo {
         &self.info
+    }
+
+    fn native(&self) -> Option<&dyn Any> {
+        self.native.map(|view| view(&self.stream))
     }
 }
 

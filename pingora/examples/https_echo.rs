@@ -48,7 +48,7 @@ fn main() {
     server.bootstrap();
 
     let by_sni = app::sni::BySni::self_signed(&["localhost"], "pingora.example");
-    let mut tls = TlsSettings::with_callbacks(Box::new(by_sni)).expect("TLS settings");
+    let mut tls = TlsSettings::with_handshake_callbacks(Box::new(by_sni)).expect("TLS settings");
     tls.enable_h2();
     let mut echo = Service::new(
         "https echo".to_string(),

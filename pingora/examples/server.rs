@@ -46,7 +46,7 @@ const FALLBACK_NAME: &str = "pingora.example";
 
 /// TLS settings whose certificate is chosen per handshake by [`app::sni::BySni`].
 fn tls_by_sni(by_sni: &app::sni::BySni) -> TlsSettings {
-    TlsSettings::with_callbacks(Box::new(by_sni.clone())).expect("TLS settings")
+    TlsSettings::with_handshake_callbacks(Box::new(by_sni.clone())).expect("TLS settings")
 }
 
 fn main() {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use pingora_core::apps::http_app::{HttpServer, ServeHttp};
 use pingora_core::apps::ServerApp;
 use pingora_core::connectors::TransportConnector;
-use pingora_core::listeners::tls::{TlsAccept, TlsRef, TlsSettings};
+use pingora_core::listeners::tls::{HandshakeCallbacks, HandshakeRef, TlsSettings};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::tls::{der, TlsProvider, TlsStream, TlsVersion};
 use pingora_core::protocols::{Stream, ALPN};
@@ -27,6 +27,9 @@ pub(crate) use pingora_test_support::tls::{connector, peer, Leaf, Pki, ORG};
 pub(crate) use pingora_test_support::{TestService, TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub(crate) mod pingora_shaped;
 
 // === server ===
 
@@ -130,7 +133,7 @@ pub(crate) async fn handshake_and_digest(provider: Arc<dyn TlsProvider>) {
     let leaf = pki.server(&["localhost"]);
     let mut server = TlsServer::echo(
         &provider,
-        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)),
+        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap(),
     )
     .await;
     let connector = connector(&provider);
@@ -163,7 +166,7 @@ pub(crate) async fn handshake_and_digest(provider: Arc<dyn TlsProvider>) {
 pub(crate) async fn tls12(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("tls12 CA");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.set_max_version(TlsVersion::Tls12);
     let mut server = TlsServer::echo(&provider, settings).await;
     let stream = round_trip(&connector(&provider), &peer(server.addr, "localhost", &pki))
@@ -179,7 +182,7 @@ pub(crate) async fn resumption(provider: Arc<dyn TlsProvider>) {
     let leaf = pki.server(&["localhost"]);
     let _server = TlsServer::echo(
         &provider,
-        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)),
+        TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap(),
     )
     .await;
     let connector = connector(&provider);
@@ -211,8 +214,8 @@ pub(crate) async fn sni_certificate_callback(provider: Arc<dyn TlsProvider>) {
         b: Arc<CertKey>,
     }
     #[async_trait]
-    impl TlsAccept for BySni {
-        async fn certificate_callback(&self, ssl: &mut TlsRef) {
+    impl HandshakeCallbacks for BySni {
+        async fn certificate_callback(&self, ssl: &mut HandshakeRef) {
             tokio::task::yield_now().await; // the handshake waits for async work
             match ssl.server_name() {
                 Some("a.test") => ssl.set_certificate(Arc::clone(&self.a)),
@@ -222,7 +225,7 @@ pub(crate) async fn sni_certificate_callback(provider: Arc<dyn TlsProvider>) {
         }
         async fn handshake_complete_callback(
             &self,
-            ssl: &TlsRef,
+            ssl: &HandshakeRef,
         ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
             let version = ssl.ssl_digest()?.version;
             Some(Arc::new(format!("{}/{version}", ssl.server_name()?)))
@@ -231,7 +234,7 @@ pub(crate) async fn sni_certificate_callback(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("sni CA");
     let a = pki.server(&["a.test"]);
     let b = pki.server(&["b.test"]);
-    let settings = TlsSettings::with_callbacks(Box::new(BySni {
+    let settings = TlsSettings::with_handshake_callbacks(Box::new(BySni {
         a: Arc::clone(&a.cert_key),
         b: Arc::clone(&b.cert_key),
     }))
@@ -264,7 +267,7 @@ pub(crate) async fn alpn(provider: Arc<dyn TlsProvider>) {
     let leaf = pki.server(&["localhost"]);
     let connector = connector(&provider);
     let with = |alpn: Option<ALPN>| {
-        let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+        let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
         if let Some(alpn) = alpn {
             settings.set_alpn(alpn);
         }
@@ -306,7 +309,7 @@ pub(crate) async fn mtls(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("mtls CA");
     let leaf = pki.server(&["localhost"]);
     let client_leaf = pki.client("client.test");
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.set_client_ca(pki.ca().to_vec().into_boxed_slice(), true);
     let mut server = TlsServer::echo(&provider, settings).await;
     let connector = connector(&provider);
@@ -352,7 +355,13 @@ pub(crate) async fn verification(provider: Arc<dyn TlsProvider>) {
     let connector = connector(&provider);
     let serve = |leaf: Leaf| {
         let provider = Arc::clone(&provider);
-        async move { TlsServer::echo(&provider, TlsSettings::with_cert_key(leaf.cert_key)).await }
+        async move {
+            TlsServer::echo(
+                &provider,
+                TlsSettings::with_cert_key(leaf.cert_key).unwrap(),
+            )
+            .await
+        }
     };
 
     // Expired.
@@ -401,7 +410,7 @@ pub(crate) async fn verification(provider: Arc<dyn TlsProvider>) {
 pub(crate) async fn garbage_and_timeout(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("garbage CA");
     let leaf = pki.server(&["localhost"]);
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.set_handshake_timeout(Duration::from_millis(300));
     let server = TlsServer::echo(&provider, settings).await;
     // A ClientHello record header announcing 512 bytes, and the start of its handshake header.
@@ -470,7 +479,7 @@ pub(crate) async fn bad_settings(provider: Arc<dyn TlsProvider>) {
         leaf.cert_key.certs().to_vec(),
         b"not a key".to_vec(),
     ));
-    let settings = TlsSettings::with_cert_key(broken);
+    let settings = TlsSettings::with_cert_key(broken).unwrap();
     let err = TestService::try_start_tls(ByteEcho::default(), &provider, settings)
         .await
         .unwrap_err();
@@ -515,7 +524,7 @@ pub(crate) async fn openssl_s_client(provider: Arc<dyn TlsProvider>) {
     let pki = Pki::new("s_client CA");
     let leaf = pki.server(&["localhost"]);
     let (client_cert, client_key) = pki.write(&pki.client("client.test"), "client");
-    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key));
+    let mut settings = TlsSettings::with_cert_key(Arc::clone(&leaf.cert_key)).unwrap();
     settings.enable_h2();
     settings.set_client_ca(pki.ca().to_vec().into_boxed_slice(), false);
     let mut server = TlsServer::echo(&provider, settings).await;

@@ -1,6 +1,8 @@
-//! The server side: one `SslAcceptor` (Mozilla intermediate v5 profile) per listener;
-//! per-handshake certificates and the ALPN protocol chosen by pingora-core are set on each
-//! connection.
+//! The server side: one `SslAcceptor` per listener, built from the user's
+//! `SslAcceptorBuilder` when the settings carry one (`ServerConfig::native`), else from the
+//! Mozilla intermediate v5 profile; per-handshake certificates and the ALPN protocol chosen by
+//! pingora-core are set on each connection, which may also arrive prepared by the caller
+//! (`TlsServer::prepare`, then `AcceptParams::native`).
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -8,12 +10,13 @@ use std::sync::{Arc, LazyLock};
 use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_tls::{
-    AcceptParams, BoxFuture, CertKey, ClientAuth, ServerConfig, TlsServer, TlsSession, Transport,
+    AcceptParams, BoxFuture, CertKey, ClientAuth, Native, ServerConfig, TlsServer, TlsSession,
+    Transport,
 };
 
 use super::session::{established, Side};
 use super::{internal, ssl_version, x509_store, Identity};
-use crate::ossl::ssl::{AlpnError, Ssl, SslAcceptor, SslMethod, SslVerifyMode};
+use crate::ossl::ssl::{AlpnError, Ssl, SslAcceptor, SslAcceptorBuilder, SslMethod, SslVerifyMode};
 use crate::{ossl, shim};
 
 /// Where each connection keeps the ALPN protocol to select.
@@ -23,15 +26,30 @@ static ALPN_INDEX: LazyLock<Option<ossl::ex_data::Index<Ssl, Vec<u8>>>> =
 /// A server for one listener.
 pub(crate) struct Server {
     acceptor: SslAcceptor,
-    default: Option<Identity>,
     /// The last certificate a callback chose, parsed; most handshakes reuse it.
     last_override: Mutex<Option<(Arc<CertKey>, Arc<Identity>)>>,
 }
 
 impl Server {
-    pub(crate) fn new(config: ServerConfig) -> Result<Self> {
-        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
-            .map_err(|e| internal(e, "cannot create an acceptor"))?;
+    pub(crate) fn new(mut config: ServerConfig) -> Result<Self> {
+        let mut builder = match config
+            .native
+            .take()
+            .map(Native::downcast::<SslAcceptorBuilder>)
+        {
+            Some(Ok(builder)) => builder,
+            Some(Err(_)) => {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    format!(
+                        "{}: the native server configuration is not an SslAcceptorBuilder",
+                        shim::LIBRARY
+                    ),
+                )
+            }
+            None => SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+                .map_err(|e| internal(e, "cannot create an acceptor"))?,
+        };
         if let Some(min) = config.min_version {
             builder
                 .set_min_proto_version(Some(ssl_version(min)))
@@ -84,8 +102,8 @@ impl Server {
             }
             Err(AlpnError::NOACK)
         });
-        let default = match &config.cert_key {
-            Some(cert_key) => {
+        if let Some(cert_key) = &config.cert_key {
+            {
                 let identity = Identity::parse(cert_key)?;
                 builder
                     .set_certificate(&identity.leaf)
@@ -99,13 +117,10 @@ impl Server {
                         .add_extra_chain_cert(cert.clone())
                         .map_err(|e| internal(e, "cannot add an intermediate"))?;
                 }
-                Some(identity)
             }
-            None => None,
-        };
+        }
         Ok(Server {
             acceptor: builder.build(),
-            default,
             last_override: Mutex::new(None),
         })
     }
@@ -127,29 +142,47 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("library", &shim::LIBRARY)
-            .field("default_cert", &self.default.is_some())
+            .field(
+                "default_cert",
+                &self.acceptor.context().certificate().is_some(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl TlsServer for Server {
+    fn prepare(&self) -> Result<Option<Native>> {
+        let ssl = Ssl::new(self.acceptor.context())
+            .map_err(|e| internal(e, "cannot create a session"))?;
+        Ok(Some(Native::new(ssl)))
+    }
+
     fn accept(
         &self,
         io: Transport,
         params: AcceptParams,
     ) -> BoxFuture<'_, Result<Box<dyn TlsSession>>> {
         Box::pin(async move {
-            let mut ssl = Ssl::new(self.acceptor.context())
-                .map_err(|e| internal(e, "cannot create a session"))?;
-            match &params.cert_key {
-                Some(cert_key) => self.identity_for(cert_key)?.apply(&mut ssl)?,
-                None if self.default.is_none() => {
+            let mut ssl = match params.native.map(Native::downcast::<Ssl>) {
+                Some(Ok(ssl)) => ssl,
+                Some(Err(_)) => {
                     return Error::e_explain(
-                        ErrorType::TLSHandshakeFailure,
-                        "no certificate for this handshake",
+                        ErrorType::InternalError,
+                        "the prepared session is not an Ssl",
                     )
                 }
-                None => {}
+                None => Ssl::new(self.acceptor.context())
+                    .map_err(|e| internal(e, "cannot create a session"))?,
+            };
+            if let Some(cert_key) = &params.cert_key {
+                self.identity_for(cert_key)?.apply(&mut ssl)?;
+            }
+            // Either the listener's, or one a callback set on the prepared session.
+            if ssl.certificate().is_none() {
+                return Error::e_explain(
+                    ErrorType::TLSHandshakeFailure,
+                    "no certificate for this handshake",
+                );
             }
             if let (Some(alpn), Some(index)) = (params.alpn, ALPN_INDEX.as_ref()) {
                 ssl.set_ex_data(*index, alpn);

@@ -1,6 +1,8 @@
 //! The established session: the library's async stream and what its handshake agreed; and
 //! how a failed handshake is reported.
 
+use std::any::Any;
+
 use pingora_error::ErrorType;
 use pingora_tls::{Established, HandshakeInfo, Transport};
 
@@ -10,7 +12,12 @@ use crate::shim::{self, SslStream};
 /// The established session of `stream`.
 pub(crate) fn established(stream: SslStream<Transport>) -> Established<SslStream<Transport>> {
     let info = handshake_info(stream.ssl());
-    Established::new(shim::LIBRARY, stream, info)
+    Established::new(shim::LIBRARY, stream, info).with_native(native_ssl)
+}
+
+/// The session's `SslRef`, as [`TlsSession::native`](pingora_tls::TlsSession::native) gives it.
+fn native_ssl(stream: &SslStream<Transport>) -> &dyn Any {
+    stream.ssl()
 }
 
 fn handshake_info(ssl: &SslRef) -> HandshakeInfo {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::listeners::tls::{TlsAccept, TlsRef};
+use pingora::listeners::tls::{HandshakeCallbacks, HandshakeRef};
 use pingora::tls::CertKey;
 
 /// Picks the certificate of the server name the client asked for, or a fallback one for
@@ -40,8 +40,8 @@ impl BySni {
 }
 
 #[async_trait]
-impl TlsAccept for BySni {
-    async fn certificate_callback(&self, tls: &mut TlsRef) {
+impl HandshakeCallbacks for BySni {
+    async fn certificate_callback(&self, tls: &mut HandshakeRef) {
         let cert = Arc::clone(self.certificate_for(tls.server_name()));
         tls.set_certificate(cert);
     }

@@ -36,11 +36,11 @@ compile_error!(
 
 pub use pingora_tls::{
     der, hello, verify, AcceptParams, CaType, CertKey, ClientAuth, ClientConfig, ConnectParams,
-    HandshakeInfo, ServerConfig, TlsClient, TlsProvider, TlsServer, TlsSession, TlsVersion,
+    HandshakeInfo, Native, ServerConfig, TlsClient, TlsProvider, TlsServer, TlsSession, TlsVersion,
 };
 pub use stream::TlsStream;
 
-pub use tls_ref::TlsRef;
+pub use tls_ref::{HandshakeRef, TlsRef};
 
 // With an OpenSSL-family backend, its library's modules and `ext` helpers here too, as in
 // Pingora (`pingora::tls::x509::X509`, `pingora::tls::ext`).

@@ -1,4 +1,5 @@
-//! [`TlsRef`]: a server handshake as the listener's callbacks see it.
+//! [`HandshakeRef`]: a server handshake as the listener's backend-neutral callbacks see it;
+//! and [`TlsRef`], the type Pingora's `TlsAccept` callbacks receive.
 
 use std::sync::Arc;
 
@@ -6,17 +7,33 @@ use crate::protocols::digest::SslDigest;
 use crate::protocols::tls::hello::ClientHello;
 use crate::protocols::tls::CertKey;
 
-/// A handshake in progress or just finished, as the
-/// [`TlsAccept`](crate::listeners::TlsAccept) callbacks see it.
+/// The handshake that Pingora's [`TlsAccept`](crate::listeners::TlsAccept) callbacks receive.
+///
+/// With an OpenSSL-family backend compiled in (features `openssl` or `boringssl`) this is the
+/// library's `SslRef`, as in Pingora: callbacks call `servername`, `peer_certificate` and the
+/// `tls::ext` helpers on it, and such callbacks need that backend at run time. Otherwise it is
+/// the backend-neutral [`HandshakeRef`].
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub type TlsRef = crate::protocols::tls::ssl::SslRef;
+
+/// The handshake that Pingora's [`TlsAccept`](crate::listeners::TlsAccept) callbacks receive:
+/// without an OpenSSL-family backend, the backend-neutral [`HandshakeRef`] (with `openssl` or
+/// `boringssl`, the library's `SslRef`).
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+pub type TlsRef = HandshakeRef;
+
+/// A handshake in progress or just finished, as the backend-neutral
+/// [`HandshakeCallbacks`](crate::listeners::tls::HandshakeCallbacks) see it, with every
+/// backend.
 #[derive(Debug)]
-pub struct TlsRef {
+pub struct HandshakeRef {
     pub(crate) hello: ClientHello,
     pub(crate) cert_key: Option<Arc<CertKey>>,
     pub(crate) digest: Option<SslDigest>,
     pub(crate) alpn: Option<Vec<u8>>,
 }
 
-impl TlsRef {
+impl HandshakeRef {
     /// The server name the client asked for (SNI), if it sent one.
     pub fn server_name(&self) -> Option<&str> {
         self.hello.server_name.as_deref()

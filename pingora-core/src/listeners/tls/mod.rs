@@ -5,16 +5,29 @@
 //!
 //! 1. The ClientHello is read and inspected here, before the backend sees it: its server name
 //!    (SNI) and offered ALPN protocols. Bytes that are not a ClientHello end the connection.
-//! 2. [`TlsAccept::certificate_callback`] runs, if set, and may pick the certificate (for
-//!    example by SNI). It is async: the handshake waits for it.
+//! 2. The certificate callback runs, if set, and may pick the certificate (for example by
+//!    SNI). It is async: the handshake waits for it.
 //! 3. The ALPN protocol is chosen from the client's offer and the settings (see
 //!    [`TlsSettings::set_alpn`]).
 //! 4. The backend runs the handshake over the replayed bytes.
-//! 5. [`TlsAccept::handshake_complete_callback`] runs, if set; its value is stored in the
-//!    connection's [`SslDigest`](crate::protocols::digest::SslDigest) `extension`.
+//! 5. The handshake-complete callback runs, if set; its value is stored in the connection's
+//!    [`SslDigest`](crate::protocols::digest::SslDigest) `extension`.
 //!
 //! Doing steps 1 to 3 here makes certificate selection and ALPN behave the same with every
 //! backend.
+//!
+//! # Two shapes of callbacks
+//!
+//! - [`HandshakeCallbacks`] see a backend-neutral [`HandshakeRef`] (server name, offered ALPN,
+//!   the digest) and choose a [`CertKey`]: they work with every backend
+//!   ([`TlsSettings::with_handshake_callbacks`]).
+//! - [`TlsAccept`] is Pingora's trait, over [`TlsRef`]. With an OpenSSL-family backend compiled
+//!   in (features `openssl`, `boringssl`) `TlsRef` is the library's `SslRef` and the settings
+//!   deref to its `SslAcceptorBuilder`, as in Pingora, so code written for Pingora compiles
+//!   unchanged: the certificate callback gets the connection's `Ssl` before the handshake
+//!   (`servername` already answers), and what it sets there (`tls::ext::ssl_use_certificate`)
+//!   is used. Such settings need that backend at run time. Without it, `TlsAccept` is the
+//!   same trait as `HandshakeCallbacks`.
 
 use std::any::Any;
 use std::fmt;
@@ -35,7 +48,19 @@ use crate::protocols::tls::{
 };
 use crate::protocols::{PrefixedStream, Stream, ALPN};
 
-pub use crate::protocols::tls::TlsRef;
+pub use crate::protocols::tls::{HandshakeRef, TlsRef};
+
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+mod ossl;
+#[cfg(any(feature = "openssl", feature = "boringssl"))]
+pub use ossl::TlsAccept;
+
+/// Without an OpenSSL-family backend, Pingora's `TlsAccept` is [`HandshakeCallbacks`].
+#[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+pub use HandshakeCallbacks as TlsAccept;
+
+/// The error type of TLS settings that cannot be applied, as Pingora names it.
+pub const TLS_CONF_ERR: ErrorType = ErrorType::Custom("TLSConfigError");
 
 /// The default [`TlsSettings::set_handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,29 +69,48 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// client that does not offer `h2`.
 const ALERT_NO_APPLICATION_PROTOCOL: [u8; 7] = [21, 3, 3, 0, 2, 2, 120];
 
-/// Callbacks run during TLS handshakes of a listener.
+/// Backend-neutral callbacks run during TLS handshakes of a listener, with every backend.
 #[async_trait]
-pub trait TlsAccept {
+pub trait HandshakeCallbacks {
     /// Runs after the ClientHello arrived and before the handshake proceeds; may choose the
-    /// certificate with [`TlsRef::set_certificate`], typically by [`TlsRef::server_name`].
-    /// The handshake waits for it.
-    async fn certificate_callback(&self, _ssl: &mut TlsRef) {}
+    /// certificate with [`HandshakeRef::set_certificate`], typically by
+    /// [`HandshakeRef::server_name`]. The handshake waits for it.
+    async fn certificate_callback(&self, _ssl: &mut HandshakeRef) {}
 
     /// Runs after a successful handshake. The value returned is kept in the connection's
     /// [`SslDigest::extension`](crate::protocols::digest::SslDigest::extension) for later phases.
     async fn handshake_complete_callback(
         &self,
-        _ssl: &TlsRef,
+        _ssl: &HandshakeRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         None
     }
 }
 
 /// Boxed [`TlsAccept`] callbacks, as [`TlsSettings::with_callbacks`] takes them.
-pub type DynamicCert = Box<dyn TlsAccept + Send + Sync>;
+pub type TlsAcceptCallbacks = Box<dyn TlsAccept + Send + Sync>;
 
-/// The same as [`DynamicCert`], under the name Pingora's listeners give it.
-pub type TlsAcceptCallbacks = DynamicCert;
+/// The same as [`TlsAcceptCallbacks`].
+pub type DynamicCert = TlsAcceptCallbacks;
+
+/// The callbacks of a listener, in either shape.
+enum Callbacks {
+    Neutral(Box<dyn HandshakeCallbacks + Send + Sync>),
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    Ssl(TlsAcceptCallbacks),
+}
+
+impl From<TlsAcceptCallbacks> for Callbacks {
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    fn from(callbacks: TlsAcceptCallbacks) -> Self {
+        Callbacks::Ssl(callbacks)
+    }
+
+    #[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+    fn from(callbacks: TlsAcceptCallbacks) -> Self {
+        Callbacks::Neutral(callbacks)
+    }
+}
 
 /// The TLS settings of a listening endpoint.
 ///
@@ -77,15 +121,20 @@ pub type TlsAcceptCallbacks = DynamicCert;
 /// tls.enable_h2();
 /// # Ok::<(), Box<pingora_core::Error>>(())
 /// ```
+///
+/// With an OpenSSL-family backend compiled in, the settings also deref to its
+/// `SslAcceptorBuilder`, as in Pingora (see the [module docs](self)).
 pub struct TlsSettings {
     cert_key: Option<Arc<CertKey>>,
-    callbacks: Option<DynamicCert>,
+    callbacks: Option<Callbacks>,
     alpn: Option<ALPN>,
     client_auth: ClientAuth,
     min_version: Option<TlsVersion>,
     max_version: Option<TlsVersion>,
     handshake_timeout: Duration,
     provider: Option<Arc<dyn TlsProvider>>,
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    native: ossl::NativeSettings,
 }
 
 // === impl TlsSettings ===
@@ -97,10 +146,11 @@ pub struct TlsSettings {
 /// clear error (no certificate, and no TLS backend), as it would there.
 #[cfg(not(feature = "any_tls"))]
 #[allow(non_upper_case_globals)]
-pub const TlsSettings: TlsSettings = TlsSettings::empty();
+pub const TlsSettings: TlsSettings = TlsSettings::neutral();
 
 impl TlsSettings {
-    const fn empty() -> Self {
+    #[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+    const fn neutral() -> Self {
         TlsSettings {
             cert_key: None,
             callbacks: None,
@@ -113,6 +163,34 @@ impl TlsSettings {
         }
     }
 
+    /// Settings with no certificate and no callbacks.
+    #[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+    fn empty() -> Result<Self> {
+        Ok(Self::neutral())
+    }
+
+    /// Settings with no certificate and no callbacks, and an untouched acceptor builder.
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    fn empty() -> Result<Self> {
+        Ok(Self::with_native(ossl::NativeSettings::new()?))
+    }
+
+    /// Settings with no certificate and no callbacks, over `native`.
+    #[cfg(any(feature = "openssl", feature = "boringssl"))]
+    fn with_native(native: ossl::NativeSettings) -> Self {
+        TlsSettings {
+            cert_key: None,
+            callbacks: None,
+            alpn: None,
+            client_auth: ClientAuth::None,
+            min_version: None,
+            max_version: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            provider: None,
+            native,
+        }
+    }
+
     /// Settings in the spirit of Mozilla's "intermediate" profile (TLS 1.2 and 1.3, modern
     /// AEAD cipher suites as chosen by the backend), serving the PEM certificate chain at
     /// `cert_path` (leaf first) with the PEM private key at `key_path`.
@@ -121,34 +199,63 @@ impl TlsSettings {
     ///
     /// [`ErrorType::FileReadError`] or [`ErrorType::InvalidCert`] if the files cannot be read
     /// or hold no certificate or key.
+    ///
+    /// With an OpenSSL-family backend the certificate is applied to the acceptor builder when
+    /// the listener starts, after any change made through it.
     pub fn intermediate(cert_path: &str, key_path: &str) -> Result<Self> {
-        Ok(Self::with_cert_key(Arc::new(CertKey::from_pem_files(
-            cert_path, key_path,
-        )?)))
+        Self::with_cert_key(Arc::new(CertKey::from_pem_files(cert_path, key_path)?))
     }
 
     /// Settings serving `cert_key`.
-    pub fn with_cert_key(cert_key: Arc<CertKey>) -> Self {
-        let mut settings = Self::empty();
-        settings.cert_key = Some(cert_key);
-        settings
-    }
-
-    /// Settings whose certificate is chosen per handshake by `callbacks`
-    /// ([`TlsAccept::certificate_callback`]); a handshake for which it chooses none fails.
     ///
     /// # Errors
     ///
-    /// None today; the `Result` keeps Pingora's signature.
-    pub fn with_callbacks(callbacks: DynamicCert) -> Result<Self> {
-        let mut settings = Self::empty();
-        settings.callbacks = Some(callbacks);
+    /// With an OpenSSL-family backend, [`TLS_CONF_ERR`] if the library cannot create its
+    /// acceptor builder.
+    pub fn with_cert_key(cert_key: Arc<CertKey>) -> Result<Self> {
+        let mut settings = Self::empty()?;
+        settings.cert_key = Some(cert_key);
         Ok(settings)
     }
 
-    /// Sets the handshake callbacks, keeping the certificate as a default.
-    pub fn set_callbacks(&mut self, callbacks: DynamicCert) {
-        self.callbacks = Some(callbacks);
+    /// Settings whose certificate is chosen per handshake by Pingora's [`TlsAccept`]
+    /// callbacks; a handshake for which none is chosen fails.
+    ///
+    /// # Errors
+    ///
+    /// With an OpenSSL-family backend, [`TLS_CONF_ERR`] if the library cannot create its
+    /// acceptor builder.
+    pub fn with_callbacks(callbacks: TlsAcceptCallbacks) -> Result<Self> {
+        let mut settings = Self::empty()?;
+        settings.callbacks = Some(callbacks.into());
+        Ok(settings)
+    }
+
+    /// Settings whose certificate is chosen per handshake by the backend-neutral `callbacks`
+    /// ([`HandshakeCallbacks::certificate_callback`]), with any backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_callbacks`](Self::with_callbacks).
+    pub fn with_handshake_callbacks(
+        callbacks: Box<dyn HandshakeCallbacks + Send + Sync>,
+    ) -> Result<Self> {
+        let mut settings = Self::empty()?;
+        settings.set_handshake_callbacks(callbacks);
+        Ok(settings)
+    }
+
+    /// Sets Pingora's [`TlsAccept`] callbacks, keeping the certificate as a default.
+    pub fn set_callbacks(&mut self, callbacks: TlsAcceptCallbacks) {
+        self.callbacks = Some(callbacks.into());
+    }
+
+    /// Sets backend-neutral callbacks, keeping the certificate as a default.
+    pub fn set_handshake_callbacks(
+        &mut self,
+        callbacks: Box<dyn HandshakeCallbacks + Send + Sync>,
+    ) {
+        self.callbacks = Some(Callbacks::Neutral(callbacks));
     }
 
     /// Offers HTTP/2 with ALPN: same as `set_alpn(ALPN::H2H1)`.
@@ -214,7 +321,11 @@ impl TlsSettings {
             Some(provider) => provider,
             None => neutral::default_provider()?,
         };
-        if self.cert_key.is_none() && self.callbacks.is_none() {
+        #[cfg(any(feature = "openssl", feature = "boringssl"))]
+        let native = self.native.into_config();
+        #[cfg(not(any(feature = "openssl", feature = "boringssl")))]
+        let native = None;
+        if self.cert_key.is_none() && self.callbacks.is_none() && native.is_none() {
             return Error::e_explain(
                 ErrorType::InternalError,
                 "TLS settings need a certificate or a certificate callback",
@@ -225,7 +336,12 @@ impl TlsSettings {
             client_auth: self.client_auth,
             min_version: self.min_version,
             max_version: self.max_version,
+            native,
         })?;
+        #[cfg(any(feature = "openssl", feature = "boringssl"))]
+        if let Some(Callbacks::Ssl(_)) = &self.callbacks {
+            ossl::check_server(&*server, provider.name())?;
+        }
         Ok(Acceptor {
             server,
             callbacks: self.callbacks,
@@ -252,7 +368,7 @@ impl fmt::Debug for TlsSettings {
 /// A listener's TLS server, ready to accept.
 pub(crate) struct Acceptor {
     server: Arc<dyn TlsServer>,
-    callbacks: Option<DynamicCert>,
+    callbacks: Option<Callbacks>,
     alpn: Option<ALPN>,
     handshake_timeout: Duration,
     provider_name: &'static str,
@@ -286,15 +402,23 @@ impl Acceptor {
 
     async fn do_handshake(&self, mut stream: Stream) -> Result<Stream> {
         let (hello, raw) = read_client_hello(&mut stream).await?;
-        let mut tls_ref = TlsRef {
+        let mut tls_ref = HandshakeRef {
             hello,
             cert_key: None,
             digest: None,
             alpn: None,
         };
-        if let Some(callbacks) = &self.callbacks {
-            callbacks.certificate_callback(&mut tls_ref).await;
-        }
+        let native = match &self.callbacks {
+            Some(Callbacks::Neutral(callbacks)) => {
+                callbacks.certificate_callback(&mut tls_ref).await;
+                None
+            }
+            #[cfg(any(feature = "openssl", feature = "boringssl"))]
+            Some(Callbacks::Ssl(callbacks)) => Some(
+                ossl::certificate_callback(&*self.server, callbacks, tls_ref.server_name()).await?,
+            ),
+            None => None,
+        };
         let alpn = match select_alpn(self.alpn.as_ref(), tls_ref.client_alpn()) {
             Ok(alpn) => alpn,
             Err(e) => {
@@ -307,15 +431,24 @@ impl Acceptor {
         let params = AcceptParams {
             cert_key: tls_ref.cert_key.clone(),
             alpn,
+            native,
         };
         let session = self.server.accept(Box::new(transport), params).await?;
         tls_ref.alpn = session.info().alpn.clone();
         let mut digest = neutral::ssl_digest(session.info(), None);
-        if let Some(callbacks) = &self.callbacks {
-            tls_ref.digest = Some(digest.clone());
-            if let Some(value) = callbacks.handshake_complete_callback(&tls_ref).await {
-                digest.extension.set(value);
+        let extension = match &self.callbacks {
+            Some(Callbacks::Neutral(callbacks)) => {
+                tls_ref.digest = Some(digest.clone());
+                callbacks.handshake_complete_callback(&tls_ref).await
             }
+            #[cfg(any(feature = "openssl", feature = "boringssl"))]
+            Some(Callbacks::Ssl(callbacks)) => {
+                ossl::handshake_complete_callback(callbacks, &*session).await?
+            }
+            None => None,
+        };
+        if let Some(value) = extension {
+            digest.extension.set(value);
         }
         Ok(Box::new(TlsStream::new(session, below, Arc::new(digest))))
     }
@@ -415,7 +548,7 @@ mod tests {
 
     #[test]
     fn settings_without_certificate_fail_to_build() {
-        let mut settings = TlsSettings::empty();
+        let mut settings = TlsSettings::empty().unwrap();
         settings.set_provider(Arc::new(NoProvider));
         let err = settings.build().unwrap_err();
         assert_eq!(err.etype(), &ErrorType::InternalError);
@@ -427,7 +560,10 @@ mod tests {
             return; // built with a backend feature: covered by the conformance suite
         }
         let cert_key = Arc::new(CertKey::new(vec![b"cert".to_vec()], b"key".to_vec()));
-        let err = TlsSettings::with_cert_key(cert_key).build().unwrap_err();
+        let err = TlsSettings::with_cert_key(cert_key)
+            .unwrap()
+            .build()
+            .unwrap_err();
         assert_eq!(err.etype(), &ErrorType::InternalError);
         assert!(err.to_string().contains("no TLS backend"), "{err}");
     }
