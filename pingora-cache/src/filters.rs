@@ -13,7 +13,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{request, response, Method};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -128,11 +128,7 @@ pub fn calculate_expires_header_time(resp_header: &response::Parts) -> Option<Sy
     Some(parse_http_date(value).unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
-/// Parses an HTTP date (any of the three formats of RFC 9110 section 5.6.7).
-pub(crate) fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    let text = value.to_str().ok()?;
-    httpdate::parse_http_date(text.trim()).ok()
-}
+pub(crate) use pingora_http::conditional::parse_http_date;
 
 /// The stale-while-revalidate and stale-if-error windows, in seconds: from the directives
 /// where they say (zero where `must-revalidate`, `proxy-revalidate`, `s-maxage` or bare

@@ -61,6 +61,7 @@
 
 mod case_header_name;
 mod case_map;
+pub mod conditional;
 mod request;
 mod response;
 

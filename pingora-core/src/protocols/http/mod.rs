@@ -4,6 +4,7 @@ pub mod body_buffer;
 pub mod bridge;
 pub mod client;
 pub mod compression;
+pub mod conditional_filter;
 pub mod date;
 pub mod error_resp;
 pub mod server;
