@@ -327,9 +327,7 @@ where
     async fn run_phases(self: &Arc<Self>, session: &mut Session, ctx: &mut SV::CTX) -> Ending {
         let previous = session.downstream_session.take_persisted_context();
         if let Some(previous) = previous {
-            if let Err(e) = self.inner.on_connection_reuse(session, ctx, previous).await {
-                return self.fail_early(session, ctx, e).await;
-            }
+            self.inner.on_connection_reuse(session, ctx, previous);
         }
         if let Err(e) = self.inner.early_request_filter(session, ctx).await {
             return self.fail_early(session, ctx, e).await;

@@ -474,17 +474,15 @@ pub trait ProxyHttp {
     }
 
     /// Called at the start of a request on a reused client connection whose previous request
-    /// left state with [`persist_connection_context`](ProxyHttp::persist_connection_context).
-    async fn on_connection_reuse(
+    /// left state with [`persist_connection_context`](ProxyHttp::persist_connection_context),
+    /// before [`early_request_filter`](ProxyHttp::early_request_filter). Synchronous, as in
+    /// Pingora: move the state into `ctx` here; async work belongs in the filters that follow.
+    fn on_connection_reuse(
         &self,
         _session: &mut Session,
         _ctx: &mut Self::CTX,
         _prev_ctx: Box<dyn Any + Send + Sync>,
-    ) -> Result<()>
-    where
-        Self::CTX: Send + Sync,
-    {
-        Ok(())
+    ) {
     }
 
     /// Pingora's hook for exchanging messages of a custom (non-HTTP) protocol session between
