@@ -12,6 +12,15 @@ With h2c in PROTOS (the default), the same targets are also loaded over HTTP/2 w
 knowledge (h2c) by h2load: 10 connections x 100 concurrent streams. Each target has a second,
 h2c listener (nginx `listen ... http2`, HAProxy `proto h2`); ours serves h2c on its one port.
 Upstream connections stay HTTP/1.1 for every proxy.
+
+A row is one whole run, the one with the median requests per CPU-second (not each column's
+median taken apart, which could mix runs).
+
+With INSTR=1 (the default when valgrind is installed), each proxy is then run alone under
+`valgrind --tool=callgrind` (nginx as a single process) and loaded with CG_REQUESTS requests
+(1 KiB, HTTP/1.1 keepalive, CG_CONNS connections) after 1,000 warm-up requests, the counters
+zeroed in between: user-space instructions per request, a figure the machine's load does not
+move.
 """
 
 import os
@@ -19,7 +28,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +41,10 @@ TARGETS = os.environ.get("TARGETS", "origin,nginx,haproxy,pingora").split(",")
 PROTOS = os.environ.get("PROTOS", "h1,h2c").split(",")
 H2_CONNS = int(os.environ.get("H2_CONNS", "10"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "100"))
+INSTR = os.environ.get("INSTR", "1" if shutil.which("valgrind") else "0") == "1"
+CG_REQUESTS = int(os.environ.get("CG_REQUESTS", "40000"))
+CG_CONNS = int(os.environ.get("CG_CONNS", "50"))
+CG_SIZES = os.environ.get("CG_SIZES", "1k").split(",")
 TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "examples")
@@ -271,6 +283,86 @@ def run_h2load(port, path, pids):
     }
 
 
+def median_run(runs):
+    """The run with the median requests per CPU-second (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: (r["per_cpu"] != r["per_cpu"], r["per_cpu"]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def h1_requests(port, path, count, conns):
+    """`count` requests for `path` over `conns` HTTP/1.1 keepalive connections (h2load --h1);
+    exits unless every one got a 2xx."""
+    out = subprocess.run(["h2load", "--h1", "-t1", f"-c{conns}", "-n", str(count),
+                          f"http://127.0.0.1:{port}/{path}"], capture_output=True, text=True).stdout
+    m = re.search(r"status codes: (\d+) 2xx", out)
+    if not m or int(m.group(1)) != count:
+        sys.exit(f"only {m.group(1) if m else 0} of {count} requests succeeded on port {port}:\n{out}")
+
+
+def start_under_callgrind(workdir, target, origin_port, out_file):
+    """Starts proxy `target` alone under callgrind in front of the origin; returns (port, proc)."""
+    vg = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no",
+          f"--callgrind-out-file={out_file}"]
+    port = free_port()
+    if target == "nginx":
+        conf = nginx_conf(workdir, f"""
+    upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}""").replace("worker_processes 1;", "worker_processes 1;\nmaster_process off;")
+        with open(f"{workdir}/cg-nginx.conf", "w") as f:
+            f.write(conf)
+        cmd = ["nginx", "-c", f"{workdir}/cg-nginx.conf", "-p", workdir]
+    elif target == "haproxy":
+        with open(f"{workdir}/cg-haproxy.cfg", "w") as f:
+            f.write(f"""
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    server origin 127.0.0.1:{origin_port}
+""")
+        cmd = ["haproxy", "-f", f"{workdir}/cg-haproxy.cfg"]
+    else:
+        cmd = [OURS, "-c", pingora_conf(workdir, "pingora-cg"), "--listen", f"127.0.0.1:{port}",
+               f"127.0.0.1:{origin_port}"]
+    proc = start(vg + cmd, f"{workdir}/cg-{target}.log", env={**os.environ, "RUST_LOG": "error"})
+    wait_port(port, timeout=120)
+    return port, proc
+
+
+def instructions_per_request(workdir, origin_port, target, size):
+    """User-space instructions per request of `target` under callgrind (see the module docs)."""
+    out_file = f"{workdir}/callgrind.{target}.{size}"
+    port, proc = start_under_callgrind(workdir, target, origin_port, out_file)
+    try:
+        h1_requests(port, size, 1000, CG_CONNS)
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+        h1_requests(port, size, CG_REQUESTS, CG_CONNS)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+        dumps = [f for f in os.listdir(workdir) if f.startswith(os.path.basename(out_file) + ".")]
+        latest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
+        with open(f"{workdir}/{latest}") as f:
+            total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+        return total / CG_REQUESTS
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main():
     if not os.path.exists(OURS):
         sys.exit(f"build the proxy first: {OURS} is missing (bench/proxy.sh does it)")
@@ -284,7 +376,7 @@ def main():
                 for target in TARGETS:
                     pids = descendants(procs[target].pid)
                     runs = [run_wrk(ports[target], size, conns, pids) for _ in range(RUNS)]
-                    med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99", "cpu", "per_cpu"]}
+                    med = dict(median_run(runs))
                     med["errors"] = sum(r["errors"] for r in runs)
                     med["socket_errors"] = "; ".join(r["socket_errors"] for r in runs if r["socket_errors"])
                     results[(size, conns, target)] = med
@@ -298,13 +390,19 @@ def main():
             for target in TARGETS:
                 pids = descendants(procs[target].pid)
                 runs = [run_h2load(h2_ports[target], size, pids) for _ in range(RUNS)]
-                med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "mean", "cpu", "per_cpu"]}
+                med = dict(median_run(runs))
                 med["failed"] = sum(r["failed"] for r in runs)
                 h2_results[(size, target)] = med
                 print(f"{size:>4} h2c {H2_CONNS}x{H2_STREAMS} {target:<8} {med['rps']:>9.0f} req/s  "
                       f"mean {med['mean']:.2f} ms  cpu {med['cpu']:.2f} s  "
                       f"{med['per_cpu']:>8.0f} req/cpu-s  failed {med['failed']}", flush=True)
         h2_rss = {t: peak_rss_mib(descendants(procs[t].pid)) for t in TARGETS}
+        instr = {}
+        for size in CG_SIZES if INSTR else []:
+            for target in [t for t in TARGETS if t != "origin"]:
+                instr[(size, target)] = instructions_per_request(workdir, ports["origin"], target, size)
+                print(f"{size:>4} callgrind {target:<8} {instr[(size, target)]:>8.0f} instructions/request",
+                      flush=True)
     finally:
         stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -326,6 +424,15 @@ def main():
         for (size, target), r in h2_results.items():
             print(f"| h2c {size}, {H2_CONNS}x{H2_STREAMS} streams | {target} | {r['rps']:.0f} | {r['mean']:.2f} | "
                   f"{r['cpu']:.2f} | {r['per_cpu']:.0f} | {r['failed']} | {h2_rss[target]:.0f} |")
+    if instr:
+        print()
+        print(f"| user-space instructions per request (callgrind, HTTP/1.1 keepalive, {CG_CONNS} conns, "
+              f"{CG_REQUESTS} requests) | target | instructions | ours / target |")
+        print("|---|---|---:|---:|")
+        for (size, target), n in instr.items():
+            ours = instr.get((size, "pingora"))
+            ratio = f"{ours / n:.2f}x" if ours else "-"
+            print(f"| {size} | {target} | {n:.0f} | {ratio} |")
     if "pingora" in TARGETS:
         print()
         print("| workload | ours / nginx (req per CPU-s) | ours / haproxy (req per CPU-s) |")

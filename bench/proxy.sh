@@ -4,6 +4,7 @@
 #
 #   bench/proxy.sh                 # full matrix, 3 runs each (about 10 minutes)
 #   RUNS=1 DURATION=5 bench/proxy.sh   # a quick look
+#   INSTR=0 bench/proxy.sh             # without the callgrind count of instructions per request
 #   bench/proxy.sh --cache             # the cache benchmark (bench/proxy_cache.py)
 #   PARTS=callgrind bench/proxy.sh --cache   # instructions per request under callgrind
 #   PARTS=disk,diskcg bench/proxy.sh --cache # the disk store vs nginx on disk (DISK_DIRS), and under callgrind
@@ -17,6 +18,8 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+# Instructions per request (callgrind), on unless INSTR=0.
+[ "${INSTR:-1}" = 0 ] || command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
