@@ -329,7 +329,7 @@ fn tls_echo_picks_the_certificate_by_sni() {
     let callbacks = by_sni.clone();
     let (_server, addrs) = TestServer::start(move |server| {
         let mut echo = Service::new("tls echo".to_string(), app::echo::EchoApp);
-        let tls = TlsSettings::with_callbacks(Box::new(callbacks)).unwrap();
+        let tls = TlsSettings::with_handshake_callbacks(Box::new(callbacks)).unwrap();
         echo.add_tls_with_settings("127.0.0.1:0", None, tls);
         let addrs = echo.local_addrs();
         server.add_service(echo);
