@@ -20,7 +20,7 @@ With INSTR=1 (the default when valgrind is installed), each proxy is then run al
 `valgrind --tool=callgrind` (nginx as a single process) and loaded with CG_REQUESTS requests
 (1 KiB, HTTP/1.1 keepalive, CG_CONNS connections) after 1,000 warm-up requests, the counters
 zeroed in between: user-space instructions per request, a figure the machine's load does not
-move.
+move. KEEP_CALLGRIND=dir keeps the dumps (callgrind.<target>.<size>.N) for callgrind_annotate.
 """
 
 import os
@@ -405,6 +405,12 @@ def main():
                       flush=True)
     finally:
         stop(procs)
+        keep = os.environ.get("KEEP_CALLGRIND")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for f in os.listdir(workdir):
+                if f.startswith("callgrind."):
+                    shutil.copy(f"{workdir}/{f}", keep)
         shutil.rmtree(workdir, ignore_errors=True)
 
     if results:
