@@ -34,11 +34,11 @@ pub(super) struct AcceptEncoding {
 }
 
 impl AcceptEncoding {
-    /// Parses every `Accept-Encoding` field of `headers`. Codings this module does not know are
+    /// Parses the `Accept-Encoding` field lines `lines`. Codings this module does not know are
     /// left out; an entry with a malformed weight is ignored.
-    pub(super) fn parse(headers: &HeaderMap) -> Self {
+    pub(super) fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut parsed = AcceptEncoding::default();
-        for value in headers.get_all(http::header::ACCEPT_ENCODING) {
+        for value in lines {
             parsed.present = true;
             // Common single-coding values skip the general parser.
             match value.as_bytes() {
@@ -158,7 +158,7 @@ fn parse_qvalue(value: &[u8]) -> Option<Weight> {
 #[derive(Debug, Clone, Default)]
 pub(super) struct RequestFacts {
     /// The `Accept-Encoding` fields.
-    accept_encoding: HeaderMap,
+    accept_encoding: Vec<HeaderValue>,
     /// A `HEAD`: the response head changes as a `GET`'s would, with no body to encode.
     pub(super) head: bool,
     /// `Cache-Control: no-transform` on the request (RFC 9111 section 5.2.1.6).
@@ -169,15 +169,19 @@ pub(super) struct RequestFacts {
 
 impl RequestFacts {
     pub(super) fn from_request(req: &RequestHeader) -> Self {
-        let mut accept_encoding = HeaderMap::new();
-        for value in req.headers.get_all(http::header::ACCEPT_ENCODING) {
-            accept_encoding.append(http::header::ACCEPT_ENCODING, value.clone());
-        }
+        // Recorded on every request, compression on or not (see `request_filter`): lookups
+        // by prepared names, and no map built.
+        const AVAILABLE_DICTIONARY: HeaderName = HeaderName::from_static("available-dictionary");
         RequestFacts {
-            accept_encoding,
+            accept_encoding: req
+                .headers
+                .get_all(http::header::ACCEPT_ENCODING)
+                .iter()
+                .cloned()
+                .collect(),
             head: req.method == Method::HEAD,
             no_transform: has_no_transform(&req.headers),
-            available_dictionary: req.headers.get("available-dictionary").cloned(),
+            available_dictionary: req.headers.get(&AVAILABLE_DICTIONARY).cloned(),
         }
     }
 
