@@ -152,6 +152,28 @@ def pingora_conf(workdir, name):
     return path
 
 
+def write_haproxy_cfg(path, origin_port, binds):
+    """Writes HAProxy's configuration: 1 thread, connection reuse, listening on `binds`
+    ("address[ options]"), proxying to the origin."""
+    bind_lines = "".join(f"    bind {b}\n" for b in binds)
+    with open(path, "w") as f:
+        f.write(f"""
+global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+{bind_lines}    default_backend be
+backend be
+    server origin 127.0.0.1:{origin_port}
+""")
+
+
 def setup(workdir, origin_extra=""):
     """Starts the origin (with `origin_extra` in its server blocks) and the three proxies."""
     os.makedirs(f"{workdir}/www", exist_ok=True)
@@ -186,24 +208,8 @@ def setup(workdir, origin_extra=""):
         f.write(proxy)
     procs["nginx"] = start(["nginx", "-c", f"{workdir}/proxy.conf", "-p", workdir], f"{workdir}/nginx.log")
 
-    with open(f"{workdir}/haproxy.cfg", "w") as f:
-        f.write(f"""
-global
-    nbthread 1
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:{ports['haproxy']}
-    bind 127.0.0.1:{h2_ports['haproxy']} proto h2
-    default_backend be
-backend be
-    server origin 127.0.0.1:{ports['origin']}
-""")
+    write_haproxy_cfg(f"{workdir}/haproxy.cfg", ports["origin"],
+                      [f"127.0.0.1:{ports['haproxy']}", f"127.0.0.1:{h2_ports['haproxy']} proto h2"])
     procs["haproxy"] = start(["haproxy", "-f", f"{workdir}/haproxy.cfg"], f"{workdir}/haproxy.log")
 
     procs["pingora"] = start(
@@ -315,23 +321,7 @@ def start_under_callgrind(workdir, target, origin_port, out_file):
             f.write(conf)
         cmd = ["nginx", "-c", f"{workdir}/cg-nginx.conf", "-p", workdir]
     elif target == "haproxy":
-        with open(f"{workdir}/cg-haproxy.cfg", "w") as f:
-            f.write(f"""
-global
-    nbthread 1
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:{port}
-    default_backend be
-backend be
-    server origin 127.0.0.1:{origin_port}
-""")
+        write_haproxy_cfg(f"{workdir}/cg-haproxy.cfg", origin_port, [f"127.0.0.1:{port}"])
         cmd = ["haproxy", "-f", f"{workdir}/cg-haproxy.cfg"]
     else:
         cmd = [OURS, "-c", pingora_conf(workdir, "pingora-cg"), "--listen", f"127.0.0.1:{port}",

@@ -9,17 +9,7 @@ fn stored(status: u16, fields: &[(&str, &str)]) -> ResponseHeader {
     resp
 }
 
-/// A header map holding `fields` in order (repeated names appended).
-fn headers(fields: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in fields {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    map
-}
+use crate::test_util::header_map as headers;
 
 #[test]
 fn selection_for_update() {

@@ -192,3 +192,29 @@ pub(crate) async fn other_backends_refuse_openssl_settings(other: Arc<dyn TlsPro
     };
     assert!(e.to_string().contains("TlsAccept callbacks"), "{e}");
 }
+
+/// The tests of Pingora's OpenSSL-shaped API for a test file whose `provider()` is an
+/// OpenSSL-family backend; `other` is the expression of a provider of another backend.
+macro_rules! pingora_shaped_suite {
+    ($other:expr) => {
+        mod pingora_shaped {
+            use super::{provider, tls_support::pingora_shaped};
+
+            #[tokio::test]
+            async fn callbacks_over_sslref_and_builder_settings() {
+                pingora_shaped::pingora_shaped_callbacks(provider()).await;
+            }
+
+            #[tokio::test]
+            async fn settings_from_a_builder() {
+                pingora_shaped::settings_from_a_builder(provider()).await;
+            }
+
+            #[tokio::test]
+            async fn another_backend_refuses_openssl_settings() {
+                pingora_shaped::other_backends_refuse_openssl_settings($other).await;
+            }
+        }
+    };
+}
+pub(crate) use pingora_shaped_suite;
