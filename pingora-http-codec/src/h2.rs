@@ -12,7 +12,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Request fields that describe a connection, which HTTP/2 forbids (RFC 9113 section 8.2.2),
 /// and `Host`, which becomes `:authority`.
-const NOT_FORWARDED: [HeaderName; 6] = [
+static NOT_FORWARDED: [HeaderName; 6] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
@@ -22,7 +22,7 @@ const NOT_FORWARDED: [HeaderName; 6] = [
 ];
 
 /// Response fields that describe a connection, which HTTP/2 forbids (RFC 9113 section 8.2.2).
-const CONNECTION_SPECIFIC: [HeaderName; 5] = [
+static CONNECTION_SPECIFIC: [HeaderName; 5] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
@@ -198,8 +198,8 @@ fn join_cookies(headers: &mut HeaderMap) {
 /// (`Connection`, `Transfer-Encoding`, `Upgrade`, `Keep-Alive`, `Proxy-Connection`, `TE`) and
 /// sets the version to HTTP/2.
 pub fn prepare_h2_response(header: &mut ResponseHeader) {
-    for name in CONNECTION_SPECIFIC {
-        header.remove_header(&name);
+    for name in &CONNECTION_SPECIFIC {
+        header.remove_header(name);
     }
     header.remove_header(&header::TE);
     header.set_version(Version::HTTP_2);

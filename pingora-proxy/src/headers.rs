@@ -8,7 +8,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Hop-by-hop fields removed from every forwarded message. `Transfer-Encoding` is not here: the
 /// framing code removes or rewrites it.
-const HOP_BY_HOP: [HeaderName; 5] = [
+static HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,26 +17,31 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 ];
 
 /// The field names listed by the `Connection` fields of `headers`, which are hop-by-hop too.
-/// The usual tokens (`close`, `keep-alive`, `upgrade`) name no other field worth a lookup.
 fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            let usual = [&b"close"[..], b"keep-alive", b"upgrade"]
-                .iter()
-                .any(|usual| token.eq_ignore_ascii_case(usual));
-            if token.is_empty() || usual {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                if name != header::TRANSFER_ENCODING && name != header::CONTENT_LENGTH {
-                    names.push(name);
-                }
+        push_connection_options(value, &mut names);
+    }
+    names
+}
+
+/// Adds the field names one `Connection` field `value` lists to `names`. The usual tokens
+/// (`close`, `keep-alive`, `upgrade`) name no other field worth a lookup.
+fn push_connection_options(value: &HeaderValue, names: &mut Vec<HeaderName>) {
+    for token in value.as_bytes().split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        let usual = [&b"close"[..], b"keep-alive", b"upgrade"]
+            .iter()
+            .any(|usual| token.eq_ignore_ascii_case(usual));
+        if token.is_empty() || usual {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token) {
+            if name != header::TRANSFER_ENCODING && name != header::CONTENT_LENGTH {
+                names.push(name);
             }
         }
     }
-    names
 }
 
 /// Whether `headers` ask to switch protocols (`Connection: upgrade` plus `Upgrade`).
@@ -52,19 +57,19 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
 /// The hop-by-hop fields of `headers`, to remove; `Connection` and `Upgrade` are spared when
 /// `keep_upgrade`.
 fn hop_by_hop_names(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
-    // One pass over the names, compared with the (standard) hop-by-hop names, is cheaper
-    // than a lookup for each of them.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        // The common case: nothing to remove, and nothing allocated to find that out.
-        return Vec::new();
-    }
-    let mut names = connection_options(headers);
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+    // One pass over the fields, compared with the (standard) hop-by-hop names, is cheaper
+    // than a lookup for each of them; nothing is allocated when there is nothing to remove.
+    let mut names: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(name) {
             continue;
         }
-        if headers.contains_key(&name) {
-            names.push(name);
+        let upgrade_field = name == header::CONNECTION || name == header::UPGRADE;
+        if name == header::CONNECTION {
+            push_connection_options(value, &mut names);
+        }
+        if !(keep_upgrade && upgrade_field) && !names.contains(name) {
+            names.push(name.clone());
         }
     }
     if keep_upgrade {
@@ -143,7 +148,7 @@ fn origin_form(req: &RequestHeader) -> Option<Vec<u8>> {
 /// Fields that must not be sent as request trailers (RFC 9110 section 6.5.1): framing, routing,
 /// hop-by-hop, and those that decide how the body is read or the request handled. They are
 /// dropped rather than passed on, as an upstream might act on them as if they were in the head.
-const NOT_TRAILERS: [HeaderName; 19] = [
+static NOT_TRAILERS: [HeaderName; 19] = [
     header::TRANSFER_ENCODING,
     header::CONTENT_LENGTH,
     header::HOST,

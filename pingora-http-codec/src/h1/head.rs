@@ -117,6 +117,23 @@ fn offsets(base: *const u8, part: &[u8]) -> (u32, u32) {
     (start, start + part.len() as u32)
 }
 
+/// A field value `httparse` accepted, as a [`HeaderValue`] sharing the head's bytes.
+///
+/// `httparse` accepts exactly the bytes `HeaderValue` does in a value (HTAB, SP to `~`, and
+/// 0x80 to 0xFF; no other control byte), so checking them again, a byte at a time on every
+/// field of every head, is skipped. Unfolded obs-fold (CR and LF made spaces) keeps that true.
+/// Debug builds (every test and fuzz run) check anyway: `http` panics there on an invalid byte.
+#[allow(unsafe_code)]
+#[inline]
+fn parsed_value(value: Bytes) -> HeaderValue {
+    debug_assert!(value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f)));
+    // SAFETY: the bytes are a field value `httparse` validated (see above); the function's
+    // only requirement is that they are valid in a header value.
+    unsafe { HeaderValue::from_maybe_shared_unchecked(value) }
+}
+
 fn reject(code: u16, why: &'static str) -> BError {
     Error::explain(ErrorType::HTTPStatus(code), why).into_down()
 }
@@ -295,11 +312,11 @@ fn parse_request_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Requ
                 value = Bytes::from(n.to_string());
             }
         }
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| reject(400, "invalid header value"))?;
-        header.append_header(name, value).map_err(|e| {
-            Error::because(ErrorType::HTTPStatus(400), "invalid header", e).into_down()
-        })?;
+        header
+            .append_header(name, parsed_value(value))
+            .map_err(|e| {
+                Error::because(ErrorType::HTTPStatus(400), "invalid header", e).into_down()
+            })?;
     }
     let framing = checks.request_framing(minor)?;
     if header.uri.scheme().is_some() {
@@ -411,29 +428,37 @@ impl Codings {
 
 impl FramingChecks {
     fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<()> {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = fields::parse_content_length(value)
-                .ok_or_else(|| reject(400, "invalid Content-Length"))?;
-            if self.content_length.is_some_and(|prev| prev != n) {
-                return Err(reject(400, "conflicting Content-Length values"));
+        // Every field of every head comes through here, and most are none of these: the
+        // length picks the one name worth comparing (`connection` and `keep-alive` share one).
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            14 if is(b"content-length") => {
+                let n = fields::parse_content_length(value)
+                    .ok_or_else(|| reject(400, "invalid Content-Length"))?;
+                if self.content_length.is_some_and(|prev| prev != n) {
+                    return Err(reject(400, "conflicting Content-Length values"));
+                }
+                self.content_length = Some(n);
             }
-            self.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encoding
-                .get_or_insert_with(Codings::default)
-                .add(value);
-        } else if name.eq_ignore_ascii_case(b"host") {
-            self.host_count += 1;
-            self.host_invalid |= !fields::is_valid_host(value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            self.connection.add(value);
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            self.upgrade = true;
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case(b"keep-alive") {
-            self.keepalive_timeout =
-                fields::parse_keepalive_timeout(value).or(self.keepalive_timeout);
+            17 if is(b"transfer-encoding") => {
+                self.transfer_encoding
+                    .get_or_insert_with(Codings::default)
+                    .add(value);
+            }
+            4 if is(b"host") => {
+                self.host_count += 1;
+                self.host_invalid |= !fields::is_valid_host(value);
+            }
+            10 if is(b"connection") => self.connection.add(value),
+            10 if is(b"keep-alive") => {
+                self.keepalive_timeout =
+                    fields::parse_keepalive_timeout(value).or(self.keepalive_timeout);
+            }
+            7 if is(b"upgrade") => self.upgrade = true,
+            6 if is(b"expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -545,7 +570,13 @@ pub fn parse_response(
         let _ = header.set_reason_phrase(Some(&reason));
     }
 
-    let (checks, bad_length) = append_response_fields(&mut header, &raw, fields, strict_length)?;
+    let (checks, bad_length) = append_response_fields(
+        &mut header,
+        &raw,
+        fields,
+        strict_length,
+        has_obs_fold(&raw, fields.len()),
+    )?;
     let codings = checks.transfer_encoding.map(|c| c.kind());
     let framing = match (codings, checks.content_length) {
         // A response with a coding we cannot decode, or with both headers, is read until
@@ -569,21 +600,32 @@ pub fn parse_response(
     }))
 }
 
+/// Whether `head`, holding `fields` header fields, may have a folded field value (obs-fold,
+/// RFC 9112 section 5.2). Without folds its line feeds end the status line, each field and
+/// the empty line; a fold adds one. One vectorised count over the head, so that values are
+/// searched for line breaks only when there may be some (empty lines before the status line
+/// also count: then the values are searched for nothing).
+fn has_obs_fold(head: &[u8], fields: usize) -> bool {
+    memchr::memchr_iter(b'\n', head).count() != fields + 2
+}
+
 /// Appends the response's header `fields` (positions in `raw`) to `header`, unfolding
-/// obs-fold, and runs the framing checks over them. Returns the checks and whether an invalid
-/// `Content-Length` was dropped (only when not `strict_length`).
+/// obs-fold when `folded` (see [`has_obs_fold`]), and runs the framing checks over them.
+/// Returns the checks and whether an invalid `Content-Length` was dropped (only when not
+/// `strict_length`).
 fn append_response_fields(
     header: &mut ResponseHeader,
     raw: &Bytes,
     fields: &[FieldPos],
     strict_length: bool,
+    folded: bool,
 ) -> Result<(FramingChecks, bool)> {
     let mut checks = FramingChecks::default();
     let mut bad_length = false;
     for field in fields {
         let name = raw.slice(field.name());
         let mut value = raw.slice(field.value());
-        if value.contains(&b'\n') || value.contains(&b'\r') {
+        if folded && memchr::memchr2(b'\n', b'\r', &value).is_some() {
             // Unfold obs-fold: each CR/LF becomes a space.
             let unfolded: Vec<u8> = value
                 .iter()
@@ -603,12 +645,11 @@ fn append_response_fields(
             )
             .into_up());
         }
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| {
-            Error::explain(ErrorType::InvalidHTTPHeader, "invalid header value").into_up()
-        })?;
-        header.append_header(name, value).map_err(|e| {
-            Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up()
-        })?;
+        header
+            .append_header(name, parsed_value(value))
+            .map_err(|e| {
+                Error::because(ErrorType::InvalidHTTPHeader, "invalid header", e).into_up()
+            })?;
     }
     Ok((checks, bad_length))
 }

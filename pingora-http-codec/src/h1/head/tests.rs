@@ -299,6 +299,14 @@ fn responses() {
         .unwrap()
         .unwrap();
     assert_eq!(head.header.headers["x-fold"], "a   b");
+    let head = parse_resp(
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-Fold: a\r\n\tb\r\n\r\n",
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(head.header.headers["x-fold"], "a  \tb");
+    assert_eq!(head.header.headers["x-a"], "1");
 
     assert!(parse_resp(
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",

@@ -95,7 +95,7 @@ pub struct HttpSession {
     broken: bool,
     /// The last piece of body returned by [`HttpSession::read_body_ref`].
     last_body: Bytes,
-    digest: OnceLock<Box<Digest>>,
+    digest: OnceLock<Digest>,
 }
 
 // === impl HttpSession: construction and settings ===
@@ -573,20 +573,18 @@ impl HttpSession {
 
     /// Everything known about the connection.
     pub fn digest(&self) -> &Digest {
-        self.digest.get_or_init(|| {
-            Box::new(Digest {
-                ssl_digest: self.stream.get_ssl_digest(),
-                timing_digest: self.stream.get_timing_digest(),
-                proxy_digest: self.stream.get_proxy_digest(),
-                socket_digest: self.stream.get_socket_digest(),
-            })
+        self.digest.get_or_init(|| Digest {
+            ssl_digest: self.stream.get_ssl_digest(),
+            timing_digest: self.stream.get_timing_digest(),
+            proxy_digest: self.stream.get_proxy_digest(),
+            socket_digest: self.stream.get_socket_digest(),
         })
     }
 
     /// Everything known about the connection, to modify.
     pub fn digest_mut(&mut self) -> Option<&mut Digest> {
         self.digest();
-        self.digest.get_mut().map(|d| &mut **d)
+        self.digest.get_mut()
     }
 
     /// The upstream's address.
