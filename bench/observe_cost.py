@@ -67,7 +67,9 @@ def measure(workdir, origin_port, name, exe, env):
         wait_port(port, timeout=120)
         h2load_uris(port, ["/1k"] * 1000, clients=2)  # warm-up: pools, caches
         total, _ = callgrind_count(port, proc, workdir, name, ["/1k"] * CG_REQUESTS)
-        return total / CG_REQUESTS
+        dumps = sorted((f for f in os.listdir(workdir) if f.startswith(f"cg-{name}.")),
+                       key=lambda f: int(f.rsplit(".", 1)[1]))
+        return total / CG_REQUESTS, proxy.allocations_in(f"{workdir}/{dumps[-1]}") / CG_REQUESTS
     finally:
         proc.terminate()
         proc.wait()
@@ -91,12 +93,12 @@ def main():
                 if f.startswith("cg-"):
                     shutil.copy(f"{workdir}/{f}", keep)
         shutil.rmtree(workdir, ignore_errors=True)
-    reference = rows[0][1]
+    reference = rows[0][1][0]
     print(f"\ninstructions per request, 1 KiB over HTTP/1.1 keepalive, {CG_REQUESTS} requests")
-    print("| variant | instructions per request | ratio |")
-    print("|---|---:|---:|")
-    for name, n in rows:
-        print(f"| {name} | {n:.0f} | {n / reference:.3f} |")
+    print("| variant | instructions per request | ratio | heap allocations per request |")
+    print("|---|---:|---:|---:|")
+    for name, (n, allocs) in rows:
+        print(f"| {name} | {n:.0f} | {n / reference:.3f} | {allocs:.1f} |")
 
 
 if __name__ == "__main__":

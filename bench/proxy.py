@@ -20,7 +20,8 @@ With INSTR=1 (the default when valgrind is installed), each proxy is then run al
 `valgrind --tool=callgrind` (nginx as a single process) and loaded with CG_REQUESTS requests
 (1 KiB, HTTP/1.1 keepalive, CG_CONNS connections) after 1,000 warm-up requests, the counters
 zeroed in between: user-space instructions per request, a figure the machine's load does not
-move. KEEP_CALLGRIND=dir keeps the dumps (callgrind.<target>.<size>.N) for callgrind_annotate.
+move, and heap allocations per request (calls into malloc and its kin, or mimalloc for ours, from
+outside the allocator). KEEP_CALLGRIND=dir keeps the dumps (callgrind.<target>.<size>.N) for callgrind_annotate.
 """
 
 import os
@@ -331,8 +332,31 @@ def start_under_callgrind(workdir, target, origin_port, out_file):
     return port, proc
 
 
+# Heap allocation entry points: the C library's, and mimalloc's (ours; Rust's global allocator
+# calls these directly). A call counts when its caller is not one of them (realloc calling malloc
+# is one allocation).
+ALLOC_FNS = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign",
+             "mi_malloc", "mi_zalloc", "mi_realloc", "mi_malloc_aligned", "mi_zalloc_aligned",
+             "mi_realloc_aligned"}
+
+
+def allocations_in(path):
+    """Heap allocations counted in a callgrind dump (written with --compress-strings=no)."""
+    calls, fn, callee = 0, "", ""
+    with open(path) as f:
+        for line in f:
+            if line.startswith("fn="):
+                fn = line[3:].strip()
+            elif line.startswith("cfn="):
+                callee = line[4:].strip()
+            elif line.startswith("calls=") and callee in ALLOC_FNS and fn not in ALLOC_FNS:
+                calls += int(line[6:].split()[0])
+    return calls
+
+
 def instructions_per_request(workdir, origin_port, target, size):
-    """User-space instructions per request of `target` under callgrind (see the module docs)."""
+    """User-space instructions and heap allocations per request of `target` under callgrind
+    (see the module docs)."""
     out_file = f"{workdir}/callgrind.{target}.{size}"
     port, proc = start_under_callgrind(workdir, target, origin_port, out_file)
     try:
@@ -344,7 +368,7 @@ def instructions_per_request(workdir, origin_port, target, size):
         latest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
         with open(f"{workdir}/{latest}") as f:
             total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
-        return total / CG_REQUESTS
+        return total / CG_REQUESTS, allocations_in(f"{workdir}/{latest}") / CG_REQUESTS
     finally:
         proc.terminate()
         try:
@@ -391,8 +415,8 @@ def main():
         for size in CG_SIZES if INSTR else []:
             for target in [t for t in TARGETS if t != "origin"]:
                 instr[(size, target)] = instructions_per_request(workdir, ports["origin"], target, size)
-                print(f"{size:>4} callgrind {target:<8} {instr[(size, target)]:>8.0f} instructions/request",
-                      flush=True)
+                print(f"{size:>4} callgrind {target:<8} {instr[(size, target)][0]:>8.0f} instructions/request"
+                      f"  {instr[(size, target)][1]:.1f} allocations/request", flush=True)
     finally:
         stop(procs)
         keep = os.environ.get("KEEP_CALLGRIND")
@@ -423,12 +447,12 @@ def main():
     if instr:
         print()
         print(f"| user-space instructions per request (callgrind, HTTP/1.1 keepalive, {CG_CONNS} conns, "
-              f"{CG_REQUESTS} requests) | target | instructions | ours / target |")
-        print("|---|---|---:|---:|")
-        for (size, target), n in instr.items():
+              f"{CG_REQUESTS} requests) | target | instructions | ours / target | heap allocations |")
+        print("|---|---|---:|---:|---:|")
+        for (size, target), (n, allocs) in instr.items():
             ours = instr.get((size, "pingora"))
-            ratio = f"{ours / n:.2f}x" if ours else "-"
-            print(f"| {size} | {target} | {n:.0f} | {ratio} |")
+            ratio = f"{ours[0] / n:.2f}x" if ours else "-"
+            print(f"| {size} | {target} | {n:.0f} | {ratio} | {allocs:.1f} |")
     if "pingora" in TARGETS:
         print()
         print("| workload | ours / nginx (req per CPU-s) | ours / haproxy (req per CPU-s) |")

@@ -38,6 +38,9 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_BUFFER_SIZE: usize = 64 * 1024;
 /// Pending bytes and body up to this size are copied into one buffer and written with one call.
 const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// Room for a response head's status line and final empty line, beyond its fields.
+const HEAD_ROOM: usize = 64;
 /// When closing with an unread request body, read and discard at most this much, for at most
 /// [`LINGER_TIME`], so the client sees the response instead of a reset.
 const LINGER_BYTES: usize = 256 * 1024;

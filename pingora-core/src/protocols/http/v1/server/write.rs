@@ -70,6 +70,15 @@ impl HttpSession {
             self.keepalive = Keepalive::Off;
         }
         self.fill_response_headers(&mut header, tunnel);
+        if let Framing::Length(n) = framing {
+            // The head waits for a body that fits with it in one write (below): room for both
+            // now, rather than growing the buffer, and copying the head, when the body comes.
+            let body = usize::try_from(n).unwrap_or(usize::MAX);
+            if body <= COALESCE_LIMIT {
+                self.pending
+                    .reserve(HEAD_ROOM + header.headers.len() * 32 + body);
+            }
+        }
         head::write_response_head(&header, &mut self.pending);
         self.encoder = Some(BodyEncoder::new(framing));
         self.response = Some(header);
