@@ -184,10 +184,17 @@ impl CaseMap {
 
     /// After changes made without us, rebuilds the spellings in the map's order, keeping
     /// each recorded spelling that still has a value and dropping the rest.
+    #[inline]
     fn realign(&mut self, headers: &HMap) {
-        if !std::mem::take(&mut self.stale) {
-            return;
+        // Called before every edit, and almost never needed: the check stays inline.
+        if std::mem::take(&mut self.stale) {
+            self.rebuild(headers);
         }
+    }
+
+    /// The work of [`realign`](Self::realign).
+    #[cold]
+    fn rebuild(&mut self, headers: &HMap) {
         let Some(spellings) = &mut self.spellings else {
             return;
         };

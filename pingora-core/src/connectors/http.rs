@@ -93,7 +93,7 @@ impl Connector {
             }
         }
         if alpn.get_min_http_version() == 1 {
-            if let Some(stream) = self.transport.reused_stream(peer).await {
+            if let Some(stream) = self.transport.reused_stream_keyed(peer, key) {
                 let session = Http1Session::new_with_options(stream, peer);
                 return Ok((HttpSession::H1(session), true));
             }

@@ -184,7 +184,16 @@ impl TransportConnector {
     /// Takes an idle connection to `peer` from the pool, if one is still usable. Connections
     /// found closed, readable or no longer leading to the peer are closed on the way.
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        let key = peer.reuse_hash();
+        self.reused_stream_keyed(peer, peer.reuse_hash())
+    }
+
+    /// [`reused_stream`](Self::reused_stream) for a caller that knows the peer's reuse hash
+    /// already (computing it is a few hundred instructions, on every request).
+    pub(crate) fn reused_stream_keyed<P: Peer + Send + Sync>(
+        &self,
+        peer: &P,
+        key: u64,
+    ) -> Option<Stream> {
         while let Some(stream) = self.pool.get_checked(&key) {
             if leads_to_peer(&stream, peer) {
                 return Some(stream);
