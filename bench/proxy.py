@@ -13,6 +13,10 @@ knowledge (h2c) by h2load: 10 connections x 100 concurrent streams. Each target 
 h2c listener (nginx `listen ... http2`, HAProxy `proto h2`); ours serves h2c on its one port.
 Upstream connections stay HTTP/1.1 for every proxy.
 
+WORKERS=2 gives each proxy two workers (nginx worker processes, HAProxy threads, our worker
+threads; the origin keeps one); on a machine of two shared cores that measures contention, not
+scaling. Under callgrind nginx always runs as one process (`master_process off`).
+
 A row is one whole run, the one with the median requests per CPU-second (not each column's
 median taken apart, which could mix runs).
 
@@ -42,6 +46,12 @@ TARGETS = os.environ.get("TARGETS", "origin,nginx,haproxy,pingora").split(",")
 PROTOS = os.environ.get("PROTOS", "h1,h2c").split(",")
 H2_CONNS = int(os.environ.get("H2_CONNS", "10"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "100"))
+# Connections each proxy (and the origin) is configured to take: nginx `worker_connections`,
+# HAProxy `maxconn` (the idle-connection bench raises it).
+MAX_CONNS = 4096
+# Worker processes (nginx), threads (HAProxy) and worker threads (ours) of each proxy; the
+# origin keeps one.
+WORKERS = int(os.environ.get("WORKERS", "1"))
 INSTR = os.environ.get("INSTR", "1" if shutil.which("valgrind") else "0") == "1"
 CG_REQUESTS = int(os.environ.get("CG_REQUESTS", "40000"))
 CG_CONNS = int(os.environ.get("CG_CONNS", "50"))
@@ -124,13 +134,13 @@ def stop(procs, timeout=20):
             p.kill()
 
 
-def nginx_conf(workdir, body):
+def nginx_conf(workdir, body, workers=1):
     return f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {workdir}/nginx-{os.getpid()}-{abs(hash(body)) % 100000}.pid;
 error_log /dev/null crit;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {MAX_CONNS}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
@@ -145,23 +155,24 @@ http {{
 
 
 def pingora_conf(workdir, name):
-    """Writes the server configuration of one of our proxies (1 worker thread); returns its path."""
+    """Writes the server configuration of one of our proxies (WORKERS worker threads); returns
+    its path."""
     path = f"{workdir}/{name}.yaml"
     with open(path, "w") as f:
-        f.write(f"---\nversion: 1\nthreads: 1\nupstream_keepalive_pool_size: 256\n"
+        f.write(f"---\nversion: 1\nthreads: {WORKERS}\nupstream_keepalive_pool_size: 256\n"
                 f"pid_file: {workdir}/{name}.pid\nupgrade_sock: {workdir}/{name}.sock\n")
     return path
 
 
 def write_haproxy_cfg(path, origin_port, binds):
-    """Writes HAProxy's configuration: 1 thread, connection reuse, listening on `binds`
+    """Writes HAProxy's configuration: WORKERS threads, connection reuse, listening on `binds`
     ("address[ options]"), proxying to the origin."""
     bind_lines = "".join(f"    bind {b}\n" for b in binds)
     with open(path, "w") as f:
         f.write(f"""
 global
-    nbthread 1
-    maxconn 4000
+    nbthread {WORKERS}
+    maxconn {MAX_CONNS}
 defaults
     mode http
     timeout connect 5s
@@ -204,7 +215,7 @@ def setup(workdir, origin_extra=""):
         listen 127.0.0.1:{h2_ports['nginx']} http2;
         http2_max_concurrent_streams 128;
         location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-    }}""")
+    }}""", workers=WORKERS)
     with open(f"{workdir}/proxy.conf", "w") as f:
         f.write(proxy)
     procs["nginx"] = start(["nginx", "-c", f"{workdir}/proxy.conf", "-p", workdir], f"{workdir}/nginx.log")

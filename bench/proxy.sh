@@ -9,6 +9,7 @@
 #   PARTS=callgrind bench/proxy.sh --cache   # instructions per request under callgrind
 #   PARTS=disk,diskcg bench/proxy.sh --cache # the disk store vs nginx on disk (DISK_DIRS), and under callgrind
 #   BASE=old/load_balancer bench/proxy.sh --observe  # instructions per request, observability on/off
+#   IDLE_CONNS=8000 bench/proxy.sh --idle   # memory per idle keepalive connection (bench/idle_memory.py)
 #   bench/proxy.sh --compress          # compressing proxies: ours vs nginx `gzip on` (bench/proxy_compress.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,12 @@ if [ "${1:-}" = "--observe" ]; then
   command -v valgrind >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq valgrind; }
   cargo build --release -p pingora-proxy --example load_balancer
   exec python3 bench/observe_cost.py "$@"
+fi
+if [ "${1:-}" = "--idle" ]; then
+  # Memory per idle keepalive connection (bench/idle_memory.py).
+  shift
+  cargo build --release -p pingora-proxy --example load_balancer
+  exec python3 bench/idle_memory.py "$@"
 fi
 if [ "${1:-}" = "--compress" ]; then
   # The compression benchmark (bench/proxy_compress.py); its checks decode with zstd and brotli.

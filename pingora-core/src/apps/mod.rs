@@ -158,9 +158,9 @@ async fn wait_for_request(
     idle: u64,
     shutdown: &mut ShutdownWatch,
 ) -> Option<BytesMut> {
-    let mut buf = BytesMut::with_capacity(FIRST_READ_CAPACITY);
+    let mut buf = BytesMut::new();
     let got_bytes = {
-        let read = stream.read_buf(&mut buf);
+        let read = first_read(stream, &mut buf);
         tokio::pin!(read);
         let before_shutdown = if *shutdown.borrow() {
             None
@@ -190,6 +190,26 @@ async fn wait_for_request(
 
 /// What the first read of a request asks for; most request heads fit.
 const FIRST_READ_CAPACITY: usize = 4096;
+
+/// Reads the first bytes of a request into `buf`, taking its memory only once bytes may be
+/// there: an idle keepalive connection holds no read buffer (thousands of them would hold
+/// megabytes). A read that finds nothing after all gives the memory back and waits again.
+async fn first_read(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    use std::future::Future;
+
+    std::future::poll_fn(|cx| {
+        std::task::ready!(stream.poll_read_ready(cx))?;
+        buf.reserve(FIRST_READ_CAPACITY);
+        let polled = std::pin::pin!(stream.read_buf(&mut *buf)).poll(cx);
+        if polled.is_pending() {
+            // A false alarm (readiness left over from the last request): the memory goes back
+            // until bytes come; the read has asked to be woken then.
+            *buf = BytesMut::new();
+        }
+        polled
+    })
+    .await
+}
 
 /// An application serving HTTP sessions.
 #[async_trait]
@@ -230,12 +250,14 @@ where
     ) -> Option<Stream> {
         let options = self.server_options();
         let mut stream = stream;
+        // The HTTP/2 paths are boxed: their state would otherwise sit inline in this future,
+        // which every HTTP/1 connection holds while idle (see `bench/proxy.sh --idle`).
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            return serve_h2(self, stream, shutdown).await;
+            return Box::pin(serve_h2(self, stream, shutdown)).await;
         }
         let h2c_only = options.is_some_and(|o| o.h2c_only);
         if h2c_only && stream.get_ssl_digest().is_none() {
-            return h2c::serve_prior_knowledge_only(self, stream, shutdown).await;
+            return Box::pin(h2c::serve_prior_knowledge_only(self, stream, shutdown)).await;
         }
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut shutdown = shutdown.clone();
@@ -252,7 +274,7 @@ where
                 && read_preface(&mut stream, &mut first_bytes).await
             {
                 let stream = PrefixedStream::prepend(stream, first_bytes.freeze());
-                return serve_h2(self, stream, &shutdown).await;
+                return Box::pin(serve_h2(self, stream, &shutdown)).await;
             }
             let mut session = ServerSession::new_http1_with_buffer(stream, first_bytes);
             if let Some(h1) = session.as_http1_mut() {

@@ -123,6 +123,17 @@ pub trait Peek {
     async fn try_peek(&mut self, _buf: &mut [u8]) -> io::Result<bool> {
         Ok(false)
     }
+
+    /// Polls until bytes may be waiting to be read (or the peer has closed), without reading
+    /// them, so that a caller can wait for a request before taking a buffer for it. `Ready`
+    /// may be a false alarm (a read then waits as usual); a stream that cannot tell, such as a
+    /// TLS stream with decrypted bytes of its own, says `Ready` at once (the default).
+    fn poll_read_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 // === stream wrappers ===

@@ -109,6 +109,14 @@ impl Peek for PrefixedStream {
         }
         Ok(false)
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            self.inner.poll_read_ready(cx)
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -380,7 +380,9 @@ async fn handle_connection<A>(
         return;
     }
     let _open = crate::metrics::connection_accepted();
-    match io.handshake().await {
+    // Boxed: a TLS handshake's state is large, and would otherwise stay inline in the
+    // connection's task, which every connection holds for as long as it lives.
+    match Box::pin(io.handshake()).await {
         Ok(stream) => Service::handle_event(stream, app_logic, shutdown).await,
         Err(e) => tracing::warn!("cannot set up the connection from {peer}: {e}"),
     }

@@ -383,6 +383,14 @@ impl Peek for Stream {
             RawStream::Unix(_) | RawStream::Virtual(_) => Ok(false),
         }
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.raw {
+            RawStream::Tcp(s) => s.poll_read_ready(cx),
+            RawStream::Unix(s) => s.poll_read_ready(cx),
+            RawStream::Virtual(_) => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -458,5 +466,31 @@ mod tests {
         let mut read = [0u8; 4];
         stream.read_exact(&mut read).await.unwrap();
         assert_eq!(&read, b"peek");
+    }
+
+    /// Polls `stream`'s read readiness once, without waiting.
+    fn read_ready_now(stream: &mut Stream) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        stream.poll_read_ready(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn read_readiness_waits_for_bytes_or_the_end() {
+        let (mut stream, mut client) = pair().await;
+        // Nothing sent: once a read has found nothing, readiness waits.
+        let mut buf = [0u8; 8];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut read = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut stream).poll_read(&mut cx, &mut read).is_pending());
+        assert!(!read_ready_now(&mut stream));
+        client.write_all(b"GET").await.unwrap();
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await.unwrap();
+        let mut got = [0u8; 3];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"GET");
+        // The peer's close makes it ready too (the read then returns 0).
+        drop(client);
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await.unwrap();
+        assert_eq!(stream.read(&mut got).await.unwrap(), 0);
     }
 }
