@@ -64,11 +64,11 @@ fn hop_by_hop_names(headers: &HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> 
         if !HOP_BY_HOP.contains(name) {
             continue;
         }
-        let upgrade_field = name == header::CONNECTION || name == header::UPGRADE;
         if name == header::CONNECTION {
             push_connection_options(value, &mut names);
         }
-        if !(keep_upgrade && upgrade_field) && !names.contains(name) {
+        let spared = keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE);
+        if !spared && !names.contains(name) {
             names.push(name.clone());
         }
     }

@@ -481,16 +481,22 @@ mod tests {
         let mut buf = [0u8; 8];
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut read = ReadBuf::new(&mut buf);
-        assert!(Pin::new(&mut stream).poll_read(&mut cx, &mut read).is_pending());
+        assert!(Pin::new(&mut stream)
+            .poll_read(&mut cx, &mut read)
+            .is_pending());
         assert!(!read_ready_now(&mut stream));
         client.write_all(b"GET").await.unwrap();
-        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await.unwrap();
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+            .await
+            .unwrap();
         let mut got = [0u8; 3];
         stream.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"GET");
         // The peer's close makes it ready too (the read then returns 0).
         drop(client);
-        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await.unwrap();
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+            .await
+            .unwrap();
         assert_eq!(stream.read(&mut got).await.unwrap(), 0);
     }
 }
