@@ -10,6 +10,7 @@
 #   PARTS=disk,diskcg bench/proxy.sh --cache # the disk store vs nginx on disk (DISK_DIRS), and under callgrind
 #   BASE=old/load_balancer bench/proxy.sh --observe  # instructions per request, observability on/off
 #   IDLE_CONNS=8000 bench/proxy.sh --idle   # memory per idle keepalive connection (bench/idle_memory.py)
+#   bench/proxy.sh --tls               # TLS termination: ours (openssl, rustls) vs nginx and HAProxy (bench/proxy_tls.py)
 #   bench/proxy.sh --compress          # compressing proxies: ours vs nginx `gzip on` (bench/proxy_compress.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,18 @@ if [ "${1:-}" = "--idle" ]; then
   shift
   cargo build --release -p pingora-proxy --example load_balancer
   exec python3 bench/idle_memory.py "$@"
+fi
+if [ "${1:-}" = "--tls" ]; then
+  # TLS termination vs nginx and HAProxy (bench/proxy_tls.py): our proxy built once per TLS
+  # backend in TLS_BACKENDS, each copy kept beside the plain build.
+  shift
+  command -v openssl >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq openssl; }
+  examples="${CARGO_TARGET_DIR:-target}/release/examples"
+  for backend in $(echo "${TLS_BACKENDS:-openssl,rustls}" | tr ',' ' '); do
+    cargo build --release -p pingora-proxy --example load_balancer --features "$backend"
+    cp "$examples/load_balancer" "$examples/load_balancer-$backend"
+  done
+  exec python3 bench/proxy_tls.py "$@"
 fi
 if [ "${1:-}" = "--compress" ]; then
   # The compression benchmark (bench/proxy_compress.py); its checks decode with zstd and brotli.
