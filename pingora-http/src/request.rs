@@ -107,6 +107,45 @@ impl RequestHeader {
         Self::new(false, size_hint).init(method, path)
     }
 
+    /// Like [`build`](Self::build), with the target in a shared buffer: a target in
+    /// origin-form becomes the URI without being copied (a parser hands over a slice of the
+    /// head it read).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorType::InvalidHTTPHeader`] if the method or the target is invalid.
+    pub fn build_shared(
+        method: impl TryInto<Method>,
+        path: bytes::Bytes,
+        size_hint: Option<usize>,
+    ) -> Result<Self> {
+        let mut req = Self::new(true, size_hint);
+        req.base.method = method
+            .try_into()
+            .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid method")?;
+        req.set_raw_path_shared(path)?;
+        Ok(req)
+    }
+
+    /// [`set_raw_path`](Self::set_raw_path) without a copy when `path` is an origin-form
+    /// target that the URI reproduces exactly (the common case).
+    fn set_raw_path_shared(&mut self, path: bytes::Bytes) -> Result<()> {
+        if path.first() == Some(&b'/') && path.is_ascii() && !path.contains(&b'#') {
+            if let Ok(uri) = Uri::from_maybe_shared(path.clone()) {
+                // The URI refuses control bytes and spaces, and must give back the same bytes.
+                if uri
+                    .path_and_query()
+                    .is_some_and(|pq| pq.as_str().as_bytes() == &path[..])
+                {
+                    self.base.uri = uri;
+                    self.raw_target = None;
+                    return Ok(());
+                }
+            }
+        }
+        self.set_raw_path(&path)
+    }
+
     fn init(mut self, method: impl TryInto<Method>, path: &[u8]) -> Result<Self> {
         self.base.method = method
             .try_into()

@@ -702,3 +702,39 @@ fn spells_compares_with_the_lowercase_name() {
     assert!(CaseHeaderName::from_slice(b"HOST").spells(&header::HOST));
     assert!(!CaseHeaderName::from_slice(b"HOST").spells(&header::DATE));
 }
+
+#[test]
+fn a_shared_target_reads_as_a_copied_one_and_is_not_copied_when_in_origin_form() {
+    let targets: &[&[u8]] = &[
+        b"/",
+        b"/a/b?c=d&e",
+        b"/path#frag",
+        b"/{json}|\"q\"",
+        b"/caf\xc3\xa9",
+        b"/bad\xff",
+        b"*",
+        b"http://example.com/x?y",
+        b"example.com:443",
+        b"//double",
+        b"?q",
+    ];
+    for &target in targets {
+        let copied = RequestHeader::build("GET", target, None);
+        let shared = RequestHeader::build_shared("GET", Bytes::copy_from_slice(target), None);
+        let (copied, shared) = match (copied, shared) {
+            (Ok(c), Ok(s)) => (c, s),
+            (Err(_), Err(_)) => continue,
+            (c, s) => panic!("{target:?}: copied {:?} but shared {:?}", c.is_ok(), s.is_ok()),
+        };
+        assert_eq!(copied.uri, shared.uri, "{:?}", target.escape_ascii().to_string());
+        assert_eq!(copied.raw_path(), shared.raw_path());
+        assert_eq!(copied.has_raw_target(), shared.has_raw_target());
+    }
+
+    let head = Bytes::from_static(b"GET /a/b?c=d HTTP/1.1\r\n");
+    let req = RequestHeader::build_shared("GET", head.slice(4..12), None).unwrap();
+    let path = req.uri.path_and_query().unwrap().as_str();
+    assert_eq!(path, "/a/b?c=d");
+    assert!(head.as_ptr_range().contains(&path.as_ptr()), "the URI copied the target");
+    assert!(RequestHeader::build_shared("BAD METHOD", head.slice(4..12), None).is_err());
+}
