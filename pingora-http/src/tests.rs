@@ -724,9 +724,18 @@ fn a_shared_target_reads_as_a_copied_one_and_is_not_copied_when_in_origin_form()
         let (copied, shared) = match (copied, shared) {
             (Ok(c), Ok(s)) => (c, s),
             (Err(_), Err(_)) => continue,
-            (c, s) => panic!("{target:?}: copied {:?} but shared {:?}", c.is_ok(), s.is_ok()),
+            (c, s) => panic!(
+                "{target:?}: copied {:?} but shared {:?}",
+                c.is_ok(),
+                s.is_ok()
+            ),
         };
-        assert_eq!(copied.uri, shared.uri, "{:?}", target.escape_ascii().to_string());
+        assert_eq!(
+            copied.uri,
+            shared.uri,
+            "{:?}",
+            target.escape_ascii().to_string()
+        );
         assert_eq!(copied.raw_path(), shared.raw_path());
         assert_eq!(copied.has_raw_target(), shared.has_raw_target());
     }
@@ -735,6 +744,9 @@ fn a_shared_target_reads_as_a_copied_one_and_is_not_copied_when_in_origin_form()
     let req = RequestHeader::build_shared("GET", head.slice(4..12), None).unwrap();
     let path = req.uri.path_and_query().unwrap().as_str();
     assert_eq!(path, "/a/b?c=d");
-    assert!(head.as_ptr_range().contains(&path.as_ptr()), "the URI copied the target");
+    assert!(
+        head.as_ptr_range().contains(&path.as_ptr()),
+        "the URI copied the target"
+    );
     assert!(RequestHeader::build_shared("BAD METHOD", head.slice(4..12), None).is_err());
 }

@@ -286,9 +286,10 @@ fn parse_request_head(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Requ
 
     let raw = buf.split_to(head_len).freeze();
     let path = raw.slice(path_pos.0 as usize..path_pos.1 as usize);
-    let mut header = RequestHeader::build_shared(method, path, Some(fields.len())).map_err(|e| {
-        Error::because(ErrorType::HTTPStatus(400), "invalid request target", e).into_down()
-    })?;
+    let mut header =
+        RequestHeader::build_shared(method, path, Some(fields.len())).map_err(|e| {
+            Error::because(ErrorType::HTTPStatus(400), "invalid request target", e).into_down()
+        })?;
     header.set_version(if minor == 0 {
         Version::HTTP_10
     } else {
