@@ -351,6 +351,18 @@ ALLOC_FNS = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "
              "mi_realloc_aligned"}
 
 
+def remove_workdir(workdir):
+    """Removes the bench's working directory, copying its callgrind dumps to KEEP_CALLGRIND
+    first when set."""
+    keep = os.environ.get("KEEP_CALLGRIND")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        for f in os.listdir(workdir):
+            if f.startswith("callgrind."):
+                shutil.copy(f"{workdir}/{f}", keep)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def allocations_in(path):
     """Heap allocations counted in a callgrind dump (written with --compress-strings=no)."""
     calls, fn, callee = 0, "", ""
@@ -430,13 +442,7 @@ def main():
                       f"  {instr[(size, target)][1]:.1f} allocations/request", flush=True)
     finally:
         stop(procs)
-        keep = os.environ.get("KEEP_CALLGRIND")
-        if keep:
-            os.makedirs(keep, exist_ok=True)
-            for f in os.listdir(workdir):
-                if f.startswith("callgrind."):
-                    shutil.copy(f"{workdir}/{f}", keep)
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_workdir(workdir)
 
     if results:
         print()

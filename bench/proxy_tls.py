@@ -29,7 +29,6 @@ excluded, counters zeroed in between.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -302,13 +301,7 @@ def main():
     finally:
         if origin:
             stop({"origin": origin})
-        keep = os.environ.get("KEEP_CALLGRIND")
-        if keep:
-            os.makedirs(keep, exist_ok=True)
-            for f in os.listdir(workdir):
-                if f.startswith("callgrind."):
-                    shutil.copy(f"{workdir}/{f}", keep)
-        shutil.rmtree(workdir, ignore_errors=True)
+        proxy.remove_workdir(workdir)
     print_tables(results, ciphers, rss, instr)
 
 
