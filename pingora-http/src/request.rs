@@ -119,10 +119,7 @@ impl RequestHeader {
         path: bytes::Bytes,
         size_hint: Option<usize>,
     ) -> Result<Self> {
-        let mut req = Self::new(true, size_hint);
-        req.base.method = method
-            .try_into()
-            .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid method")?;
+        let mut req = Self::new(true, size_hint).with_method(method)?;
         req.set_raw_path_shared(path)?;
         Ok(req)
     }
@@ -146,11 +143,16 @@ impl RequestHeader {
         self.set_raw_path(&path)
     }
 
-    fn init(mut self, method: impl TryInto<Method>, path: &[u8]) -> Result<Self> {
+    fn init(self, method: impl TryInto<Method>, path: &[u8]) -> Result<Self> {
+        let mut req = self.with_method(method)?;
+        req.set_raw_path(path)?;
+        Ok(req)
+    }
+
+    fn with_method(mut self, method: impl TryInto<Method>) -> Result<Self> {
         self.base.method = method
             .try_into()
             .explain_err(ErrorType::InvalidHTTPHeader, |_| "invalid method")?;
-        self.set_raw_path(path)?;
         Ok(self)
     }
 
