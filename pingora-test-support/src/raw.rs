@@ -271,6 +271,29 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
         }
     }
 
+    /// Waits, with no deadline, until the peer sends something or ends the connection;
+    /// whether it sent something. This is a server's wait between keepalive requests, which
+    /// lasts as long as the peer keeps the connection idle in its pool.
+    ///
+    /// # Panics
+    ///
+    /// On a read error other than a reset.
+    pub async fn wait_idle(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
     /// Takes the bytes up to and including the first `pattern`; `None` if the connection
     /// ends first.
     async fn try_take_until(&mut self, pattern: &[u8]) -> Option<Vec<u8>> {

@@ -287,7 +287,12 @@ impl FaultOrigin {
 /// One connection of the origin.
 async fn serve(mut conn: RawConn, guard: Alive, go: Arc<Notify>) {
     let index = guard.index;
-    while let Some(head) = conn.read_head().await {
+    // A pooled connection may sit idle for as long as a case takes: no deadline until the
+    // next request starts (its head, once started, must come in time).
+    while conn.wait_idle().await {
+        let Some(head) = conn.read_head().await else {
+            break;
+        };
         push(
             &guard.log,
             format!("{index} {} {}", head.method(), head.target()),
