@@ -88,8 +88,38 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// A loopback address where nothing listens (bound, noted, closed).
+/// A loopback address where nothing listens: every connection to it is refused.
+///
+/// The port stays bound, without listening, for the life of the test process (one socket,
+/// made on first use), so no other test can come to listen on it; a port merely bound and
+/// closed could be taken by a concurrent test's server and answer.
 pub fn dead_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
+    static DEAD: std::sync::OnceLock<(tokio::net::TcpSocket, SocketAddr)> =
+        std::sync::OnceLock::new();
+    DEAD.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let addr = socket.local_addr().expect("local addr");
+        (socket, addr)
+    })
+    .1
+}
+
+#[cfg(test)]
+mod dead_addr_tests {
+    use super::dead_addr;
+
+    #[test]
+    fn the_dead_address_refuses_connections_and_stays_taken() {
+        let addr = dead_addr();
+        assert_eq!(dead_addr(), addr);
+        for _ in 0..3 {
+            let err = std::net::TcpStream::connect(addr).expect_err("nothing listens");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        // Nobody else can come to listen there.
+        assert!(std::net::TcpListener::bind(addr).is_err());
+    }
 }
