@@ -386,18 +386,31 @@ def instructions_per_request(workdir, origin_port, target, size):
         h1_requests(port, size, 1000, CG_CONNS)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
         h1_requests(port, size, CG_REQUESTS, CG_CONNS)
-        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
-        dumps = [f for f in os.listdir(workdir) if f.startswith(os.path.basename(out_file) + ".")]
-        latest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
-        with open(f"{workdir}/{latest}") as f:
-            total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
-        return total / CG_REQUESTS, allocations_in(f"{workdir}/{latest}") / CG_REQUESTS
+        total, allocs = dump_counts(proc, out_file)
+        return total / CG_REQUESTS, allocs / CG_REQUESTS
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end(proc)
+
+
+def dump_counts(proc, out_file):
+    """Makes the callgrind of `proc` (run with --callgrind-out-file=`out_file`) dump its
+    counters; returns the instructions and heap allocations counted since they were zeroed."""
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    workdir, base = os.path.split(out_file)
+    dumps = [f for f in os.listdir(workdir) if f.startswith(base + ".")]
+    latest = os.path.join(workdir, max(dumps, key=lambda f: int(f.rsplit(".", 1)[1])))
+    with open(latest) as f:
+        total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+    return total, allocations_in(latest)
+
+
+def end(proc):
+    """Stops `proc`: SIGTERM, then SIGKILL after a minute."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def main():

@@ -224,12 +224,7 @@ def callgrind_part(workdir, origin_port, cert, key, both):
                 ok, failed, _ = h2load(["--h1", f"-c{conns}", f"-n{count}"], url)
                 if ok != count:
                     sys.exit(f"{target}: {ok} of {count} requests succeeded under callgrind ({failed} failed)")
-                subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
-                dumps = [f for f in os.listdir(workdir) if f.startswith(os.path.basename(dump) + ".")]
-                latest = f"{workdir}/{max(dumps, key=lambda f: int(f.rsplit('.', 1)[1]))}"
-                with open(latest) as f:
-                    total = int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
-                allocs = proxy.allocations_in(latest)
+                total, allocs = proxy.dump_counts(proc, dump)
                 if label == "keepalive":
                     # Take out the handshakes (and first requests) of the CG_CONNS connections.
                     total -= conns * row["handshake"][0]
@@ -241,11 +236,7 @@ def callgrind_part(workdir, origin_port, cert, key, both):
                   f"({row['keepalive'][1]:.1f} allocs)  handshake {row['handshake'][0]:>9.0f} instr/connection "
                   f"({row['handshake'][1]:.1f} allocs)", flush=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proxy.end(proc)
     return out
 
 
