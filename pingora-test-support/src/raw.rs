@@ -254,21 +254,7 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
 
     /// Reads more bytes into the buffer; `Err` when the connection ended.
     async fn fill(&mut self) -> Result<(), Closed> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let read = within(
-            "read: the peer neither sent nor closed",
-            self.stream.read(&mut chunk),
-        )
-        .await;
-        match read {
-            Ok(0) => Err(Closed::Eof),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(Closed::Reset),
-            Err(e) => panic!("read failed: {e}"),
-        }
+        self.read_more(true).await
     }
 
     /// Waits, with no deadline, until the peer sends something or ends the connection;
@@ -279,17 +265,25 @@ impl<S: AsyncRead + Unpin> RawConn<S> {
     ///
     /// On a read error other than a reset.
     pub async fn wait_idle(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return true;
-        }
+        !self.buf.is_empty() || self.read_more(false).await.is_ok()
+    }
+
+    /// One read into the buffer, within the test deadline when `deadline`.
+    async fn read_more(&mut self, deadline: bool) -> Result<(), Closed> {
         let mut chunk = vec![0u8; 64 * 1024];
-        match self.stream.read(&mut chunk).await {
-            Ok(0) => false,
+        let read = self.stream.read(&mut chunk);
+        let read = if deadline {
+            within("read: the peer neither sent nor closed", read).await
+        } else {
+            read.await
+        };
+        match read {
+            Ok(0) => Err(Closed::Eof),
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
-                true
+                Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(Closed::Reset),
             Err(e) => panic!("read failed: {e}"),
         }
     }
