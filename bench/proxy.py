@@ -204,6 +204,9 @@ def setup(workdir, origin_extra=""):
     with open(f"{workdir}/origin.conf", "w") as f:
         f.write(origin)
     procs["origin"] = start(["nginx", "-c", f"{workdir}/origin.conf", "-p", workdir], f"{workdir}/origin.log")
+    # The origin listens before any proxy starts: ours checks its backend's health at start,
+    # and a refused first check would fail every request until the next one.
+    wait_ports(workdir, {"origin": ports["origin"], "origin-h2": h2_ports["origin"]}, log="origin")
 
     proxy = nginx_conf(workdir, f"""
     upstream origin {{ server 127.0.0.1:{ports['origin']}; keepalive 256; }}
@@ -228,15 +231,22 @@ def setup(workdir, origin_extra=""):
         [OURS, "-c", pingora_conf(workdir, "pingora"), "--listen", f"127.0.0.1:{ports['pingora']}",
          f"127.0.0.1:{ports['origin']}"],
         f"{workdir}/pingora.log",
-        env={**os.environ, "RUST_LOG": "error"},
+        env={**os.environ, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "error")},
     )
     for name, port in list(ports.items()) + list(h2_ports.items()):
+        wait_ports(workdir, {name: port})
+    return ports, h2_ports, procs
+
+
+def wait_ports(workdir, ports, log=None):
+    """Waits for each of `ports` (name to port) to listen; exits with the named process's log
+    (`log`, or the port's name) if one does not."""
+    for name, port in ports.items():
         try:
             wait_port(port)
         except RuntimeError:
-            with open(f"{workdir}/{name}.log") as f:
+            with open(f"{workdir}/{log or name}.log") as f:
                 sys.exit(f"{name} did not start:\n{f.read()}")
-    return ports, h2_ports, procs
 
 
 def parse_latency(text, label):
@@ -338,7 +348,7 @@ def start_under_callgrind(workdir, target, origin_port, out_file):
     else:
         cmd = [OURS, "-c", pingora_conf(workdir, "pingora-cg"), "--listen", f"127.0.0.1:{port}",
                f"127.0.0.1:{origin_port}"]
-    proc = start(vg + cmd, f"{workdir}/cg-{target}.log", env={**os.environ, "RUST_LOG": "error"})
+    proc = start(vg + cmd, f"{workdir}/cg-{target}.log", env={**os.environ, "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "error")})
     wait_port(port, timeout=120)
     return port, proc
 

@@ -94,6 +94,8 @@ def setup(workdir, text):
     with open(f"{workdir}/origin.conf", "w") as f:
         f.write(origin)
     procs["origin"] = start(["nginx", "-c", f"{workdir}/origin.conf", "-p", workdir], f"{workdir}/origin.log")
+    # Before ours starts: its first health check of the origin must not be refused.
+    proxy.wait_ports(workdir, {"origin": ports["origin"]})
     for level in nginx_levels:
         name = f"nginx-gzip{level}"
         gzip_conf = (f"gzip on; gzip_comp_level {level}; gzip_types text/plain; gzip_proxied any; "

@@ -339,7 +339,7 @@ impl DiskCache {
             })
             .await;
         if let Err(err) = result {
-            tracing::warn!("disk cache: {err}");
+            log::warn!("disk cache: {err}");
         }
     }
 
@@ -387,7 +387,7 @@ impl DiskCache {
                 Ok(None)
             }
             Opened::Corrupt(reason) => {
-                tracing::warn!("disk cache: discarding {combined:032x}: {reason}");
+                log::warn!("disk cache: discarding {combined:032x}: {reason}");
                 self.discard(primary, combined, entry.stamp).await;
                 Ok(None)
             }

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
+use log::{error, warn};
 use pingora_error::{Error, ErrorType, Result};
-use tracing::{error, warn};
 
 use crate::eviction::EvictionManager;
 use crate::key::{CacheKey, CompactCacheKey};

@@ -265,7 +265,7 @@ impl TieredStorage {
         options: TieredOptions,
     ) -> Self {
         if front.capacity_bytes() <= options.front_bytes {
-            tracing::warn!(
+            log::warn!(
                 "the front MemCache's capacity ({} bytes) leaves no room for writes above the \
                  front bound ({} bytes)",
                 front.capacity_bytes(),

@@ -200,7 +200,7 @@ impl HttpServerApp for LifecycleApp {
             respond(&mut session, body).await
         };
         if let Err(e) = written {
-            tracing::debug!("cannot answer {uri}: {e}");
+            log::debug!("cannot answer {uri}: {e}");
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);

@@ -46,7 +46,7 @@ pub(crate) struct Reporting {
 pub(crate) fn start(options: Option<ClientOptions>) -> Option<Reporting> {
     let guard = sentry::init(options?);
     if !guard.is_enabled() {
-        tracing::warn!("Sentry is configured without a DSN: panics are not reported");
+        log::warn!("Sentry is configured without a DSN: panics are not reported");
         return None;
     }
     // `init` bound the client to this thread's hub. Threads take their first hub from the
@@ -57,7 +57,7 @@ pub(crate) fn start(options: Option<ClientOptions>) -> Option<Reporting> {
         main.bind_client(current.client());
     }
     if let Some(dsn) = guard.dsn() {
-        tracing::info!("panics are reported to Sentry at {}", dsn.host());
+        log::info!("panics are reported to Sentry at {}", dsn.host());
     }
     Some(Reporting { _guard: guard })
 }

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use log::warn;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
-use tracing::warn;
 
 use crate::selection::{BackendIter, BackendSelection};
 use crate::LoadBalancer;

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use log::{info, warn};
 use parking_lot::Mutex;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_error::{ErrorType, OrErr, Result};
-use tracing::{info, warn};
 
 use discovery::ServiceDiscovery;
 use health_check::HealthCheck;

@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
+use log::debug;
 use parking_lot::RwLock;
 use tokio::sync::{oneshot, Notify};
-use tracing::debug;
 
 use crate::lru::{slot_of, CachePadded, Claim, IdleLru};
 use crate::node::Node;
@@ -227,7 +227,7 @@ impl<S> ConnectionPool<S> {
             drop(self.remove_slot(meta.key, slot));
         }
         for victim in victims {
-            debug!(key = victim.key, "evicting idle connection");
+            debug!("evicting idle connection (key={})", victim.key);
             if let Some(notify) = &victim.evicted {
                 // `notify_one` stores a permit, so a watcher not waiting yet still sees it.
                 notify.notify_one();

@@ -8,9 +8,9 @@ use std::hash::BuildHasherDefault;
 use std::pin::pin;
 use std::sync::Arc;
 
+use log::debug;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tracing::debug;
 
 use crate::GroupKey;
 
@@ -159,7 +159,7 @@ impl<C: Multiplexed> MultiplexPool<C> {
                 .count()
         });
         if idle > self.max_idle {
-            debug!(key, "too many idle connections in the group; closing one");
+            debug!("too many idle connections in the group; closing one (key={key})");
             conn.close();
         }
     }

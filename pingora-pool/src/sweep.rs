@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use log::{debug, warn};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
 
 use crate::connection::{ConnectionPool, Entry, Watch};
 use crate::{ConnectionMeta, GroupKey};
@@ -90,7 +90,7 @@ impl<S: IdleCheck + Send + Sync + 'static> ConnectionPool<S> {
         idle_timeout: Option<Duration>,
     ) {
         if idle_timeout.is_some_and(|t| t.is_zero()) {
-            debug!(?meta, "idle timeout is zero, closing the connection");
+            debug!("idle timeout is zero, closing the connection (meta={meta:?})");
             return;
         }
         if !self.usable(&mut connection, false) {
@@ -123,7 +123,7 @@ impl<S: IdleCheck + Send + Sync + 'static> ConnectionPool<S> {
                 Watch::Swept { released, deadline } => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| d <= now) {
-                        debug!(key, "idle connection timed out");
+                        debug!("idle connection timed out (key={key})");
                         continue;
                     }
                     let idle_for = now.saturating_duration_since(released);

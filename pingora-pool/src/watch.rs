@@ -5,9 +5,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use log::{debug, warn};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
-use tracing::{debug, warn};
 
 use crate::connection::ConnectionPool;
 use crate::lru::signal_identity;
@@ -58,16 +58,20 @@ impl<S> ConnectionPool<S> {
                 return;
             }
             () = notify_evicted.notified() => {
-                debug!(?meta, "idle connection evicted");
+                debug!("idle connection evicted (meta={meta:?})");
                 return;
             }
             end = wait_for_end(&mut *connection, timeout) => end,
         };
         match end {
-            IdleEnd::Data => warn!(?meta, "data on idle connection, closing it"),
-            IdleEnd::Closed => debug!(?meta, "idle connection closed by peer"),
-            IdleEnd::Error(error) => debug!(?meta, %error, "idle connection failed, closing it"),
-            IdleEnd::TimedOut => debug!(?meta, ?timeout, "idle connection timed out, closing it"),
+            IdleEnd::Data => warn!("data on idle connection, closing it (meta={meta:?})"),
+            IdleEnd::Closed => debug!("idle connection closed by peer (meta={meta:?})"),
+            IdleEnd::Error(error) => {
+                debug!("idle connection failed, closing it (meta={meta:?}, error={error})")
+            }
+            IdleEnd::TimedOut => {
+                debug!("idle connection timed out, closing it (meta={meta:?}, timeout={timeout:?})")
+            }
         }
         self.close_slot(meta.key, &notify_evicted);
         drop(connection);
@@ -92,15 +96,15 @@ impl<S> ConnectionPool<S> {
             biased;
             picked_up = watch_use => log_pick_up(meta, picked_up.is_ok()),
             () = notify_evicted.notified() => {
-                debug!(?meta, "idle connection evicted");
+                debug!("idle connection evicted (meta={meta:?})");
             }
             closed = notify_closed.wait_for(|closed| *closed) => {
                 drop(closed);
-                debug!(?meta, "idle connection closed");
+                debug!("idle connection closed (meta={meta:?})");
                 self.close_slot(meta.key, &notify_evicted);
             }
             () = tokio::time::sleep(timeout) => {
-                debug!(?meta, ?timeout, "idle connection timed out");
+                debug!("idle connection timed out (meta={meta:?}, timeout={timeout:?})");
                 self.close_slot(meta.key, &notify_evicted);
             }
         }
@@ -119,9 +123,9 @@ impl<S> ConnectionPool<S> {
 /// Logs why `watch_use` resolved: a pick-up, or the pool dropping the connection.
 fn log_pick_up(meta: &ConnectionMeta, picked_up: bool) {
     if picked_up {
-        debug!(?meta, "idle connection picked up");
+        debug!("idle connection picked up (meta={meta:?})");
     } else {
-        debug!(?meta, "idle connection dropped by the pool");
+        debug!("idle connection dropped by the pool (meta={meta:?})");
     }
 }
 

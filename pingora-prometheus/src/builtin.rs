@@ -25,7 +25,7 @@ pub fn register_builtin_metrics() {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         if let Err(e) = prometheus::register(Box::new(builtin)) {
-            tracing::error!("cannot register Pingora's built-in metrics: {e}");
+            log::error!("cannot register Pingora's built-in metrics: {e}");
         }
     });
 }
@@ -51,7 +51,7 @@ impl Builtin {
                     labels,
                     HashMap::new(),
                 );
-                desc.map_err(|e| tracing::error!("metric {}: {e}", family.name))
+                desc.map_err(|e| log::error!("metric {}: {e}", family.name))
                     .ok()
             })
             .collect();

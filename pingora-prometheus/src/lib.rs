@@ -71,7 +71,7 @@ impl ServeHttp for PrometheusHttpApp {
         let (status, content_type) = match encoder.encode(&prometheus::gather(), &mut body) {
             Ok(()) => (StatusCode::OK, prometheus::TEXT_FORMAT),
             Err(e) => {
-                tracing::error!("cannot encode the metrics: {e}");
+                log::error!("cannot encode the metrics: {e}");
                 body = format!("cannot encode the metrics: {e}\n").into_bytes();
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -60,6 +60,7 @@ pub mod subrequest;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use log::{debug, error, warn};
 use pingora_cache::NoCacheReason;
 use pingora_core::apps::{
     HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
@@ -74,7 +75,6 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_core::upstreams::peer::Peer;
 use pingora_error::Error;
-use tracing::{debug, error, warn};
 
 pub use observe::RequestTimings;
 pub use proxy_cache::purge::PurgeStatus;

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::{header, Method};
+use log::debug;
 use pingora_cache::cache_control::CacheControl;
 use pingora_cache::cache_status::FwdReason;
 use pingora_cache::filters::default_policy;
@@ -28,7 +29,6 @@ use pingora_cache::{
 use pingora_core::apps::spans_wanted;
 use pingora_error::Result;
 use pingora_http::RequestHeader;
-use tracing::debug;
 
 use std::sync::Arc;
 

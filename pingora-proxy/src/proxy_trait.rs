@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderMap;
+use log::error;
 use pingora_cache::range::RangeType;
 use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HashBinary, HitHandler, RespCacheable};
 use pingora_core::modules::http::compression::ResponseCompressionBuilder;
@@ -15,7 +16,6 @@ use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use tracing::error;
 
 use crate::proxy_cache::purge::PurgeStatus;
 use crate::Session;

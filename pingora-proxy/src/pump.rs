@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
+use pingora_core::protocols::http::server::ClientEvent;
 use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
@@ -31,6 +32,9 @@ use crate::Session;
 
 /// Request body queued for the upstream beyond which no more is read from the client.
 const QUEUE_LIMIT: usize = 64 * 1024;
+/// Most response body read from the upstream at a time when the client's side bounds what
+/// it takes (HTTP/2).
+const READ_SIZE: usize = 128 * 1024;
 
 /// How an exchange ended.
 #[derive(Debug)]
@@ -147,13 +151,25 @@ impl Exchange {
             let idle = self.request_done || (upgrade_requested && !body_expected && !self.upgraded);
             // Read more of the request only while little of it waits to be written upstream;
             // otherwise wait for the queue to drain (it drains as the response is read).
-            let room = client.queued_request_body_len() < QUEUE_LIMIT;
-            let drained = (!room).then(|| client.notify_queue_below(QUEUE_LIMIT / 2));
+            let queue_room = client.queued_request_body_len() < QUEUE_LIMIT;
+            let drained = (!queue_room).then(|| client.notify_queue_below(QUEUE_LIMIT / 2));
+            // Where the client's side bounds how much response it takes (an HTTP/2 stream's
+            // window and send buffer), read no more than that from the upstream, and none
+            // while it is full: a slow client's response waits in the upstream's socket, not
+            // in our memory.
+            let want = client
+                .response_body_left()
+                .unwrap_or(READ_SIZE)
+                .clamp(1, READ_SIZE);
+            let room = self.response_room(session, want);
+            let want_room = room == Some(0);
+            let client_waits = (queue_room || idle || want_room) && self.client_gone.is_none();
             tokio::select! {
-                _ = async { drained.as_ref().expect("armed when there is no room").notified().await }, if !room => {}
-                body = session.downstream_session.read_body_or_idle(idle), if (room || idle) && self.client_gone.is_none() => {
-                    let body = match body {
-                        Ok(body) => body,
+                _ = async { drained.as_ref().expect("armed when there is no room").notified().await }, if !queue_room => {}
+                event = session.downstream_session.read_body_or_room(idle || !queue_room, want_room.then_some(want)), if client_waits => {
+                    let body = match event {
+                        Ok(ClientEvent::Body(body)) => body,
+                        Ok(ClientEvent::ResponseRoom(_)) => continue,
                         Err(e) if self.request_done && admit::storing(session) => {
                             // The client left, but the response is being stored: finish
                             // reading it for the cache.
@@ -165,7 +181,7 @@ impl Exchange {
                     let end = body.is_none() || session.downstream_session.is_body_done();
                     self.send_request_body(app, session, client, ctx, body, end).await?;
                 }
-                task = client.read_response_task() => {
+                task = read_upstream(client, room), if !want_room => {
                     let task = task?;
                     let final_head = matches!(&task, HttpTask::Header(h, _) if !h.status.is_informational());
                     self.forward_upstream_task(app, session, ctx, task).await?;
@@ -189,6 +205,19 @@ impl Exchange {
             }
         }
         Ok(())
+    }
+
+    /// How much response body the client can take now, when its side bounds that and a
+    /// body is being forwarded to it.
+    fn response_room(&self, session: &mut Session, want: usize) -> Option<usize> {
+        if !self.response_started
+            || self.response_done
+            || self.diverted
+            || self.client_gone.is_some()
+        {
+            return None;
+        }
+        session.downstream_session.response_room(want)
     }
 
     async fn send_request_body<SV>(
@@ -410,6 +439,15 @@ impl Exchange {
             return Ok(());
         }
         session.downstream_session.write_response_header(resp).await
+    }
+}
+
+/// Reads the upstream's next response task, taking at most `room` bytes of body off its
+/// connection when set.
+async fn read_upstream(client: &mut HttpSession, room: Option<usize>) -> Result<HttpTask> {
+    match room {
+        Some(room) => client.read_response_task_at_most(room).await,
+        None => client.read_response_task().await,
     }
 }
 

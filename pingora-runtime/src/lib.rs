@@ -230,7 +230,7 @@ pub fn current_handle() -> Handle {
 /// Turns a requested thread count into a usable one: at least one thread.
 fn effective_threads(threads: usize, name: &str) -> usize {
     if threads == 0 {
-        tracing::warn!(runtime = name, "runtime asked for 0 threads, using 1");
+        log::warn!("runtime {name} asked for 0 threads, using 1");
         1
     } else {
         threads

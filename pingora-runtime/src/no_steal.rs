@@ -142,11 +142,10 @@ impl NoStealRuntime {
             }
         }
         if running > 0 {
-            tracing::warn!(
-                runtime = %self.name,
-                threads = running,
-                ?timeout,
-                "no-steal runtime threads still busy after the shutdown timeout, detaching them"
+            log::warn!(
+                "{running} threads of no-steal runtime {} still busy {timeout:?} after shutdown \
+                 began; detaching them",
+                self.name
             );
         }
     }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use log::warn;
 use parking_lot::Mutex;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_tls::{
@@ -18,7 +19,6 @@ use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier}
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tracing::warn;
 
 use crate::session;
 

@@ -265,7 +265,7 @@ impl CompleteHit {
     async fn corrupt<T>(&mut self, reason: &'static str) -> Result<T> {
         self.hasher = None;
         self.broken = true;
-        tracing::warn!("disk cache: discarding {:032x}: {reason}", self.combined);
+        log::warn!("disk cache: discarding {:032x}: {reason}", self.combined);
         self.cache
             .discard(self.primary, self.combined, self.stamp)
             .await;

@@ -103,7 +103,7 @@ impl DiskMissHandler {
                 .run("remove a cache temporary file", move || remove_file(&path))
                 .await;
             if let Err(err) = removed {
-                tracing::warn!("disk cache: {err}");
+                log::warn!("disk cache: {err}");
             }
         };
         // Outside a runtime (a handler dropped at shutdown) the file stays: the open at
@@ -210,7 +210,7 @@ impl Commit {
         }
         if let Some(dir) = path.parent() {
             if let Err(err) = sync_dir(dir, fsync) {
-                tracing::warn!("disk cache: syncing {}: {err}", dir.display());
+                log::warn!("disk cache: syncing {}: {err}", dir.display());
             }
         }
         Ok(Committed::Stored)

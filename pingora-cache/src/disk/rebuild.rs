@@ -104,7 +104,7 @@ fn scan_shard(layout: &Layout, prefix: u8) -> io::Result<ShardScan> {
             Some(Ok(Some(found))) => kept.push(found),
             Some(Err(err)) => return Err(err),
             Some(Ok(None)) | None => {
-                tracing::warn!("disk cache: discarding {}", path.display());
+                log::warn!("disk cache: discarding {}", path.display());
                 if path.is_dir() {
                     fs::remove_dir_all(&path)?;
                 } else {

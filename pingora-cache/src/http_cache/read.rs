@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use log::{error, warn};
 use pingora_error::{Error, ErrorType, Result};
-use tracing::{error, warn};
 
 use super::{purge_key, CachePhase, HttpCache, NoObject, NO_KEY, NO_META};
 use crate::key::{CacheHashKey, CacheKey, CompactCacheKey, HashBinary};

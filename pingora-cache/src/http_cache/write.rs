@@ -1,9 +1,9 @@
 //! The writing side of [`HttpCache`]: admission of a new response, revalidation, variance,
 //! the object size limit.
 
+use log::warn;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
-use tracing::warn;
 
 use super::{CachePhase, HttpCache, MaxFileSize};
 use crate::conditional;

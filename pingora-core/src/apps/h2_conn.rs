@@ -3,8 +3,8 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 
+use log::debug;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::debug;
 
 use super::HttpServerApp;
 use crate::protocols::http::v2::guard::{Alarm, FrameGuard, Guard};

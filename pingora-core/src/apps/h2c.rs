@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use log::debug;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::debug;
 
 use super::h2_conn::serve_h2;
 use super::{wait_for_request, HttpServerApp, DEFAULT_KEEPALIVE_SECS};

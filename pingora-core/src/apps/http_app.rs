@@ -5,9 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, Response};
+use log::{debug, error};
 use pingora_error::{ErrorType, Result};
 use pingora_http::ResponseHeader;
-use tracing::{debug, error};
 
 use super::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use crate::modules::http::{HttpModuleCtx, HttpModules, ModuleBuilder};

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use log::debug;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tracing::debug;
 
 use self::h2_conn::serve_h2;
 use self::h2c::read_preface;

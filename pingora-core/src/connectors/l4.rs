@@ -5,9 +5,9 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr as InetSocketAddr;
 use std::os::unix::io::AsRawFd;
 
+use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::net::{TcpSocket, TcpStream};
-use tracing::debug;
 
 use super::{raw_connect, sys};
 use crate::protocols::l4::ext::{

@@ -55,10 +55,10 @@ use std::net::SocketAddr as InetSocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use log::debug;
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool};
-use tracing::debug;
 
 use crate::protocols::{Stream, ALPN};
 use crate::upstreams::peer::{self, Peer};

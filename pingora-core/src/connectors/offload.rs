@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
+use log::warn;
 use tokio::runtime::{Builder, Handle, Runtime};
-use tracing::warn;
 
 /// `pools` runtimes of `threads` threads each, built on first use.
 pub(crate) struct OffloadRuntime {

@@ -153,7 +153,7 @@ impl ServerAddress {
                     .into()
             }
         };
-        tracing::info!("took over the listening socket of {addr} from the old process");
+        log::info!("took over the listening socket of {addr} from the old process");
         Ok(listener)
     }
 
@@ -213,7 +213,7 @@ pub(crate) async fn bind_tcp(
         match socket.bind(&sock_addr.into()) {
             Ok(()) => return listen_tcp(socket, opt, addr),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < retry.attempts => {
-                tracing::warn!(
+                log::warn!(
                     "{addr} is in use, trying again in {:?} (attempt {attempt} of {})",
                     retry.interval,
                     retry.attempts
@@ -251,7 +251,7 @@ fn new_tcp_socket(addr: InetSocketAddr, opt: Option<&TcpSocketOptions>) -> Resul
                 .set_only_v6(v6_only)
                 .or_err(ErrorType::BindError, "cannot set IPV6_V6ONLY")?;
         } else {
-            tracing::warn!("ipv6_only ignored for the IPv4 listen address {addr}");
+            log::warn!("ipv6_only ignored for the IPv4 listen address {addr}");
         }
     }
     if let Some(reuse_port) = opt.so_reuseport {
@@ -301,9 +301,9 @@ fn listen_tcp(socket: Socket, opt: Option<&TcpSocketOptions>, addr: &str) -> Res
 pub(crate) fn bind_uds(path: &str, perm: Option<&Permissions>) -> Result<Listener> {
     // A socket file left by an earlier process would make `bind` fail.
     match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!("removed the old socket file {path}"),
+        Ok(()) => log::debug!("removed the old socket file {path}"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("cannot remove the old socket file {path}: {e}"),
+        Err(e) => log::warn!("cannot remove the old socket file {path}: {e}"),
     }
     let bind_err = |what: &str| format!("cannot bind {path}: {what}");
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)

@@ -138,7 +138,7 @@ impl ListenerConfig {
         match &mut self.l4 {
             ServerAddress::Tcp(_, opt) => *opt = Some(options),
             ServerAddress::Uds(path, _) => {
-                tracing::warn!("TCP socket options ignored for the Unix socket endpoint {path}");
+                log::warn!("TCP socket options ignored for the Unix socket endpoint {path}");
             }
         }
         self
@@ -149,7 +149,7 @@ impl ListenerConfig {
         match &mut self.l4 {
             ServerAddress::Uds(_, perm) => *perm = Some(permissions),
             ServerAddress::Tcp(addr, _) => {
-                tracing::warn!("socket file permissions ignored for the TCP endpoint {addr}");
+                log::warn!("socket file permissions ignored for the TCP endpoint {addr}");
             }
         }
         self

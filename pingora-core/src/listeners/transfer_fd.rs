@@ -88,8 +88,8 @@ impl PendingAck {
     /// Tells the old process it can stop.
     pub(crate) fn confirm(self) {
         match (&self.stream).write_all(&[ACK]) {
-            Ok(()) => tracing::info!("told the old process that the sockets are taken over"),
-            Err(e) => tracing::warn!("cannot confirm the hand-over to the old process: {e}"),
+            Ok(()) => log::info!("told the old process that the sockets are taken over"),
+            Err(e) => log::warn!("cannot confirm the hand-over to the old process: {e}"),
         }
     }
 }
@@ -272,7 +272,7 @@ impl Fds {
             .filter(|(bind, _)| {
                 let ok = !bind.is_empty() && !bind.contains(char::is_whitespace);
                 if !ok {
-                    tracing::warn!(
+                    log::warn!(
                         "the listening socket of {bind:?} cannot be handed over: its address \
                          contains white space"
                     );
@@ -322,7 +322,7 @@ pub(crate) fn send_listeners(
             ) =>
         {
             // Alive, holding the sockets, but slow to start: it is the one serving now.
-            tracing::warn!(
+            log::warn!(
                 "the new process on {} has not confirmed within {ACK_TIMEOUT:?}; handing over \
                  anyway",
                 path.display()
@@ -386,9 +386,9 @@ impl Eq for Fds {}
 /// Binds and listens on the upgrade socket at `path`, replacing a stale file there.
 fn bind_upgrade_sock(path: &Path) -> Result<UnixListener> {
     match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!("removed the stale upgrade socket {}", path.display()),
+        Ok(()) => log::debug!("removed the stale upgrade socket {}", path.display()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(
+        Err(e) => log::warn!(
             "cannot remove the old upgrade socket {}: {e}",
             path.display()
         ),
@@ -402,7 +402,7 @@ fn bind_upgrade_sock(path: &Path) -> Result<UnixListener> {
     })?;
     // Let an old process running as another user connect.
     if let Err(e) = std::fs::set_permissions(path, Permissions::from_mode(0o666)) {
-        tracing::warn!(
+        log::warn!(
             "cannot open the upgrade socket {} to all users: {e}",
             path.display()
         );
@@ -422,7 +422,7 @@ fn accept_with_retry(
     retry: TransferRetry,
     trusted: &TrustedPeers,
 ) -> Result<UnixStream> {
-    tracing::info!(
+    log::info!(
         "waiting on {} for the old process to hand its listening sockets over",
         path.display()
     );
@@ -448,7 +448,7 @@ fn accept_with_retry(
             break;
         }
         if attempt > 0 {
-            tracing::info!(
+            log::info!(
                 "no old process connected to {} yet (waited {attempt} of {} intervals)",
                 path.display(),
                 retry.attempts
@@ -476,7 +476,7 @@ fn check_peer(stream: UnixStream, trusted: &TrustedPeers) -> Result<Option<UnixS
         "cannot read the credentials of the upgrade connection",
     )?;
     if !trusted.allows(creds.uid()) {
-        tracing::warn!(
+        log::warn!(
             "refused a hand-over from process {} of user id {}: only root, this process's \
              user and the configured user may hand sockets over",
             creds.pid(),
@@ -515,7 +515,7 @@ fn connect_with_retry(path: &Path, retry: TransferRetry) -> Result<UnixStream> {
                     io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
                 ) && attempt < retry.attempts =>
             {
-                tracing::info!(
+                log::info!(
                     "no new process listens on the upgrade socket {} yet ({e}); trying again \
                      in {:?} (attempt {attempt} of {})",
                     path.display(),

@@ -76,13 +76,13 @@ impl Bootstrap {
         if self.completed {
             return Ok(BootstrapOutcome::Ready);
         }
-        tracing::info!("bootstrap starting");
+        log::info!("bootstrap starting");
         let _ = self.execution_phase_watch.send(ExecutionPhase::Bootstrap);
 
         if self.test {
             // Configurations are validated when loaded, but one built in code may not be.
             ServerConf::clone(&self.conf).validate()?;
-            tracing::info!("Server Test passed, exiting");
+            log::info!("Server Test passed, exiting");
             return Ok(BootstrapOutcome::TestPassed);
         }
 
@@ -108,10 +108,10 @@ impl Bootstrap {
                 .map_err(|e| e.more_context("graceful upgrade (--upgrade) failed"))?;
             // Sent by the server once its services serve on the sockets.
             self.upgrade_ack = Some(ack);
-            tracing::info!("took over {count} listening sockets from the old process");
+            log::info!("took over {count} listening sockets from the old process");
         }
         self.completed = true;
-        tracing::info!("bootstrap done");
+        log::info!("bootstrap done");
         let _ = self
             .execution_phase_watch
             .send(ExecutionPhase::BootstrapComplete);
@@ -125,7 +125,7 @@ impl Bootstrap {
             Ok(BootstrapOutcome::Ready) => {}
             Ok(BootstrapOutcome::TestPassed) => std::process::exit(0),
             Err(e) => {
-                tracing::error!("bootstrap failed: {e}");
+                log::error!("bootstrap failed: {e}");
                 eprintln!("bootstrap failed: {e}");
                 std::process::exit(1);
             }

@@ -20,9 +20,9 @@ use std::num::NonZeroU64;
 use std::path::Path;
 
 use clap::Parser;
+use log::warn;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
 use crate::connectors::ConnectorOptions;
 
@@ -245,7 +245,7 @@ impl ServerConf {
         let text = std::fs::read_to_string(&path).or_err_with(ErrorType::ReadError, || {
             format!("unable to read configuration file {path}")
         })?;
-        tracing::debug!("configuration read from {path}");
+        log::debug!("configuration read from {path}");
         Self::from_yaml(&text).map_err(|e| e.more_context(format!("in configuration file {path}")))
     }
 
@@ -273,7 +273,7 @@ impl ServerConf {
     pub fn from_yaml(conf_str: &str) -> Result<Self> {
         let conf: ServerConf = serde_yaml::from_str(conf_str)
             .or_err(ErrorType::ReadError, "invalid server configuration YAML")?;
-        tracing::trace!("loaded configuration: {conf:?}");
+        log::trace!("loaded configuration: {conf:?}");
         conf.validate()
     }
 

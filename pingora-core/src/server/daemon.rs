@@ -48,9 +48,9 @@ impl ReadyNotifier {
     pub(crate) fn notify(&mut self) {
         if let Some(pipe) = self.pipe.take() {
             match unistd::write(&pipe, b"1") {
-                Ok(_) => tracing::info!("told the parent process that the daemon is ready"),
+                Ok(_) => log::info!("told the parent process that the daemon is ready"),
                 // The parent gave up waiting; there is nobody left to tell.
-                Err(e) => tracing::warn!("cannot tell the parent process the daemon is ready: {e}"),
+                Err(e) => log::warn!("cannot tell the parent process the daemon is ready: {e}"),
             }
         }
     }
@@ -290,7 +290,7 @@ fn drop_privileges(identity: Identity) -> Result<()> {
         unistd::setuid(user.uid).or_err_with(ErrorType::InternalError, || {
             format!("cannot switch to user {}", user.name)
         })?;
-        tracing::info!("running as user {} ({})", user.name, Uid::current());
+        log::info!("running as user {} ({})", user.name, Uid::current());
     }
     Ok(())
 }

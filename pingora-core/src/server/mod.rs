@@ -225,7 +225,7 @@ impl Server {
         let opt = raw_opt.into();
         if let Some(o) = &opt {
             if let Some(path) = &o.conf {
-                tracing::warn!(
+                log::warn!(
                     "ignoring configuration file {path}: using the configuration given in code"
                 );
             }
@@ -352,7 +352,7 @@ impl Server {
     /// process with status 0.
     pub fn run_forever(self) -> ! {
         self.run(RunArgs::default());
-        tracing::info!("server stopped, exiting");
+        log::info!("server stopped, exiting");
         std::process::exit(0)
     }
 
@@ -360,13 +360,13 @@ impl Server {
     ///
     /// Returns once every service runtime has stopped.
     pub fn run(mut self, run_args: RunArgs) {
-        tracing::info!("server starting");
+        log::info!("server starting");
         let conf = Arc::clone(&self.configuration);
         let ready_notifier = if conf.daemon {
             match daemon::daemonize(&conf) {
                 Ok(notifier) => Some(notifier),
                 Err(e) => {
-                    tracing::error!("cannot daemonize: {e}");
+                    log::error!("cannot daemonize: {e}");
                     eprintln!("cannot daemonize: {e}");
                     std::process::exit(1);
                 }
@@ -417,15 +417,15 @@ impl Server {
                 let grace = conf
                     .grace_period_seconds
                     .map_or(EXIT_TIMEOUT, Duration::from_secs);
-                tracing::info!("graceful shutdown: waiting up to {grace:?} for services to finish");
+                log::info!("graceful shutdown: waiting up to {grace:?} for services to finish");
                 let finished = server_runtime.get_handle().block_on(async {
                     // Every service holds a sender until it finishes.
                     tokio::time::timeout(grace, done_rx.recv()).await.is_ok()
                 });
                 if finished {
-                    tracing::info!("graceful shutdown: all services finished");
+                    log::info!("graceful shutdown: all services finished");
                 } else {
-                    tracing::info!("graceful shutdown: grace period over");
+                    log::info!("graceful shutdown: grace period over");
                 }
                 conf.graceful_shutdown_timeout_seconds
                     .map_or(RUNTIME_SHUTDOWN_TIMEOUT, Duration::from_secs)
@@ -437,7 +437,7 @@ impl Server {
             .send(ExecutionPhase::ShutdownRuntimes);
         shutdown_runtimes(runtimes, runtime_timeout);
         server_runtime.shutdown_timeout(Duration::ZERO);
-        tracing::info!("all runtimes stopped");
+        log::info!("all runtimes stopped");
         let _ = self.execution_phase_watch.send(ExecutionPhase::Terminated);
     }
 
@@ -457,7 +457,7 @@ impl Server {
             let graph = self.dependencies.lock();
             order.iter().map(|&id| graph.name(id).to_string()).collect()
         };
-        tracing::info!("starting services in dependency order: {names:?}");
+        log::info!("starting services in dependency order: {names:?}");
 
         let mut runtimes = Vec::with_capacity(order.len());
         for id in order {
@@ -472,7 +472,7 @@ impl Server {
             let dependencies = self.dependencies.lock().dependencies(id);
             if !dependencies.is_empty() {
                 let dep_names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
-                tracing::info!("service {name} waits for {dep_names:?}");
+                log::info!("service {name} waits for {dep_names:?}");
             }
             let runtime = RuntimeBuilder::new(threads, &name)
                 .work_steal(conf.work_stealing)
@@ -504,11 +504,11 @@ impl Server {
         loop {
             match run_args.shutdown_signal.recv().await {
                 ShutdownSignal::FastShutdown => {
-                    tracing::info!("fast shutdown requested (SIGINT), exiting");
+                    log::info!("fast shutdown requested (SIGINT), exiting");
                     return ShutdownType::Quick;
                 }
                 ShutdownSignal::GracefulTerminate => {
-                    tracing::info!("graceful shutdown requested (SIGTERM)");
+                    log::info!("graceful shutdown requested (SIGTERM)");
                     self.broadcast_shutdown();
                     let _ = self
                         .execution_phase_watch
@@ -516,7 +516,7 @@ impl Server {
                     return ShutdownType::Graceful;
                 }
                 ShutdownSignal::GracefulUpgrade => {
-                    tracing::info!("graceful upgrade requested (SIGQUIT)");
+                    log::info!("graceful upgrade requested (SIGQUIT)");
                     match self.hand_over_listeners(&handle).await {
                         HandOver::Failed => continue,
                         HandOver::NothingToSend => {}
@@ -545,7 +545,7 @@ impl Server {
     async fn hand_over_listeners(&self, handle: &tokio::runtime::Handle) -> HandOver {
         let fds = self.bootstrap.lock().listen_fds();
         if fds.lock().is_empty() {
-            tracing::info!("no listening sockets to hand over; shutting down gracefully");
+            log::info!("no listening sockets to hand over; shutting down gracefully");
             return HandOver::NothingToSend;
         }
         let _ = self
@@ -567,21 +567,21 @@ impl Server {
         .await;
         match sent {
             Ok(Ok(count)) => {
-                tracing::info!(
+                log::info!(
                     "handed {count} listening sockets over to the new process; stopping in \
                      {CLOSE_TIMEOUT:?}"
                 );
                 HandOver::Sent
             }
             Ok(Err(e)) => {
-                tracing::error!(
+                log::error!(
                     "graceful upgrade failed, still serving: {e}. Start the new process with \
                      --upgrade, then send SIGQUIT again"
                 );
                 HandOver::Failed
             }
             Err(e) => {
-                tracing::error!("graceful upgrade failed, still serving: {e}");
+                log::error!("graceful upgrade failed, still serving: {e}");
                 HandOver::Failed
             }
         }
@@ -591,7 +591,7 @@ impl Server {
         // `send_replace` works even when no service is watching.
         self.drain_watch.send_replace(true);
         self.shutdown_watch.send_replace(true);
-        tracing::info!("graceful shutdown announced to services");
+        log::info!("graceful shutdown announced to services");
     }
 }
 
@@ -623,10 +623,10 @@ async fn overlap_with_new_process(run_args: &RunArgs) -> bool {
             signal = run_args.shutdown_signal.recv() => signal,
         };
         if signal == ShutdownSignal::FastShutdown {
-            tracing::info!("fast shutdown requested (SIGINT) during the upgrade");
+            log::info!("fast shutdown requested (SIGINT) during the upgrade");
             return false;
         }
-        tracing::info!("already upgrading; {signal:?} ignored");
+        log::info!("already upgrading; {signal:?} ignored");
     }
 }
 
@@ -645,10 +645,10 @@ fn shutdown_runtimes(runtimes: Vec<(Runtime, String)>, timeout: Duration) {
         match thread {
             Ok(thread) => {
                 if thread.join().is_err() {
-                    tracing::error!("shutting down the runtime of service {name} panicked");
+                    log::error!("shutting down the runtime of service {name} panicked");
                 }
             }
-            Err(e) => tracing::error!("cannot start a thread to shut down service {name}: {e}"),
+            Err(e) => log::error!("cannot start a thread to shut down service {name}: {e}"),
         }
     }
 }
@@ -698,7 +698,7 @@ impl ServiceTask {
             // A dependency that gave up because of the shutdown counts as ready, and that can
             // wake this task before the shutdown notification does: check the value as well.
             if shut_down || *shutdown.borrow() {
-                tracing::info!(
+                log::info!(
                     "service {name} not started: shutdown before its dependencies were ready"
                 );
                 return;
@@ -708,11 +708,11 @@ impl ServiceTask {
 
         // Read after waiting, so a service depending on the bootstrap service sees its result.
         let fds = Some(bootstrap.lock().listen_fds());
-        tracing::info!("service {name} starting");
+        log::info!("service {name} starting");
         service
             .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
             .await;
-        tracing::info!("service {name} exited");
+        log::info!("service {name} exited");
         drop(done);
     }
 }
@@ -762,7 +762,7 @@ impl ShutdownSignalWatch for UnixShutdownSignalWatch {
                     s.recv().await;
                 }
                 Err(e) => {
-                    tracing::error!("cannot listen for {name}: {e}");
+                    log::error!("cannot listen for {name}: {e}");
                     std::future::pending::<()>().await;
                 }
             }

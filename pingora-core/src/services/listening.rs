@@ -208,13 +208,13 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         ready_notifier: ServiceReadyNotifier,
     ) {
         let Some(app_logic) = self.app_logic.take() else {
-            tracing::error!("service {} can only be started once", self.name);
+            log::error!("service {} can only be started once", self.name);
             return;
         };
         let stacks = match self.listeners.build(fds).await {
             Ok(stacks) => stacks,
             Err(e) => {
-                tracing::error!("service {} cannot start: {e}", self.name);
+                log::error!("service {} cannot start: {e}", self.name);
                 return;
             }
         };
@@ -245,7 +245,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         // close as soon as the tasks end.
         for task in accept_tasks {
             if let Err(e) = task.await {
-                tracing::error!("an accept task of service {} failed: {e}", self.name);
+                log::error!("an accept task of service {} failed: {e}", self.name);
             }
         }
         app_logic.cleanup().await;
@@ -289,13 +289,13 @@ async fn run_endpoint<A>(
                 spawn_connection(io, Arc::clone(&app_logic), drain.clone(), in_flight.clone());
             }
             Err(e) if is_connection_error(&e) => {
-                tracing::debug!(
+                log::debug!(
                     "accept on {} failed for one connection: {e}",
                     stack.as_str()
                 );
             }
             Err(e) => {
-                tracing::error!(
+                log::error!(
                     "accept on {} failed: {e}; pausing for {ACCEPT_ERROR_PAUSE:?}",
                     stack.as_str()
                 );
@@ -307,7 +307,7 @@ async fn run_endpoint<A>(
             }
         }
     }
-    tracing::info!("stopped accepting on {}", stack.as_str());
+    log::info!("stopped accepting on {}", stack.as_str());
 }
 
 /// Serves the connections still waiting in the accept queue of a listener about to close:
@@ -335,13 +335,13 @@ fn serve_queued<A>(
             Ok(None) => break,
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
-                tracing::warn!("accept on {} failed while closing: {e}", stack.as_str());
+                log::warn!("accept on {} failed while closing: {e}", stack.as_str());
                 break;
             }
         }
     }
     if served > 0 {
-        tracing::info!(
+        log::info!(
             "served {served} connections still queued on {} before closing it",
             stack.as_str()
         );
@@ -376,7 +376,7 @@ async fn handle_connection<A>(
     // Kept for the messages; cloning the address does not allocate.
     let peer = io.peer_addr().clone();
     if !io.admitted().await {
-        tracing::debug!("connection from {peer} refused by the connection filter");
+        log::debug!("connection from {peer} refused by the connection filter");
         return;
     }
     let _open = crate::metrics::connection_accepted();
@@ -384,7 +384,7 @@ async fn handle_connection<A>(
     // connection's task, which every connection holds for as long as it lives.
     match Box::pin(io.handshake()).await {
         Ok(stream) => Service::handle_event(stream, app_logic, shutdown).await,
-        Err(e) => tracing::warn!("cannot set up the connection from {peer}: {e}"),
+        Err(e) => log::warn!("cannot set up the connection from {peer}: {e}"),
     }
 }
 

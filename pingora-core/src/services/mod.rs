@@ -225,7 +225,7 @@ where
 }
 
 fn log_startup_delay(name: &str, time_waited: Duration) {
-    tracing::info!(
+    log::info!(
         "service {name} waited {}ms for its dependencies",
         time_waited.as_millis()
     );
@@ -288,7 +288,7 @@ impl ServiceHandle {
     /// to get it as an error instead.
     pub fn add_dependency(&self, dependency: impl Borrow<ServiceHandle>) {
         if let Err(e) = self.try_add_dependency(dependency.borrow()) {
-            tracing::error!("{e}");
+            log::error!("{e}");
         }
     }
 
@@ -446,7 +446,7 @@ impl DependencyGraph {
         if order.len() < n {
             // Unreachable: edges that would close a cycle are refused when added. Start the
             // rest anyway rather than lose services.
-            tracing::error!("service dependency graph has a cycle; starting the rest unordered");
+            log::error!("service dependency graph has a cycle; starting the rest unordered");
             let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
             order.extend((0..n).filter(|id| !placed.contains(id)));
         }

@@ -100,6 +100,17 @@ impl BodyDecoder {
         self.trailers.take()
     }
 
+    /// Bytes of body still to come, when the length is known (0 once done); `None` for a
+    /// chunked or close-delimited body.
+    #[inline]
+    pub fn remaining(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length { remaining } => Some(remaining),
+            Kind::Done => Some(0),
+            Kind::Chunked(_) | Kind::UntilClose { .. } => None,
+        }
+    }
+
     /// Whether the body ends only when the connection closes.
     #[inline]
     pub fn is_until_close(&self) -> bool {

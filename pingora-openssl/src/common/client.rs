@@ -182,7 +182,7 @@ fn build_connector(
                     .open(&path)
                     .and_then(|mut f| writeln!(f, "{line}"));
                 if let Err(e) = written {
-                    tracing::warn!("cannot write to SSLKEYLOGFILE: {e}");
+                    log::warn!("cannot write to SSLKEYLOGFILE: {e}");
                 }
             });
         }

@@ -62,7 +62,7 @@ impl ProxyHttp for BackoffRetry {
         ctx: &mut Tries,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        tracing::warn!("try {} to {peer} failed: {e}", ctx.tries);
+        log::warn!("try {} to {peer} failed: {e}", ctx.tries);
         e.set_retry(true);
         e
     }

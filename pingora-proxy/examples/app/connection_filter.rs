@@ -112,7 +112,7 @@ impl ConnectionFilter for AllowList {
             return true;
         }
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!("refused a connection from {addr} ({refused} so far)");
+        log::info!("refused a connection from {addr} ({refused} so far)");
         false
     }
 }

@@ -98,7 +98,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut ()) {
         self.served.inc();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        tracing::info!(
+        log::info!(
             "{} status {status}{}",
             self.request_summary(session, &()),
             e.map(|e| format!(", error: {e}")).unwrap_or_default()

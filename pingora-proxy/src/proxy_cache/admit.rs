@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
+use log::debug;
 use pingora_cache::cache_status::{CacheStatus, FwdReason};
 use pingora_cache::conditional;
 use pingora_cache::filters::{default_policy, upstream};
@@ -12,7 +13,6 @@ use pingora_cache::variance;
 use pingora_cache::{CachePhase, NoCacheReason, RespCacheable};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use tracing::debug;
 
 use super::purge;
 use super::range_filter::{self, RangeBodyFilter};

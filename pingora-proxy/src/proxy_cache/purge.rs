@@ -2,12 +2,12 @@
 
 use std::borrow::Cow;
 
+use log::{debug, warn};
 use pingora_cache::filters::default_policy;
 use pingora_cache::{CacheKey, CompactCacheKey};
 use pingora_core::protocols::http::ServerSession;
 use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
-use tracing::{debug, warn};
 
 use super::CacheStep;
 use crate::proxy_trait::ProxyHttp;

@@ -4,12 +4,12 @@
 use std::time::SystemTime;
 
 use http::{header, Method, StatusCode};
+use log::debug;
 use pingora_cache::cache_status::{CacheStatus, FwdReason};
 use pingora_cache::conditional;
 use pingora_cache::{CacheMeta, CachePhase};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
-use tracing::debug;
 
 use super::range_filter::{self, RangeBodyFilter};
 use crate::headers;

@@ -18,9 +18,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::Connection;
 use h2::{Ping, PingPong};
+use log::debug;
 use pingora_error::{ErrorType, OrErr, Result};
 use pingora_pool::{MultiplexPool, Multiplexed};
-use tracing::debug;
 
 use crate::protocols::http::v2::client::Http2Session;
 use crate::protocols::http::v2::connection_digest;

@@ -122,7 +122,7 @@ impl HttpModules {
     /// later is ignored with an error logged.
     pub fn add_module(&mut self, builder: ModuleBuilder) {
         if self.index.get().is_some() {
-            tracing::error!("HTTP module added after the first request was served; ignored");
+            log::error!("HTTP module added after the first request was served; ignored");
             return;
         }
         self.builders.push(builder);
@@ -140,7 +140,7 @@ impl HttpModules {
                 for (i, module) in modules.iter().enumerate() {
                     let previous = index.insert(module.as_any().type_id(), i);
                     if previous.is_some() {
-                        tracing::error!(
+                        log::error!(
                             "two HTTP modules of the same type; only the last is reachable by type"
                         );
                     }

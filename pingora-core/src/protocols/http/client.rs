@@ -197,6 +197,26 @@ impl HttpSession {
         }
     }
 
+    /// Bytes of response body still to come, when known: the rest of a body of announced
+    /// length (0 once it ended). `None` for a chunked or close-delimited body, one of
+    /// unannounced length, or before the head.
+    pub fn response_body_left(&self) -> Option<usize> {
+        match self {
+            HttpSession::H1(s) => s.response_body_left(),
+            HttpSession::H2(s) => s.response_body_left(),
+        }
+    }
+
+    /// [`HttpSession::read_response_task`], taking at most about `limit` bytes of body off the
+    /// connection. An HTTP/2 upstream's body arrives in frames its flow-control window
+    /// already bounds: the limit applies to HTTP/1 only.
+    pub async fn read_response_task_at_most(&mut self, limit: usize) -> Result<HttpTask> {
+        match self {
+            HttpSession::H1(s) => s.read_response_task_at_most(limit).await,
+            HttpSession::H2(s) => s.read_response_task().await,
+        }
+    }
+
     /// Whether the response has been read to its end.
     pub fn response_done(&mut self) -> bool {
         match self {

@@ -29,6 +29,15 @@ pub struct Session {
     request_trailers_read: bool,
 }
 
+/// What the client side of an exchange gave first: see [`Session::read_body_or_room`].
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A piece of request body, or `None` at its end.
+    Body(Option<Bytes>),
+    /// The response can take this many more bytes of body without waiting.
+    ResponseRoom(usize),
+}
+
 #[derive(Debug)]
 enum Inner {
     H1(Box<SessionV1>),
@@ -246,6 +255,39 @@ impl Session {
     /// client to disconnect (an error) while a response is being produced.
     pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
         each!(mut self, s => s.read_body_or_idle(no_body_expected).await)
+    }
+
+    /// [`Session::read_body_or_idle`], and with `room_for` also room for more response body,
+    /// up to that many bytes (see [`Session::response_room`]); only an HTTP/2 stream ever
+    /// waits for room.
+    pub async fn read_body_or_room(
+        &mut self,
+        no_body_expected: bool,
+        room_for: Option<usize>,
+    ) -> Result<ClientEvent> {
+        match &mut self.inner {
+            Inner::H2(s) => s.read_body_or_room(no_body_expected, room_for).await,
+            Inner::H1(s) => s
+                .read_body_or_idle(no_body_expected)
+                .await
+                .map(ClientEvent::Body),
+            Inner::Subrequest(s) => s
+                .read_body_or_idle(no_body_expected)
+                .await
+                .map(ClientEvent::Body),
+        }
+    }
+
+    /// How many bytes of response body (up to `want`) can be written now without waiting,
+    /// when that is bounded: on an HTTP/2 stream once its head is written, the client's window
+    /// within the stream's send buffer and the connection's budget of queued bytes (see
+    /// [`SessionV2::response_room`]). `None` when writes are bounded by the connection
+    /// instead (HTTP/1 writes go straight to the socket) or no body can be written.
+    pub fn response_room(&mut self, want: usize) -> Option<usize> {
+        match &mut self.inner {
+            Inner::H2(s) => s.response_room(want),
+            Inner::H1(_) | Inner::Subrequest(_) => None,
+        }
     }
 
     /// The request trailers, once the request body was read whole: the trailer section of a

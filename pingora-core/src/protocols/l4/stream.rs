@@ -327,7 +327,7 @@ impl Stream {
 impl Shutdown for Stream {
     async fn shutdown(&mut self) {
         if let Err(e) = AsyncWriteExt::shutdown(self).await {
-            tracing::debug!("error shutting down L4 stream: {e}");
+            log::debug!("error shutting down L4 stream: {e}");
         }
     }
 }

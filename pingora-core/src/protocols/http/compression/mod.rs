@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderName;
+use log::{debug, warn};
 use pingora_error::{ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use tracing::{debug, warn};
 
 use super::HttpTask;
 use negotiate::{Action, Policy, RequestFacts};

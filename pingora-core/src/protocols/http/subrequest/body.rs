@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
+use log::warn;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http_codec::h1::Framing;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
 
 use crate::protocols::http::HttpTask;
 

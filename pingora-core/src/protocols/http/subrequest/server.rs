@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use log::{debug, warn};
 use pingora_error::{BError, Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h1::head::{self, RequestHead};
 use pingora_http_codec::h1::{Framing, Limits};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
 
 use super::body::{BodyReader, WriteState, PREMATURE_BODY_END};
 use crate::protocols::digest::Digest;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
+use log::debug;
 use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
@@ -25,7 +26,6 @@ use pingora_http_codec::h1::{head, Framing};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
-use tracing::debug;
 
 use super::io::{with_timeout, write_all_vectored, BODY_READ_CHUNK, READ_CHUNK};
 use super::Limits;
@@ -337,7 +337,7 @@ impl HttpSession {
             {
                 return Ok(parsed);
             }
-            let n = self.read_and_flush(READ_CHUNK).await?;
+            let n = self.read_and_flush(READ_CHUNK, None).await?;
             if n == 0 {
                 self.eof = true;
                 return Error::e_explain(
@@ -420,9 +420,23 @@ impl HttpSession {
     /// Invalid chunked framing, the upstream closing before the end of a delimited body, a
     /// read error or timeout. The connection is then not reused.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        self.read_body_within(None).await
+    }
+
+    /// [`HttpSession::read_body_bytes`], reading at most `limit` bytes off the connection at
+    /// a time when set.
+    async fn read_body_within(&mut self, limit: Option<usize>) -> Result<Option<Bytes>> {
         loop {
             match self.decoder.decode(&mut self.buf, self.eof, &self.limits) {
-                Ok(Decoded::Data(data)) => return Ok(Some(data)),
+                Ok(Decoded::Data(data)) => {
+                    if limit.is_some() && self.buf.is_empty() {
+                        // The caller reads as room is made and may wait long before the
+                        // next read: the buffer's spare room is not kept meanwhile, and the
+                        // allocation lives only as long as the pieces cut from it.
+                        self.buf = BytesMut::new();
+                    }
+                    return Ok(Some(data));
+                }
                 Ok(Decoded::Done) => return Ok(None),
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => {
@@ -431,7 +445,7 @@ impl HttpSession {
                 }
             }
             let read_timeout = self.read_timeout;
-            let read = self.read_and_flush(BODY_READ_CHUNK);
+            let read = self.read_and_flush(BODY_READ_CHUNK, limit);
             let n = with_timeout(read_timeout, ErrorType::ReadTimedout, read)
                 .await
                 .map_err(|e| {
@@ -460,6 +474,15 @@ impl HttpSession {
         self.decoder.is_done()
     }
 
+    /// Bytes of response body still to come when its length is known (0 once the body is
+    /// read whole); `None` for a chunked or close-delimited body, or before the head.
+    pub fn response_body_left(&self) -> Option<usize> {
+        self.response.as_ref()?;
+        self.decoder
+            .remaining()
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     /// Bytes of response body read.
     pub fn body_bytes_received(&self) -> usize {
         self.decoder.decoded_bytes() as usize
@@ -471,12 +494,23 @@ impl HttpSession {
     /// Informational responses are returned as heads that do not end the response; the next
     /// call reads on.
     pub async fn read_response_task(&mut self) -> Result<HttpTask> {
+        self.read_response_task_within(None).await
+    }
+
+    /// [`HttpSession::read_response_task`], reading at most `limit` bytes of body off the
+    /// connection (a piece may hold more when more was read already): lets a caller that
+    /// can forward only so much leave the rest in the upstream's socket.
+    pub async fn read_response_task_at_most(&mut self, limit: usize) -> Result<HttpTask> {
+        self.read_response_task_within(Some(limit.max(1))).await
+    }
+
+    async fn read_response_task_within(&mut self, limit: Option<usize>) -> Result<HttpTask> {
         if self.should_read_resp_header() {
             let header = self.read_resp_header_parts().await?;
             let end = !header.status.is_informational() && self.decoder.is_done();
             return Ok(HttpTask::Header(header, end));
         }
-        match self.read_body_bytes().await? {
+        match self.read_body_within(limit).await? {
             Some(data) => {
                 let end = self.decoder.is_done();
                 Ok(if self.upgraded {

@@ -54,6 +54,34 @@ pub(crate) async fn read_more_sized(
         .or_err(ErrorType::ReadError, "while reading")
 }
 
+/// Reads at most `limit` bytes into `buf`. An empty buffer short of room is replaced by one of
+/// `limit` bytes rather than grown: pieces of the old one may still be queued elsewhere, and a
+/// small read should not pin a large allocation while they are.
+pub(crate) async fn read_at_most(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<usize> {
+    make_room_for(buf, limit);
+    stream
+        .take(limit as u64)
+        .read_buf(buf)
+        .await
+        .or_err(ErrorType::ReadError, "while reading")
+}
+
+/// Makes room in `buf` for a read of at most `limit` bytes (see [`read_at_most`]).
+pub(crate) fn make_room_for(buf: &mut BytesMut, limit: usize) {
+    if buf.capacity() - buf.len() >= (limit / 4).max(1) {
+        return;
+    }
+    if buf.is_empty() {
+        *buf = BytesMut::with_capacity(limit);
+    } else {
+        buf.reserve(limit);
+    }
+}
+
 /// Writes every byte of `parts`, with as few system calls as the stream allows, then flushes.
 pub(crate) async fn write_all_vectored(stream: &mut Stream, parts: &mut [&[u8]]) -> Result<()> {
     let mut first = 0;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode, Version};
+use log::{debug, warn};
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h1::decode::{BodyDecoder, Decoded};
@@ -18,7 +19,6 @@ use pingora_http_codec::h1::fields;
 use pingora_http_codec::h1::head::{self, RequestHead};
 use pingora_http_codec::h1::Framing;
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, warn};
 
 use super::io::{
     read_more, read_more_sized, with_timeout, write_all_vectored, write_deadline, BODY_READ_CHUNK,

@@ -28,11 +28,11 @@ use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream};
 use http::HeaderMap;
+use log::debug;
 use pingora_error::{Error, ErrorType, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h2 as h2_heads;
 use tokio::sync::Notify;
-use tracing::debug;
 
 use crate::metrics::{self, Side};
 use crate::protocols::digest::Digest;
@@ -448,6 +448,21 @@ impl Http2Session {
     /// Bytes of response body read.
     pub fn body_bytes_received(&self) -> usize {
         self.body_received
+    }
+
+    /// Bytes of response body still to come when the response announced its length (0 once
+    /// it ended); `None` otherwise, or before the head.
+    pub fn response_body_left(&self) -> Option<usize> {
+        if self.response_ended {
+            return Some(0);
+        }
+        let length = self
+            .response
+            .as_ref()?
+            .headers
+            .get(http::header::CONTENT_LENGTH)?;
+        let length: usize = std::str::from_utf8(length.as_bytes()).ok()?.parse().ok()?;
+        Some(length.saturating_sub(self.body_received))
     }
 
     /// Bytes of request body sent.

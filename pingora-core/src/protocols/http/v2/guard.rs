@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::protocols::{Peek, Stream};
 
@@ -44,6 +44,14 @@ pub struct H2Limits {
     /// ended, with `GOAWAY(ENHANCE_YOUR_CALM)` when the socket still takes it, closed at once
     /// when it does not. Default 60 s; `None` for no bound.
     pub send_stall_timeout: Option<Duration>,
+    /// Most bytes of response body the connection's streams may hold queued for the client
+    /// when the response is read from an upstream by the proxy: past it a stream reads no more
+    /// of its upstream's response until the client has taken some of what is queued, so a
+    /// client slower than the upstreams costs this much memory, not the sum of its responses.
+    /// The bytes a stream queues are also bounded by its flow-control window and by
+    /// [`max_send_buffer_size`](super::server::H2Options::max_send_buffer_size). Default
+    /// 512 KiB; `None` for no bound.
+    pub max_queued_response_bytes: Option<usize>,
 }
 
 impl Default for H2Limits {
@@ -52,6 +60,7 @@ impl Default for H2Limits {
             max_control_frames: 10_000,
             control_frame_window: Duration::from_secs(10),
             send_stall_timeout: Some(Duration::from_secs(60)),
+            max_queued_response_bytes: Some(512 << 10),
         }
     }
 }
@@ -78,9 +87,16 @@ pub(crate) struct Guard {
     write_blocked_since: AtomicU64,
     epoch: Instant,
     notify: Notify,
+    /// The bytes of response body the streams may still queue, as permits (one per byte).
+    response_budget: Option<Arc<Semaphore>>,
 }
 
 impl Guard {
+    /// The connection's budget of queued response bytes, if bounded.
+    pub(crate) fn response_budget(&self) -> Option<&Arc<Semaphore>> {
+        self.response_budget.as_ref()
+    }
+
     /// The stall timeout, for the streams' writes.
     pub(crate) fn send_stall_timeout(&self) -> Option<Duration> {
         self.limits.send_stall_timeout
@@ -175,8 +191,12 @@ impl FrameGuard {
     }
 
     fn new(inner: Stream, limits: H2Limits) -> (Self, Arc<Guard>) {
+        let response_budget = limits
+            .max_queued_response_bytes
+            .map(|bytes| Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))));
         let guard = Arc::new(Guard {
             limits,
+            response_budget,
             flood: AtomicBool::new(false),
             window_stall: AtomicBool::new(false),
             write_blocked_since: AtomicU64::new(0),

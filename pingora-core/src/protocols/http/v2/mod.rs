@@ -2,6 +2,7 @@
 
 pub mod client;
 pub(crate) mod guard;
+mod room;
 pub mod server;
 
 use crate::protocols::digest::Digest;

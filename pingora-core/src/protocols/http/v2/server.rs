@@ -17,15 +17,18 @@ use bytes::Bytes;
 use h2::server::{Connection, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
+use log::{debug, warn};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_http_codec::h2 as h2_heads;
-use tracing::{debug, warn};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::guard::Guard;
+use super::room::{budgeted, take_budget, wait_for_room};
 use crate::protocols::digest::Digest;
 use crate::protocols::http::body_buffer::FixedBuffer;
 use crate::protocols::http::date::get_cached_date;
+use crate::protocols::http::server::ClientEvent;
 use crate::protocols::http::v1::io::with_timeout;
 use crate::protocols::http::HttpTask;
 use crate::protocols::l4::socket::SocketAddr;
@@ -121,6 +124,8 @@ pub struct HttpSession {
     /// The connection's abuse limits: how long a write may wait for window, and whom to tell
     /// when it waited too long.
     guard: Option<Arc<Guard>>,
+    /// Bytes of the connection's response budget taken for the next piece of body.
+    reserved: Option<OwnedSemaphorePermit>,
 }
 
 // === impl HttpSession: construction and the request ===
@@ -185,6 +190,7 @@ impl HttpSession {
             retry_buffer: None,
             digest,
             guard: None,
+            reserved: None,
         }
     }
 
@@ -326,12 +332,12 @@ impl HttpSession {
         if self.body_done {
             return Ok(None);
         }
-        let reader = &mut self.body_reader;
-        let next = with_timeout(self.read_timeout, ErrorType::ReadTimedout, async {
-            Ok(reader.data().await)
-        })
-        .await
-        .map_err(|e| e.into_down())?;
+        let next = next_piece(&mut self.body_reader, self.read_timeout).await?;
+        self.take_piece(next)
+    }
+
+    /// Accounts for a piece of request body read by [`next_piece`].
+    fn take_piece(&mut self, next: Option<Result<Bytes, h2::Error>>) -> Result<Option<Bytes>> {
         match next {
             None => {
                 self.body_done = true;
@@ -381,6 +387,41 @@ impl HttpSession {
             format!("client reset the HTTP/2 stream: {reason:?}"),
         )
         .map_err(|e| e.into_down())
+    }
+
+    /// Like [`HttpSession::read_body_or_idle`], and with `room_for` also resolves with
+    /// [`ClientEvent::ResponseRoom`] once the response can take more body (up to `room_for`
+    /// bytes are asked for, see [`HttpSession::response_room`]). A stream reset while waiting
+    /// for room is an error.
+    pub async fn read_body_or_room(
+        &mut self,
+        no_body_expected: bool,
+        room_for: Option<usize>,
+    ) -> Result<ClientEvent> {
+        let Some(want) = room_for else {
+            return self
+                .read_body_or_idle(no_body_expected)
+                .await
+                .map(ClientEvent::Body);
+        };
+        let read_body = !no_body_expected && !self.is_body_done();
+        let room = wait_for_room(
+            self.body_writer.as_mut(),
+            &mut self.reserved,
+            want,
+            self.write_timeout,
+            self.guard.as_deref(),
+        );
+        if !read_body {
+            return room.await.map(ClientEvent::ResponseRoom);
+        }
+        tokio::select! {
+            room = room => room.map(ClientEvent::ResponseRoom),
+            next = next_piece(&mut self.body_reader, self.read_timeout) => {
+                let next = next?;
+                self.take_piece(next).map(ClientEvent::Body)
+            }
+        }
     }
 
     /// Resolves when the client resets the stream (or the connection fails).
@@ -479,6 +520,10 @@ impl HttpSession {
             return Error::e_explain(ErrorType::InternalError, "response body before its head");
         };
         let len = data.len();
+        let data = match self.reserved.take() {
+            Some(permit) if len > 0 => budgeted(data, permit),
+            _ => data,
+        };
         let stall = self.guard.as_ref().and_then(|g| g.send_stall_timeout());
         let result = with_timeout(
             self.write_timeout,
@@ -502,6 +547,27 @@ impl HttpSession {
                 Err(e.into_down())
             }
         }
+    }
+
+    /// How many bytes of response body (up to `want`) the stream can take now without
+    /// waiting: the window the client granted, bounded by the stream's send buffer
+    /// ([`H2Options::max_send_buffer_size`]) less what waits in it, and by what the
+    /// connection may still queue ([`H2Limits::max_queued_response_bytes`]: the room is
+    /// taken from the connection's budget now, and given back once the client has taken the
+    /// body written next). `None` before the response head or after the response ended.
+    ///
+    /// A proxy that reads only this much from its upstream before writing keeps a slow
+    /// client's response waiting upstream rather than in its own memory.
+    pub fn response_room(&mut self, want: usize) -> Option<usize> {
+        if self.ended {
+            return None;
+        }
+        let writer = self.body_writer.as_mut()?;
+        let want = want.max(1);
+        writer.reserve_capacity(want);
+        let capacity = writer.capacity();
+        let budget = self.guard.as_deref().and_then(Guard::response_budget);
+        Some(take_budget(&mut self.reserved, budget, capacity.min(want)).unwrap_or(0))
     }
 
     /// Ends the response with `trailers`.
@@ -616,6 +682,19 @@ impl Drop for HttpSession {
             self.reset(Reason::CANCEL);
         }
     }
+}
+
+/// Reads the next piece of request body off `reader` (`None` at the end), bounded by
+/// `timeout`.
+async fn next_piece(
+    reader: &mut RecvStream,
+    timeout: Option<Duration>,
+) -> Result<Option<Result<Bytes, h2::Error>>> {
+    with_timeout(timeout, ErrorType::ReadTimedout, async {
+        Ok(reader.data().await)
+    })
+    .await
+    .map_err(|e| e.into_down())
 }
 
 /// Sends `data` on `writer` in pieces as the peer's window allows, ending the stream with the

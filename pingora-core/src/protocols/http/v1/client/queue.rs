@@ -6,11 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::sync::Notify;
-use tracing::debug;
 
-use super::super::io::read_more_sized;
+use tokio::io::AsyncReadExt;
+
+use super::super::io::{make_room_for, read_at_most, read_more_sized};
 
 use super::HttpSession;
 
@@ -123,15 +125,28 @@ impl HttpSession {
         notify
     }
 
-    /// Reads more of the response into the buffer, writing queued request bytes meanwhile.
-    pub(super) async fn read_and_flush(&mut self, chunk: usize) -> Result<usize> {
+    /// Reads more of the response into the buffer, writing queued request bytes meanwhile:
+    /// about `chunk` bytes, or at most `limit` when set.
+    pub(super) async fn read_and_flush(
+        &mut self,
+        chunk: usize,
+        limit: Option<usize>,
+    ) -> Result<usize> {
         if self.queued.is_empty() && !self.half_close_queued {
-            return read_more_sized(&mut self.stream, &mut self.buf, chunk).await;
+            return match limit {
+                Some(limit) => read_at_most(&mut self.stream, &mut self.buf, limit).await,
+                None => read_more_sized(&mut self.stream, &mut self.buf, chunk).await,
+            };
         }
-        std::future::poll_fn(|cx| self.poll_read_and_flush(cx, chunk)).await
+        std::future::poll_fn(|cx| self.poll_read_and_flush(cx, chunk, limit)).await
     }
 
-    fn poll_read_and_flush(&mut self, cx: &mut Context<'_>, chunk: usize) -> Poll<Result<usize>> {
+    fn poll_read_and_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: usize,
+        limit: Option<usize>,
+    ) -> Poll<Result<usize>> {
         let mut progressed = false;
         while !self.queued.is_empty() {
             match Pin::new(&mut *self.stream).poll_write(cx, &self.queued) {
@@ -168,15 +183,20 @@ impl HttpSession {
                 }
             }
         }
-        if self.buf.capacity() - self.buf.len() < chunk / 4 {
-            self.buf.reserve(chunk);
-        }
-        let read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(
-            &mut self.stream,
-            &mut self.buf
-        ));
-        read.poll(cx)
-            .map(|r| r.or_err(ErrorType::ReadError, "while reading"))
+        let read = match limit {
+            Some(limit) => {
+                make_room_for(&mut self.buf, limit);
+                let mut limited = (&mut self.stream).take(limit as u64);
+                std::pin::pin!(limited.read_buf(&mut self.buf)).poll(cx)
+            }
+            None => {
+                if self.buf.capacity() - self.buf.len() < chunk / 4 {
+                    self.buf.reserve(chunk);
+                }
+                std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx)
+            }
+        };
+        read.map(|r| r.or_err(ErrorType::ReadError, "while reading"))
     }
 
     /// Bounds, by the write timeout, how long queued request bytes may wait for the upstream

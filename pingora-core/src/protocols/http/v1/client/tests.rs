@@ -580,3 +580,52 @@ async fn queued_body_the_upstream_does_not_take_times_out() {
     assert!(start.elapsed() >= Duration::from_millis(50));
     assert!(s.reuse().await.is_none());
 }
+
+#[tokio::test]
+async fn a_limited_read_takes_no_more_than_asked_and_counts_down_the_body() {
+    let (mut s, mut up) = session();
+    assert_eq!(s.response_body_left(), None, "no head yet");
+    s.write_request_header(get("/")).await.unwrap();
+    s.finish_body().await.unwrap();
+    read_until(&mut up, b"\r\n\r\n").await;
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    up.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let HttpTask::Header(_, false) = s.read_response_task_at_most(1000).await.unwrap() else {
+        panic!("expected the head first")
+    };
+    assert_eq!(s.response_body_left(), Some(100_000));
+    up.write_all(&body).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        match s.read_response_task_at_most(1000).await.unwrap() {
+            HttpTask::Body(Some(piece), end) => {
+                // The head's read may have taken some of the body with it; every read since
+                // takes at most what was asked.
+                assert!(piece.len() <= 1000, "a piece of {}", piece.len());
+                got.extend_from_slice(&piece);
+                assert_eq!(s.response_body_left(), Some(100_000 - got.len()));
+                assert_eq!(end, got.len() == 100_000);
+            }
+            HttpTask::Done => break,
+            other => panic!("unexpected task {other:?}"),
+        }
+    }
+    assert_eq!(got, body);
+    assert_eq!(s.response_body_left(), Some(0));
+}
+
+#[tokio::test]
+async fn a_chunked_body_has_no_known_rest() {
+    let (mut s, mut up) = session();
+    s.write_request_header(get("/")).await.unwrap();
+    s.finish_body().await.unwrap();
+    up.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    s.read_response().await.unwrap();
+    assert_eq!(s.response_body_left(), None);
+    assert_eq!(body_of(&mut s).await, b"abc");
+    assert_eq!(s.response_body_left(), Some(0));
+}

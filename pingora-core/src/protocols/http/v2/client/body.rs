@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::SendStream;
+use log::debug;
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use tokio::sync::Notify;
-use tracing::debug;
 
 use crate::protocols::http::v1::io::with_timeout;
 

@@ -115,7 +115,7 @@ impl ConnectionRef {
         let mut send_req = self.0.send_req.clone();
         let mut cx = Context::from_waker(&NOOP_WAKER);
         if let Poll::Ready(Err(e)) = send_req.poll_ready(&mut cx) {
-            tracing::debug!("HTTP/2 connection takes no new streams: {e}");
+            log::debug!("HTTP/2 connection takes no new streams: {e}");
             state.mark_closed();
             self.release_stream();
             return None;
