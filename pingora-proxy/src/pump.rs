@@ -18,8 +18,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
-use pingora_core::protocols::http::server::ClientEvent;
-use pingora_core::protocols::http::HttpTask;
+use pingora_core::protocols::http::{ClientEvent, HttpTask};
 use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
 

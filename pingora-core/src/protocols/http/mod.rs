@@ -22,6 +22,16 @@ pub use server::Session as ServerSession;
 /// The name this server gives itself in `Server` headers.
 pub const SERVER_NAME: &[u8; 7] = b"Pingora";
 
+/// What the client side of an exchange gave first: see
+/// [`ServerSession::read_body_or_room`].
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A piece of request body, or `None` at its end.
+    Body(Option<Bytes>),
+    /// The response can take this many more bytes of body without waiting.
+    ResponseRoom(usize),
+}
+
 /// One step of a response as it flows from the upstream half of a proxy to the downstream half.
 #[derive(Debug)]
 pub enum HttpTask {

@@ -11,7 +11,7 @@ use super::error_resp;
 use super::subrequest::server::HttpSession as SessionSubrequest;
 use super::v1::server::HttpSession as SessionV1;
 use super::v2::server::{self as v2, HttpSession as SessionV2};
-use super::HttpTask;
+use super::{ClientEvent, HttpTask};
 use crate::protocols::digest::Digest;
 use crate::protocols::l4::socket::SocketAddr;
 use crate::protocols::Stream;
@@ -27,15 +27,6 @@ pub struct Session {
     /// The request trailers, once read from the protocol session.
     request_trailers: Option<Box<HeaderMap>>,
     request_trailers_read: bool,
-}
-
-/// What the client side of an exchange gave first: see [`Session::read_body_or_room`].
-#[derive(Debug)]
-pub enum ClientEvent {
-    /// A piece of request body, or `None` at its end.
-    Body(Option<Bytes>),
-    /// The response can take this many more bytes of body without waiting.
-    ResponseRoom(usize),
 }
 
 #[derive(Debug)]

@@ -137,9 +137,9 @@ mod tests {
 
     use super::*;
     use crate::protocols::digest::Digest;
-    use crate::protocols::http::server::ClientEvent;
     use crate::protocols::http::v2::guard::{FrameGuard, H2Limits};
     use crate::protocols::http::v2::server::{handshake, HttpSession};
+    use crate::protocols::http::ClientEvent;
 
     #[test]
     fn a_piece_holds_its_budget_until_its_last_slice_is_gone() {
