@@ -66,11 +66,25 @@ impl CaseHeaderName {
 /// byte at a time, cost as much as the rest of the writer.
 #[inline]
 fn eq_ignore_case(a: &[u8], b: &[u8], lower_b: impl Fn(u64) -> u64) -> bool {
+    eq_words(a, b, to_lower_8, lower_b)
+}
+
+/// Byte-for-byte equality of two short slices, a word at a time: for header names, where
+/// a call to `memcmp` costs more than the comparison.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    eq_words(a, b, |word| word, |word| word)
+}
+
+/// Whether `a` and `b` have the same length and equal words once mapped by `map_a` and
+/// `map_b`.
+#[inline]
+fn eq_words(a: &[u8], b: &[u8], map_a: impl Fn(u64) -> u64, map_b: impl Fn(u64) -> u64) -> bool {
     let len = a.len();
     if len != b.len() {
         return false;
     }
-    let same = |x: u64, y: u64| to_lower_8(x) == lower_b(y);
+    let same = |x: u64, y: u64| map_a(x) == map_b(y);
     if len < 8 {
         return same(load_short(a), load_short(b));
     }
@@ -226,12 +240,61 @@ pub fn default_spelling(name: &HeaderName) -> &str {
 /// The conventional spelling of a lowercase header name, when it is a well-known one.
 #[inline]
 fn canonical_spelling(lowercase: &str) -> Option<&'static str> {
-    // Only the few names of the same length are compared.
-    let &(start, end) = BY_LENGTH.get(lowercase.len())?;
-    CANONICAL[usize::from(start)..usize::from(end)]
+    // This runs for most headers parsed or written, so the few names of the same length
+    // are told apart by one word of their bytes first: names shorter than a word need no
+    // other comparison, longer ones one comparison of the rest.
+    let bytes = lowercase.as_bytes();
+    let &(start, end) = BY_LENGTH.get(bytes.len())?;
+    let (start, end) = (usize::from(start), usize::from(end));
+    let key = word_key(bytes);
+    // Names may share their first word ("content-language", "content-location").
+    KEYS[start..end]
         .iter()
-        .find(|(known, _)| *known == lowercase)
-        .map(|(_, canonical)| *canonical)
+        .zip(&CANONICAL[start..end])
+        .find(|(&k, (known, _))| {
+            k == key && (bytes.len() <= 8 || same_bytes(known.as_bytes(), bytes))
+        })
+        .map(|(_, &(_, canonical))| canonical)
+}
+
+/// A word made of a name's bytes: all of them when it is shorter than a word (two names of
+/// the same length are then equal exactly when their words are), else its first eight.
+#[inline]
+const fn word_key(bytes: &[u8]) -> u64 {
+    const fn byte(bytes: &[u8], i: usize) -> u64 {
+        bytes[i] as u64
+    }
+    let len = bytes.len();
+    match len {
+        0 => 0,
+        1..=3 => byte(bytes, 0) | byte(bytes, len / 2) << 8 | byte(bytes, len - 1) << 16,
+        4..=7 => {
+            byte(bytes, 0)
+                | byte(bytes, 1) << 8
+                | byte(bytes, 2) << 16
+                | byte(bytes, 3) << 24
+                | byte(bytes, len - 4) << 32
+                | byte(bytes, len - 3) << 40
+                | byte(bytes, len - 2) << 48
+                | byte(bytes, len - 1) << 56
+        }
+        _ => u64::from_le_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+        ]),
+    }
+}
+
+/// The [`word_key`] of each name of [`CANONICAL`], in its order.
+static KEYS: [u64; CANONICAL.len()] = keys();
+
+const fn keys() -> [u64; CANONICAL.len()] {
+    let mut keys = [0; CANONICAL.len()];
+    let mut i = 0;
+    while i < CANONICAL.len() {
+        keys[i] = word_key(CANONICAL[i].0.as_bytes());
+        i += 1;
+    }
+    keys
 }
 
 /// Longest name in [`CANONICAL`], plus one.

@@ -11,12 +11,20 @@
 //!
 //! # Cost
 //!
-//! The spellings are a plain `Vec`, kept in the order the map iterates in, so writing the
-//! head walks both in step: one comparison per header, no hashing, no allocation. Keeping
-//! that order mirrors how [`HMap`] orders entries (new names last, a removed name's slot taken
-//! by the last name); should a future `http` order them differently, the writer notices the
+//! Most heads spell every name the conventional way (`Content-Length`, as nginx, curl and
+//! browsers do) or all in lowercase (as HTTP/2 peers and some clients do). Such heads keep no
+//! spellings at all: one bit per header says "lowercase", the rest take their default
+//! spelling, so parsing, cloning and writing them allocate nothing for names. The first
+//! spelling that is neither (or an edit that would move headers about) turns the bits into
+//! a list of spellings.
+//!
+//! That list is a plain `Vec`, kept in the order the map iterates in, so writing the head
+//! walks both in step: one comparison per header, no hashing, no allocation. Keeping that
+//! order mirrors how [`HMap`] orders entries (new names last, a removed name's slot taken by
+//! the last name); should a future `http` order them differently, the writer notices the
 //! first spelling that does not fit and looks spellings up by name instead, which is slower
-//! but gives the same bytes.
+//! but gives the same bytes. The bits rely only on new names going last, which is how a map
+//! built by appending iterates.
 
 use std::ptr;
 
@@ -24,27 +32,66 @@ use bytes::BufMut;
 use http::header::{AsHeaderName, HeaderName, HeaderValue};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 
-use crate::case_header_name::{default_spelling, CaseHeaderName, IntoCaseHeaderName};
+use crate::case_header_name::{default_spelling, same_bytes, CaseHeaderName, IntoCaseHeaderName};
 use crate::{HMap, HeaderNameVariant};
 
 /// Spellings of the names in a header map; see the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct CaseMap {
-    /// `None` when case is not preserved (`build_no_case`, conversions from `http` parts).
-    spellings: Option<Vec<CaseHeaderName>>,
+    spellings: Spellings,
     /// The map may have been changed without us (through `DerefMut`); the spellings must be
     /// realigned before they are edited.
     stale: bool,
 }
 
+/// How the spellings are kept.
+#[derive(Debug, Clone)]
+enum Spellings {
+    /// Case is not preserved (`build_no_case`, conversions from `http` parts).
+    Off,
+    /// Every header is spelled the default way, except that the header at position `i` of
+    /// the map's order is spelled as its lowercase name when bit `i` is set (so only the
+    /// first [`BITS`] can be). Valid after any edit while no bit is set.
+    Bits(u64),
+    /// One spelling per header, in the map's order (see the module docs).
+    List(Vec<CaseHeaderName>),
+}
+
+/// Headers whose lowercase spelling [`Spellings::Bits`] can record.
+const BITS: usize = u64::BITS as usize;
+
+/// How a name is spelled, compared with the forms [`Spellings::Bits`] records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The [default spelling](crate::default_spelling).
+    Default,
+    /// The lowercase name, when that is not the default.
+    Lowercase,
+    /// Anything else: only a list can record it.
+    Other,
+}
+
+impl Form {
+    #[inline]
+    fn of(spelling: &CaseHeaderName, name: &HeaderName) -> Form {
+        let spelled = spelling.as_slice();
+        if same_bytes(spelled, default_spelling(name).as_bytes()) {
+            Form::Default
+        } else if same_bytes(spelled, name.as_str().as_bytes()) {
+            Form::Lowercase
+        } else {
+            Form::Other
+        }
+    }
+}
+
 // === impl CaseMap ===
 
 impl CaseMap {
-    /// A record that preserves case, with room for `capacity` headers (pass the map's
-    /// capacity, so both grow at the same time).
-    pub(crate) fn with_case(capacity: usize) -> Self {
+    /// A record that preserves case.
+    pub(crate) fn with_case() -> Self {
         CaseMap {
-            spellings: Some(Vec::with_capacity(capacity)),
+            spellings: Spellings::Bits(0),
             stale: false,
         }
     }
@@ -52,20 +99,78 @@ impl CaseMap {
     /// A record that keeps no spellings: every name takes its default spelling.
     pub(crate) fn no_case() -> Self {
         CaseMap {
-            spellings: None,
+            spellings: Spellings::Off,
             stale: false,
         }
     }
 
     /// Whether spellings are kept.
     pub(crate) fn has_case(&self) -> bool {
-        self.spellings.is_some()
+        !matches!(self.spellings, Spellings::Off)
     }
 
-    /// Notes that the map is about to be changed without us.
+    /// Notes that `headers`, the map, is about to be changed without us.
     #[inline]
-    pub(crate) fn mark_stale(&mut self) {
+    pub(crate) fn mark_stale(&mut self, headers: &HMap) {
+        // Lowercase bits name positions, which the change may move: they become a list
+        // while they still match the map, and the list is realigned after the change.
+        if matches!(self.spellings, Spellings::Bits(bits) if bits != 0) {
+            self.to_list(headers);
+        }
         self.stale = true;
+    }
+
+    /// Turns recorded bits into a list of spellings, one per header of `headers`.
+    #[cold]
+    fn to_list(&mut self, headers: &HMap) {
+        let Spellings::Bits(bits) = self.spellings else {
+            return;
+        };
+        let mut list = Vec::with_capacity(headers.capacity().max(headers.len() + 1));
+        for (i, (name, _)) in headers.iter().enumerate() {
+            list.push(if i < BITS && bits >> i & 1 == 1 {
+                CaseHeaderName::from_slice(name.as_str().as_bytes())
+            } else {
+                CaseHeaderName::from(name)
+            });
+        }
+        self.spellings = Spellings::List(list);
+    }
+
+    /// With bits recorded, whether they can record a value of `name` spelled `spelling`
+    /// about to be added or to replace the name's values: `Some` with the position to mark
+    /// lowercase, if any, once the map has the value. Otherwise the bits become a list (if
+    /// they were not one already) and `None` says to record the spelling there.
+    #[inline]
+    fn bits_for(
+        &mut self,
+        headers: &HMap,
+        spelling: &CaseHeaderName,
+        name: &HeaderName,
+    ) -> Option<Option<usize>> {
+        let Spellings::Bits(bits) = self.spellings else {
+            return None;
+        };
+        let form = Form::of(spelling, name);
+        if form == Form::Default && bits == 0 {
+            // Every header stays default-spelled wherever the map puts it.
+            return Some(None);
+        }
+        let at = headers.len();
+        if form != Form::Other && at < BITS && !headers.contains_key(name) {
+            // A new name goes last, moving nothing.
+            return Some((form == Form::Lowercase).then_some(at));
+        }
+        self.to_list(headers);
+        None
+    }
+
+    /// Marks the header at `at` as spelled in lowercase (see [`bits_for`](Self::bits_for)).
+    #[inline]
+    fn mark_lowercase(&mut self, at: Option<usize>) {
+        if let (Some(at), Spellings::Bits(bits)) = (at, &mut self.spellings) {
+            *bits |= 1 << at;
+        }
     }
 
     /// Adds a value to `name` after any existing ones; returns whether `name` had values.
@@ -77,10 +182,15 @@ impl CaseMap {
     ) -> Result<bool> {
         let (spelling, name) = parse_name(name)?;
         self.realign(headers);
+        let bits = self.bits_for(headers, &spelling, &name);
         let existed = headers
             .try_append(name, value)
             .or_err(ErrorType::InvalidHTTPHeader, "too many headers")?;
-        if let Some(spellings) = &mut self.spellings {
+        if let Some(lowercase) = bits {
+            self.mark_lowercase(lowercase);
+            return Ok(existed);
+        }
+        if let Spellings::List(spellings) = &mut self.spellings {
             // The new value goes last among the values of its name, which sit together.
             match existed.then(|| spellings.iter().rposition(|s| s.same_name(&spelling))) {
                 Some(Some(last)) => spellings.insert(last + 1, spelling),
@@ -99,10 +209,15 @@ impl CaseMap {
     ) -> Result<()> {
         let (spelling, name) = parse_name(name)?;
         self.realign(headers);
+        let bits = self.bits_for(headers, &spelling, &name);
         let replaced = headers
             .try_insert(name, value)
             .or_err(ErrorType::InvalidHTTPHeader, "too many headers")?;
-        let Some(spellings) = &mut self.spellings else {
+        if let Some(lowercase) = bits {
+            self.mark_lowercase(lowercase);
+            return Ok(());
+        }
+        let Spellings::List(spellings) = &mut self.spellings else {
             return Ok(());
         };
         // The map keeps the name where it was, now with a single value.
@@ -131,7 +246,15 @@ impl CaseMap {
         &'a N: 'a + AsHeaderName,
     {
         self.realign(headers);
-        let Some(spellings) = &mut self.spellings else {
+        if let Spellings::Bits(bits) = self.spellings {
+            if bits == 0 || !headers.contains_key(name) {
+                return headers.remove(name);
+            }
+            // The map moves its last name into the removed one's place: the bits of both
+            // would move, which a list follows.
+            self.to_list(headers);
+        }
+        let Spellings::List(spellings) = &mut self.spellings else {
             return headers.remove(name);
         };
         // Find where the name's values sit in iteration order, while they are still there.
@@ -148,13 +271,19 @@ impl CaseMap {
 
     /// The headers with the spelling each is written with, in the map's order.
     pub(crate) fn iter<'a>(&'a self, headers: &'a HMap) -> SpelledIter<'a> {
-        let spellings = self.spellings.as_deref();
+        let (spellings, lowercase): (&[CaseHeaderName], u64) = match &self.spellings {
+            Spellings::Off => (&[], 0),
+            Spellings::Bits(bits) => (&[], *bits),
+            Spellings::List(spellings) => (spellings, 0),
+        };
+        let listed = matches!(self.spellings, Spellings::List(_));
         SpelledIter {
             inner: headers.iter(),
-            spellings: spellings.unwrap_or_default(),
-            has_case: spellings.is_some(),
+            spellings,
+            lowercase,
+            has_case: listed,
             index: 0,
-            in_step: spellings.is_some(),
+            in_step: listed,
             group: None,
             scan_from: 0,
         }
@@ -173,13 +302,17 @@ impl CaseMap {
     /// Whether every header has the spelling at its own position: the writer's fast path.
     #[cfg(test)]
     pub(crate) fn in_step(&self, headers: &HMap) -> bool {
-        self.spellings.as_ref().is_some_and(|spellings| {
-            spellings.len() == headers.len()
-                && spellings
-                    .iter()
-                    .zip(headers.iter())
-                    .all(|(s, (n, _))| s.spells(n))
-        })
+        match &self.spellings {
+            Spellings::Off => false,
+            Spellings::Bits(_) => true,
+            Spellings::List(spellings) => {
+                spellings.len() == headers.len()
+                    && spellings
+                        .iter()
+                        .zip(headers.iter())
+                        .all(|(s, (n, _))| s.spells(n))
+            }
+        }
     }
 
     /// After changes made without us, rebuilds the spellings in the map's order, keeping
@@ -195,7 +328,8 @@ impl CaseMap {
     /// The work of [`realign`](Self::realign).
     #[cold]
     fn rebuild(&mut self, headers: &HMap) {
-        let Some(spellings) = &mut self.spellings else {
+        // Bits are only ever left in place when none is set, which suits any map.
+        let Spellings::List(spellings) = &mut self.spellings else {
             return;
         };
         let mut old = std::mem::replace(spellings, Vec::with_capacity(headers.len()));
@@ -304,6 +438,9 @@ fn follow_swap_remove(spellings: &mut Vec<CaseHeaderName>, start: usize, count: 
 pub(crate) struct SpelledIter<'a> {
     inner: http::header::Iter<'a, HeaderValue>,
     spellings: &'a [CaseHeaderName],
+    /// Positions spelled in lowercase, when the spellings are kept as bits.
+    lowercase: u64,
+    /// Whether there is a list of spellings to look in.
     has_case: bool,
     /// Position of the next header in iteration order.
     index: usize,
@@ -347,6 +484,9 @@ impl<'a> Iterator for SpelledIter<'a> {
         let (name, value) = self.inner.next()?;
         let index = self.index;
         self.index += 1;
+        if self.lowercase != 0 && index < BITS && self.lowercase >> index & 1 == 1 {
+            return Some((HeaderNameVariant::Titled(name.as_str()), value));
+        }
         if self.in_step {
             match self.spellings.get(index) {
                 Some(spelling) if spelling.spells(name) => {
@@ -386,6 +526,68 @@ mod tests {
 
     fn spellings(list: &[&'static str]) -> Vec<CaseHeaderName> {
         list.iter().map(|s| s.into_case_header_name()).collect()
+    }
+
+    fn written(case: &CaseMap, headers: &HMap) -> Vec<String> {
+        case.iter(headers)
+            .map(|(name, _)| String::from_utf8(name.as_slice().to_vec()).expect("ASCII"))
+            .collect()
+    }
+
+    #[test]
+    fn default_and_lowercase_spellings_keep_no_list() {
+        let mut headers = HMap::new();
+        let mut case = CaseMap::with_case();
+        let value = || HeaderValue::from_static("v");
+        for name in ["Host", "user-agent", "x-custom", "accept"] {
+            case.append(&mut headers, name, value()).expect("valid");
+        }
+        case.insert(&mut headers, "Content-Length", value())
+            .expect("valid");
+        assert!(
+            matches!(case.spellings, Spellings::Bits(0b1010)),
+            "{case:?}"
+        );
+        let spelled = ["Host", "user-agent", "x-custom", "accept", "Content-Length"];
+        assert_eq!(written(&case, &headers), spelled);
+
+        // A spelling of another form needs a list, as does an edit that moves headers
+        // (a second value of a name, a removal) while a bit is set.
+        let mut other = case.clone();
+        let mut other_headers = headers.clone();
+        other
+            .append(&mut other_headers, "X-Other", value())
+            .expect("valid");
+        assert!(matches!(other.spellings, Spellings::List(_)));
+        assert_eq!(
+            written(&other, &other_headers),
+            [&spelled[..], &["X-Other"]].concat()
+        );
+        let mut second = case.clone();
+        let mut second_headers = headers.clone();
+        second
+            .append(&mut second_headers, "Host", value())
+            .expect("valid");
+        assert!(matches!(second.spellings, Spellings::List(_)));
+        assert_eq!(written(&second, &second_headers)[..2], ["Host", "Host"]);
+        let mut removed = case.clone();
+        assert!(removed.remove(&mut headers.clone(), "host").is_some());
+        assert!(matches!(removed.spellings, Spellings::List(_)));
+
+        // Without lowercase names, nothing positional is recorded, so nothing needs one.
+        let mut plain = CaseMap::with_case();
+        let mut headers = HMap::new();
+        for name in ["Host", "Accept", "Host"] {
+            plain.append(&mut headers, name, value()).expect("valid");
+        }
+        assert!(plain.remove(&mut headers, "accept").is_some());
+        plain.mark_stale(&headers);
+        headers.append("via", value());
+        plain
+            .insert(&mut headers, "Server", value())
+            .expect("valid");
+        assert!(matches!(plain.spellings, Spellings::Bits(0)));
+        assert_eq!(written(&plain, &headers), ["Host", "Host", "Via", "Server"]);
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub mod prelude {
 pub enum HeaderNameVariant<'a> {
     /// The spelling recorded when the header was added.
     Case(&'a CaseHeaderName),
-    /// No spelling was recorded: the name's [`default_spelling`].
+    /// No spelling of its own is kept: the name's [`default_spelling`], or its lowercase
+    /// form when that is how it was given (both need no storage).
     Titled(&'a str),
 }
 

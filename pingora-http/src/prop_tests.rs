@@ -57,8 +57,8 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 fn op(raw_edits: bool) -> impl Strategy<Value = Op> {
     let name = 0..NAMES.len();
     let api = prop_oneof![
-        4 => (name.clone(), any::<u32>(), value()).prop_map(|(n, c, v)| Op::Append(n, c, v)),
-        2 => (name.clone(), any::<u32>(), value()).prop_map(|(n, c, v)| Op::Insert(n, c, v)),
+        4 => (name.clone(), case(), value()).prop_map(|(n, c, v)| Op::Append(n, c, v)),
+        2 => (name.clone(), case(), value()).prop_map(|(n, c, v)| Op::Insert(n, c, v)),
         1 => (name.clone(), any::<u32>()).prop_map(|(n, c)| Op::Remove(n, c)),
     ];
     let raw = prop_oneof![
@@ -73,8 +73,21 @@ fn op(raw_edits: bool) -> impl Strategy<Value = Op> {
     }
 }
 
-/// `name` with the letters whose bit is set in `bits` in uppercase.
-fn spell(name: &str, bits: u32) -> String {
+/// Case bits for [`spell`]: often the two spellings kept without a list (default and
+/// lowercase), else any.
+fn case() -> impl Strategy<Value = u32> {
+    prop_oneof![2 => Just(DEFAULT), 2 => Just(0u32), 3 => any::<u32>()]
+}
+
+/// Case bits that [`spell`] turns into the name's default spelling.
+const DEFAULT: u32 = 0x5eed_cafe;
+
+/// `name` with the letters whose bit is set in `bits` in uppercase; its default spelling for
+/// [`DEFAULT`].
+fn spell(name: &'static str, bits: u32) -> String {
+    if bits == DEFAULT {
+        return default_spelling(&HeaderName::from_static(name)).to_owned();
+    }
     name.chars()
         .enumerate()
         .map(|(i, c)| {

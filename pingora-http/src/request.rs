@@ -63,7 +63,7 @@ impl RequestHeader {
         base.headers.reserve(header_capacity(size_hint));
         // The same room for spellings as the map has for values, so both grow together.
         let case = if preserve_case {
-            CaseMap::with_case(base.headers.capacity())
+            CaseMap::with_case()
         } else {
             CaseMap::no_case()
         };
@@ -370,7 +370,7 @@ impl DerefMut for RequestHeader {
     /// spellings; see the [crate docs](crate#the-header-map-is-the-source-of-truth).
     #[inline]
     fn deref_mut(&mut self) -> &mut ReqParts {
-        self.case.mark_stale();
+        self.case.mark_stale(&self.base.headers);
         &mut self.base
     }
 }

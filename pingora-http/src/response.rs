@@ -54,7 +54,7 @@ impl ResponseHeader {
         base.headers.reserve(header_capacity(size_hint));
         // The same room for spellings as the map has for values, so both grow together.
         let case = if preserve_case {
-            CaseMap::with_case(base.headers.capacity())
+            CaseMap::with_case()
         } else {
             CaseMap::no_case()
         };
@@ -278,7 +278,7 @@ impl DerefMut for ResponseHeader {
     /// spellings; see the [crate docs](crate#the-header-map-is-the-source-of-truth).
     #[inline]
     fn deref_mut(&mut self) -> &mut RespParts {
-        self.case.mark_stale();
+        self.case.mark_stale(&self.base.headers);
         &mut self.base
     }
 }

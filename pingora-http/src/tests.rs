@@ -80,6 +80,20 @@ fn canonical_table_is_sorted_and_consistent() {
 
 #[test]
 fn default_spelling_of_well_known_and_custom_names() {
+    // Names that share a length and a first word with well-known ones.
+    for custom in [
+        "content-lxxxxxxx",
+        "x-forwarded-fox",
+        "hast",
+        "tf",
+        "accept-rangez",
+    ] {
+        assert_eq!(default_spelling(&HeaderName::from_static(custom)), custom);
+    }
+    assert_eq!(
+        default_spelling(&header::CONTENT_LOCATION),
+        "Content-Location"
+    );
     assert_eq!(default_spelling(&header::CONTENT_LENGTH), "Content-Length");
     assert_eq!(default_spelling(&header::ETAG), "ETag");
     assert_eq!(default_spelling(&header::TE), "TE");
