@@ -115,14 +115,14 @@ impl CaseMap {
         // Lowercase bits name positions, which the change may move: they become a list
         // while they still match the map, and the list is realigned after the change.
         if matches!(self.spellings, Spellings::Bits(bits) if bits != 0) {
-            self.to_list(headers);
+            self.make_list(headers);
         }
         self.stale = true;
     }
 
     /// Turns recorded bits into a list of spellings, one per header of `headers`.
     #[cold]
-    fn to_list(&mut self, headers: &HMap) {
+    fn make_list(&mut self, headers: &HMap) {
         let Spellings::Bits(bits) = self.spellings else {
             return;
         };
@@ -161,7 +161,7 @@ impl CaseMap {
             // A new name goes last, moving nothing.
             return Some((form == Form::Lowercase).then_some(at));
         }
-        self.to_list(headers);
+        self.make_list(headers);
         None
     }
 
@@ -252,7 +252,7 @@ impl CaseMap {
             }
             // The map moves its last name into the removed one's place: the bits of both
             // would move, which a list follows.
-            self.to_list(headers);
+            self.make_list(headers);
         }
         let Spellings::List(spellings) = &mut self.spellings else {
             return headers.remove(name);
