@@ -22,6 +22,19 @@ use crate::protocols::http::compression::ResponseCompressionCtx;
 #[derive(Debug)]
 pub struct ResponseCompression(ResponseCompressionCtx);
 
+impl ResponseCompression {
+    /// The request head filter, which never waits: [`HttpModuleCtx`](super::HttpModuleCtx)
+    /// calls it directly.
+    pub(super) fn filter_request(&mut self, req: &mut RequestHeader) {
+        self.0.request_filter(req);
+    }
+
+    /// The response head filter, which never waits (see [`filter_request`](Self::filter_request)).
+    pub(super) fn filter_response(&mut self, resp: &mut ResponseHeader, end_of_stream: bool) {
+        self.0.response_header_filter(resp, end_of_stream);
+    }
+}
+
 impl Deref for ResponseCompression {
     type Target = ResponseCompressionCtx;
 
@@ -39,7 +52,7 @@ impl DerefMut for ResponseCompression {
 #[async_trait]
 impl HttpModule for ResponseCompression {
     async fn request_header_filter(&mut self, req: &mut RequestHeader) -> Result<()> {
-        self.0.request_filter(req);
+        self.filter_request(req);
         Ok(())
     }
 
@@ -48,7 +61,7 @@ impl HttpModule for ResponseCompression {
         resp: &mut ResponseHeader,
         end_of_stream: bool,
     ) -> Result<()> {
-        self.0.response_header_filter(resp, end_of_stream);
+        self.filter_response(resp, end_of_stream);
         Ok(())
     }
 
