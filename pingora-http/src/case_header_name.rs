@@ -240,25 +240,39 @@ pub fn default_spelling(name: &HeaderName) -> &str {
 /// The conventional spelling of a lowercase header name, when it is a well-known one.
 #[inline]
 fn canonical_spelling(lowercase: &str) -> Option<&'static str> {
-    // This runs for most headers parsed or written, so the few names of the same length
-    // are told apart by one word of their bytes first: names shorter than a word need no
-    // other comparison, longer ones one comparison of the rest.
+    // This runs for most headers parsed or written: one hash, one slot, one comparison.
     let bytes = lowercase.as_bytes();
-    let &(start, end) = BY_LENGTH.get(bytes.len())?;
-    let (start, end) = (usize::from(start), usize::from(end));
-    let key = word_key(bytes);
-    // Names may share their first word ("content-language", "content-location").
-    KEYS[start..end]
-        .iter()
-        .zip(&CANONICAL[start..end])
-        .find(|(&k, (known, _))| {
-            k == key && (bytes.len() <= 8 || same_bytes(known.as_bytes(), bytes))
-        })
-        .map(|(_, &(_, canonical))| canonical)
+    let &(known, canonical) = CANONICAL.get(usize::from(SLOTS[slot(bytes)]))?;
+    same_bytes(known.as_bytes(), bytes).then_some(canonical)
 }
 
-/// A word made of a name's bytes: all of them when it is shorter than a word (two names of
-/// the same length are then equal exactly when their words are), else its first eight.
+/// The slot of a name in [`SLOTS`]: a multiplicative hash of its length and of the words
+/// at its start and end, with a multiplier chosen so that no two names of [`CANONICAL`]
+/// share a slot (which building [`SLOTS`] checks at compile time).
+#[inline]
+const fn slot(bytes: &[u8]) -> usize {
+    const MULTIPLIER: u64 = 0x4858_cfca_e5f9_683f;
+    let len = bytes.len();
+    let tail = if len > 8 {
+        u64::from_le_bytes([
+            bytes[len - 8],
+            bytes[len - 7],
+            bytes[len - 6],
+            bytes[len - 5],
+            bytes[len - 4],
+            bytes[len - 3],
+            bytes[len - 2],
+            bytes[len - 1],
+        ])
+    } else {
+        0
+    };
+    let key = word_key(bytes) ^ tail.rotate_left(29) ^ len as u64;
+    (key.wrapping_mul(MULTIPLIER) >> (u64::BITS - SLOT_BITS)) as usize
+}
+
+/// A word made of a name's bytes: all of them when it is shorter than a word, else its
+/// first eight.
 #[inline]
 const fn word_key(bytes: &[u8]) -> u64 {
     const fn byte(bytes: &[u8], i: usize) -> u64 {
@@ -284,43 +298,27 @@ const fn word_key(bytes: &[u8]) -> u64 {
     }
 }
 
-/// The [`word_key`] of each name of [`CANONICAL`], in its order.
-static KEYS: [u64; CANONICAL.len()] = keys();
+/// Bits of a [`slot`].
+const SLOT_BITS: u32 = 9;
 
-const fn keys() -> [u64; CANONICAL.len()] {
-    let mut keys = [0; CANONICAL.len()];
+/// For each slot, the index in [`CANONICAL`] of the name hashed there, or `u8::MAX`.
+static SLOTS: [u8; 1 << SLOT_BITS] = slots();
+
+const fn slots() -> [u8; 1 << SLOT_BITS] {
+    assert!(CANONICAL.len() < u8::MAX as usize);
+    let mut slots = [u8::MAX; 1 << SLOT_BITS];
     let mut i = 0;
     while i < CANONICAL.len() {
-        keys[i] = word_key(CANONICAL[i].0.as_bytes());
+        let at = slot(CANONICAL[i].0.as_bytes());
+        assert!(slots[at] == u8::MAX, "two well-known names share a slot");
+        slots[at] = i as u8;
         i += 1;
     }
-    keys
-}
-
-/// Longest name in [`CANONICAL`], plus one.
-pub(crate) const LENGTHS: usize = 36;
-
-/// For each length, the range of [`CANONICAL`] holding the names of that length.
-static BY_LENGTH: [(u8, u8); LENGTHS] = by_length();
-
-const fn by_length() -> [(u8, u8); LENGTHS] {
-    let mut ranges = [(0u8, 0u8); LENGTHS];
-    let mut i = 0;
-    while i < CANONICAL.len() {
-        let len = CANONICAL[i].0.len();
-        // Lengths and indices are small: the table test checks both fit.
-        let index = i as u8;
-        if ranges[len].1 == 0 {
-            ranges[len].0 = index;
-        }
-        ranges[len].1 = index + 1;
-        i += 1;
-    }
-    ranges
+    slots
 }
 
 /// Every header name [`http::header`] defines, plus a few common unregistered ones, with the
-/// spelling their specifications use. Sorted by (length, lowercase name).
+/// spelling their specifications use. Sorted by (length, lowercase name); at most 254.
 pub(crate) const CANONICAL: &[(&str, &str)] = &[
     ("te", "TE"),
     ("age", "Age"),
