@@ -1,6 +1,7 @@
 //! Header names as they were spelled, and the default spelling of names with no recorded one.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::header::HeaderName;
@@ -127,7 +128,7 @@ fn load_short(bytes: &[u8]) -> u64 {
 
 /// Lowercases the ASCII letters among eight bytes; other bytes are unchanged.
 #[inline]
-fn to_lower_8(word: u64) -> u64 {
+const fn to_lower_8(word: u64) -> u64 {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let low7 = word & !HIGH;
     // Per byte, without carries between bytes: the high bit is set iff the low seven bits
@@ -246,35 +247,75 @@ fn canonical_spelling(lowercase: &str) -> Option<&'static str> {
     same_bytes(known.as_bytes(), bytes).then_some(canonical)
 }
 
-/// The slot of a name in [`SLOTS`]: a multiplicative hash of its length and of the words
-/// at its start and end, with a multiplier chosen so that no two names of [`CANONICAL`]
-/// share a slot (which building [`SLOTS`] checks at compile time).
+/// A well-known header name, found from its spelling in any case.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WellKnown(usize);
+
+impl WellKnown {
+    /// The well-known name `spelled` is a spelling of, if it is one.
+    #[inline]
+    pub(crate) fn find(spelled: &[u8]) -> Option<WellKnown> {
+        let at = usize::from(SLOTS[slot(spelled)]);
+        let (known, _) = CANONICAL.get(at)?;
+        let known = known.as_bytes();
+        (known.len() == spelled.len() && eq_ignore_case(spelled, known, |lower| lower))
+            .then_some(WellKnown(at))
+    }
+
+    /// The name, as the header map keys it.
+    #[inline]
+    pub(crate) fn name(self) -> HeaderName {
+        NAMES[self.0].clone()
+    }
+
+    /// Its lowercase spelling.
+    #[inline]
+    pub(crate) fn lowercase(self) -> &'static str {
+        CANONICAL[self.0].0
+    }
+
+    /// Its default spelling.
+    #[inline]
+    pub(crate) fn canonical(self) -> &'static str {
+        CANONICAL[self.0].1
+    }
+}
+
+/// The names of [`CANONICAL`] as [`HeaderName`]s, in its order: a clone is a copy, where
+/// parsing a name costs a case-folding pass and a lookup of its own.
+static NAMES: LazyLock<Box<[HeaderName]>> = LazyLock::new(|| {
+    CANONICAL
+        .iter()
+        .map(|(lower, _)| HeaderName::from_static(lower))
+        .collect()
+});
+
+/// The slot of a name, in any case, in [`SLOTS`]: a multiplicative hash of its length and
+/// of its (lowercased) [`name_word`], with a multiplier chosen so that no two names of
+/// [`CANONICAL`] share a slot (which building [`SLOTS`] checks at compile time).
 #[inline]
-const fn slot(bytes: &[u8]) -> usize {
-    const MULTIPLIER: u64 = 0x4858_cfca_e5f9_683f;
+fn slot(bytes: &[u8]) -> usize {
     let len = bytes.len();
-    let tail = if len > 8 {
-        u64::from_le_bytes([
-            bytes[len - 8],
-            bytes[len - 7],
-            bytes[len - 6],
-            bytes[len - 5],
-            bytes[len - 4],
-            bytes[len - 3],
-            bytes[len - 2],
-            bytes[len - 1],
-        ])
+    // The same word as `name_word`, loaded as a whole.
+    let word = if len >= 8 {
+        load(&bytes[len - 8..])
     } else {
-        0
+        load_short(bytes)
     };
-    let key = word_key(bytes) ^ tail.rotate_left(29) ^ len as u64;
+    slot_of_word(word, len)
+}
+
+#[inline]
+const fn slot_of_word(word: u64, len: usize) -> usize {
+    const MULTIPLIER: u64 = 0x1de6_8cbc_7368_d8cd;
+    let key = to_lower_8(word) ^ len as u64;
     (key.wrapping_mul(MULTIPLIER) >> (u64::BITS - SLOT_BITS)) as usize
 }
 
-/// A word made of a name's bytes: all of them when it is shorter than a word, else its
-/// first eight.
-#[inline]
-const fn word_key(bytes: &[u8]) -> u64 {
+/// A word made of a name's bytes: all of them when it is shorter than a word (as
+/// [`load_short`] makes it), else its last eight; the well-known names differ in it or in
+/// their length.
+const fn name_word(bytes: &[u8]) -> u64 {
     const fn byte(bytes: &[u8], i: usize) -> u64 {
         bytes[i] as u64
     }
@@ -292,9 +333,15 @@ const fn word_key(bytes: &[u8]) -> u64 {
                 | byte(bytes, len - 2) << 48
                 | byte(bytes, len - 1) << 56
         }
-        _ => u64::from_le_bytes([
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-        ]),
+        _ => {
+            let mut word = 0;
+            let mut i = 0;
+            while i < 8 {
+                word |= byte(bytes, len - 8 + i) << (8 * i);
+                i += 1;
+            }
+            word
+        }
     }
 }
 
@@ -309,7 +356,8 @@ const fn slots() -> [u8; 1 << SLOT_BITS] {
     let mut slots = [u8::MAX; 1 << SLOT_BITS];
     let mut i = 0;
     while i < CANONICAL.len() {
-        let at = slot(CANONICAL[i].0.as_bytes());
+        let name = CANONICAL[i].0.as_bytes();
+        let at = slot_of_word(name_word(name), name.len());
         assert!(slots[at] == u8::MAX, "two well-known names share a slot");
         slots[at] = i as u8;
         i += 1;

@@ -32,7 +32,9 @@ use bytes::BufMut;
 use http::header::{AsHeaderName, HeaderName, HeaderValue};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 
-use crate::case_header_name::{default_spelling, same_bytes, CaseHeaderName, IntoCaseHeaderName};
+use crate::case_header_name::{
+    default_spelling, same_bytes, CaseHeaderName, IntoCaseHeaderName, WellKnown,
+};
 use crate::{HMap, HeaderNameVariant};
 
 /// Spellings of the names in a header map; see the module docs.
@@ -72,15 +74,17 @@ enum Form {
 }
 
 impl Form {
+    /// The form of `spelling`, a spelling of `name`, which is `known` if well known.
     #[inline]
-    fn of(spelling: &CaseHeaderName, name: &HeaderName) -> Form {
+    fn of(spelling: &CaseHeaderName, name: &HeaderName, known: Option<WellKnown>) -> Form {
         let spelled = spelling.as_slice();
-        if same_bytes(spelled, default_spelling(name).as_bytes()) {
-            Form::Default
-        } else if same_bytes(spelled, name.as_str().as_bytes()) {
-            Form::Lowercase
-        } else {
-            Form::Other
+        match known {
+            Some(known) if same_bytes(spelled, known.canonical().as_bytes()) => Form::Default,
+            Some(known) if same_bytes(spelled, known.lowercase().as_bytes()) => Form::Lowercase,
+            Some(_) => Form::Other,
+            // Other names are spelled in lowercase by default.
+            None if same_bytes(spelled, name.as_str().as_bytes()) => Form::Default,
+            None => Form::Other,
         }
     }
 }
@@ -142,16 +146,16 @@ impl CaseMap {
     /// lowercase, if any, once the map has the value. Otherwise the bits become a list (if
     /// they were not one already) and `None` says to record the spelling there.
     #[inline]
-    fn bits_for(
-        &mut self,
-        headers: &HMap,
-        spelling: &CaseHeaderName,
-        name: &HeaderName,
-    ) -> Option<Option<usize>> {
+    fn bits_for(&mut self, headers: &HMap, name: &ParsedName) -> Option<Option<usize>> {
         let Spellings::Bits(bits) = self.spellings else {
             return None;
         };
-        let form = Form::of(spelling, name);
+        let ParsedName {
+            spelling,
+            name,
+            known,
+        } = name;
+        let form = Form::of(spelling, name, *known);
         if form == Form::Default && bits == 0 {
             // Every header stays default-spelled wherever the map puts it.
             return Some(None);
@@ -180,9 +184,10 @@ impl CaseMap {
         name: impl IntoCaseHeaderName,
         value: HeaderValue,
     ) -> Result<bool> {
-        let (spelling, name) = parse_name(name)?;
+        let parsed = parse_name(name)?;
         self.realign(headers);
-        let bits = self.bits_for(headers, &spelling, &name);
+        let bits = self.bits_for(headers, &parsed);
+        let ParsedName { spelling, name, .. } = parsed;
         let existed = headers
             .try_append(name, value)
             .or_err(ErrorType::InvalidHTTPHeader, "too many headers")?;
@@ -207,9 +212,10 @@ impl CaseMap {
         name: impl IntoCaseHeaderName,
         value: HeaderValue,
     ) -> Result<()> {
-        let (spelling, name) = parse_name(name)?;
+        let parsed = parse_name(name)?;
         self.realign(headers);
-        let bits = self.bits_for(headers, &spelling, &name);
+        let bits = self.bits_for(headers, &parsed);
+        let ParsedName { spelling, name, .. } = parsed;
         let replaced = headers
             .try_insert(name, value)
             .or_err(ErrorType::InvalidHTTPHeader, "too many headers")?;
@@ -358,11 +364,32 @@ impl CaseMap {
     }
 }
 
-/// Validates a name; returns its spelling and the map key.
-fn parse_name(name: impl IntoCaseHeaderName) -> Result<(CaseHeaderName, HeaderName)> {
+/// A name about to be added: as spelled, as the map keys it, and which well-known name it
+/// is, if one.
+struct ParsedName {
+    spelling: CaseHeaderName,
+    name: HeaderName,
+    known: Option<WellKnown>,
+}
+
+/// Validates a name.
+#[inline]
+fn parse_name(name: impl IntoCaseHeaderName) -> Result<ParsedName> {
     let spelling = name.into_case_header_name();
+    // Most names are well known: one lookup gives the key, with no case-folding pass.
+    if let Some(known) = WellKnown::find(spelling.as_slice()) {
+        return Ok(ParsedName {
+            spelling,
+            name: known.name(),
+            known: Some(known),
+        });
+    }
     match HeaderName::from_bytes(spelling.as_slice()) {
-        Ok(key) => Ok((spelling, key)),
+        Ok(name) => Ok(ParsedName {
+            spelling,
+            name,
+            known: None,
+        }),
         Err(e) => Err(Error::because(
             ErrorType::InvalidHTTPHeader,
             format!(

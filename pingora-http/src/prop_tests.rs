@@ -330,6 +330,39 @@ proptest! {
 }
 
 proptest! {
+    /// A spelling is found to be well known exactly when its lowercase form is in the table,
+    /// whatever the bytes (those near a well-known name most of all).
+    #[test]
+    fn well_known_lookup_matches_the_table(
+        base in prop::sample::select(crate::case_header_name::CANONICAL),
+        flips in proptest::collection::vec(any::<bool>(), 40),
+        tweak in any::<Option<(prop::sample::Index, u8)>>(),
+        random in proptest::collection::vec(any::<u8>(), 0..40),
+        use_random in any::<bool>(),
+    ) {
+        let mut spelled: Vec<u8> = if use_random {
+            random
+        } else {
+            base.0
+                .bytes()
+                .zip(&flips)
+                .map(|(c, &flip)| if flip { c.to_ascii_uppercase() } else { c })
+                .collect()
+        };
+        if let Some((at, byte)) = tweak {
+            if !spelled.is_empty() {
+                let at = at.index(spelled.len());
+                spelled[at] = byte;
+            }
+        }
+        let lower = spelled.to_ascii_lowercase();
+        let expected = crate::case_header_name::CANONICAL
+            .iter()
+            .find(|(known, _)| known.as_bytes() == &lower[..]);
+        let found = crate::case_header_name::WellKnown::find(&spelled);
+        prop_assert_eq!(found.map(|k| k.lowercase()), expected.map(|(known, _)| *known));
+    }
+
     /// The word-wise comparison agrees with the standard one on any bytes.
     #[test]
     fn same_name_matches_std(

@@ -4,7 +4,7 @@ use http::Uri;
 use pingora_error::ErrorType;
 
 use super::*;
-use crate::case_header_name::CANONICAL;
+use crate::case_header_name::{WellKnown, CANONICAL};
 
 /// The head's field lines as written.
 fn wire(req: &RequestHeader) -> String {
@@ -71,6 +71,32 @@ fn canonical_table_is_sorted_and_consistent() {
         assert_eq!(canonical.to_ascii_lowercase(), *lower);
         let name = HeaderName::from_static(lower);
         assert_eq!(default_spelling(&name), *canonical);
+    }
+}
+
+#[test]
+fn well_known_names_are_found_in_any_case() {
+    for (lower, canonical) in CANONICAL {
+        for spelled in [
+            lower.to_string(),
+            canonical.to_string(),
+            lower.to_ascii_uppercase(),
+        ] {
+            let known = WellKnown::find(spelled.as_bytes()).expect("a well-known name");
+            assert_eq!(known.lowercase(), *lower);
+            assert_eq!(known.canonical(), *canonical);
+            assert_eq!(known.name(), HeaderName::from_static(lower));
+        }
+    }
+    for other in [
+        "content-lengtH2",
+        "x-forwarded-fox",
+        "content_length",
+        "Host ",
+        "",
+        "Dn",
+    ] {
+        assert!(WellKnown::find(other.as_bytes()).is_none(), "{other}");
     }
 }
 
