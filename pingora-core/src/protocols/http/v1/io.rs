@@ -3,10 +3,14 @@
 
 use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use pin_project_lite::pin_project;
 use pingora_error::{Error, ErrorType, OrErr, Result};
+use pingora_timeout::fast_timeout::FastTimeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::protocols::Stream;
@@ -19,17 +23,62 @@ pub(crate) const READ_CHUNK: usize = 4096;
 pub(crate) const BODY_READ_CHUNK: usize = 64 * 1024;
 
 /// Runs `fut`, bounded by `limit` if set. Expiry is an error of kind `on_timeout`.
-pub(crate) async fn with_timeout<T>(
+///
+/// A future rather than an `async fn`: an `async fn` would keep `fut` as an argument beside
+/// the copy it awaits, doubling the size of every read and write future that goes through
+/// here, and with them every future that awaits those (they are moved at each `.await`).
+pub(crate) fn with_timeout<T, F>(
     limit: Option<Duration>,
     on_timeout: ErrorType,
-    fut: impl Future<Output = Result<T>>,
-) -> Result<T> {
+    fut: F,
+) -> WithTimeout<F>
+where
+    F: Future<Output = Result<T>>,
+{
     match limit {
-        None => fut.await,
-        Some(limit) => match pingora_timeout::timeout(limit, fut).await {
-            Ok(result) => result,
-            Err(_) => Error::e_explain(on_timeout, format!("timed out after {limit:?}")),
+        None => WithTimeout::Unbounded { fut },
+        Some(limit) => WithTimeout::Bounded {
+            timed: pingora_timeout::timeout(limit, fut),
+            limit,
+            on_timeout,
         },
+    }
+}
+
+pin_project! {
+    /// The future of [`with_timeout`].
+    #[project = WithTimeoutProj]
+    pub(crate) enum WithTimeout<F> {
+        Unbounded { #[pin] fut: F },
+        Bounded {
+            #[pin]
+            timed: pingora_timeout::Timeout<F, FastTimeout>,
+            limit: Duration,
+            on_timeout: ErrorType,
+        },
+    }
+}
+
+impl<T, F> Future for WithTimeout<F>
+where
+    F: Future<Output = Result<T>>,
+{
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match self.project() {
+            WithTimeoutProj::Unbounded { fut } => fut.poll(cx),
+            WithTimeoutProj::Bounded {
+                timed,
+                limit,
+                on_timeout,
+            } => Poll::Ready(match ready!(timed.poll(cx)) {
+                Ok(result) => result,
+                Err(_) => {
+                    Error::e_explain(on_timeout.clone(), format!("timed out after {limit:?}"))
+                }
+            }),
+        }
     }
 }
 
