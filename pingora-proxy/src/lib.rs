@@ -441,14 +441,18 @@ where
         };
         let connect_start = std::time::Instant::now();
         let connect_span = observe::connect_span(session, &peer);
-        let connected =
-            observe::in_span!(connect_span, self.client_upstream.get_http_session(&*peer));
-        let (mut client, reused) = match connected {
-            Ok(connected) => connected,
-            Err(mut e) => {
-                e.as_up();
-                let e = self.inner.fail_to_connect(session, &peer, ctx, e);
-                return (false, Some(e));
+        // In a block of its own, so that the result's storage is not kept in this future
+        // beside the session taken out of it.
+        let (mut client, reused) = {
+            let connected =
+                observe::in_span!(connect_span, self.client_upstream.get_http_session(&*peer));
+            match connected {
+                Ok(connected) => connected,
+                Err(mut e) => {
+                    e.as_up();
+                    let e = self.inner.fail_to_connect(session, &peer, ctx, e);
+                    return (false, Some(e));
+                }
             }
         };
         let fd = client.fd();

@@ -190,9 +190,14 @@ impl Connector {
                     (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
                     (ours, theirs) => ours.or(theirs),
                 };
-                if let Some(stream) = h1.reuse().await {
-                    self.transport
-                        .release_stream(stream, peer.reuse_hash(), idle_timeout);
+                match h1.into_reusable() {
+                    Ok(stream) => {
+                        self.transport
+                            .release_stream(stream, peer.reuse_hash(), idle_timeout);
+                    }
+                    // Boxed: closing is the rare path, and its future would otherwise sit in
+                    // every request's future, which is moved at each `.await`.
+                    Err(mut h1) => Box::pin(async move { h1.shutdown().await }).await,
                 }
             }
             HttpSession::H2(h2) => {

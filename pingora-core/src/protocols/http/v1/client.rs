@@ -580,21 +580,31 @@ impl HttpSession {
 
     /// Ends the exchange. Returns the connection if it can carry another request: keepalive
     /// allowed, request and response complete, and no byte beyond the response received.
-    pub async fn reuse(mut self) -> Option<Stream> {
+    pub async fn reuse(self) -> Option<Stream> {
+        match self.into_reusable() {
+            Ok(stream) => Some(stream),
+            Err(mut session) => {
+                session.shutdown().await;
+                None
+            }
+        }
+    }
+
+    /// The connection, if it can serve another request (see [`reuse`](Self::reuse));
+    /// otherwise the session, to be shut down.
+    pub(crate) fn into_reusable(self) -> std::result::Result<Stream, Box<Self>> {
         let request_done = self.encoder.as_ref().is_some_and(BodyEncoder::is_finished);
         if !self.will_keepalive() || !request_done || !self.decoder.is_done() || self.eof {
-            self.shutdown().await;
-            return None;
+            return Err(Box::new(self));
         }
         if !self.buf.is_empty() {
             debug!(
                 "upstream sent {} bytes beyond its response; not reusing",
                 self.buf.len()
             );
-            self.shutdown().await;
-            return None;
+            return Err(Box::new(self));
         }
-        Some(self.stream)
+        Ok(self.stream)
     }
 
     /// Closes the connection.
