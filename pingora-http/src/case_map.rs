@@ -75,7 +75,7 @@ enum Form {
 
 impl Form {
     /// The form of `spelling`, a spelling of `name`, which is `known` if well known.
-    #[inline]
+    #[inline(always)]
     fn of(spelling: &CaseHeaderName, name: &HeaderName, known: Option<WellKnown>) -> Form {
         let spelled = spelling.as_slice();
         match known {
@@ -145,7 +145,7 @@ impl CaseMap {
     /// about to be added or to replace the name's values: `Some` with the position to mark
     /// lowercase, if any, once the map has the value. Otherwise the bits become a list (if
     /// they were not one already) and `None` says to record the spelling there.
-    #[inline]
+    #[inline(always)]
     fn bits_for(&mut self, headers: &HMap, name: &ParsedName) -> Option<Option<usize>> {
         let Spellings::Bits(bits) = self.spellings else {
             return None;
@@ -373,7 +373,7 @@ struct ParsedName {
 }
 
 /// Validates a name.
-#[inline]
+#[inline(always)]
 fn parse_name(name: impl IntoCaseHeaderName) -> Result<ParsedName> {
     let spelling = name.into_case_header_name();
     // Most names are well known: one lookup gives the key, with no case-folding pass.
