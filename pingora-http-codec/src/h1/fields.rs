@@ -63,6 +63,14 @@ pub fn request_keepalive(minor: u8, tokens: &ConnectionTokens) -> bool {
 /// Parses a `Content-Length` value: `1*DIGIT`, or a list of identical such values
 /// (RFC 9110 section 8.6). `None` if invalid, conflicting or over `u64::MAX`.
 pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    // The usual value, one number alone, parsed in one pass; 19 digits cannot overflow.
+    if (1..=19).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+        return Some(
+            value
+                .iter()
+                .fold(0, |n, &digit| n * 10 + u64::from(digit - b'0')),
+        );
+    }
     let mut result = None;
     let mut items = 0;
     for item in value.split(|&b| b == b',') {
@@ -180,6 +188,11 @@ mod tests {
     #[test]
     fn content_length() {
         assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"0042"), Some(42));
+        assert_eq!(
+            parse_content_length(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         assert_eq!(parse_content_length(b" 42 "), Some(42));
         assert_eq!(parse_content_length(b"7, 7,7"), Some(7));
         assert_eq!(

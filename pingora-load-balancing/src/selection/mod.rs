@@ -70,6 +70,10 @@ pub type Consistent = consistent::KetamaHashing;
 #[derive(Debug)]
 pub struct UniqueIterator<I: BackendIter> {
     iter: I,
+    /// The key of the first backend returned: most selections stop there, so it is kept
+    /// apart from `seen`, which then allocates nothing.
+    first: Option<u64>,
+    /// The keys of the others.
     seen: Vec<u64>,
     steps: usize,
     max_iterations: usize,
@@ -80,6 +84,7 @@ impl<I: BackendIter> UniqueIterator<I> {
     pub fn new(iter: I, max_iterations: usize) -> Self {
         UniqueIterator {
             iter,
+            first: None,
             seen: Vec::new(),
             steps: 0,
             max_iterations,
@@ -97,10 +102,12 @@ impl<I: BackendIter> UniqueIterator<I> {
             self.steps += 1;
             let backend = self.iter.next()?;
             let key = backend.hash_key();
-            if !self.seen.contains(&key) {
-                self.seen.push(key);
-                return Some((backend.clone(), key));
+            match self.first {
+                None => self.first = Some(key),
+                Some(first) if first == key || self.seen.contains(&key) => continue,
+                Some(_) => self.seen.push(key),
             }
+            return Some((backend.clone(), key));
         }
         None
     }
