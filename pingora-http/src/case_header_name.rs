@@ -241,10 +241,7 @@ pub fn default_spelling(name: &HeaderName) -> &str {
 /// The conventional spelling of a lowercase header name, when it is a well-known one.
 #[inline]
 fn canonical_spelling(lowercase: &str) -> Option<&'static str> {
-    // This runs for most headers parsed or written: one hash, one slot, one comparison.
-    let bytes = lowercase.as_bytes();
-    let &(known, canonical) = CANONICAL.get(usize::from(SLOTS[slot(bytes)]))?;
-    same_bytes(known.as_bytes(), bytes).then_some(canonical)
+    WellKnown::find(lowercase.as_bytes()).map(WellKnown::canonical)
 }
 
 /// A well-known header name, found from its spelling in any case.
@@ -252,7 +249,8 @@ fn canonical_spelling(lowercase: &str) -> Option<&'static str> {
 pub(crate) struct WellKnown(usize);
 
 impl WellKnown {
-    /// The well-known name `spelled` is a spelling of, if it is one.
+    /// The well-known name `spelled` is a spelling of, if it is one. This runs for most
+    /// headers parsed or written: one hash, one slot, one comparison.
     #[inline]
     pub(crate) fn find(spelled: &[u8]) -> Option<WellKnown> {
         let at = usize::from(SLOTS[slot(spelled)]);

@@ -277,12 +277,11 @@ impl CaseMap {
 
     /// The headers with the spelling each is written with, in the map's order.
     pub(crate) fn iter<'a>(&'a self, headers: &'a HMap) -> SpelledIter<'a> {
-        let (spellings, lowercase): (&[CaseHeaderName], u64) = match &self.spellings {
-            Spellings::Off => (&[], 0),
-            Spellings::Bits(bits) => (&[], *bits),
-            Spellings::List(spellings) => (spellings, 0),
+        let (spellings, lowercase, listed): (&[CaseHeaderName], u64, bool) = match &self.spellings {
+            Spellings::Off => (&[], 0, false),
+            Spellings::Bits(bits) => (&[], *bits, false),
+            Spellings::List(spellings) => (spellings, 0, true),
         };
-        let listed = matches!(self.spellings, Spellings::List(_));
         SpelledIter {
             inner: headers.iter(),
             spellings,

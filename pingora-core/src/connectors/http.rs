@@ -197,7 +197,7 @@ impl Connector {
                     }
                     // Boxed: closing is the rare path, and its future would otherwise sit in
                     // every request's future, which is moved at each `.await`.
-                    Err(mut h1) => Box::pin(async move { h1.shutdown().await }).await,
+                    Err(mut h1) => Box::pin(h1.shutdown()).await,
                 }
             }
             HttpSession::H2(h2) => {
